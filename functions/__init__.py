@@ -1,0 +1,1 @@
+"""Thin functions-framework entry points, one module per Workbench function."""

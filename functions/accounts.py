@@ -1,0 +1,55 @@
+"""HTTP function ``accounts``: the admin's account management and each user's own account."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared import accounts as account_service
+from shared.api import Call, serve
+from shared.models import Account, ExportPackage
+
+
+def list_accounts(call: Call) -> list[Account]:
+    return account_service.list_accounts(call.platform)
+
+
+def create(call: Call) -> Account:
+    return account_service.create(call.platform, call.body)
+
+
+def read(call: Call) -> Account:
+    return account_service.read(call.platform, call.principal, call.params["account_id"])
+
+
+def update(call: Call) -> Account:
+    return account_service.update(call.platform, call.principal, call.params["account_id"], call.body)
+
+
+def delete(call: Call) -> None:
+    account_service.delete(call.platform, call.params["account_id"])
+
+
+def export_package(call: Call) -> ExportPackage:
+    return account_service.export_package(call.platform, call.principal, call.params["account_id"])
+
+
+def import_package(call: Call) -> Account:
+    return account_service.import_package(call.platform, call.body)
+
+
+@functions_framework.http
+def accounts(request: Request) -> Response:
+    return serve(
+        "accounts",
+        request,
+        {
+            "list": list_accounts,
+            "create": create,
+            "read": read,
+            "update": update,
+            "delete": delete,
+            "export_package": export_package,
+            "import_package": import_package,
+        },
+    )

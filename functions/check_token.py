@@ -1,0 +1,24 @@
+"""HTTP function ``check_token``: is the token valid, and may it reach the given host."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared import stacks
+from shared.api import Call, serve
+from shared.errors import Forbidden
+
+
+def check(call: Call) -> None:
+    principal = call.principal
+    host = call.query("host")
+    if host:
+        mine = stacks.endpoint_hosts(call.platform.store.list_stacks(principal.user))
+        if host.lower() not in mine:
+            raise Forbidden(f"host '{host}' is not one of your stacks' endpoints")
+
+
+@functions_framework.http
+def check_token(request: Request) -> Response:
+    return serve("check_token", request, {"check": check})

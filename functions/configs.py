@@ -1,0 +1,20 @@
+"""HTTP function ``configs``: the configuration options of the named service specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+from flask import Request, Response
+
+from shared import specs
+from shared.api import Call, serve
+
+
+def list_configs(call: Call) -> dict[str, Any]:
+    return specs.configs(call.platform, call.principal, call.query("services"))
+
+
+@functions_framework.http
+def configs(request: Request) -> Response:
+    return serve("configs", request, {"list": list_configs})

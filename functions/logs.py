@@ -1,0 +1,18 @@
+"""HTTP function ``logs``: a stack service's status messages and log tail."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared import stacks
+from shared.api import Call, serve
+
+
+def read(call: Call) -> str:
+    return stacks.logs(call.platform, call.principal.user, call.params["ssid"], call.query("lines"))
+
+
+@functions_framework.http
+def logs(request: Request) -> Response:
+    return serve("logs", request, {"read": read})

@@ -1,0 +1,22 @@
+"""HTTP function ``refresh_token``: a fresh token for one issued within the refresh window."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared.api import Call, serve
+from shared.errors import Unauthorized
+from shared.models import Token
+
+
+def refresh(call: Call) -> Token:
+    token = call.bearer_token()
+    if token is None:
+        raise Unauthorized("missing bearer token")
+    return Token(token=call.platform.tokens.refresh(token))
+
+
+@functions_framework.http
+def refresh_token(request: Request) -> Response:
+    return serve("refresh_token", request, {"refresh": refresh})

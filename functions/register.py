@@ -1,0 +1,53 @@
+"""HTTP function ``register``: registration, e-mail verification, approval and password reset."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared import accounts
+from shared.api import Call, serve
+from shared.models import Account, Message
+
+
+def register_account(call: Call) -> Account:
+    return accounts.register(call.platform, call.body)
+
+
+def verify(call: Call) -> Message:
+    return Message(message=accounts.verify(call.platform, call.body.u, call.body.t))
+
+
+def approve(call: Call) -> Message:
+    user, token = call.query("u") or "", call.query("t") or ""
+    return Message(message=accounts.decide(call.platform, user, token, approve=True))
+
+
+def deny(call: Call) -> Message:
+    user, token = call.query("u") or "", call.query("t") or ""
+    return Message(message=accounts.decide(call.platform, user, token, approve=False))
+
+
+def reset(call: Call) -> Message:
+    name = call.params.get("account_id") or call.query("userId") or ""
+    return Message(message=accounts.request_reset(call.platform, name))
+
+
+def change_password(call: Call) -> Message:
+    return Message(message=accounts.change_password(call.platform, call.bearer_token(), call.body.password))
+
+
+@functions_framework.http
+def register(request: Request) -> Response:
+    return serve(
+        "register",
+        request,
+        {
+            "register": register_account,
+            "verify": verify,
+            "approve": approve,
+            "deny": deny,
+            "reset": reset,
+            "change_password": change_password,
+        },
+    )

@@ -1,0 +1,50 @@
+"""HTTP function ``stacks``: the caller's stacks, to list, add, read, change, rename and delete."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared import stacks as stack_service
+from shared.api import Call, serve
+from shared.models import Stack
+
+
+def list_stacks(call: Call) -> list[Stack]:
+    return call.platform.store.list_stacks(call.principal.user)
+
+
+def create(call: Call) -> Stack:
+    return stack_service.create(call.platform, call.principal.user, call.body)
+
+
+def read(call: Call) -> Stack:
+    return stack_service.get(call.platform, call.principal.user, call.params["sid"])
+
+
+def update(call: Call) -> Stack:
+    return stack_service.update(call.platform, call.principal.user, call.params["sid"], call.body)
+
+
+def rename(call: Call) -> Stack:
+    return stack_service.rename(call.platform, call.principal.user, call.params["sid"], call.body.name)
+
+
+def delete(call: Call) -> None:
+    stack_service.delete(call.platform, call.principal.user, call.params["sid"])
+
+
+@functions_framework.http
+def stacks(request: Request) -> Response:
+    return serve(
+        "stacks",
+        request,
+        {
+            "list": list_stacks,
+            "create": create,
+            "read": read,
+            "update": update,
+            "rename": rename,
+            "delete": delete,
+        },
+    )

@@ -1,0 +1,23 @@
+"""HTTP function ``start``: start a stack (202, asynchronous), or quickstart a one-service spec."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared import stacks
+from shared.api import Call, Reply, serve
+from shared.models import Stack
+
+
+def start_stack(call: Call) -> Stack:
+    return stacks.start(call.platform, call.principal.user, call.params["sid"])
+
+
+def quickstart(call: Call) -> Reply:
+    return stacks.quickstart(call.platform, call.principal.user, call.query("key"))
+
+
+@functions_framework.http
+def start(request: Request) -> Response:
+    return serve("start", request, {"start": start_stack, "quickstart": quickstart})

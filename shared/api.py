@@ -1,0 +1,179 @@
+"""Serving a function's routes: match, authenticate, parse the body, call the handler, map the result."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as NoRoute
+from werkzeug.routing import Map, Rule
+
+from shared import registry
+from shared.errors import Forbidden, InvalidInput, Unauthorized, WorkbenchError
+
+if TYPE_CHECKING:
+    from flask import Request, Response
+
+    from shared.auth import Principal
+    from shared.bootstrap import Platform
+
+log = logging.getLogger("workbench.api")
+
+
+@dataclass
+class Reply:
+    """A handler's answer when it differs from the route's usual status."""
+
+    status: int
+    body: Any = None
+
+
+class Call:
+    """One request to one route, as a handler sees it."""
+
+    def __init__(
+        self, request: Request, route: registry.Route, params: Mapping[str, str], platform: Platform
+    ) -> None:
+        self.request = request
+        self.route = route
+        self.params = params
+        self.platform = platform
+        self._principal: Principal | None = None
+        self.body: Any = None
+
+    def query(self, name: str) -> str | None:
+        value = self.request.args.get(name)
+        return value if value is None else value.strip()
+
+    def bearer_token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return self.request.cookies.get("token") or None
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            token = self.bearer_token()
+            if token is None:
+                raise Unauthorized("missing bearer token")
+            self._principal = self.platform.tokens.verify(token)
+        return self._principal
+
+
+Handler = Callable[[Call], Any]
+
+
+@cache
+def _routing(function_name: str) -> Map:
+    function = registry.function(function_name)
+    return Map(
+        [Rule(route.path, methods=[route.method], endpoint=route) for route in function.routes],
+        strict_slashes=False,
+        merge_slashes=False,
+    )
+
+
+def error_response(status: int, message: str) -> Response:
+    from flask import Response
+
+    return Response(
+        json.dumps({"Error": message}),
+        status=status,
+        mimetype="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def _json_response(status: int, body: Any) -> Response:
+    from flask import Response
+
+    headers = {"Cache-Control": "no-cache"}
+    if body is None:
+        return Response(b"", status=status, headers=headers)
+    if isinstance(body, BaseModel):
+        payload = body.model_dump_json()
+    elif isinstance(body, list) and body and isinstance(body[0], BaseModel):
+        payload = "[" + ",".join(item.model_dump_json() for item in body) + "]"
+    else:
+        payload = json.dumps(body)
+    return Response(payload, status=status, mimetype="application/json", headers=headers)
+
+
+def _parse_body(request: Request, route: registry.Route) -> Any:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidInput("a JSON body is required")
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"malformed JSON: {error}") from None
+    if route.validated_by_handler or route.body is None:
+        return document
+    return validate(route.body, document)
+
+
+def validate(model: type[BaseModel], document: Any) -> BaseModel:
+    """``document`` as ``model``; the error names the first field at fault."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise invalid_input(error) from None
+
+
+def invalid_input(error: ValidationError) -> InvalidInput:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "body"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return InvalidInput(f"{first['msg']}{more}", field=location)
+
+
+def serve(function_name: str, request: Request, handlers: Mapping[str, Handler]) -> Response:
+    """Answer ``request`` with the handler bound to the matching route of ``function_name``."""
+    from shared.bootstrap import platform
+
+    adapter = _routing(function_name).bind("", default_method="GET")
+    try:
+        route, params = adapter.match(request.path, method=request.method)
+    except MethodNotAllowed as error:
+        allowed = ", ".join(sorted(error.valid_methods or []))
+        response = error_response(
+            405, f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
+        )
+        response.headers["Allow"] = allowed
+        return response
+    except NoRoute:
+        return error_response(404, f"no route {request.method} {request.path} in function '{function_name}'")
+
+    try:
+        call = Call(request, route, params, platform())
+        if route.access != "public":
+            principal = call.principal
+            if route.access == "admin" and not principal.admin:
+                raise Forbidden("only the admin may do this")
+        if route.body is not None:
+            call.body = _parse_body(request, route)
+        result = handlers[route.endpoint](call)
+    except WorkbenchError as error:
+        if error.status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, error.message)
+        return error_response(error.status, error.message)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error; the server log has the details")
+    if isinstance(result, Reply):
+        return _json_response(result.status, result.body)
+    return _json_response(route.status, result)
+
+
+def json_schema_of(reply: Any) -> dict[str, Any]:
+    """The JSON Schema of a route's reply type, for the OpenAPI document."""
+    schema: dict[str, Any] = TypeAdapter(reply).json_schema(ref_template="#/components/schemas/{model}")
+    return schema

@@ -1,0 +1,171 @@
+"""The composition root: adapters built from settings on first use, never at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.auth import Passwords, Tokens
+    from shared.catalog import SpecValidator
+    from shared.mail import Mailer
+    from shared.runtime import Runtime
+    from shared.store import Store
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def _read_or_create_secret(path: Path) -> str:
+    """A secret shared by every process on this machine: created once, atomically, mode 0600."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink()
+    return path.read_text().strip()
+
+
+class Platform:
+    """Everything a function needs, each part built lazily and once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._parts: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        part = self._parts.get(name)
+        if part is None:
+            with self._lock:
+                part = self._parts.get(name)
+                if part is None:
+                    part = build()
+                    self._parts[name] = part
+        return part
+
+    def has(self, name: str) -> bool:
+        """Whether the part ``name`` (e.g. ``runtime``) has been built in this process."""
+        return name in self._parts
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.server.data_dir
+
+    @property
+    def store(self) -> Store:
+        def build() -> Store:
+            from shared.store import open_store
+
+            return open_store(self.settings.store.database_url)
+
+        return self._once("store", build)
+
+    @property
+    def tokens(self) -> Tokens:
+        def build() -> Tokens:
+            from shared.auth import Tokens
+
+            secret = self.settings.auth.jwt_secret or _read_or_create_secret(
+                self.data_dir / "secrets" / "jwt-secret"
+            )
+            return Tokens(
+                secret,
+                lifetime_seconds=self.settings.auth.token_minutes * 60,
+                refresh_seconds=self.settings.auth.refresh_hours * 3600,
+            )
+
+        return self._once("tokens", build)
+
+    @property
+    def passwords(self) -> Passwords:
+        def build() -> Passwords:
+            from shared.auth import Passwords
+
+            return Passwords()
+
+        return self._once("passwords", build)
+
+    @property
+    def mailer(self) -> Mailer:
+        def build() -> Mailer:
+            from shared.mail import Outbox, SmtpMailer
+
+            mail = self.settings.mail
+            if mail.smtp_host:
+                return SmtpMailer(mail.smtp_host, mail.smtp_port, mail.sender)
+            return Outbox(self.data_dir / "outbox", mail.sender)
+
+        return self._once("mailer", build)
+
+    @property
+    def validator(self) -> SpecValidator:
+        def build() -> SpecValidator:
+            from shared.catalog import SpecValidator
+
+            return SpecValidator()
+
+        return self._once("validator", build)
+
+    @property
+    def runtime(self) -> Runtime:
+        def build() -> Runtime:
+            from shared import stacks
+            from shared.runtime.local import LocalRuntime
+
+            return LocalRuntime(
+                self.settings.runtime,
+                data_dir=self.data_dir,
+                report=lambda report: stacks.record_status(self.store, report),
+            )
+
+        return self._once("runtime", build)
+
+    def close(self) -> None:
+        with self._lock:
+            parts, self._parts = self._parts, {}
+        for name in ("runtime", "store"):
+            part = parts.get(name)
+            if part is not None:
+                part.close()
+
+
+_platform: Platform | None = None
+_platform_lock = threading.Lock()
+
+
+def platform() -> Platform:
+    """The process's platform, built from the environment on first use."""
+    global _platform
+    if _platform is None:
+        with _platform_lock:
+            if _platform is None:
+                settings = Settings.from_env()
+                logging.basicConfig(level=settings.server.log_level)
+                _platform = Platform(settings)
+    return _platform
+
+
+def use_platform(instance: Platform | None) -> Platform | None:
+    """Install ``instance`` as the process's platform (``None`` to rebuild from the environment)."""
+    global _platform
+    with _platform_lock:
+        previous, _platform = _platform, instance
+    return previous

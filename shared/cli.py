@@ -1,0 +1,141 @@
+"""The ``workbench`` command: run the local platform and manage its catalog."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from shared.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Platform
+
+log = logging.getLogger("workbench")
+
+
+def initialise(platform: Platform) -> None:
+    """Bring a fresh or existing installation up to date: schema, admin account, system catalog."""
+    from shared import accounts, catalog
+    from shared.store import SYSTEM_CATALOG
+
+    store = platform.store  # applies the schema versions
+    password = accounts.ensure_admin(platform)
+    if password:
+        print(
+            f"Created the admin account; its password (shown only this once): {password}",
+            flush=True,
+        )
+    if not store.list_specs(SYSTEM_CATALOG):
+        directory = platform.settings.catalog.catalog_dir or catalog.DEFAULT_CATALOG
+        contents = catalog.import_catalog(store, directory)
+        for warning in contents.warnings:
+            log.warning("catalog: %s", warning)
+        log.info(
+            "loaded %d specs and %d vocabularies from %s",
+            len(contents.specs),
+            len(contents.vocabularies),
+            directory,
+        )
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Serve every function behind one gateway until interrupted."""
+    from werkzeug.serving import make_server
+
+    from shared import stacks
+    from shared.bootstrap import platform
+    from shared.gateway import Gateway
+
+    current = platform()
+    settings = current.settings.server
+    initialise(current)
+    restored = stacks.restore(current)
+    if restored:
+        log.info("starting again the stacks that were running: %s", ", ".join(restored))
+
+    server = make_server(settings.host, settings.port, Gateway(), threaded=True)
+    stop = threading.Event()
+
+    def shut_down(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    print(
+        f"Workbench is serving on http://{settings.host}:{settings.port}/api/ (data in {current.data_dir})",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        _end_processes(current)
+        current.close()
+    return 0
+
+
+def _end_processes(current: Platform) -> None:
+    """End the local services on the way out; their stacks start again with the next run."""
+    from shared import stacks
+
+    if not current.has("runtime"):
+        return
+    runtime = current.runtime
+    for owner, stack in current.store.list_all_stacks():
+        if stack.status in ("starting", "started", "error", "stopping"):
+            try:
+                runtime.remove(stacks.plan_for(current, owner, stack))
+            except WorkbenchError as error:
+                log.warning("could not end stack %s: %s", stack.id, error.message)
+
+
+def catalog_import(arguments: argparse.Namespace) -> int:
+    from shared import catalog
+    from shared.bootstrap import platform
+    from shared.store import SYSTEM_CATALOG
+
+    current = platform()
+    owner = SYSTEM_CATALOG if arguments.user is None else arguments.user
+    contents = catalog.import_catalog(current.store, Path(arguments.directory), owner=owner)
+    for warning in contents.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    where = "the system catalog" if owner == SYSTEM_CATALOG else f"the catalog of '{owner}'"
+    print(f"Imported {len(contents.specs)} specs and {len(contents.vocabularies)} vocabularies into {where}.")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_command = commands.add_parser("run", help="run the local platform (every function, one process)")
+    run_command.set_defaults(handler=run)
+
+    catalog_command = commands.add_parser("catalog", help="manage service catalogs")
+    catalog_commands = catalog_command.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    importer = catalog_commands.add_parser("import", help="load a folder of specs (the ndslabs-specs layout)")
+    importer.add_argument("directory", help="folder with spec JSON files (and optionally vocab/)")
+    importer.add_argument("--user", help="import into this user's catalog instead of the system's")
+    importer.set_defaults(handler=catalog_import)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(arguments.handler(arguments))
+    except WorkbenchError as error:
+        print(f"workbench: {error.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Pydantic models of the Workbench API, with the field names of the Go apiserver's types."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    """Base of every API model: unknown fields are ignored and absent ones take Go's zero value."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+
+
+# --- Service specs -------------------------------------------------------------------------
+
+
+class ServiceImage(Model):
+    registry: str = ""
+    name: str = ""
+    tags: list[str] | None = None
+
+
+class Config(Model):
+    name: str = ""
+    value: str = ""
+    label: str = ""
+    isPassword: bool = False
+    canOverride: bool = False
+    useFrom: str = ""
+    setTo: str = ""
+
+
+class ServiceDependency(Model):
+    key: str = ""
+    required: bool = False
+    shareConfig: bool = False
+
+
+class Port(Model):
+    port: int = 0
+    protocol: str = ""
+    contextPath: str = ""
+
+
+class VolumeMount(Model):
+    type: str = ""
+    mountPath: str = ""
+
+
+class ReadyProbe(Model):
+    type: str = ""
+    path: str = ""
+    port: int = 0
+    initialDelay: int = 0
+    timeout: int = 0
+
+
+class ResourceLimits(Model):
+    cpuMax: int = 0
+    cpuDefault: int = 0
+    memMax: int = 0
+    memDefault: int = 0
+
+
+class Repository(Model):
+    url: str = ""
+    type: str = ""
+
+
+class ServiceSpec(Model):
+    """A service in a catalog: what runs, on which ports, needing which other services."""
+
+    id: str = ""
+    key: str = ""
+    label: str = ""
+    description: str = ""
+    logo: str = ""
+    maintainer: str = ""
+    image: ServiceImage = Field(default_factory=ServiceImage)
+    display: str = ""
+    access: str = ""
+    depends: list[ServiceDependency] | None = None
+    config: list[Config] | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    ports: list[Port] | None = None
+    repositories: list[Repository] | None = None
+    createdTime: int = 0
+    updateTime: int = 0
+    readinessProbe: ReadyProbe = Field(default_factory=ReadyProbe)
+    volumeMounts: list[VolumeMount] | None = None
+    resourceLimits: ResourceLimits = Field(default_factory=ResourceLimits)
+    catalog: str = ""
+    developerEnvironment: str = ""
+    tags: list[str] | None = None
+    info: str = ""
+    privileged: bool = False
+    authRequired: bool = False
+
+
+# --- Accounts ------------------------------------------------------------------------------
+
+AccountStatus = Literal["unverified", "unapproved", "approved", "denied", ""]
+
+
+class AccountResourceLimits(Model):
+    cpuMax: int = 0
+    cpuDefault: int = 0
+    memMax: int = 0
+    memDefault: int = 0
+    storageQuota: int = 0
+
+
+class ResourceUsage(Model):
+    cpu: str = ""
+    memory: str = ""
+    storage: str = ""
+    cpuPct: str = ""
+    memPct: str = ""
+
+
+class Account(Model):
+    """A Workbench user; ``namespace`` is the user name and ``id`` repeats it."""
+
+    id: str = ""
+    name: str = ""
+    description: str = ""
+    namespace: str = ""
+    email: str = ""
+    password: str = ""
+    resourceLimits: AccountResourceLimits = Field(default_factory=AccountResourceLimits)
+    resourceUsage: ResourceUsage = Field(default_factory=ResourceUsage)
+    status: AccountStatus = ""
+    token: str = ""
+    organization: str = ""
+    lastLogin: int = 0
+
+
+# --- Stacks --------------------------------------------------------------------------------
+
+StackStatus = Literal["stopped", "starting", "started", "stopping", "error"]
+ServiceStatus = Literal["", "starting", "ready", "timeout", "error", "stopped"]
+
+
+class Endpoint(Model):
+    host: str = ""
+    port: int = 0
+    nodePort: int = 0
+    protocol: str = ""
+    path: str = ""
+    url: str = ""
+
+
+class StackService(Model):
+    """One service of a stack; ``id`` is ``<stack id>-<service key>``."""
+
+    id: str = ""
+    stack: str = ""
+    service: str = ""
+    imageTag: str = ""
+    status: ServiceStatus = ""
+    statusMessages: list[str] = Field(default_factory=list)
+    endpoints: list[Endpoint] | None = None
+    createdTime: int = 0
+    updateTime: int = 0
+    config: dict[str, str] | None = None
+    volumeMounts: dict[str, str] | None = None
+    internalIP: str = ""
+
+
+class Stack(Model):
+    """A user's application: a main service and the services it depends on."""
+
+    id: str = ""
+    key: str = ""
+    name: str = ""
+    services: list[StackService] = Field(default_factory=list)
+    status: StackStatus = "stopped"
+    createdTime: int = 0
+    updateTime: int = 0
+    secure: bool = False
+
+
+# --- Small request and reply bodies --------------------------------------------------------
+
+
+class Auth(Model):
+    username: str
+    password: str
+
+
+class Token(Model):
+    token: str
+
+
+class Term(Model):
+    id: str = ""
+    name: str = ""
+    definition: str = ""
+
+
+class Vocabulary(Model):
+    name: str = ""
+    terms: list[Term] = Field(default_factory=list)
+
+
+class Rename(Model):
+    name: str
+
+
+class Password(Model):
+    password: str
+
+
+class Verify(Model):
+    u: str
+    t: str
+
+
+class SupportRequest(Model):
+    type: Literal["bug", "wish", "help", "comment"]
+    message: str
+    anonymous: bool = False
+
+
+class Contact(Model):
+    email: str
+    forum: str
+    chat: str
+
+
+class Message(Model):
+    message: str
+
+
+class Health(Model):
+    status: Literal["ok", "unavailable"]
+    database: str
+
+
+class LogLevel(Model):
+    level: str
+
+
+class ErrorBody(Model):
+    """Every error answer: ``{"Error": "..."}`` as the Go apiserver sent it."""
+
+    Error: str
+
+
+class ExportPackage(Model):
+    """An account with its own catalog and stacks, as ``accounts/{id}/export`` writes it."""
+
+    account: Account
+    services: list[ServiceSpec] = Field(default_factory=list)
+    stacks: list[Stack] = Field(default_factory=list)

@@ -1,0 +1,469 @@
+"""The one registry of functions: it drives the local gateway, the OpenAPI document and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from shared import models
+
+Access = Literal["public", "user", "admin"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route of a function; ``endpoint`` names the handler the function binds to it."""
+
+    method: str
+    path: str
+    endpoint: str
+    summary: str
+    access: Access = "user"
+    body: type[BaseModel] | None = None
+    reply: Any = None
+    status: int = 200
+    query: tuple[str, ...] = ()
+    validated_by_handler: bool = False
+    """The body is passed on as parsed JSON, for a handler that validates it against a JSON Schema."""
+
+
+@dataclass(frozen=True)
+class Function:
+    """A deployable function: its entry point and the routes (or event types) it answers."""
+
+    name: str
+    summary: str
+    kind: Literal["http", "cloudevent"] = "http"
+    routes: tuple[Route, ...] = ()
+    min_scale: int = 0
+    max_scale: int = 10
+    concurrency: int = 50
+
+    @property
+    def module(self) -> str:
+        return f"functions.{self.name}"
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    @property
+    def source(self) -> str:
+        return f"functions/{self.name}.py"
+
+
+def _routes(*routes: Route) -> tuple[Route, ...]:
+    return routes
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(
+        "authenticate",
+        "Log in and out",
+        routes=_routes(
+            Route(
+                "POST",
+                "/api/authenticate",
+                "login",
+                "Log in with a user name or e-mail and a password",
+                access="public",
+                body=models.Auth,
+                reply=models.Token,
+            ),
+            Route("DELETE", "/api/authenticate", "logout", "Log out", access="public"),
+        ),
+    ),
+    Function(
+        "check_token",
+        "Validate a token, optionally for one of the caller's endpoints",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/check_token",
+                "check",
+                "Validate the token; with host, that it may reach that host",
+                query=("host",),
+            ),
+        ),
+        min_scale=1,
+    ),
+    Function(
+        "refresh_token",
+        "Exchange a token for a fresh one",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/refresh_token",
+                "refresh",
+                "Refresh the token (within the refresh window)",
+                access="public",
+                reply=models.Token,
+            ),
+        ),
+    ),
+    Function(
+        "accounts",
+        "Accounts: list, create, read, update, delete, export and import",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/accounts",
+                "list",
+                "List every account",
+                access="admin",
+                reply=list[models.Account],
+            ),
+            Route(
+                "POST",
+                "/api/accounts",
+                "create",
+                "Create an approved account",
+                access="admin",
+                body=models.Account,
+                reply=models.Account,
+            ),
+            Route(
+                "POST",
+                "/api/accounts/import",
+                "import_package",
+                "Import an exported account",
+                access="admin",
+                body=models.ExportPackage,
+                reply=models.Account,
+            ),
+            Route(
+                "GET",
+                "/api/accounts/<account_id>",
+                "read",
+                "Read an account (the admin's or one's own)",
+                reply=models.Account,
+            ),
+            Route(
+                "PUT",
+                "/api/accounts/<account_id>",
+                "update",
+                "Update an account",
+                body=models.Account,
+                reply=models.Account,
+            ),
+            Route(
+                "DELETE",
+                "/api/accounts/<account_id>",
+                "delete",
+                "Delete an account and all it owns",
+                access="admin",
+            ),
+            Route(
+                "GET",
+                "/api/accounts/<account_id>/export",
+                "export_package",
+                "Export an account with its catalog and stacks",
+                reply=models.ExportPackage,
+            ),
+        ),
+    ),
+    Function(
+        "register",
+        "Registration, approval and password reset",
+        routes=_routes(
+            Route(
+                "POST",
+                "/api/register",
+                "register",
+                "Register a new account",
+                access="public",
+                body=models.Account,
+                reply=models.Account,
+            ),
+            Route(
+                "PUT",
+                "/api/register/verify",
+                "verify",
+                "Verify a registered e-mail address",
+                access="public",
+                body=models.Verify,
+                reply=models.Message,
+            ),
+            Route(
+                "GET",
+                "/api/register/approve",
+                "approve",
+                "Approve a verified account",
+                access="public",
+                reply=models.Message,
+                query=("u", "t"),
+            ),
+            Route(
+                "GET",
+                "/api/register/deny",
+                "deny",
+                "Deny a verified account",
+                access="public",
+                reply=models.Message,
+                query=("u", "t"),
+            ),
+            Route(
+                "POST",
+                "/api/reset",
+                "reset",
+                "Send a password reset e-mail",
+                access="public",
+                reply=models.Message,
+                query=("userId",),
+            ),
+            Route(
+                "POST",
+                "/api/reset/<account_id>",
+                "reset",
+                "Send a password reset e-mail",
+                access="public",
+                reply=models.Message,
+            ),
+            Route(
+                "PUT",
+                "/api/change_password",
+                "change_password",
+                "Change the caller's password",
+                body=models.Password,
+                reply=models.Message,
+            ),
+        ),
+    ),
+    Function(
+        "services",
+        "Service catalogs: the system catalog and each user's own",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/services",
+                "list",
+                "List service specs",
+                reply=list[models.ServiceSpec],
+                query=("catalog",),
+            ),
+            Route(
+                "POST",
+                "/api/services",
+                "create",
+                "Add a service spec",
+                body=models.ServiceSpec,
+                reply=models.ServiceSpec,
+                query=("catalog",),
+                validated_by_handler=True,
+            ),
+            Route(
+                "GET",
+                "/api/services/<key>",
+                "read",
+                "Read a service spec",
+                reply=models.ServiceSpec,
+                query=("catalog",),
+            ),
+            Route(
+                "PUT",
+                "/api/services/<key>",
+                "update",
+                "Replace a service spec",
+                body=models.ServiceSpec,
+                reply=models.ServiceSpec,
+                query=("catalog",),
+                validated_by_handler=True,
+            ),
+            Route(
+                "DELETE",
+                "/api/services/<key>",
+                "delete",
+                "Delete a service spec",
+                query=("catalog",),
+            ),
+        ),
+    ),
+    Function(
+        "configs",
+        "Configuration options of service specs",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/configs",
+                "list",
+                "Configuration options by spec key",
+                reply=dict[str, list[models.Config]],
+                query=("services",),
+            ),
+        ),
+    ),
+    Function(
+        "stacks",
+        "A user's stacks: list, create, read, update, rename, delete",
+        routes=_routes(
+            Route("GET", "/api/stacks", "list", "List the caller's stacks", reply=list[models.Stack]),
+            Route(
+                "POST",
+                "/api/stacks",
+                "create",
+                "Add a stack (stopped)",
+                body=models.Stack,
+                reply=models.Stack,
+            ),
+            Route("GET", "/api/stacks/<sid>", "read", "Read a stack", reply=models.Stack),
+            Route(
+                "PUT",
+                "/api/stacks/<sid>",
+                "update",
+                "Replace a stopped stack's services",
+                body=models.Stack,
+                reply=models.Stack,
+            ),
+            Route(
+                "PUT",
+                "/api/stacks/<sid>/rename",
+                "rename",
+                "Rename a stack",
+                body=models.Rename,
+                reply=models.Stack,
+            ),
+            Route("DELETE", "/api/stacks/<sid>", "delete", "Delete a stopped stack"),
+        ),
+    ),
+    Function(
+        "start",
+        "Start a stack, or quickstart a spec",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/start",
+                "quickstart",
+                "Add (if needed) and start a stack of one spec",
+                reply=models.Stack,
+                status=202,
+                query=("key",),
+            ),
+            Route(
+                "GET",
+                "/api/start/<sid>",
+                "start",
+                "Start a stack (asynchronous)",
+                reply=models.Stack,
+                status=202,
+            ),
+        ),
+        max_scale=5,
+    ),
+    Function(
+        "stop",
+        "Stop a stack, or all of the caller's stacks",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/stop/<sid>",
+                "stop",
+                "Stop a stack (asynchronous)",
+                reply=models.Stack,
+                status=202,
+            ),
+            Route(
+                "GET",
+                "/api/stop_all",
+                "stop_all",
+                "Stop every running stack of the caller",
+                reply=list[models.Stack],
+                status=202,
+            ),
+        ),
+        max_scale=5,
+    ),
+    Function(
+        "logs",
+        "Logs of a stack service",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/logs/<ssid>",
+                "read",
+                "The service's status messages and log tail",
+                reply=str,
+                query=("lines",),
+            ),
+        ),
+    ),
+    Function(
+        "system",
+        "Paths, version, health, vocabularies, contact, support and log level",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/",
+                "paths",
+                "The API's top-level paths",
+                access="public",
+                reply=list[str],
+            ),
+            Route("GET", "/api/version", "version", "The server version", access="public", reply=str),
+            Route(
+                "GET",
+                "/api/healthz",
+                "healthz",
+                "Health of the function and its database",
+                access="public",
+                reply=models.Health,
+            ),
+            Route(
+                "GET",
+                "/api/openapi.json",
+                "openapi",
+                "This API as an OpenAPI 3 document",
+                access="public",
+            ),
+            Route(
+                "GET",
+                "/api/vocabulary/<name>",
+                "vocabulary",
+                "A vocabulary of tags",
+                access="public",
+                reply=models.Vocabulary,
+            ),
+            Route(
+                "GET",
+                "/api/contact",
+                "contact",
+                "Support contact information",
+                access="public",
+                reply=models.Contact,
+            ),
+            Route(
+                "POST",
+                "/api/support",
+                "support",
+                "Send a support request",
+                body=models.SupportRequest,
+                reply=models.Message,
+            ),
+            Route(
+                "PUT",
+                "/api/log_level/<level>",
+                "log_level",
+                "Set the log level",
+                access="admin",
+                reply=models.LogLevel,
+            ),
+        ),
+        min_scale=1,
+    ),
+)
+
+_BY_NAME = {function.name: function for function in FUNCTIONS}
+
+
+def function(name: str) -> Function:
+    """The registered function called ``name``; the error lists the names that exist."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise KeyError(f"no function {name!r} in the registry; known: {known}") from None
+
+
+def http_functions() -> tuple[Function, ...]:
+    return tuple(f for f in FUNCTIONS if f.kind == "http")

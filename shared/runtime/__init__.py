@@ -1,0 +1,65 @@
+"""The stack runtime port: run a stack's services, report their status, read their logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared.models import Endpoint, ServiceSpec, ServiceStatus
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """One service of a stack as the runtime needs it."""
+
+    ssid: str
+    key: str
+    spec: ServiceSpec
+    env: dict[str, str]
+    volumes: dict[str, str]
+    """Paths relative to the user's home → mount paths inside the service."""
+    requires: tuple[str, ...] = ()
+    """Keys of this stack's services that must be ready before this one starts."""
+    uses: tuple[str, ...] = ()
+    """Keys of every dependency present in the stack (their addresses go into the environment)."""
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """A stack to run: its services in dependency order (dependencies first)."""
+
+    owner: str
+    sid: str
+    services: tuple[ServicePlan, ...]
+    secure: bool = False
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A change in one service's state, as the runtime observed it."""
+
+    owner: str
+    sid: str
+    ssid: str
+    status: ServiceStatus
+    message: str | None = None
+    endpoints: list[Endpoint] | None = field(default=None)
+
+
+Reporter = Callable[[StatusReport], None]
+
+
+class Runtime(Protocol):
+    """Runs stacks. ``start`` and ``stop`` return at once and report progress through the reporter."""
+
+    def start(self, plan: StackPlan) -> None: ...
+    def stop(self, plan: StackPlan) -> None: ...
+    def remove(self, plan: StackPlan) -> None:
+        """Stop whatever of ``plan`` still runs, waiting until it has ended."""
+        ...
+
+    def logs(self, owner: str, ssid: str, lines: int | None) -> str: ...
+    def remove_account(self, owner: str) -> None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,181 @@
+"""Typed settings, read once from the environment (prefix ``WORKBENCH_``) by the composition root."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import InvalidInput
+
+
+class _Reader:
+    """Reads typed values from an environment mapping; a bad value names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name, default).strip() or default
+
+    def optional(self, name: str) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidInput(f"must be an integer, got {raw!r}", field=name) from None
+        if value < minimum:
+            raise InvalidInput(f"must be at least {minimum}, got {value}", field=name)
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.environ.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise InvalidInput(f"must be true or false, got {raw!r}", field=name)
+
+    def mapping(self, name: str) -> dict[str, str]:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"must be a JSON object: {error.msg}", field=name) from None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise InvalidInput("must be a JSON object of strings", field=name)
+        return value
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("var")
+    origin: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+    support_email: str = "support@workbench.localhost"
+    forum_url: str = ""
+    chat_url: str = ""
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    database_url: str = "sqlite:///var/workbench.db"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_secret: str | None = None
+    token_minutes: int = 30
+    refresh_hours: int = 24
+    admin_password: str | None = None
+    require_approval: bool = True
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    sender: str = "workbench@workbench.localhost"
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Default account limits, as the Go server's ``DefaultLimits`` section."""
+
+    cpu_max: int = 2000
+    cpu_default: int = 1000
+    mem_max: int = 8196
+    mem_default: int = 100
+    storage_quota: int = 10
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    kind: str = "local"
+    local_commands: dict[str, str] = field(default_factory=dict)
+    ready_timeout: int = 120
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    catalog_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        read = _Reader(os.environ if environ is None else environ)
+        data_dir = Path(read.text("WORKBENCH_DATA_DIR", "var")).resolve()
+        port = read.integer("WORKBENCH_PORT", 8080, minimum=1)
+        host = read.text("WORKBENCH_HOST", "127.0.0.1")
+        runtime_kind = read.text("WORKBENCH_RUNTIME", "local")
+        if runtime_kind not in {"local"}:
+            raise InvalidInput(f"unknown runtime {runtime_kind!r}; known: local", field="WORKBENCH_RUNTIME")
+        catalog_dir = read.optional("WORKBENCH_CATALOG_DIR")
+        return cls(
+            server=ServerSettings(
+                host=host,
+                port=port,
+                data_dir=data_dir,
+                origin=read.text("WORKBENCH_ORIGIN", f"http://{host}:{port}").rstrip("/"),
+                log_level=read.text("WORKBENCH_LOG_LEVEL", "INFO").upper(),
+                support_email=read.text("WORKBENCH_SUPPORT_EMAIL", "support@workbench.localhost"),
+                forum_url=read.text("WORKBENCH_FORUM_URL", ""),
+                chat_url=read.text("WORKBENCH_CHAT_URL", ""),
+            ),
+            store=StoreSettings(
+                database_url=read.text("WORKBENCH_DATABASE_URL", f"sqlite:///{data_dir / 'workbench.db'}"),
+            ),
+            auth=AuthSettings(
+                jwt_secret=read.optional("WORKBENCH_JWT_SECRET"),
+                token_minutes=read.integer("WORKBENCH_TOKEN_MINUTES", 30, minimum=1),
+                refresh_hours=read.integer("WORKBENCH_REFRESH_HOURS", 24, minimum=1),
+                admin_password=read.optional("WORKBENCH_ADMIN_PASSWORD"),
+                require_approval=read.flag("WORKBENCH_REQUIRE_APPROVAL", True),
+            ),
+            mail=MailSettings(
+                smtp_host=read.optional("WORKBENCH_SMTP_HOST"),
+                smtp_port=read.integer("WORKBENCH_SMTP_PORT", 25, minimum=1),
+                sender=read.text("WORKBENCH_MAIL_FROM", "workbench@workbench.localhost"),
+            ),
+            limits=LimitSettings(
+                cpu_max=read.integer("WORKBENCH_CPU_MAX", 2000),
+                cpu_default=read.integer("WORKBENCH_CPU_DEFAULT", 1000),
+                mem_max=read.integer("WORKBENCH_MEM_MAX", 8196),
+                mem_default=read.integer("WORKBENCH_MEM_DEFAULT", 100),
+                storage_quota=read.integer("WORKBENCH_STORAGE_QUOTA", 10),
+            ),
+            runtime=RuntimeSettings(
+                kind=runtime_kind,
+                local_commands=read.mapping("WORKBENCH_LOCAL_COMMANDS"),
+                ready_timeout=read.integer("WORKBENCH_READY_TIMEOUT", 120, minimum=1),
+                domain=read.optional("WORKBENCH_DOMAIN"),
+            ),
+            catalog=CatalogSettings(catalog_dir=Path(catalog_dir) if catalog_dir else None),
+        )

@@ -1,0 +1,46 @@
+"""Schema versions, applied in order at start and recorded in ``schema_version``."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "accounts, catalogs, stacks, vocabularies",
+        (
+            """CREATE TABLE accounts (
+                id TEXT PRIMARY KEY,
+                email TEXT,
+                status TEXT NOT NULL,
+                password_hash TEXT NOT NULL,
+                data TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX accounts_email ON accounts (email)",
+            """CREATE TABLE specs (
+                owner TEXT NOT NULL,
+                key TEXT NOT NULL,
+                data TEXT NOT NULL,
+                PRIMARY KEY (owner, key)
+            )""",
+            """CREATE TABLE stacks (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+                status TEXT NOT NULL,
+                data TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX stacks_owner ON stacks (owner)",
+            """CREATE TABLE stack_services (
+                stack_id TEXT NOT NULL REFERENCES stacks (id) ON DELETE CASCADE,
+                owner TEXT NOT NULL,
+                service_key TEXT NOT NULL,
+                PRIMARY KEY (stack_id, service_key)
+            )""",
+            "CREATE INDEX stack_services_key ON stack_services (service_key)",
+            "CREATE TABLE vocabularies (name TEXT PRIMARY KEY, data TEXT NOT NULL)",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ),
+    ),
+)

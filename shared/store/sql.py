@@ -1,0 +1,477 @@
+"""A thin store over the DB-API drivers: SQLite (embedded default) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from shared.errors import Conflict, InvalidInput, NotFound, Unavailable
+from shared.models import Account, ServiceSpec, Stack, Vocabulary
+from shared.store import AccountRecord
+from shared.store.migrations import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def fetchone(self) -> Row | None: ...
+    def fetchall(self) -> list[Row]: ...
+
+
+class Dialect(Protocol):
+    """What differs between the databases: connecting, locking and which errors mean what."""
+
+    name: str
+    description: str
+
+    def connect(self) -> Any: ...
+    def begin(self, cursor: Cursor, *, write: bool) -> None: ...
+    def sql(self, statement: str) -> str: ...
+    def for_update(self) -> str: ...
+    def lock_migrations(self, cursor: Cursor) -> None: ...
+    def translate(self, error: Exception) -> Exception | None: ...
+
+
+class SqliteDialect:
+    """SQLite in WAL mode; ``BEGIN IMMEDIATE`` serialises writers across processes."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.description = f"SQLite database {path}"
+
+    def connect(self) -> Any:
+        import sqlite3
+        from pathlib import Path
+
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    def begin(self, cursor: Cursor, *, write: bool) -> None:
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    def for_update(self) -> str:
+        return ""
+
+    def lock_migrations(self, cursor: Cursor) -> None:
+        """``BEGIN IMMEDIATE`` already holds the only write lock."""
+
+    def translate(self, error: Exception) -> Exception | None:
+        import sqlite3
+
+        if isinstance(error, sqlite3.IntegrityError):
+            return Conflict(f"already exists ({error})")
+        if isinstance(error, sqlite3.OperationalError):
+            return Unavailable(f"database unavailable: {self.description}: {error}")
+        if isinstance(error, sqlite3.Error):
+            return Unavailable(f"database error: {self.description}: {error}")
+        return None
+
+
+class PostgresDialect:
+    """PostgreSQL through psycopg 3; rows are locked with ``FOR UPDATE`` for read-modify-write."""
+
+    name = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        self.description = f"PostgreSQL {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+    def connect(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        except psycopg.Error as error:
+            raise Unavailable(f"database unavailable: {self.description}: {error}") from error
+
+    def begin(self, cursor: Cursor, *, write: bool) -> None:
+        cursor.execute("BEGIN")
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def for_update(self) -> str:
+        return " FOR UPDATE"
+
+    def lock_migrations(self, cursor: Cursor) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(730128)")
+
+    def translate(self, error: Exception) -> Exception | None:
+        import psycopg
+
+        if isinstance(error, psycopg.errors.IntegrityError):
+            return Conflict(f"already exists ({error.diag.message_detail or error})")
+        if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+            return Unavailable(f"database unavailable: {self.description}: {error}")
+        if isinstance(error, psycopg.Error):
+            return Unavailable(f"database error: {self.description}: {error}")
+        return None
+
+
+def dialect_for(database_url: str) -> Dialect:
+    """The dialect for a database URL; the error names the schemes that are understood."""
+    if database_url.startswith("sqlite:///"):
+        return SqliteDialect(database_url.removeprefix("sqlite:///") or ":memory:")
+    if database_url.startswith(("postgresql://", "postgres://")):
+        return PostgresDialect(database_url)
+    raise InvalidInput(
+        "unsupported database URL; use sqlite:///PATH or postgresql://…",
+        field="WORKBENCH_DATABASE_URL",
+    )
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class SqlStore:
+    """The store over one dialect; one connection per thread, one transaction per method."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = self.dialect.connect()
+            except Exception as error:
+                raise self.dialect.translate(error) or error from error
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _discard_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with self._lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+            with suppress(Exception):  # the connection is already broken
+                connection.close()
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[_Statements]:
+        connection = self._connection()
+        cursor = connection.cursor()
+        try:
+            self.dialect.begin(cursor, write=write)
+            yield _Statements(cursor, self.dialect)
+            cursor.execute("COMMIT")
+        except BaseException as error:
+            try:
+                cursor.execute("ROLLBACK")
+            except Exception:
+                self._discard_connection()
+            if isinstance(error, Exception):
+                translated = self.dialect.translate(error)
+                if translated is not None:
+                    if isinstance(translated, Unavailable):
+                        self._discard_connection()
+                    raise translated from error
+            raise
+
+    def ping(self) -> None:
+        with self._transaction(write=False) as db:
+            db.one("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with suppress(Exception):  # closing on shutdown
+                connection.close()
+        self._local = threading.local()
+
+    def migrate(self) -> list[int]:
+        """Apply the schema versions not yet recorded; returns those applied now."""
+        applied_now: list[int] = []
+        with self._transaction(write=True) as db:
+            self.dialect.lock_migrations(db.cursor)
+            db.run(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            )
+            done = {row[0] for row in db.all("SELECT version FROM schema_version")}
+            for version, description, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for statement in statements:
+                    db.run(statement)
+                db.run(
+                    "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                    (version, description, _now()),
+                )
+                applied_now.append(version)
+        if applied_now:
+            log.info("applied schema versions %s to %s", applied_now, self.dialect.description)
+        return applied_now
+
+    def schema_versions(self) -> list[int]:
+        with self._transaction(write=False) as db:
+            return [row[0] for row in db.all("SELECT version FROM schema_version ORDER BY version")]
+
+    # --- accounts ---------------------------------------------------------------------
+
+    @staticmethod
+    def _account(row: Row) -> AccountRecord:
+        return AccountRecord(Account.model_validate_json(row[0]), row[1])
+
+    def get_account(self, account_id: str) -> AccountRecord | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT data, password_hash FROM accounts WHERE id = ?", (account_id,))
+        return self._account(row) if row else None
+
+    def find_account(self, name_or_email: str) -> AccountRecord | None:
+        with self._transaction(write=False) as db:
+            row = db.one(
+                "SELECT data, password_hash FROM accounts WHERE id = ? OR email = ?",
+                (name_or_email, name_or_email.strip().lower()),
+            )
+        return self._account(row) if row else None
+
+    def list_accounts(self) -> list[AccountRecord]:
+        with self._transaction(write=False) as db:
+            rows = db.all("SELECT data, password_hash FROM accounts ORDER BY id")
+        return [self._account(row) for row in rows]
+
+    def insert_account(self, record: AccountRecord) -> None:
+        account = record.account
+        with self._transaction(write=True) as db:
+            if db.one("SELECT 1 FROM accounts WHERE id = ?", (account.id,)):
+                raise Conflict(f"account '{account.id}' already exists")
+            email = _email_key(account)
+            if email and db.one("SELECT 1 FROM accounts WHERE email = ?", (email,)):
+                raise Conflict(f"e-mail address '{account.email}' is already in use")
+            db.run(
+                "INSERT INTO accounts (id, email, status, password_hash, data, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account.id,
+                    email,
+                    account.status,
+                    record.password_hash,
+                    account.model_dump_json(),
+                    _now(),
+                    _now(),
+                ),
+            )
+
+    def update_account(
+        self, account_id: str, change: Callable[[AccountRecord], AccountRecord]
+    ) -> AccountRecord:
+        with self._transaction(write=True) as db:
+            row = db.one(
+                "SELECT data, password_hash FROM accounts WHERE id = ?" + self.dialect.for_update(),
+                (account_id,),
+            )
+            if row is None:
+                raise NotFound("account", account_id)
+            record = change(self._account(row))
+            email = _email_key(record.account)
+            if email and db.one("SELECT 1 FROM accounts WHERE email = ? AND id <> ?", (email, account_id)):
+                raise Conflict(f"e-mail address '{record.account.email}' is already in use")
+            db.run(
+                "UPDATE accounts SET email = ?, status = ?, password_hash = ?, data = ?, updated_at = ?"
+                " WHERE id = ?",
+                (
+                    email,
+                    record.account.status,
+                    record.password_hash,
+                    record.account.model_dump_json(),
+                    _now(),
+                    account_id,
+                ),
+            )
+        return record
+
+    def delete_account(self, account_id: str) -> bool:
+        with self._transaction(write=True) as db:
+            db.run("DELETE FROM specs WHERE owner = ?", (account_id,))
+            db.run("DELETE FROM stack_services WHERE owner = ?", (account_id,))
+            db.run("DELETE FROM stacks WHERE owner = ?", (account_id,))
+            return db.run("DELETE FROM accounts WHERE id = ?", (account_id,)) > 0
+
+    # --- catalogs ---------------------------------------------------------------------
+
+    def get_spec(self, owner: str, key: str) -> ServiceSpec | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT data FROM specs WHERE owner = ? AND key = ?", (owner, key))
+        return ServiceSpec.model_validate_json(row[0]) if row else None
+
+    def list_specs(self, owner: str) -> list[ServiceSpec]:
+        with self._transaction(write=False) as db:
+            rows = db.all("SELECT data FROM specs WHERE owner = ? ORDER BY key", (owner,))
+        return [ServiceSpec.model_validate_json(row[0]) for row in rows]
+
+    def insert_spec(self, owner: str, spec: ServiceSpec) -> None:
+        with self._transaction(write=True) as db:
+            if db.one("SELECT 1 FROM specs WHERE owner = ? AND key = ?", (owner, spec.key)):
+                raise Conflict(f"service '{spec.key}' already exists")
+            db.run(
+                "INSERT INTO specs (owner, key, data) VALUES (?, ?, ?)",
+                (owner, spec.key, spec.model_dump_json()),
+            )
+
+    def replace_spec(self, owner: str, spec: ServiceSpec) -> None:
+        with self._transaction(write=True) as db:
+            db.run("DELETE FROM specs WHERE owner = ? AND key = ?", (owner, spec.key))
+            db.run(
+                "INSERT INTO specs (owner, key, data) VALUES (?, ?, ?)",
+                (owner, spec.key, spec.model_dump_json()),
+            )
+
+    def delete_spec(self, owner: str, key: str) -> bool:
+        with self._transaction(write=True) as db:
+            return db.run("DELETE FROM specs WHERE owner = ? AND key = ?", (owner, key)) > 0
+
+    # --- stacks -----------------------------------------------------------------------
+
+    def list_stacks(self, owner: str) -> list[Stack]:
+        with self._transaction(write=False) as db:
+            rows = db.all("SELECT data FROM stacks WHERE owner = ? ORDER BY created_at, id", (owner,))
+        return [Stack.model_validate_json(row[0]) for row in rows]
+
+    def list_all_stacks(self) -> list[tuple[str, Stack]]:
+        with self._transaction(write=False) as db:
+            rows = db.all("SELECT owner, data FROM stacks ORDER BY owner, created_at, id")
+        return [(row[0], Stack.model_validate_json(row[1])) for row in rows]
+
+    def get_stack(self, owner: str, sid: str) -> Stack | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT data FROM stacks WHERE id = ? AND owner = ?", (sid, owner))
+        return Stack.model_validate_json(row[0]) if row else None
+
+    def insert_stack(self, owner: str, stack: Stack) -> None:
+        with self._transaction(write=True) as db:
+            if db.one("SELECT 1 FROM stacks WHERE id = ?", (stack.id,)):
+                raise Conflict(f"stack '{stack.id}' already exists")
+            db.run(
+                "INSERT INTO stacks (id, owner, status, data, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (stack.id, owner, stack.status, stack.model_dump_json(), _now(), _now()),
+            )
+            self._index_services(db, owner, stack)
+
+    def update_stack(self, owner: str, sid: str, change: Callable[[Stack], Stack]) -> Stack:
+        with self._transaction(write=True) as db:
+            row = db.one(
+                "SELECT data FROM stacks WHERE id = ? AND owner = ?" + self.dialect.for_update(),
+                (sid, owner),
+            )
+            if row is None:
+                raise NotFound("stack", sid)
+            stack = change(Stack.model_validate_json(row[0]))
+            db.run(
+                "UPDATE stacks SET status = ?, data = ?, updated_at = ? WHERE id = ?",
+                (stack.status, stack.model_dump_json(), _now(), sid),
+            )
+            self._index_services(db, owner, stack)
+        return stack
+
+    def delete_stack(self, owner: str, sid: str) -> bool:
+        with self._transaction(write=True) as db:
+            db.run("DELETE FROM stack_services WHERE stack_id = ? AND owner = ?", (sid, owner))
+            return db.run("DELETE FROM stacks WHERE id = ? AND owner = ?", (sid, owner)) > 0
+
+    def count_stacks_using(self, key: str, owner: str | None = None) -> int:
+        with self._transaction(write=False) as db:
+            if owner is None:
+                row = db.one(
+                    "SELECT COUNT(DISTINCT stack_id) FROM stack_services WHERE service_key = ?",
+                    (key,),
+                )
+            else:
+                row = db.one(
+                    "SELECT COUNT(DISTINCT stack_id) FROM stack_services WHERE service_key = ? AND owner = ?",
+                    (key, owner),
+                )
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _index_services(db: _Statements, owner: str, stack: Stack) -> None:
+        db.run("DELETE FROM stack_services WHERE stack_id = ?", (stack.id,))
+        for key in sorted({service.service for service in stack.services}):
+            db.run(
+                "INSERT INTO stack_services (stack_id, owner, service_key) VALUES (?, ?, ?)",
+                (stack.id, owner, key),
+            )
+
+    # --- vocabularies and meta --------------------------------------------------------
+
+    def put_vocabulary(self, vocabulary: Vocabulary) -> None:
+        with self._transaction(write=True) as db:
+            db.run("DELETE FROM vocabularies WHERE name = ?", (vocabulary.name,))
+            db.run(
+                "INSERT INTO vocabularies (name, data) VALUES (?, ?)",
+                (vocabulary.name, vocabulary.model_dump_json()),
+            )
+
+    def get_vocabulary(self, name: str) -> Vocabulary | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT data FROM vocabularies WHERE name = ?", (name,))
+        return Vocabulary.model_validate_json(row[0]) if row else None
+
+    def get_meta(self, key: str) -> str | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction(write=True) as db:
+            db.run("DELETE FROM meta WHERE key = ?", (key,))
+            db.run("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _email_key(account: Account) -> str | None:
+    email = account.email.strip().lower()
+    return email or None
+
+
+class _Statements:
+    """Statements inside one transaction, written with ``?`` placeholders for every dialect."""
+
+    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        result = self.cursor.execute(self.dialect.sql(sql), params)
+        count = getattr(result, "rowcount", None)
+        if count is None:
+            count = getattr(self.cursor, "rowcount", 0)
+        return int(count or 0)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.cursor.execute(self.dialect.sql(sql), params)
+        row = self.cursor.fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.cursor.execute(self.dialect.sql(sql), params)
+        return [tuple(row) for row in self.cursor.fetchall()]

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import accounts as account_service
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.models import Account, ExportPackage
 
 
@@ -36,6 +36,9 @@ def export_package(call: Call) -> ExportPackage:
 
 def import_package(call: Call) -> Account:
     return account_service.import_package(call.platform, call.body)
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import accounts
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.models import Token
 
 
@@ -16,6 +16,9 @@ def login(call: Call) -> Token:
 
 def logout(call: Call) -> None:
     """Tokens are stateless, as in the Go apiserver: logging out is the client forgetting it."""
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import stacks
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.errors import Forbidden
 
 
@@ -17,6 +17,9 @@ def check(call: Call) -> None:
         mine = stacks.endpoint_hosts(call.platform.store.list_stacks(principal.user))
         if host.lower() not in mine:
             raise Forbidden(f"host '{host}' is not one of your stacks' endpoints")
+
+
+json_errors()
 
 
 @functions_framework.http

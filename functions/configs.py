@@ -8,11 +8,14 @@ import functions_framework
 from flask import Request, Response
 
 from shared import specs
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 
 
 def list_configs(call: Call) -> dict[str, Any]:
     return specs.configs(call.platform, call.principal, call.query("services"))
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -6,11 +6,14 @@ import functions_framework
 from flask import Request, Response
 
 from shared import stacks
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 
 
 def read(call: Call) -> str:
     return stacks.logs(call.platform, call.principal.user, call.params["ssid"], call.query("lines"))
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.errors import Unauthorized
 from shared.models import Token
 
@@ -15,6 +15,9 @@ def refresh(call: Call) -> Token:
     if token is None:
         raise Unauthorized("missing bearer token")
     return Token(token=call.platform.tokens.refresh(token))
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import accounts
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.models import Account, Message
 
 
@@ -35,6 +35,9 @@ def reset(call: Call) -> Message:
 
 def change_password(call: Call) -> Message:
     return Message(message=accounts.change_password(call.platform, call.bearer_token(), call.body.password))
+
+
+json_errors()
 
 
 @functions_framework.http

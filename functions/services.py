@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import specs
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.models import ServiceSpec
 
 
@@ -28,6 +28,9 @@ def update(call: Call) -> ServiceSpec:
 
 def delete(call: Call) -> None:
     specs.delete(call.platform, call.principal, call.params["key"], call.query("catalog"))
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import stacks as stack_service
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.models import Stack
 
 
@@ -32,6 +32,9 @@ def rename(call: Call) -> Stack:
 
 def delete(call: Call) -> None:
     stack_service.delete(call.platform, call.principal.user, call.params["sid"])
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import stacks
-from shared.api import Call, Reply, serve
+from shared.api import Call, Reply, json_errors, serve
 from shared.models import Stack
 
 
@@ -16,6 +16,9 @@ def start_stack(call: Call) -> Stack:
 
 def quickstart(call: Call) -> Reply:
     return stacks.quickstart(call.platform, call.principal.user, call.query("key"))
+
+
+json_errors()
 
 
 @functions_framework.http

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import stacks
-from shared.api import Call, serve
+from shared.api import Call, json_errors, serve
 from shared.models import Stack
 
 
@@ -16,6 +16,9 @@ def stop_stack(call: Call) -> Stack:
 
 def stop_all(call: Call) -> list[Stack]:
     return stacks.stop_all(call.platform, call.principal.user)
+
+
+json_errors()
 
 
 @functions_framework.http

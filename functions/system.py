@@ -9,7 +9,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import __version__, registry
-from shared.api import Call, Reply, serve
+from shared.api import Call, Reply, json_errors, serve
 from shared.errors import InvalidInput, NotFound, Unavailable
 from shared.models import Contact, Health, LogLevel, Message, Vocabulary
 
@@ -77,6 +77,9 @@ def log_level(call: Call) -> LogLevel:
         raise InvalidInput(f"must be one of {', '.join(LEVELS)}", field="level")
     logging.getLogger().setLevel(level)
     return LogLevel(level=level)
+
+
+json_errors()
 
 
 @functions_framework.http

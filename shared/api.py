@@ -92,6 +92,25 @@ def error_response(status: int, message: str) -> Response:
     )
 
 
+def json_errors() -> None:
+    """Have the app serving this function answer its own errors (e.g. an unparsable path) as JSON.
+
+    functions-framework points ``errorhandler`` at the app whose module is being loaded, so a
+    function module calls this at import; imported outside an app (e.g. by a test) it does nothing.
+    """
+    import functions_framework
+    from werkzeug.exceptions import HTTPException
+
+    register = getattr(functions_framework, "errorhandler", None)
+    if register is None:
+        return
+
+    def answer(error: HTTPException) -> Response:
+        return error_response(error.code or 500, error.description or error.name)
+
+    register(HTTPException)(answer)
+
+
 def _json_response(status: int, body: Any) -> Response:
     from flask import Response
 

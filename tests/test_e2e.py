@@ -1,0 +1,213 @@
+"""End to end: ``workbench run`` as a process, driven over HTTP as the UI and CLI drive it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_PASSWORD, ROOT
+from tests.test_functions import free_port
+
+pytestmark = pytest.mark.e2e
+
+STATIC_SPEC = {
+    "key": "notebook",
+    "label": "Notebook",
+    "description": "Serves its data folder over HTTP",
+    "image": {"name": "example/notebook", "tags": ["latest"]},
+    "access": "external",
+    "display": "stack",
+    "ports": [{"port": 8888, "protocol": "http"}],
+    "volumeMounts": [{"mountPath": "/home/user/work"}],
+    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 1000, "memDefault": 50},
+}
+
+
+class Platform:
+    """A running ``workbench run`` on a free port with its own data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / "workbench.log"
+
+    def start(self) -> None:
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith("WORKBENCH_")
+        }
+        environment.update({
+            "WORKBENCH_PORT": str(self.port),
+            "WORKBENCH_DATA_DIR": str(self.data_dir),
+            "WORKBENCH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "WORKBENCH_READY_TIMEOUT": "30",
+        })
+        executable = Path(sys.executable).with_name("workbench")
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [str(executable), "run"], cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/api/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "workbench run did not come up:\n" + self.log.read_text()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+    def mails(self) -> list[Any]:
+        return [
+            message_from_bytes(path.read_bytes(), policy=policy.default)
+            for path in sorted((self.data_dir / "outbox").glob("*.eml"))
+        ]
+
+
+@pytest.fixture
+def workbench(tmp_path: Path) -> Iterator[Platform]:
+    platform = Platform(tmp_path / "data")
+    platform.start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+def wait_for_status(http: httpx.Client, sid: str, wanted: str, token: str, seconds: float = 40) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        stack: dict[str, Any] = http.get(f"/api/stacks/{sid}", headers=bearer(token)).json()
+        if stack["status"] == wanted:
+            return stack
+        assert stack["status"] != "error" or wanted == "error", stack
+        assert time.monotonic() < deadline, f"stack stayed {stack['status']}: {stack}"
+        time.sleep(0.2)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_whole_journey(workbench: Platform) -> None:
+    http = httpx.Client(base_url=workbench.url, timeout=10)
+
+    # register → verify → approve → login
+    account = {"namespace": "carol", "name": "Carol", "email": "carol@example.org", "password": "carol-pass"}
+    response = http.post("/api/register", json=account)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "unverified"
+    assert http.post("/api/register", json=account).status_code == 409
+    assert http.post("/api/authenticate", json={"username": "carol", "password": "carol-pass"}).status_code == 401
+
+    verify_link = workbench.mails()[-1].get_content()
+    token, user = re.search(r"verify\?t=([^&\s]+)&u=(\w+)", verify_link).groups()  # type: ignore[union-attr]
+    assert http.put("/api/register/verify", json={"u": user, "t": "wrong"}).status_code == 404
+    assert http.put("/api/register/verify", json={"u": user, "t": token}).status_code == 200
+
+    approval = workbench.mails()[-1]
+    assert "support@" in approval["To"]
+    approve_url = re.search(r"Approve: (\S+)", approval.get_content()).group(1)  # type: ignore[union-attr]
+    approved = http.get(approve_url.replace("http://127.0.0.1:" + str(workbench.port), ""))
+    assert approved.status_code == 200
+    assert approved.json() == {"message": "Account has been approved."}
+
+    assert http.post("/api/authenticate", json={"username": "carol", "password": "nope"}).status_code == 401
+    login = http.post("/api/authenticate", json={"username": "carol@example.org", "password": "carol-pass"})
+    assert login.status_code == 200
+    carol = login.json()["token"]
+    assert http.get("/api/stacks").status_code == 401
+
+    # a user service, then a stack of it
+    assert http.post("/api/services", json={**STATIC_SPEC, "key": "x" * 18}, headers=bearer(carol)).status_code == 400
+    response = http.post("/api/services", json=STATIC_SPEC, headers=bearer(carol))
+    assert response.status_code == 200, response.text
+    assert http.post("/api/stacks", json={"key": "missing"}, headers=bearer(carol)).status_code == 404
+    response = http.post("/api/stacks", json={"key": "notebook", "name": "My notebook"}, headers=bearer(carol))
+    assert response.status_code == 200
+    stack = response.json()
+    sid = stack["id"]
+    assert re.fullmatch(r"s[a-z0-9]{5}", sid)
+    assert stack["status"] == "stopped"
+    service = stack["services"][0]
+    assert service["id"] == f"{sid}-notebook"
+    (folder,) = service["volumeMounts"]
+    assert re.fullmatch(rf"AppData/{sid}-notebook-[a-z0-9]{{5}}", folder)
+
+    # someone else cannot see or start it
+    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
+    assert http.get(f"/api/stacks/{sid}", headers=bearer(admin)).status_code == 404
+    assert http.get(f"/api/start/{sid}", headers=bearer(admin)).status_code == 404
+
+    # start → started, its endpoint serves the data folder
+    home = workbench.data_dir / "home" / "carol" / folder
+    response = http.get(f"/api/start/{sid}", headers=bearer(carol))
+    assert response.status_code == 202
+    assert response.json()["status"] == "starting"
+    assert http.get(f"/api/start/{sid}", headers=bearer(carol)).status_code == 409
+    started = wait_for_status(http, sid, "started", carol)
+    (endpoint,) = started["services"][0]["endpoints"]
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "hello.txt").write_text("hello from the workbench")
+    assert httpx.get(endpoint["url"] + "hello.txt", timeout=5).text == "hello from the workbench"
+    host = httpx.URL(endpoint["url"]).netloc.decode()
+    assert http.get("/api/check_token", params={"host": host}, headers=bearer(carol)).status_code == 200
+    assert http.get("/api/check_token", params={"host": host}, headers=bearer(admin)).status_code == 403
+    assert http.delete(f"/api/stacks/{sid}", headers=bearer(carol)).status_code == 409
+
+    logs = http.get(f"/api/logs/{sid}-notebook", params={"lines": "20"}, headers=bearer(carol))
+    assert logs.status_code == 200
+    assert logs.json().startswith("KUBERNETES LOG\n=====================\n")
+    assert "SERVICE LOG" in logs.json()
+    assert http.get(f"/api/logs/{sid}-notebook", params={"lines": "x"}, headers=bearer(carol)).status_code == 400
+    assert http.get(f"/api/logs/{sid}-nothing", headers=bearer(carol)).status_code == 404
+
+    # stop → stopped, rename, delete
+    response = http.get(f"/api/stop/{sid}", headers=bearer(carol))
+    assert response.status_code == 202
+    wait_for_status(http, sid, "stopped", carol)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(endpoint["url"], timeout=2)
+    assert http.get(f"/api/stop/{sid}", headers=bearer(carol)).status_code == 409
+    renamed = http.put(f"/api/stacks/{sid}/rename", json={"name": "Renamed"}, headers=bearer(carol))
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Renamed"
+    assert http.put(f"/api/stacks/{sid}/rename", json={"name": 5}, headers=bearer(carol)).status_code == 400
+    assert http.delete(f"/api/stacks/{sid}", headers=bearer(carol)).status_code == 200
+    assert http.get(f"/api/stacks/{sid}", headers=bearer(carol)).status_code == 404
+    assert http.get("/api/stacks", headers=bearer(carol)).json() == []
+
+
+def test_started_stacks_survive_a_restart(workbench: Platform) -> None:
+    http = httpx.Client(base_url=workbench.url, timeout=10)
+    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
+    assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(admin)).status_code == 200
+    sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(admin)).json()["id"]
+    assert http.get(f"/api/start/{sid}", headers=bearer(admin)).status_code == 202
+    before = wait_for_status(http, sid, "started", admin)["services"][0]["endpoints"][0]["url"]
+
+    workbench.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(before, timeout=2)  # the service ended with the platform
+    workbench.start()
+
+    after = wait_for_status(http, sid, "started", admin)["services"][0]["endpoints"][0]["url"]
+    assert httpx.get(after, timeout=5).status_code == 200

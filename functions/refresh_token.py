@@ -5,6 +5,7 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
+from shared import accounts
 from shared.api import Call, json_errors, serve
 from shared.errors import Unauthorized
 from shared.models import Token
@@ -14,7 +15,7 @@ def refresh(call: Call) -> Token:
     token = call.bearer_token()
     if token is None:
         raise Unauthorized("missing bearer token")
-    return Token(token=call.platform.tokens.refresh(token))
+    return Token(token=accounts.refresh(call.platform, token))
 
 
 json_errors()

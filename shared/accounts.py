@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from shared.auth import RESET_SCOPE, Principal
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from shared.models import Account, AccountResourceLimits, ExportPackage
+from shared.models import Account, AccountResourceLimits, ExportPackage, Stack
 from shared.store import AccountRecord
 
 if TYPE_CHECKING:
@@ -93,6 +93,16 @@ def login(platform: Platform, username: str, password: str) -> str:
     return platform.tokens.issue(account.id, admin=account.id == ADMIN)
 
 
+def refresh(platform: Platform, token: str) -> str:
+    """A fresh token, while the account still exists and is approved (a refresh is a quiet login)."""
+    fresh = platform.tokens.refresh(token)
+    user = platform.tokens.decode(fresh).user
+    record = platform.store.get_account(user)
+    if record is None or record.account.status != "approved":
+        raise Unauthorized(f"account '{user}' can no longer log in")
+    return fresh
+
+
 def ensure_admin(platform: Platform) -> str | None:
     """Create the admin account if missing; returns a generated password to print once, if any."""
     configured = platform.settings.auth.admin_password
@@ -132,8 +142,14 @@ def register(platform: Platform, account: Account) -> Account:
     """Create an unverified account and send its verification e-mail."""
     account = _check_new_account(account)
     _conflict_for(platform, account)
-    account = _with_limits(platform, account).model_copy(
-        update={"status": "unverified", "token": secrets.token_urlsafe(24), "lastLogin": 0}
+    # Whoever registers gets the default limits: only the admin may give more.
+    account = account.model_copy(
+        update={
+            "status": "unverified",
+            "token": secrets.token_urlsafe(24),
+            "lastLogin": 0,
+            "resourceLimits": default_limits(platform),
+        }
     )
     record = AccountRecord(
         account.model_copy(update={"password": ""}), platform.passwords.hash(account.password)
@@ -348,35 +364,66 @@ def delete(platform: Platform, account_id: str) -> None:
     platform.store.delete_account(account_id)
 
 
+def _stopped(stack: Stack, sid: str | None = None) -> Stack:
+    """``stack`` as at rest, without runtime state; with ``sid``, re-identified under that id."""
+    sid = sid or stack.id
+    return stack.model_copy(
+        update={
+            "id": sid,
+            "status": "stopped",
+            "services": [
+                service.model_copy(
+                    update={
+                        "id": f"{sid}-{service.service}" if sid != stack.id else service.id,
+                        "stack": sid,
+                        "status": "",
+                        "endpoints": None,
+                        "statusMessages": [],
+                    }
+                )
+                for service in stack.services
+            ],
+        }
+    )
+
+
 def export_package(platform: Platform, principal: Principal, account_id: str) -> ExportPackage:
     record = _visible(platform, principal, account_id)
     return ExportPackage(
         account=public_view(record.account, for_admin=False),
         services=platform.store.list_specs(account_id),
-        stacks=[
-            stack.model_copy(
-                update={
-                    "status": "stopped",
-                    "services": [
-                        service.model_copy(update={"status": "", "endpoints": None, "statusMessages": []})
-                        for service in stack.services
-                    ],
-                }
-            )
-            for stack in platform.store.list_stacks(account_id)
-        ],
+        stacks=[_stopped(stack) for stack in platform.store.list_stacks(account_id)],
     )
 
 
+def _import_stack(platform: Platform, owner: str, stack: Stack) -> None:
+    """Add an imported stack, under a new id when its own is taken (e.g. by the exported account)."""
+    from shared.stacks import new_stack_id
+
+    candidate = _stopped(stack)
+    for _ in range(5):
+        try:
+            platform.store.insert_stack(owner, candidate)
+        except Conflict:
+            candidate = _stopped(stack, new_stack_id())
+            continue
+        return
+    raise Conflict("could not allocate a stack id; try again")
+
+
 def import_package(platform: Platform, package: ExportPackage) -> Account:
-    """Create an account from an export, with its catalog and (stopped) stacks."""
+    """Create an account from an export, with its catalog and (stopped) stacks; all or nothing."""
     account = package.account
     if not account.password:
         account = account.model_copy(update={"password": secrets.token_urlsafe(16)})
+    checked = [platform.validator.validate(spec.model_dump()) for spec in package.services]
     created = create(platform, account.model_copy(update={"status": account.status or "approved"}))
-    for spec in package.services:
-        checked = platform.validator.validate(spec.model_dump())
-        platform.store.replace_spec(created.id, checked)
-    for stack in package.stacks:
-        platform.store.insert_stack(created.id, stack.model_copy(update={"status": "stopped"}))
+    try:
+        for spec in checked:
+            platform.store.replace_spec(created.id, spec)
+        for stack in package.stacks:
+            _import_stack(platform, created.id, stack)
+    except BaseException:
+        platform.store.delete_account(created.id)
+        raise
     return created

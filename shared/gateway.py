@@ -44,9 +44,7 @@ class Gateway:
 
                     function = registry.function(name)
                     create_app: Callable[..., WSGIApp] = functions_framework.create_app
-                    app = create_app(
-                        function.target, str(self.functions_dir / f"{name}.py"), "http"
-                    )
+                    app = create_app(function.target, str(self.functions_dir / f"{name}.py"), "http")
                     self._apps[name] = app
         return app
 

@@ -35,8 +35,10 @@ def need(service: str, problem: str) -> None:
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """No WORKBENCH_* setting leaks in; every test has its own data dir, secret and database."""
     for name in list(os.environ):
-        if name.startswith("WORKBENCH_") and name != "WORKBENCH_REQUIRE_SERVICES" and not name.startswith(
-            "WORKBENCH_TEST_"
+        if (
+            name.startswith("WORKBENCH_")
+            and name != "WORKBENCH_REQUIRE_SERVICES"
+            and not name.startswith("WORKBENCH_TEST_")
         ):
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
@@ -132,8 +134,15 @@ class Api:
     def make_user(self, user: str = "alice", password: str = "alice-password") -> str:
         """An approved account made by the admin; returns the user's token."""
         response = self.call(
-            "POST", "/api/accounts", self.admin(),
-            json={"namespace": user, "name": user.title(), "email": f"{user}@example.org", "password": password},
+            "POST",
+            "/api/accounts",
+            self.admin(),
+            json={
+                "namespace": user,
+                "name": user.title(),
+                "email": f"{user}@example.org",
+                "password": password,
+            },
         )
         assert response.status_code == 200, response.get_json()
         return self.login(user, password)

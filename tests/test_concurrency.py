@@ -78,16 +78,24 @@ def test_two_processes_start_one_stack_once(shared_platform: Platform) -> None:
     from shared.auth import Principal
     from shared.models import Account, Stack
 
-    accounts.create(shared_platform, Account(namespace="racer", name="Racer", email="racer@example.org",
-                                             password="racer-password"))
+    accounts.create(
+        shared_platform,
+        Account(namespace="racer", name="Racer", email="racer@example.org", password="racer-password"),
+    )
     specs.create(shared_platform, Principal("racer"), STATIC_SPEC, "user")
     stack = stacks.create(shared_platform, "racer", Stack(key="pages"))
     token = shared_platform.tokens.issue("racer")
     moment = time.time() + 3
     environment = {**os.environ}
     racers = [
-        subprocess.Popen([sys.executable, "-c", START_ONCE, stack.id, token, str(moment)], cwd=ROOT,
-                         env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", START_ONCE, stack.id, token, str(moment)],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     try:

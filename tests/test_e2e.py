@@ -45,15 +45,15 @@ class Platform:
         self.log = data_dir.parent / "workbench.log"
 
     def start(self) -> None:
-        environment = {
-            key: value for key, value in os.environ.items() if not key.startswith("WORKBENCH_")
-        }
-        environment.update({
-            "WORKBENCH_PORT": str(self.port),
-            "WORKBENCH_DATA_DIR": str(self.data_dir),
-            "WORKBENCH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "WORKBENCH_READY_TIMEOUT": "30",
-        })
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("WORKBENCH_")}
+        environment.update(
+            {
+                "WORKBENCH_PORT": str(self.port),
+                "WORKBENCH_DATA_DIR": str(self.data_dir),
+                "WORKBENCH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "WORKBENCH_READY_TIMEOUT": "30",
+            }
+        )
         executable = Path(sys.executable).with_name("workbench")
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
@@ -92,7 +92,9 @@ def workbench(tmp_path: Path) -> Iterator[Platform]:
         platform.stop()
 
 
-def wait_for_status(http: httpx.Client, sid: str, wanted: str, token: str, seconds: float = 40) -> dict[str, Any]:
+def wait_for_status(
+    http: httpx.Client, sid: str, wanted: str, token: str, seconds: float = 40
+) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while True:
         stack: dict[str, Any] = http.get(f"/api/stacks/{sid}", headers=bearer(token)).json()
@@ -116,7 +118,10 @@ def test_the_whole_journey(workbench: Platform) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "unverified"
     assert http.post("/api/register", json=account).status_code == 409
-    assert http.post("/api/authenticate", json={"username": "carol", "password": "carol-pass"}).status_code == 401
+    assert (
+        http.post("/api/authenticate", json={"username": "carol", "password": "carol-pass"}).status_code
+        == 401
+    )
 
     verify_link = workbench.mails()[-1].get_content()
     token, user = re.search(r"verify\?t=([^&\s]+)&u=(\w+)", verify_link).groups()  # type: ignore[union-attr]
@@ -137,11 +142,16 @@ def test_the_whole_journey(workbench: Platform) -> None:
     assert http.get("/api/stacks").status_code == 401
 
     # a user service, then a stack of it
-    assert http.post("/api/services", json={**STATIC_SPEC, "key": "x" * 18}, headers=bearer(carol)).status_code == 400
+    assert (
+        http.post("/api/services", json={**STATIC_SPEC, "key": "x" * 18}, headers=bearer(carol)).status_code
+        == 400
+    )
     response = http.post("/api/services", json=STATIC_SPEC, headers=bearer(carol))
     assert response.status_code == 200, response.text
     assert http.post("/api/stacks", json={"key": "missing"}, headers=bearer(carol)).status_code == 404
-    response = http.post("/api/stacks", json={"key": "notebook", "name": "My notebook"}, headers=bearer(carol))
+    response = http.post(
+        "/api/stacks", json={"key": "notebook", "name": "My notebook"}, headers=bearer(carol)
+    )
     assert response.status_code == 200
     stack = response.json()
     sid = stack["id"]
@@ -153,7 +163,9 @@ def test_the_whole_journey(workbench: Platform) -> None:
     assert re.fullmatch(rf"AppData/{sid}-notebook-[a-z0-9]{{5}}", folder)
 
     # someone else cannot see or start it
-    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
+    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
+        "token"
+    ]
     assert http.get(f"/api/stacks/{sid}", headers=bearer(admin)).status_code == 404
     assert http.get(f"/api/start/{sid}", headers=bearer(admin)).status_code == 404
 
@@ -177,7 +189,9 @@ def test_the_whole_journey(workbench: Platform) -> None:
     assert logs.status_code == 200
     assert logs.json().startswith("KUBERNETES LOG\n=====================\n")
     assert "SERVICE LOG" in logs.json()
-    assert http.get(f"/api/logs/{sid}-notebook", params={"lines": "x"}, headers=bearer(carol)).status_code == 400
+    assert (
+        http.get(f"/api/logs/{sid}-notebook", params={"lines": "x"}, headers=bearer(carol)).status_code == 400
+    )
     assert http.get(f"/api/logs/{sid}-nothing", headers=bearer(carol)).status_code == 404
 
     # stop → stopped, rename, delete
@@ -198,7 +212,9 @@ def test_the_whole_journey(workbench: Platform) -> None:
 
 def test_started_stacks_survive_a_restart(workbench: Platform) -> None:
     http = httpx.Client(base_url=workbench.url, timeout=10)
-    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
+    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
+        "token"
+    ]
     assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(admin)).status_code == 200
     sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(admin)).json()["id"]
     assert http.get(f"/api/start/{sid}", headers=bearer(admin)).status_code == 202

@@ -36,7 +36,9 @@ def test_every_route_reaches_a_handler(api: Api, function: registry.Function) ->
     token = api.admin()
     for route in function.routes:
         response = api.client(function.name).open(
-            sample_path(route.path), method=route.method, headers={"Authorization": f"Bearer {token}"},
+            sample_path(route.path),
+            method=route.method,
+            headers={"Authorization": f"Bearer {token}"},
             json={} if route.body is not None else None,
         )
         assert response.status_code < 500, (route.path, response.get_data(as_text=True))
@@ -98,7 +100,10 @@ def test_a_function_served_alone_by_functions_framework(tmp_path: Path) -> None:
     with log.open("wb") as output:
         server = subprocess.Popen(
             [str(executable), "--source", "functions/system.py", "--target", "system", "--port", str(port)],
-            cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 20

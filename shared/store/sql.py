@@ -53,11 +53,18 @@ class SqliteDialect:
         import sqlite3
         from pathlib import Path
 
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # e.g. a file where the folder should be, or no permission
+            raise Unavailable(f"database unavailable: {self.description}: {error}") from error
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA foreign_keys=ON")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def begin(self, cursor: Cursor, *, write: bool) -> None:
@@ -142,71 +149,84 @@ def _now() -> int:
     return int(time.time())
 
 
-class SqlStore:
-    """The store over one dialect; one connection per thread, one transaction per method."""
+IDLE_CONNECTIONS = 8
+"""Connections kept open between transactions; more are opened under load and closed after."""
 
-    def __init__(self, dialect: Dialect) -> None:
+
+class SqlStore:
+    """The store over one dialect; one transaction per method, on a connection from a small pool.
+
+    Connections are pooled rather than kept per thread: a threaded server (the local gateway's
+    werkzeug server) runs each request on a new thread, and a connection per thread would stay
+    open after its thread ended, until the database ran out of connections.
+    """
+
+    def __init__(self, dialect: Dialect, *, idle_connections: int = IDLE_CONNECTIONS) -> None:
         self.dialect = dialect
-        self._local = threading.local()
-        self._connections: list[Any] = []
+        self.idle_connections = idle_connections
+        self._idle: list[Any] = []
+        self._generation = 0
         self._lock = threading.Lock()
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _connection(self) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            try:
-                connection = self.dialect.connect()
-            except Exception as error:
-                raise self.dialect.translate(error) or error from error
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        return connection
+    def _acquire(self) -> tuple[Any, int]:
+        with self._lock:
+            generation = self._generation
+            if self._idle:
+                return self._idle.pop(), generation
+        try:
+            connection = self.dialect.connect()
+        except Exception as error:
+            raise self.dialect.translate(error) or error from error
+        return connection, generation
 
-    def _discard_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            with self._lock:
-                if connection in self._connections:
-                    self._connections.remove(connection)
-            with suppress(Exception):  # the connection is already broken
-                connection.close()
+    def _release(self, connection: Any, generation: int, *, broken: bool) -> None:
+        with self._lock:
+            if not broken and generation == self._generation and len(self._idle) < self.idle_connections:
+                self._idle.append(connection)
+                return
+        with suppress(Exception):  # broken, surplus, or from before close()
+            connection.close()
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[_Statements]:
-        connection = self._connection()
-        cursor = connection.cursor()
+        connection, generation = self._acquire()
+        healthy = False  # only a connection whose transaction ended cleanly goes back to the pool
         try:
+            cursor = connection.cursor()
             self.dialect.begin(cursor, write=write)
-            yield _Statements(cursor, self.dialect)
-            cursor.execute("COMMIT")
-        except BaseException as error:
             try:
-                cursor.execute("ROLLBACK")
-            except Exception:
-                self._discard_connection()
-            if isinstance(error, Exception):
-                translated = self.dialect.translate(error)
-                if translated is not None:
-                    if isinstance(translated, Unavailable):
-                        self._discard_connection()
-                    raise translated from error
-            raise
+                yield _Statements(cursor, self.dialect)
+            except BaseException:
+                with suppress(Exception):  # the error being raised is the one to report
+                    cursor.execute("ROLLBACK")
+                    healthy = True
+                raise
+            cursor.execute("COMMIT")
+            healthy = True
+        except Exception as error:
+            translated = self.dialect.translate(error)
+            if translated is None:
+                raise
+            if isinstance(translated, Unavailable):
+                healthy = False
+            raise translated from error
+        finally:
+            self._release(connection, generation, broken=not healthy)
 
     def ping(self) -> None:
         with self._transaction(write=False) as db:
             db.one("SELECT 1")
 
     def close(self) -> None:
+        """Close the idle connections, and those in use as their transactions end."""
         with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for connection in idle:
             with suppress(Exception):  # closing on shutdown
                 connection.close()
-        self._local = threading.local()
 
     def migrate(self) -> list[int]:
         """Apply the schema versions not yet recorded; returns those applied now."""

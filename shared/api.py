@@ -173,7 +173,7 @@ def serve(function_name: str, request: Request, handlers: Mapping[str, Handler])
 
     try:
         call = Call(request, route, params, platform())
-        if route.access != "public":
+        if route.access in ("user", "admin"):
             principal = call.principal
             if route.access == "admin" and not principal.admin:
                 raise Forbidden("only the admin may do this")

@@ -9,7 +9,9 @@ from pydantic import BaseModel
 
 from shared import models
 
-Access = Literal["public", "user", "admin"]
+Access = Literal["public", "user", "admin", "reset"]
+"""Who may call a route: anyone; a user's token; the admin's token; a user's or a password-reset token
+(checked by the handler, since reset tokens are refused everywhere else)."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/change_password",
                 "change_password",
                 "Change the caller's password",
+                access="reset",
                 body=models.Password,
                 reply=models.Message,
             ),

@@ -59,13 +59,29 @@ class SqliteDialect:
             raise Unavailable(f"database unavailable: {self.description}: {error}") from error
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(connection)
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute("PRAGMA synchronous=NORMAL")
         except BaseException:
             connection.close()
             raise
         return connection
+
+    @staticmethod
+    def _enable_wal(connection: Any) -> None:
+        """Switch to WAL; the switch can report "locked" at once (no busy wait) while another
+        process is creating the same database, so it is retried for a few seconds."""
+        import sqlite3
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def begin(self, cursor: Cursor, *, write: bool) -> None:
         cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -19,7 +19,8 @@ import pytest
 from shared.errors import InvalidInput, Unavailable
 from shared.models import Endpoint, Port, ReadyProbe, ServiceSpec
 from shared.runtime import ServicePlan, StackPlan, StatusReport
-from shared.runtime.local import LocalRuntime, process_start_time
+from shared.runtime.local import LocalRuntime
+from shared.runtime.processes import process_start_time
 from shared.settings import RuntimeSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

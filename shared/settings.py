@@ -105,12 +105,19 @@ class LimitSettings:
     storage_quota: int = 10
 
 
+# Like JupyterHub's ``env_keep``: enough of the platform's environment for local services' commands
+# to be found and decode text, and nothing else (no credential of the platform reaches them).
+INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     kind: str = "local"
     local_commands: dict[str, str] = field(default_factory=dict)
     ready_timeout: int = 120
     domain: str | None = None
+    inherited_environment: dict[str, str] = field(default_factory=dict)
+    """The variables of INHERITED_VARIABLES as the platform had them, passed on to local services."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        read = _Reader(os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        read = _Reader(environ)
         data_dir = Path(read.text("WORKBENCH_DATA_DIR", "var")).resolve()
         port = read.integer("WORKBENCH_PORT", 8080, minimum=1)
         host = read.text("WORKBENCH_HOST", "127.0.0.1")
@@ -176,6 +184,9 @@ class Settings:
                 local_commands=read.mapping("WORKBENCH_LOCAL_COMMANDS"),
                 ready_timeout=read.integer("WORKBENCH_READY_TIMEOUT", 120, minimum=1),
                 domain=read.optional("WORKBENCH_DOMAIN"),
+                inherited_environment={
+                    name: environ[name] for name in INHERITED_VARIABLES if name in environ
+                },
             ),
             catalog=CatalogSettings(catalog_dir=Path(catalog_dir) if catalog_dir else None),
         )

@@ -51,13 +51,10 @@ def _dependency_closure(
 ) -> tuple[dict[str, ServiceSpec], set[str]]:
     """Every spec reachable through ``depends`` (by key), and the keys required transitively."""
     found: dict[str, ServiceSpec] = {main.key: main}
-    required: set[str] = {main.key}
     pending = [main]
     while pending:
         spec = pending.pop()
         for dependency in spec.depends or ():
-            if dependency.required and spec.key in required:
-                required.add(dependency.key)
             if dependency.key in found:
                 continue
             child = specs.lookup(store, owner, dependency.key)
@@ -65,6 +62,17 @@ def _dependency_closure(
                 raise NotFound("service", message=f"Missing dependency {dependency.key}")
             found[dependency.key] = child
             pending.append(child)
+    # Required-ness is followed only once every spec is known: a spec first reached through an
+    # optional dependency may turn out to be required through another path, and so its own
+    # required dependencies too.
+    required: set[str] = {main.key}
+    pending = [main]
+    while pending:
+        spec = pending.pop()
+        for dependency in spec.depends or ():
+            if dependency.required and dependency.key not in required:
+                required.add(dependency.key)
+                pending.append(found[dependency.key])
     return found, required
 
 

@@ -21,7 +21,9 @@ from shared.models import Endpoint, Port, ReadyProbe, ServiceSpec
 from shared.runtime import ServicePlan, StackPlan, StatusReport
 from shared.runtime.local import LocalRuntime
 from shared.runtime.processes import process_start_time
-from shared.settings import RuntimeSettings
+from shared.settings import INHERITED_VARIABLES, RuntimeSettings
+
+INHERITED = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WAIT_SECONDS = 10.0
@@ -125,7 +127,9 @@ class Harness:
     def runtime(
         self, commands: dict[str, str] | None = None, *, ready_timeout: int = 10, stop_grace: float = 10.0
     ) -> LocalRuntime:
-        settings = RuntimeSettings(local_commands=commands or {}, ready_timeout=ready_timeout)
+        settings = RuntimeSettings(
+            local_commands=commands or {}, ready_timeout=ready_timeout, inherited_environment=INHERITED
+        )
         runtime = LocalRuntime(settings, data_dir=self.data_dir, report=self.reports, stop_grace=stop_grace)
         self.runtimes.append(runtime)
         return runtime
@@ -481,17 +485,20 @@ def test_remove_kills_a_process_that_ignores_sigterm_and_returns_once_it_is_gone
 
 
 PLATFORM_SCRIPT = """\
-import sys, threading
+import os, sys, threading
 from pathlib import Path
 from shared.models import Port, ServiceSpec
 from shared.runtime import ServicePlan, StackPlan
 from shared.runtime.local import LocalRuntime
-from shared.settings import RuntimeSettings
+from shared.settings import INHERITED_VARIABLES, RuntimeSettings
 
 data_dir, web_command = sys.argv[1], sys.argv[2]
 ready = threading.Event()
 runtime = LocalRuntime(
-    RuntimeSettings(local_commands={"web": web_command}),
+    RuntimeSettings(
+        local_commands={"web": web_command},
+        inherited_environment={name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ},
+    ),
     data_dir=Path(data_dir),
     report=lambda report: report.status == "ready" and ready.set(),
 )

@@ -46,19 +46,6 @@ FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
 POLL_SECONDS = 0.1
 CLOSE_WAIT_SECONDS = 2.0
-# Like JupyterHub's ``env_keep``: enough of the platform's environment for commands to be found
-# and decode text, and nothing else (no credentials of the platform leak into user processes).
-INHERITED_VARIABLES = (
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "PYTHONPATH",
-    "VIRTUAL_ENV",
-    "SYSTEMROOT",
-)
 # The static site runs as ``python -m shared.runtime.static_site`` from the user's home, so the
 # project must be importable whether or not it is installed.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -307,7 +294,7 @@ class LocalRuntime:
 
     def _command(self, run: StackRun, service: ServiceRun) -> tuple[list[str], dict[str, str]]:
         plan = service.plan
-        env = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+        env = dict(self._settings.inherited_environment)
         env["HOME"] = str(run.home)
         env.update(plan.env)
         if service.ports:

@@ -260,7 +260,9 @@ def import_catalog(store: Store, directory: Path, *, owner: str = SYSTEM_CATALOG
         raise InvalidInput(f"catalog folder '{directory}' does not exist or is not a folder")
     contents = load_catalog_dir(directory)
     system = owner == SYSTEM_CATALOG
-    marks: dict[str, Any] = {"catalog": "system"} if system else {"catalog": "user", "privileged": False}
+    marks: dict[str, Any] = (
+        {"catalog": "system"} if system else {"catalog": "user", "privileged": False, "securityContext": None}
+    )
     contents.specs = [spec.model_copy(update=marks) for spec in contents.specs]
     for spec in contents.specs:
         store.replace_spec(owner, spec)

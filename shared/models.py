@@ -64,6 +64,10 @@ class ResourceLimits(Model):
     memDefault: int = 0
 
 
+class SecurityContext(Model):
+    privileged: bool = False
+
+
 class Repository(Model):
     url: str = ""
     type: str = ""
@@ -97,6 +101,7 @@ class ServiceSpec(Model):
     tags: list[str] | None = None
     info: str = ""
     privileged: bool = False
+    securityContext: SecurityContext | None = None
     authRequired: bool = False
 
 

@@ -71,6 +71,7 @@ def _checked(platform: Platform, principal: Principal, document: Any, catalog: s
     update: dict[str, Any] = {"catalog": catalog, "updateTime": now}
     if catalog == "user":
         update["privileged"] = False  # privileged services only in the admin's catalog
+        update["securityContext"] = None
     return spec.model_copy(update=update)
 
 

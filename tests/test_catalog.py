@@ -402,3 +402,11 @@ def test_import_of_a_missing_folder_names_the_path(store: Store, tmp_path: Path)
         import_catalog(store, missing)
     assert str(missing) in str(caught.value)
     assert store.list_specs(SYSTEM_CATALOG) == []
+
+
+def test_a_privileged_security_context_survives_loading_into_the_system_catalog(
+    shipped: CatalogContents,
+) -> None:
+    docker = next(spec for spec in shipped.specs if spec.key == "docker")
+    assert docker.securityContext is not None
+    assert docker.securityContext.privileged is True

@@ -137,12 +137,17 @@ def test_listing_needs_a_token(api: Api, platform: Platform) -> None:
 
 
 def test_posted_spec_is_the_callers_only(api: Api, alice: str, bob: str) -> None:
-    response = post_spec(api, alice, new_spec("alicething", privileged=True, catalog="system"))
+    response = post_spec(
+        api,
+        alice,
+        new_spec("alicething", privileged=True, catalog="system", securityContext={"privileged": True}),
+    )
     assert response.status_code == 200, response.get_json()
     created = response.get_json()
     assert created["key"] == "alicething"
     assert created["catalog"] == "user"  # whatever the body says
     assert created["privileged"] is False  # privileged services only in the admin's catalog
+    assert created["securityContext"] is None
     assert created["createdTime"] > 0
     assert created["createdTime"] == created["updateTime"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from shared.errors import WorkbenchError
+from shared.errors import NotFound, WorkbenchError
 
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
@@ -103,6 +103,13 @@ def catalog_import(arguments: argparse.Namespace) -> int:
 
     current = platform()
     owner = SYSTEM_CATALOG if arguments.user is None else arguments.user
+    # A catalog is deleted with its account; one imported for a name without an account would be
+    # inherited by whoever takes that name later.
+    if arguments.user is not None and current.store.get_account(arguments.user) is None:
+        raise NotFound(
+            "account",
+            message=f"account '{arguments.user}' not found; create it before importing into its catalog",
+        )
     contents = catalog.import_catalog(current.store, Path(arguments.directory), owner=owner)
     for warning in contents.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import secrets
 import string
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 
 from shared import specs
 from shared.api import Reply
-from shared.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from shared.errors import Conflict, InvalidInput, NotFound, Unprocessable, WorkbenchError
 from shared.models import ServiceSpec, Stack, StackService
 from shared.runtime import ServicePlan, StackPlan, StatusReport
 from shared.store import Store
@@ -21,6 +22,7 @@ from shared.store import Store
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
 
+log = logging.getLogger(__name__)
 ID_ALPHABET = string.ascii_lowercase + string.digits
 MAX_STATUS_MESSAGES = 50
 RUNNING = ("starting", "started")
@@ -81,7 +83,7 @@ def _safe_relative(path: str, field: str) -> str:
     if (
         not path
         or path.startswith("/")
-        or normal == ".."
+        or normal in (".", "..")
         or normal.startswith("../")
         or any(ord(character) < 32 for character in path)
     ):
@@ -130,7 +132,7 @@ def _compose_service(
         if mount.type == "docker":
             continue
         if targets.count(mount.mountPath) > 1:
-            raise Conflict(f"two volume mounts of '{ssid}' point at {mount.mountPath}")
+            raise InvalidInput(f"two folders are mounted at {mount.mountPath}", field=f"{where}.volumeMounts")
         if mount.mountPath not in targets:
             mounts[f"AppData/{ssid}-{random_suffix()}"] = mount.mountPath
 
@@ -348,8 +350,31 @@ def start(platform: Platform, owner: str, sid: str) -> Stack:
         )
 
     stack = platform.store.update_stack(owner, sid, change)
-    platform.runtime.start(plan)
+    try:
+        platform.runtime.start(plan)
+    except WorkbenchError as error:
+        _mark_failed(platform.store, owner, sid, error.message)
+        raise
     return stack
+
+
+def _mark_failed(store: Store, owner: str, sid: str, message: str) -> None:
+    def change(stack: Stack) -> Stack:
+        return stack.model_copy(
+            update={
+                "status": "error",
+                "updateTime": _now(),
+                "services": [
+                    service.model_copy(
+                        update={"statusMessages": [*service.statusMessages, message][-MAX_STATUS_MESSAGES:]}
+                    )
+                    for service in stack.services
+                ],
+            }
+        )
+
+    with suppress(NotFound):
+        store.update_stack(owner, sid, change)
 
 
 def stop(platform: Platform, owner: str, sid: str) -> Stack:
@@ -388,7 +413,9 @@ def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
     required = [d.key for d in spec.depends or () if d.required]
     if required:
         raise Unprocessable(f"'{key}' requires {', '.join(required)}; create a stack with them instead")
-    stack = next((s for s in platform.store.list_stacks(owner) if s.key == key), None)
+    of_key = [s for s in platform.store.list_stacks(owner) if s.key == key]
+    # A running stack of the spec is the one to navigate to; otherwise the oldest.
+    stack = next((s for s in of_key if s.status != "stopped"), of_key[0] if of_key else None)
     if stack is None:
         stack = create(platform, owner, Stack(key=key))
     if stack.status != "stopped":
@@ -479,20 +506,20 @@ def restore(platform: Platform) -> list[str]:
     """After a restart: start again the stacks that were running, finish stopping the others."""
     restored = []
     for owner, stack in platform.store.list_all_stacks():
-        if stack.status in RUNNING:
-            plan = plan_for(platform, owner, stack)
-
-            def change(current: Stack) -> Stack:
-                return current.model_copy(
-                    update={
-                        "status": "starting",
-                        "services": _reset_services(current, ""),
-                    }
-                )
-
-            platform.store.update_stack(owner, stack.id, change)
-            platform.runtime.start(plan)
-            restored.append(stack.id)
-        elif stack.status == "stopping":
-            platform.runtime.stop(plan_for(platform, owner, stack))
+        try:
+            if stack.status in RUNNING:
+                plan = plan_for(platform, owner, stack)
+                platform.store.update_stack(owner, stack.id, _restarting)
+                platform.runtime.start(plan)
+                restored.append(stack.id)
+            elif stack.status == "stopping":
+                platform.runtime.stop(plan_for(platform, owner, stack))
+        except WorkbenchError as error:
+            # One stack that cannot be restored must not keep the others (or the platform) down.
+            log.warning("could not restore stack %s of %s: %s", stack.id, owner, error.message)
+            _mark_failed(platform.store, owner, stack.id, f"Could not be restarted: {error.message}")
     return restored
+
+
+def _restarting(stack: Stack) -> Stack:
+    return stack.model_copy(update={"status": "starting", "services": _reset_services(stack, "")})

@@ -252,6 +252,10 @@ class LocalRuntime:
                 self._fail_all(run, f"Could not prepare the home: {error.strerror or error}")
                 return
             self._launch_in_order(run)
+        except Exception as error:
+            # A stack must never stay "starting" because the runtime itself failed.
+            log.exception("starting stack %s failed", plan.sid)
+            self._fail_all(run, f"The local runtime failed to start the stack: {error}")
         finally:
             turns.done(ticket)
 

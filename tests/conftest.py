@@ -73,10 +73,23 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def platform(isolated_environment: Path) -> Iterator[Platform]:
+def environment() -> dict[str, str]:
+    """Settings for this test's platform (an empty value unsets one); override or parametrize it."""
+    return {}
+
+
+@pytest.fixture
+def platform(
+    isolated_environment: Path, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Platform]:
     """The platform the functions use, initialised as ``workbench run`` does (admin, catalog)."""
     from shared.cli import initialise
 
+    for name, value in environment.items():
+        if value:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name, raising=False)
     instance = Platform(Settings.from_env())
     use_platform(instance)
     initialise(instance)

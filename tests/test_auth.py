@@ -8,15 +8,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 
-from shared.bootstrap import Platform, use_platform
+from shared.bootstrap import Platform
 from shared.mail import Outbox
-from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, Api, Client
 
 DAY = 24 * 3600
@@ -79,21 +77,6 @@ def recording_api(client: Callable[[str], Client], platform: Platform) -> Iterat
     api.assert_nothing_leaked([h for h in hashes_before + hashes_after if h])
 
 
-def build_platform(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Platform:
-    """The conftest platform, with ``environment`` set before the settings are read."""
-    from shared.cli import initialise
-
-    for name, value in environment.items():
-        if value:
-            monkeypatch.setenv(name, value)
-        else:
-            monkeypatch.delenv(name, raising=False)
-    instance = Platform(Settings.from_env())
-    use_platform(instance)
-    initialise(instance)
-    return instance
-
-
 def mails(platform: Platform, to: str | None = None) -> list[EmailMessage]:
     """The messages in the platform's outbox, oldest first; only those to ``to`` when given."""
     found = Outbox(platform.data_dir / "outbox", "x").messages()
@@ -137,19 +120,6 @@ def craft(key: str | None = None, **claims: Any) -> str:
 
 
 # --- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def environment() -> dict[str, str]:
-    """Settings for this test's platform; a test parametrizes it to change them."""
-    return {}
-
-
-@pytest.fixture
-def platform(
-    environment: dict[str, str], isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
-) -> Platform:
-    return build_platform(environment, monkeypatch)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,7 +11,7 @@ import pytest
 
 from shared.bootstrap import Platform
 from tests.conftest import Client
-from tests.test_auth import RecordingApi, body_of, build_platform, claims_of, error_of, mails, recording_api
+from tests.test_auth import RecordingApi, body_of, claims_of, error_of, mails, recording_api
 
 SUPPORT = "support@workbench.localhost"
 CAROL = {
@@ -23,19 +22,6 @@ CAROL = {
     "organization": "Example University",
     "description": "Research on things",
 }
-
-
-@pytest.fixture
-def environment() -> dict[str, str]:
-    """Settings for this test's platform; a test parametrizes it to change them."""
-    return {}
-
-
-@pytest.fixture
-def platform(
-    environment: dict[str, str], isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
-) -> Platform:
-    return build_platform(environment, monkeypatch)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from shared import stacks
 from shared.bootstrap import Platform
 from shared.errors import WorkbenchError
 from tests.conftest import Api
-from tests.test_auth import build_platform, error_of
+from tests.test_auth import error_of
 from tests.test_services import Users
 
 STACK_ID = re.compile(r"^s[a-z0-9]{5}$")
@@ -96,9 +95,8 @@ NOTEBOOK = spec(
 
 
 @pytest.fixture
-def platform(isolated_environment: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
-    """The conftest platform, with local commands for the specs that must fail or run in order."""
-    return build_platform({"WORKBENCH_LOCAL_COMMANDS": json.dumps(LOCAL_COMMANDS)}, monkeypatch)
+def environment() -> dict[str, str]:
+    return {"WORKBENCH_LOCAL_COMMANDS": json.dumps(LOCAL_COMMANDS)}
 
 
 @pytest.fixture(autouse=True)

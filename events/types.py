@@ -1,0 +1,171 @@
+"""Every CloudEvent type the platform receives or emits, with the pydantic model of its data."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_BASE = "https://workbench.ndslabs.org/events/schemas/"
+"""``dataschema`` of an event: this base followed by ``<type>.json`` (the files in events/schemas/)."""
+
+# Inbound, from Clowder.
+TRANSFER_REQUESTED = "org.clowder.workbench.transfer.requested"
+EXPORT_REQUESTED = "org.clowder.workbench.export.requested"
+STACK_START_REQUESTED = "org.clowder.workbench.stack.start.requested"
+STACK_STOP_REQUESTED = "org.clowder.workbench.stack.stop.requested"
+
+# Outbound, from the platform and its shovels.
+TRANSFER_STAGED = "org.ndslabs.workbench.transfer.staged"
+TRANSFER_PROGRESS = "org.ndslabs.workbench.transfer.progress"
+TRANSFER_COMPLETED = "org.ndslabs.workbench.transfer.completed"
+TRANSFER_FAILED = "org.ndslabs.workbench.transfer.failed"
+EXPORT_UPLOADED = "org.ndslabs.workbench.export.uploaded"
+EXPORT_COMPLETED = "org.ndslabs.workbench.export.completed"
+EXPORT_FAILED = "org.ndslabs.workbench.export.failed"
+STACK_STARTED = "org.ndslabs.workbench.stack.started"
+STACK_STOPPED = "org.ndslabs.workbench.stack.stopped"
+STACK_FAILED = "org.ndslabs.workbench.stack.failed"
+SHOVEL_HEARTBEAT = "org.ndslabs.workbench.shovel.heartbeat"
+
+
+class Payload(BaseModel):
+    """Base of every event's data: unknown fields are refused, so a typo is a clear 400."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TransferRequested(Payload):
+    """Send a Clowder dataset (or part of it) into a user's workbench."""
+
+    clowder_url: str = Field(description="Base URL of the Clowder instance, e.g. https://clowder.example.org")
+    dataset_id: str
+    email: str = Field(description="The Clowder user's e-mail; it names the Workbench account")
+    files: list[str] | None = Field(default=None, description="Only these Clowder file ids")
+    folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
+    stack_id: str | None = Field(default=None, description="A stack of the user's that should receive it")
+    target_folder: str | None = Field(
+        default=None, description="Folder in the user's home; default Clowder/<dataset name>"
+    )
+    mode: Literal["stage", "link"] = "stage"
+
+
+class ExportRequested(Payload):
+    """Make a new Clowder dataset from a folder of a user's workbench home."""
+
+    clowder_url: str
+    email: str
+    folder: str = Field(description="Folder relative to the user's home")
+    dataset_name: str
+    description: str = ""
+    space_id: str | None = None
+
+
+class StackActionRequested(Payload):
+    """Start or stop one of a user's stacks."""
+
+    email: str
+    stack_id: str
+
+
+class FileProblem(Payload):
+    path: str
+    error: str
+
+
+class TransferStaged(Payload):
+    transfer_id: str
+    user: str
+    files_total: int
+    bytes_total: int
+
+
+class TransferProgress(Payload):
+    """Sent by a shovel after placing (or failing) the files of one sync command."""
+
+    transfer_id: str
+    user: str
+    stack_id: str | None = None
+    placed: list[str] = Field(default_factory=list, description="Relative paths placed in the volume")
+    bytes_placed: int = 0
+    errors: list[FileProblem] = Field(default_factory=list)
+
+
+class TransferOutcome(Payload):
+    transfer_id: str
+    user: str
+    dataset_id: str
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    errors: list[FileProblem] = Field(default_factory=list)
+
+
+class UploadedFile(Payload):
+    path: str
+    size: int
+    sha256: str
+    key: str
+
+
+class ExportUploaded(Payload):
+    """Sent by a shovel once a folder's files are in staging."""
+
+    export_id: str
+    user: str
+    files: list[UploadedFile] = Field(default_factory=list)
+    errors: list[FileProblem] = Field(default_factory=list)
+
+
+class ExportOutcome(Payload):
+    export_id: str
+    user: str
+    dataset_id: str | None = None
+    clowder_url: str
+    files: int = 0
+    error: str | None = None
+
+
+class StackOutcome(Payload):
+    user: str
+    stack_id: str
+    status: str
+    endpoints: list[str] = Field(default_factory=list)
+    message: str | None = None
+
+
+class ShovelHeartbeat(Payload):
+    user: str
+    stack_id: str
+    version: str
+    status: Literal["starting", "ready", "syncing", "stopping"]
+    free_bytes: int
+    last_sync: str | None = None
+
+
+DATA_MODELS: dict[str, type[Payload]] = {
+    TRANSFER_REQUESTED: TransferRequested,
+    EXPORT_REQUESTED: ExportRequested,
+    STACK_START_REQUESTED: StackActionRequested,
+    STACK_STOP_REQUESTED: StackActionRequested,
+    TRANSFER_STAGED: TransferStaged,
+    TRANSFER_PROGRESS: TransferProgress,
+    TRANSFER_COMPLETED: TransferOutcome,
+    TRANSFER_FAILED: TransferOutcome,
+    EXPORT_UPLOADED: ExportUploaded,
+    EXPORT_COMPLETED: ExportOutcome,
+    EXPORT_FAILED: ExportOutcome,
+    STACK_STARTED: StackOutcome,
+    STACK_STOPPED: StackOutcome,
+    STACK_FAILED: StackOutcome,
+    SHOVEL_HEARTBEAT: ShovelHeartbeat,
+}
+"""Every known type and its data model; an event of another type is refused."""
+
+INBOUND = (TRANSFER_REQUESTED, EXPORT_REQUESTED, STACK_START_REQUESTED, STACK_STOP_REQUESTED)
+FROM_SHOVELS = (TRANSFER_PROGRESS, EXPORT_UPLOADED, SHOVEL_HEARTBEAT)
+
+
+def dataschema(event_type: str) -> str:
+    return f"{SCHEMA_BASE}{event_type}.json"

@@ -1,0 +1,61 @@
+"""Commands the platform sends to a user's shovels over the user's queue (``workbench.shovel.<user>``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def queue_for(user: str) -> str:
+    """The durable queue every shovel of ``user`` consumes from."""
+    return f"workbench.shovel.{user}"
+
+
+class SyncFile(Message):
+    """One file to place: from a pre-signed URL (stage mode) or a path on mounted Clowder storage (link)."""
+
+    path: str = Field(description="Relative to the command's target folder")
+    size: int
+    sha256: str | None = Field(default=None, description="Known for staged files; verified on arrival")
+    url: str | None = Field(default=None, description="Pre-signed GET URL of the staged blob")
+    source: str | None = Field(default=None, description="Absolute path below a link root (link mode)")
+    clowder_id: str = ""
+
+
+class SyncCommand(Message):
+    """Place these files of a transfer under ``target`` in the user's home."""
+
+    kind: Literal["sync"] = "sync"
+    transfer_id: str
+    user: str
+    target: str = Field(description="Folder relative to the user's home")
+    files: list[SyncFile]
+    link: Literal["copy", "symlink"] = "copy"
+
+
+class ExportCommand(Message):
+    """Upload every file below ``folder`` of the user's home with the upload grant, then report."""
+
+    kind: Literal["export"] = "export"
+    export_id: str
+    user: str
+    folder: str
+    upload_url: str
+    upload_fields: dict[str, str]
+    key_prefix: str
+
+
+class StackCommand(Message):
+    """Start or stop one of the user's stacks (for deployments that use RabbitMQ alone)."""
+
+    kind: Literal["start", "stop"]
+    user: str
+    stack_id: str
+
+
+Command = Annotated[SyncCommand | ExportCommand | StackCommand, Field(discriminator="kind")]

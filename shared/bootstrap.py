@@ -14,8 +14,11 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.auth import Passwords, Tokens
+    from shared.bus import Bus
     from shared.catalog import SpecValidator
+    from shared.clowder import ClowderClient
     from shared.mail import Mailer
+    from shared.objectstore import ObjectStore
     from shared.runtime import Runtime
     from shared.store import Store
 
@@ -138,10 +141,85 @@ class Platform:
 
         return self._once("runtime", build)
 
+    @property
+    def event_secret(self) -> bytes:
+        """The secret shared with Clowder for signing events (generated once on one machine)."""
+
+        def build() -> bytes:
+            secret = self.settings.clowder.event_secret or _read_or_create_secret(
+                self.data_dir / "secrets" / "event-secret"
+            )
+            return secret.encode()
+
+        return self._once("event_secret", build)
+
+    @property
+    def events_url(self) -> str:
+        """Where outbound events go: the configured sink, else this platform's own /events."""
+        server = self.settings.server
+        return self.settings.clowder.events_url or f"http://{server.host}:{server.port}/events"
+
+    @property
+    def event_source(self) -> str:
+        return self.settings.server.origin + "/"
+
+    @property
+    def objects(self) -> ObjectStore:
+        def build() -> ObjectStore:
+            s3 = self.settings.s3
+            if s3.bucket:
+                from shared.objectstore_s3 import S3ObjectStore
+
+                return S3ObjectStore(
+                    bucket=s3.bucket,
+                    endpoint_url=s3.endpoint,
+                    region=s3.region,
+                    access_key=s3.access_key,
+                    secret_key=s3.secret_key,
+                    presign_endpoint_url=s3.public_endpoint,
+                )
+            from shared.objectstore_local import LocalObjectStore
+
+            secret = _read_or_create_secret(self.data_dir / "secrets" / "object-url-secret")
+            return LocalObjectStore(
+                self.data_dir / "objects", public_url=self.settings.server.origin, secret=secret.encode()
+            )
+
+        return self._once("objects", build)
+
+    @property
+    def bus(self) -> Bus:
+        def build() -> Bus:
+            if self.settings.amqp.url:
+                from shared.bus_amqp import AmqpBus
+
+                return AmqpBus(self.settings.amqp.url)
+            from shared.bus_memory import MemoryBus
+
+            return MemoryBus()
+
+        return self._once("bus", build)
+
+    def clowder(self) -> ClowderClient:
+        """A client of the paired Clowder instance (built once; it keeps its connections)."""
+
+        def build() -> ClowderClient:
+            from shared.clowder import ClowderClient
+            from shared.errors import Unavailable
+
+            clowder = self.settings.clowder
+            if not clowder.url or not clowder.api_key:
+                raise Unavailable(
+                    "no Clowder is paired: set WORKBENCH_CLOWDER_URL and WORKBENCH_CLOWDER_API_KEY"
+                )
+            return ClowderClient(clowder.url, clowder.api_key)
+
+        return self._once("clowder", build)
+
     def close(self) -> None:
         with self._lock:
             parts, self._parts = self._parts, {}
-        for name in ("runtime", "store"):
+        for name in ("runtime", "bus", "store"):
             part = parts.get(name)
             if part is not None:
                 part.close()

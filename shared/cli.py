@@ -59,7 +59,8 @@ def run(arguments: argparse.Namespace) -> int:
     if restored:
         log.info("starting again the stacks that were running: %s", ", ".join(restored))
 
-    server = make_server(settings.host, settings.port, Gateway(), threaded=True)
+    gateway = Gateway(data_dir=current.data_dir)
+    server = make_server(settings.host, settings.port, gateway, threaded=True)
     stop = threading.Event()
 
     def shut_down(signum: int, frame: FrameType | None) -> None:
@@ -118,6 +119,73 @@ def catalog_import(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def events_send(arguments: argparse.Namespace) -> int:
+    """Make an event of a known type from JSON data, sign it when a secret is set, and POST it."""
+    import json
+    import os
+
+    from events.codec import new_event
+    from events.errors import DeliveryError, InvalidEvent, UnknownEventType
+    from events.producer import deliver
+    from events.types import DATA_MODELS
+
+    # This is a top-level command, so it reads its environment itself, as a composition root does.
+    url = arguments.to or os.environ.get("WORKBENCH_EVENTS_URL") or "http://127.0.0.1:8080/events"
+    secret = os.environ.get(arguments.secret_env)
+    if not secret:
+        # On the machine of a local platform, its generated pairing secret signs the event.
+        local = Path(os.environ.get("WORKBENCH_DATA_DIR", "var")) / "secrets" / "event-secret"
+        if local.is_file():
+            secret = local.read_text().strip()
+    try:
+        data = json.loads(arguments.data)
+    except ValueError as error:
+        print(f"workbench: --data is not JSON: {error}", file=sys.stderr)
+        return 1
+    if not isinstance(data, dict):
+        print(f"workbench: --data must be a JSON object, not {type(data).__name__}", file=sys.stderr)
+        return 1
+    try:
+        event = new_event(
+            arguments.type,
+            data,
+            source=arguments.source,
+            subject=arguments.subject,
+            secret=secret.encode("utf-8") if secret else None,
+        )
+    except UnknownEventType as error:
+        print(f"workbench: {error.message}; known types: {', '.join(sorted(DATA_MODELS))}", file=sys.stderr)
+        return 1
+    except InvalidEvent as error:
+        print(f"workbench: {error.message}", file=sys.stderr)
+        return 1
+    if not secret:
+        print(
+            f"workbench: ${arguments.secret_env} is not set (nor a local platform's secret); "
+            "sending the event unsigned",
+            file=sys.stderr,
+        )
+    try:
+        delivery = deliver(event, url, mode="structured" if arguments.structured else "binary")
+    except DeliveryError as error:
+        print(f"workbench: {error.message}", file=sys.stderr)
+        return 1
+    print(f"event {event.id}: HTTP {delivery.status}")
+    if not delivery.ok:
+        print(f"workbench: {url} refused the event: {delivery.reply or 'no reply'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def shovel(arguments: argparse.Namespace) -> int:
+    """Run a shovel beside a stack, on RabbitMQ (settings from WORKBENCH_SHOVEL_* and WORKBENCH_AMQP_URL)."""
+    import importlib
+
+    # shared lies below shovel in the layers, so the sidecar is found by name, as the gateway finds functions.
+    entry = importlib.import_module("shovel.__main__")
+    return int(entry.main())
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="workbench", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -131,6 +199,30 @@ def parser() -> argparse.ArgumentParser:
     importer.add_argument("directory", help="folder with spec JSON files (and optionally vocab/)")
     importer.add_argument("--user", help="import into this user's catalog instead of the system's")
     importer.set_defaults(handler=catalog_import)
+
+    events_command = commands.add_parser("events", help="send CloudEvents as Clowder does")
+    events_commands = events_command.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    sender = events_commands.add_parser("send", help="make, sign and POST one event of a known type")
+    sender.add_argument("type", help="the event type, e.g. org.clowder.workbench.transfer.requested")
+    sender.add_argument("--data", required=True, help="the event's data as a JSON object")
+    sender.add_argument(
+        "--to",
+        help="the receiver's URL (default $WORKBENCH_EVENTS_URL, else http://127.0.0.1:8080/events)",
+    )
+    sender.add_argument("--source", default="urn:workbench:cli", help="the event's source URI")
+    sender.add_argument("--subject", help="the event's subject")
+    sender.add_argument(
+        "--secret-env",
+        default="WORKBENCH_EVENT_SECRET",
+        metavar="NAME",
+        help="the environment variable holding the signing secret (default WORKBENCH_EVENT_SECRET); "
+        "unsigned when it is not set",
+    )
+    sender.add_argument("--structured", action="store_true", help="structured content mode (default binary)")
+    sender.set_defaults(handler=events_send)
+
+    shovel_command = commands.add_parser("shovel", help="run a stack's shovel (sidecar) on RabbitMQ")
+    shovel_command.set_defaults(handler=shovel)
     return top
 
 

@@ -12,18 +12,24 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
 from shared import registry
+from shared.ingress import EventIngress
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
 class Gateway:
-    """Dispatches by path to each function's own functions-framework app, built on first use."""
+    """Dispatches by path to each function's own functions-framework app, built on first use; with a
+    data dir it is also the local Broker (``/events``) and serves the local object store (``/objects``)."""
 
-    def __init__(self, functions_dir: Path = FUNCTIONS_DIR) -> None:
+    def __init__(self, functions_dir: Path = FUNCTIONS_DIR, *, data_dir: Path | None = None) -> None:
         self.functions_dir = functions_dir
         self._apps: dict[str, WSGIApp] = {}
         self._lock = threading.Lock()
+        self.ingress: EventIngress | None = None
+        if data_dir is not None:
+            self.ingress = EventIngress(self.app_for, data_dir / "deadletter")
+        self._objects: WSGIApp | None = None
         self._routes = Map(
             [
                 Rule(route.path, methods=[route.method], endpoint=function.name)
@@ -64,8 +70,29 @@ class Gateway:
                 continue
         return None
 
+    def objects_app(self) -> WSGIApp | None:
+        """The local object store's pre-signed URLs, when the platform uses the local store."""
+        if self._objects is None:
+            from shared.bootstrap import platform
+
+            current = platform()
+            if current.settings.s3.bucket:
+                return None
+            from shared.objectstore_local import LocalObjectStore, objects_app
+
+            store = current.objects
+            assert isinstance(store, LocalObjectStore)
+            self._objects = objects_app(store)
+        return self._objects
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
+        if self.ingress is not None and path.rstrip("/") == "/events":
+            return self.ingress(environ, start_response)
+        if self.ingress is not None and (path == "/objects" or path.startswith("/objects/")):
+            objects = self.objects_app()
+            if objects is not None:
+                return objects(environ, start_response)
         name = self.function_for(environ.get("REQUEST_METHOD", "GET"), path)
         if name is None:
             body = json.dumps(

@@ -261,3 +261,90 @@ class ExportPackage(Model):
     account: Account
     services: list[ServiceSpec] = Field(default_factory=list)
     stacks: list[Stack] = Field(default_factory=list)
+
+
+# --- Transfers, exports, containers ----------------------------------------------------------
+
+TransferState = Literal["requested", "staging", "syncing", "completed", "failed"]
+
+
+class FileError(Model):
+    path: str
+    error: str
+
+
+class Transfer(Model):
+    """A Clowder dataset (or part of it) on its way into a user's home."""
+
+    id: str
+    user: str
+    state: TransferState = "requested"
+    source: str = Field(description="The Clowder instance")
+    datasetId: str
+    datasetName: str = ""
+    target: str = Field(default="", description="Folder in the user's home")
+    mode: Literal["stage", "link"] = "stage"
+    stackId: str = ""
+    filesTotal: int = 0
+    filesDone: int = 0
+    bytesTotal: int = 0
+    bytesDone: int = 0
+    stagingDone: bool = False
+    errors: list[FileError] = Field(default_factory=list)
+    message: str = ""
+    createdTime: int = 0
+    updateTime: int = 0
+
+
+class TransferFile(Model):
+    """One file of a transfer, as the manifest records it."""
+
+    path: str
+    size: int
+    sha256: str | None = None
+    clowderId: str
+    state: Literal["pending", "staged", "placed", "failed"] = "pending"
+    error: str = ""
+
+
+ExportState = Literal["requested", "uploading", "creating", "completed", "failed"]
+
+
+class ExportRequest(Model):
+    """``POST /api/exports``: make a new Clowder dataset from a folder of the caller's home."""
+
+    folder: str
+    name: str
+    description: str = ""
+    spaceId: str | None = None
+
+
+class Export(Model):
+    """A folder of a user's home on its way to a new Clowder dataset."""
+
+    id: str
+    user: str
+    state: ExportState = "requested"
+    folder: str
+    name: str
+    description: str = ""
+    spaceId: str | None = None
+    source: str = Field(description="The Clowder instance")
+    datasetId: str = ""
+    files: int = 0
+    bytes: int = 0
+    errors: list[FileError] = Field(default_factory=list)
+    message: str = ""
+    createdTime: int = 0
+    updateTime: int = 0
+
+
+class Container(Model):
+    """A stack as Clowder shows it: what runs for a user and where to connect."""
+
+    id: str
+    key: str
+    name: str
+    status: str
+    endpoints: list[str] = Field(default_factory=list)
+    services: list[StackService] = Field(default_factory=list)

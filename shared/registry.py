@@ -7,11 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from events import types as event_types
 from shared import models
 
-Access = Literal["public", "user", "admin", "reset"]
+Access = Literal["public", "user", "admin", "reset", "service"]
 """Who may call a route: anyone; a user's token; the admin's token; a user's or a password-reset token
-(checked by the handler, since reset tokens are refused everywhere else)."""
+(checked by the handler, since reset tokens are refused everywhere else); a user's token or Clowder's
+service token (checked by the handler)."""
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,17 @@ class Function:
 
     name: str
     summary: str
-    kind: Literal["http", "cloudevent"] = "http"
     routes: tuple[Route, ...] = ()
+    events: tuple[str, ...] = ()
+    """CloudEvent types delivered to this function (by a Trigger each; locally by the /events ingress)."""
     min_scale: int = 0
     max_scale: int = 10
     concurrency: int = 50
+
+    @property
+    def kind(self) -> Literal["http", "cloudevent"]:
+        """``cloudevent`` for a function that receives events (it may also answer HTTP routes)."""
+        return "cloudevent" if self.events else "http"
 
     @property
     def module(self) -> str:
@@ -454,6 +462,70 @@ FUNCTIONS: tuple[Function, ...] = (
         ),
         min_scale=1,
     ),
+    Function(
+        "transfer",
+        "Clowder asks for a dataset in a workbench: stage it and hand it to the user's shovels",
+        events=(event_types.TRANSFER_REQUESTED,),
+        max_scale=5,
+        concurrency=4,
+    ),
+    Function(
+        "shovel_reports",
+        "What the shovels report: files placed, folders uploaded, heartbeats",
+        events=(event_types.TRANSFER_PROGRESS, event_types.EXPORT_UPLOADED, event_types.SHOVEL_HEARTBEAT),
+    ),
+    Function(
+        "export",
+        "Make a Clowder dataset from a workbench folder",
+        routes=_routes(
+            Route(
+                "POST",
+                "/api/exports",
+                "create",
+                "Export a folder of the caller's home to a new Clowder dataset",
+                body=models.ExportRequest,
+                reply=models.Export,
+                status=202,
+            ),
+            Route("GET", "/api/exports", "list", "The caller's exports", reply=list[models.Export]),
+            Route("GET", "/api/exports/<export_id>", "read", "One export", reply=models.Export),
+        ),
+        events=(event_types.EXPORT_REQUESTED,),
+        concurrency=4,
+    ),
+    Function(
+        "stack_action",
+        "Clowder asks to start or stop a user's stack",
+        events=(event_types.STACK_START_REQUESTED, event_types.STACK_STOP_REQUESTED),
+    ),
+    Function(
+        "transfers",
+        "The state of the caller's transfers",
+        routes=_routes(
+            Route("GET", "/api/transfers", "list", "The caller's transfers", reply=list[models.Transfer]),
+            Route(
+                "GET",
+                "/api/transfers/<transfer_id>",
+                "read",
+                "One transfer: state, counts, errors",
+                reply=models.Transfer,
+            ),
+        ),
+    ),
+    Function(
+        "containers",
+        "A user's stacks with status and connect URLs, for the user, the admin or Clowder",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/containers/<user>",
+                "list",
+                "The user's stacks (the user's or the admin's token, or Clowder's service token)",
+                access="service",
+                reply=list[models.Container],
+            ),
+        ),
+    ),
 )
 
 _BY_NAME = {function.name: function for function in FUNCTIONS}
@@ -469,4 +541,14 @@ def function(name: str) -> Function:
 
 
 def http_functions() -> tuple[Function, ...]:
-    return tuple(f for f in FUNCTIONS if f.kind == "http")
+    """The functions that answer HTTP routes (some also receive events)."""
+    return tuple(f for f in FUNCTIONS if f.routes)
+
+
+def event_functions() -> tuple[Function, ...]:
+    return tuple(f for f in FUNCTIONS if f.events)
+
+
+def function_for_event(event_type: str) -> Function | None:
+    """The function a Trigger delivers ``event_type`` to; None for types nobody here receives."""
+    return next((f for f in FUNCTIONS if event_type in f.events), None)

@@ -121,6 +121,39 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True)
+class S3Settings:
+    """The object store: S3 when a bucket is set, else a folder under the data dir."""
+
+    bucket: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    public_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class AmqpSettings:
+    """RabbitMQ for the shovels' queues; in-process queues when no URL is set."""
+
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ClowderSettings:
+    """The paired Clowder instance and the secrets shared with it."""
+
+    url: str | None = None
+    api_key: str | None = None
+    event_secret: str | None = None
+    require_signatures: bool = True
+    service_token: str | None = None
+    link_roots: tuple[Path, ...] = ()
+    events_url: str | None = None
+    """Where outbound events go (the Broker, or K_SINK from a SinkBinding); default: this platform's /events."""
+
+
+@dataclass(frozen=True)
 class CatalogSettings:
     catalog_dir: Path | None = None
 
@@ -134,6 +167,9 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
+    amqp: AmqpSettings = field(default_factory=AmqpSettings)
+    clowder: ClowderSettings = field(default_factory=ClowderSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -189,4 +225,26 @@ class Settings:
                 },
             ),
             catalog=CatalogSettings(catalog_dir=Path(catalog_dir) if catalog_dir else None),
+            s3=S3Settings(
+                bucket=read.optional("WORKBENCH_S3_BUCKET"),
+                endpoint=read.optional("WORKBENCH_S3_ENDPOINT"),
+                region=read.optional("WORKBENCH_S3_REGION"),
+                access_key=read.optional("WORKBENCH_S3_ACCESS_KEY"),
+                secret_key=read.optional("WORKBENCH_S3_SECRET_KEY"),
+                public_endpoint=read.optional("WORKBENCH_S3_PUBLIC_ENDPOINT"),
+            ),
+            amqp=AmqpSettings(url=read.optional("WORKBENCH_AMQP_URL")),
+            clowder=ClowderSettings(
+                url=(read.optional("WORKBENCH_CLOWDER_URL") or "").rstrip("/") or None,
+                api_key=read.optional("WORKBENCH_CLOWDER_API_KEY"),
+                event_secret=read.optional("WORKBENCH_EVENT_SECRET"),
+                require_signatures=read.flag("WORKBENCH_REQUIRE_SIGNATURES", True),
+                service_token=read.optional("WORKBENCH_CLOWDER_SERVICE_TOKEN"),
+                link_roots=tuple(
+                    Path(root).resolve()
+                    for root in (read.optional("WORKBENCH_LINK_ROOTS") or "").split(":")
+                    if root
+                ),
+                events_url=read.optional("WORKBENCH_EVENTS_URL") or read.optional("K_SINK"),
+            ),
         )

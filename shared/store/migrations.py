@@ -43,4 +43,52 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ),
     ),
+    (
+        2,
+        "transfers, their files, staged blobs, exports and shovel heartbeats",
+        (
+            """CREATE TABLE transfers (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+                state TEXT NOT NULL,
+                data TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX transfers_owner ON transfers (owner)",
+            """CREATE TABLE transfer_files (
+                transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                size BIGINT NOT NULL,
+                sha256 TEXT,
+                clowder_id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                error TEXT,
+                PRIMARY KEY (transfer_id, path)
+            )""",
+            """CREATE TABLE blobs (
+                source TEXT NOT NULL,
+                clowder_id TEXT NOT NULL,
+                size BIGINT NOT NULL,
+                sha256 TEXT NOT NULL,
+                PRIMARY KEY (source, clowder_id, size)
+            )""",
+            """CREATE TABLE exports (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+                state TEXT NOT NULL,
+                data TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX exports_owner ON exports (owner)",
+            """CREATE TABLE shovels (
+                owner TEXT NOT NULL,
+                stack_id TEXT NOT NULL,
+                data TEXT NOT NULL,
+                seen_at BIGINT NOT NULL,
+                PRIMARY KEY (owner, stack_id)
+            )""",
+        ),
+    ),
 )

@@ -14,6 +14,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shared.models import Account, ServiceSpec, Stack, Vocabulary
 from shared.store import AccountRecord
 from shared.store.migrations import MIGRATIONS
+from shared.store.sql_transfers import TransferTables
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +170,15 @@ IDLE_CONNECTIONS = 8
 """Connections kept open between transactions; more are opened under load and closed after."""
 
 
-class SqlStore:
+class SqlStore(TransferTables):
     """The store over one dialect; one transaction per method, on a connection from a small pool.
 
     Connections are pooled rather than kept per thread: a threaded server (the local gateway's
     werkzeug server) runs each request on a new thread, and a connection per thread would stay
     open after its thread ended, until the database ran out of connections.
     """
+
+    dialect: Dialect
 
     def __init__(self, dialect: Dialect, *, idle_connections: int = IDLE_CONNECTIONS) -> None:
         self.dialect = dialect
@@ -351,6 +354,13 @@ class SqlStore:
             db.run("DELETE FROM specs WHERE owner = ?", (account_id,))
             db.run("DELETE FROM stack_services WHERE owner = ?", (account_id,))
             db.run("DELETE FROM stacks WHERE owner = ?", (account_id,))
+            db.run("DELETE FROM shovels WHERE owner = ?", (account_id,))
+            db.run(
+                "DELETE FROM transfer_files WHERE transfer_id IN (SELECT id FROM transfers WHERE owner = ?)",
+                (account_id,),
+            )
+            db.run("DELETE FROM transfers WHERE owner = ?", (account_id,))
+            db.run("DELETE FROM exports WHERE owner = ?", (account_id,))
             return db.run("DELETE FROM accounts WHERE id = ?", (account_id,)) > 0
 
     # --- catalogs ---------------------------------------------------------------------

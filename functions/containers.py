@@ -1,0 +1,51 @@
+"""HTTP function ``containers``: a user's stacks with status and connect URLs (for the user, the admin, Clowder)."""
+
+from __future__ import annotations
+
+import secrets
+
+import functions_framework
+from flask import Request, Response
+
+from shared.api import Call, json_errors, serve
+from shared.errors import Forbidden, NotFound, Unauthorized
+from shared.models import Container
+
+
+def list_containers(call: Call) -> list[Container]:
+    user = call.params["user"]
+    token = call.bearer_token()
+    if token is None:
+        raise Unauthorized("missing bearer token")
+    service_token = call.platform.settings.clowder.service_token
+    is_clowder = service_token is not None and secrets.compare_digest(token.encode(), service_token.encode())
+    if not is_clowder:
+        principal = call.principal
+        if not principal.admin and principal.user != user:
+            raise Forbidden("you may only list your own containers")
+    if call.platform.store.get_account(user) is None:
+        raise NotFound("account", user)
+    return [
+        Container(
+            id=stack.id,
+            key=stack.key,
+            name=stack.name,
+            status=stack.status,
+            endpoints=[
+                endpoint.url
+                for service in stack.services
+                for endpoint in service.endpoints or ()
+                if endpoint.url
+            ],
+            services=stack.services,
+        )
+        for stack in call.platform.store.list_stacks(user)
+    ]
+
+
+json_errors()
+
+
+@functions_framework.http
+def containers(request: Request) -> Response:
+    return serve("containers", request, {"list": list_containers})

@@ -1,0 +1,121 @@
+"""Serving CloudEvent functions: decode, verify, validate, handle, and answer as Knative expects."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import Unavailable, WorkbenchError
+
+if TYPE_CHECKING:
+    from flask import Request, Response
+
+    from events.codec import Event
+    from events.types import Payload
+    from shared.bootstrap import Platform
+
+log = logging.getLogger("workbench.events")
+
+
+@dataclass
+class EventCall:
+    """One delivered event, as a handler sees it."""
+
+    platform: Platform
+    event: Event
+    data: Any
+
+
+EventHandler = Callable[[EventCall], None]
+
+
+def is_cloud_event(request: Request) -> bool:
+    """Whether a request carries a CloudEvent (binary mode headers or the structured media type)."""
+    content_type = request.headers.get("Content-Type", "")
+    return request.headers.get("ce-specversion") is not None or content_type.startswith(
+        "application/cloudevents"
+    )
+
+
+def _answer(status: int, message: str | None = None) -> Response:
+    from flask import Response
+
+    if message is None:
+        return Response(b"", status=status)
+    # Knative treats a non-empty reply that is not a CloudEvent as a failure only on 2xx; errors may explain.
+    return Response(json.dumps({"Error": message}), status=status, mimetype="application/json")
+
+
+def verify(platform: Platform, event: Event) -> None:
+    """Check the event's signature: Clowder's events with the pairing secret, a shovel's with its user's key."""
+    from events import signing, types
+    from events.errors import InvalidSignature
+
+    if not platform.settings.clowder.require_signatures:
+        return
+    secret = platform.event_secret
+    if event.type in types.FROM_SHOVELS:
+        user = event.json().get("user") if isinstance(event.json(), dict) else None
+        if not isinstance(user, str) or not user:
+            raise InvalidSignature("a shovel's event must name its user")
+        secret = signing.derive_key(secret, f"shovel:{user}")
+    signing.verify(event.attributes, event.data, secret)
+
+
+def serve_event(function_name: str, request: Request, handlers: Mapping[str, EventHandler]) -> Response:
+    """Answer a delivered CloudEvent: 202 and an empty body when handled, 400 when it can never succeed
+    (Knative does not retry it), 503 when a dependency is down (retried)."""
+    from events import codec
+    from events.errors import InvalidEvent
+    from shared.bootstrap import platform
+
+    try:
+        event = codec.from_http(dict(request.headers), request.get_data())
+    except InvalidEvent as error:
+        return _answer(400, f"not a valid CloudEvent: {error}")
+    handler = handlers.get(event.type)
+    if handler is None:
+        known = ", ".join(sorted(handlers))
+        return _answer(
+            400, f"function '{function_name}' does not handle events of type {event.type}; it handles {known}"
+        )
+    try:
+        current = platform()
+        verify(current, event)
+        data: Payload = codec.parse_data(event)
+        handler(EventCall(current, event, data))
+    except InvalidEvent as error:
+        log.warning("refused event %s (%s) from %s: %s", event.id, event.type, event.source, error)
+        return _answer(400, str(error))
+    except Unavailable as error:
+        log.warning("event %s (%s) must be retried: %s", event.id, event.type, error.message)
+        return _answer(503, error.message)
+    except WorkbenchError as error:
+        # Bad input, unknown or foreign things, conflicts: delivering it again changes nothing.
+        log.warning("refused event %s (%s): %s", event.id, event.type, error.message)
+        return _answer(400, error.message)
+    except Exception:
+        log.exception("event %s (%s) failed", event.id, event.type)
+        return _answer(500, "internal error; the server log has the details")
+    return _answer(202)
+
+
+def emit(platform: Platform, event_type: str, data: Payload, *, subject: str | None = None) -> None:
+    """Send an outbound event to the configured sink (the Broker, or this platform's /events); a sink
+    that cannot be reached is logged, not raised: the state it reports is already recorded."""
+    from events import codec, producer
+
+    url = platform.events_url
+    event = codec.new_event(
+        event_type, data, source=platform.event_source, subject=subject, secret=platform.event_secret
+    )
+    try:
+        status = producer.send(event, url)
+    except producer.DeliveryError as error:
+        log.warning("could not send %s to %s: %s", event_type, url, error)
+        return
+    if status >= 300:
+        log.warning("the sink %s answered %d to %s", url, status, event_type)

@@ -1,0 +1,315 @@
+"""Transfers: a Clowder dataset staged into the object store and handed to the user's shovels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from shared.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.messages import SyncCommand, SyncFile, queue_for
+from shared.models import FileError, Transfer, TransferFile
+from shared.objectstore import blob_key
+from shared.paths import safe_name, safe_relative
+
+if TYPE_CHECKING:
+    from events.types import TransferProgress, TransferRequested
+    from shared.bootstrap import Platform
+    from shared.clowder import ClowderFile
+
+log = logging.getLogger(__name__)
+
+BATCH_FILES = 16
+BATCH_BYTES = 256 * 1024 * 1024
+URL_SECONDS = 24 * 3600
+"""How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
+
+
+def transfer_id_for(source: str, event_id: str) -> str:
+    """The same event (CloudEvents identify one by source and id) always names the same transfer."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}#{event_id}"))
+
+
+def account_for_email(platform: Platform, email: str) -> str:
+    """The approved Workbench account of a Clowder user, by e-mail."""
+    record = platform.store.find_account(email.strip())
+    if record is None or record.account.email.strip().lower() != email.strip().lower():
+        raise InvalidInput(f"no Workbench account has the e-mail address {email!r}", field="email")
+    if record.account.status != "approved":
+        raise InvalidInput(f"the Workbench account of {email!r} is not approved", field="email")
+    return record.account.id
+
+
+def paired_clowder(platform: Platform, url: str) -> str:
+    """The event's Clowder must be the one this Workbench is paired with."""
+    paired = platform.settings.clowder.url
+    if paired is None:
+        raise InvalidInput("this Workbench is not paired with a Clowder instance (WORKBENCH_CLOWDER_URL)")
+    if url.rstrip("/") != paired:
+        raise InvalidInput(f"{url!r} is not the paired Clowder instance", field="clowder_url")
+    return paired
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def accept(platform: Platform, event_source: str, event_id: str, request: TransferRequested) -> Transfer:
+    """Record the transfer an event asks for (once, whatever the redeliveries) and stage it."""
+    user = account_for_email(platform, request.email)
+    source = paired_clowder(platform, request.clowder_url)
+    if request.stack_id and platform.store.get_stack(user, request.stack_id) is None:
+        raise Forbidden(f"stack '{request.stack_id}' is not one of {user}'s stacks")
+    target = safe_relative(request.target_folder, field="target_folder") if request.target_folder else ""
+    if request.mode == "link" and not platform.settings.clowder.link_roots:
+        raise InvalidInput("link mode needs Clowder's storage mounted (WORKBENCH_LINK_ROOTS)", field="mode")
+    transfer = Transfer(
+        id=transfer_id_for(event_source, event_id),
+        user=user,
+        source=source,
+        datasetId=request.dataset_id,
+        target=target,
+        mode=request.mode,
+        stackId=request.stack_id or "",
+        createdTime=_now(),
+        updateTime=_now(),
+    )
+    platform.store.insert_transfer(transfer)
+    current = platform.store.get_transfer(transfer.id)
+    assert current is not None
+    if current.stagingDone or current.state in ("completed", "failed"):
+        return current  # a redelivered event: staging already finished
+    return stage(platform, current, request)
+
+
+def _wanted(files: list[ClowderFile], request: TransferRequested) -> list[ClowderFile]:
+    if request.files is not None:
+        ids = set(request.files)
+        files = [file for file in files if file.id in ids]
+    if request.folders is not None:
+        prefixes = [folder.strip("/") + "/" for folder in request.folders]
+        files = [file for file in files if any(file.path.startswith(prefix) for prefix in prefixes)]
+    return files
+
+
+def stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
+    """Stream every wanted file from Clowder into the object store and send sync commands in batches,
+    so that the first files are placed while later ones still stage."""
+    store = platform.store
+    client = platform.clowder()
+    try:
+        dataset = client.dataset(transfer.datasetId)
+        listed = _wanted(client.files(transfer.datasetId), request)
+    except Unavailable as error:
+        _note(platform, transfer.id, f"Clowder could not be read; retrying: {error.message}")
+        raise
+    except NotFound as error:
+        raise InvalidInput(f"Clowder has no dataset {transfer.datasetId!r}: {error.message}") from None
+    target = transfer.target or f"Clowder/{safe_name(dataset.name or dataset.id)}"
+
+    known = {file.path: file for file in store.list_transfer_files(transfer.id)}
+    rows: list[TransferFile] = []
+    sources: dict[str, ClowderFile] = {}
+    for file in listed:
+        try:
+            path = safe_relative(file.path, field="path")
+        except InvalidInput as refusal:
+            rows.append(
+                TransferFile(
+                    path=file.path[:300],
+                    size=file.size or 0,
+                    clowderId=file.id,
+                    state="failed",
+                    error=f"refused name: {refusal.message}",
+                )
+            )
+            continue
+        sources[path] = file
+        if path not in known:
+            rows.append(TransferFile(path=path, size=file.size or 0, clowderId=file.id))
+    store.put_transfer_files(transfer.id, [row for row in rows if row.path not in known])
+
+    def begin(current: Transfer) -> Transfer:
+        return current.model_copy(
+            update={
+                "state": "staging",
+                "datasetName": dataset.name,
+                "target": target,
+                "filesTotal": len(listed),
+                "bytesTotal": sum(file.size or 0 for file in listed),
+                "message": "",
+                "updateTime": _now(),
+            }
+        )
+
+    transfer = store.update_transfer(transfer.id, begin)
+    batch: list[SyncFile] = []
+    batch_bytes = 0
+    for row in store.list_transfer_files(transfer.id):
+        if row.state in ("placed", "failed") or row.path not in sources:
+            continue
+        sync_file = _stage_file(platform, transfer, row, sources[row.path])
+        if sync_file is None:
+            continue
+        batch.append(sync_file)
+        batch_bytes += sync_file.size
+        if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+            _send(platform, transfer, target, batch)
+            batch, batch_bytes = [], 0
+    if batch:
+        _send(platform, transfer, target, batch)
+    _write_manifest(platform, transfer.id)
+
+    def finish_staging(current: Transfer) -> Transfer:
+        return current.model_copy(update={"stagingDone": True, "state": "syncing", "updateTime": _now()})
+
+    store.update_transfer(transfer.id, finish_staging)
+    from events import types
+    from shared.eventing import emit
+
+    final = refresh(platform, transfer.id)
+    emit(
+        platform,
+        types.TRANSFER_STAGED,
+        types.TransferStaged(
+            transfer_id=final.id,
+            user=final.user,
+            files_total=final.filesTotal,
+            bytes_total=final.bytesTotal,
+        ),
+        subject=final.id,
+    )
+    return final
+
+
+def _stage_file(
+    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile
+) -> SyncFile | None:
+    """One file into the object store (or found there already); None when it failed for good."""
+    store = platform.store
+    objects = platform.objects
+    sha256 = row.sha256 or store.find_blob(transfer.source, file.id, row.size)
+    if sha256 is None or not objects.has(blob_key(sha256)):
+        try:
+            blob = objects.put_blob(platform.clowder().download(file.id))
+        except WorkbenchError as error:
+            store.settle_transfer_files(
+                transfer.id, [], [(row.path, f"could not stage from Clowder: {error.message}")]
+            )
+            return None
+        if file.size is not None and blob.size != file.size:
+            store.settle_transfer_files(
+                transfer.id, [], [(row.path, f"Clowder sent {blob.size} bytes where it listed {file.size}")]
+            )
+            return None
+        sha256 = blob.sha256
+        store.remember_blob(transfer.source, file.id, blob.size, sha256)
+    staged = row.model_copy(
+        update={"sha256": sha256, "state": "staged", "size": row.size or objects.size(blob_key(sha256)) or 0}
+    )
+    store.put_transfer_files(transfer.id, [staged])
+    return SyncFile(
+        path=row.path,
+        size=staged.size,
+        sha256=sha256,
+        clowder_id=file.id,
+        url=objects.presign_get(blob_key(sha256), URL_SECONDS),
+    )
+
+
+def _send(platform: Platform, transfer: Transfer, target: str, files: list[SyncFile]) -> None:
+    command = SyncCommand(transfer_id=transfer.id, user=transfer.user, target=target, files=files)
+    platform.bus.publish(queue_for(transfer.user), command.model_dump_json().encode())
+
+
+def _write_manifest(platform: Platform, transfer_id: str) -> None:
+    """``manifests/<id>.json``: relative path, size, sha256 and Clowder id of every file."""
+
+    def lines() -> Iterator[bytes]:
+        for row in platform.store.list_transfer_files(transfer_id):
+            yield (
+                json.dumps(
+                    {"path": row.path, "size": row.size, "sha256": row.sha256, "clowder_id": row.clowderId}
+                )
+                + "\n"
+            ).encode()
+
+    platform.objects.put(f"manifests/{transfer_id}.json", lines())
+
+
+def _note(platform: Platform, transfer_id: str, message: str) -> None:
+    def change(current: Transfer) -> Transfer:
+        return current.model_copy(update={"message": message, "updateTime": _now()})
+
+    platform.store.update_transfer(transfer_id, change)
+
+
+def refresh(platform: Platform, transfer_id: str) -> Transfer:
+    """Recount a transfer from its files and settle its state; the outcome event goes out once."""
+    rows = platform.store.list_transfer_files(transfer_id)
+    finished: list[str] = []
+
+    def change(current: Transfer) -> Transfer:
+        placed = [row for row in rows if row.state == "placed"]
+        failed = [row for row in rows if row.state == "failed"]
+        state = current.state
+        if (
+            current.stagingDone
+            and len(placed) + len(failed) == len(rows)
+            and state not in ("completed", "failed")
+        ):
+            state = "failed" if failed else "completed"
+            finished.append(state)
+        return current.model_copy(
+            update={
+                "filesDone": len(placed),
+                "bytesDone": sum(row.size for row in placed),
+                "errors": [FileError(path=row.path, error=row.error) for row in failed],
+                "state": state,
+                "updateTime": _now(),
+            }
+        )
+
+    transfer = platform.store.update_transfer(transfer_id, change)
+    if finished:
+        _announce(platform, transfer)
+    return transfer
+
+
+def _announce(platform: Platform, transfer: Transfer) -> None:
+    from events import types
+    from shared.eventing import emit
+
+    outcome = types.TransferOutcome(
+        transfer_id=transfer.id,
+        user=transfer.user,
+        dataset_id=transfer.datasetId,
+        files_done=transfer.filesDone,
+        files_total=transfer.filesTotal,
+        bytes_done=transfer.bytesDone,
+        bytes_total=transfer.bytesTotal,
+        errors=[types.FileProblem(path=error.path, error=error.error) for error in transfer.errors],
+    )
+    kind = types.TRANSFER_COMPLETED if transfer.state == "completed" else types.TRANSFER_FAILED
+    emit(platform, kind, outcome, subject=transfer.id)
+
+
+def record_progress(platform: Platform, progress: TransferProgress) -> Transfer:
+    """A shovel placed (or failed) some files of a transfer."""
+    transfer = platform.store.get_transfer(progress.transfer_id)
+    if transfer is None or transfer.user != progress.user:
+        raise NotFound("transfer", progress.transfer_id)
+    platform.store.settle_transfer_files(
+        transfer.id, list(progress.placed), [(problem.path, problem.error) for problem in progress.errors]
+    )
+    return refresh(platform, transfer.id)
+
+
+def read(platform: Platform, user: str, transfer_id: str, *, admin: bool = False) -> Transfer:
+    transfer = platform.store.get_transfer(transfer_id, None if admin else user)
+    if transfer is None:
+        raise NotFound("transfer", transfer_id)
+    return transfer

@@ -8,6 +8,13 @@ from typing import Protocol
 
 
 class Delivery(Protocol):
+    """One message handed to a consumer; settle it once with ``ack`` or ``reject``, from any thread.
+
+    ``redelivered`` is true when the message was handed out before and not acknowledged. Settling
+    again is ignored; a settlement that arrives after the consumer lost its connection is dropped
+    and the message is delivered again, so handlers must be idempotent.
+    """
+
     body: bytes
     redelivered: bool
 
@@ -29,7 +36,10 @@ class Bus(Protocol):
     ) -> None:
         """Deliver messages of ``queue`` to ``handler`` until ``stop`` is set; the handler acks or rejects.
 
-        Reconnects after a lost connection; unacknowledged messages are redelivered.
+        At most ``prefetch`` messages are unsettled at a time. ``handler`` runs on the consuming thread,
+        so long work belongs on a worker thread that settles the delivery when done. Reconnects after a
+        lost connection; unacknowledged messages are redelivered. An exception from ``handler`` ends
+        the consumer and propagates; its unsettled messages go back to the queue.
         """
         ...
 

@@ -2,16 +2,59 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.errors import InvalidInput
+
 BLOB_PREFIX = "blobs/sha256/"
+MAX_KEY_BYTES = 1024  # S3's limit, applied everywhere so that a key valid on one adapter is valid on all
+MAX_EXPIRY_SECONDS = 7 * 24 * 3600  # the longest a SigV4 pre-signed URL may live
 
 
 def blob_key(sha256: str) -> str:
     """Where a blob with this digest lives: ``blobs/sha256/<first two hex>/<digest>``."""
     return f"{BLOB_PREFIX}{sha256[:2]}/{sha256}"
+
+
+def check_key(key: str, *, field: str = "key") -> str:
+    """``key`` if it is relative, '/'-separated, without ``.``/``..``/empty segments, NUL or control characters."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("an object key must be a non-empty string", field=field)
+    try:
+        length = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{key!r} is not valid UTF-8", field=field) from None
+    if length > MAX_KEY_BYTES:
+        raise InvalidInput(f"an object key has at most {MAX_KEY_BYTES} bytes, got {length}", field=field)
+    if any(unicodedata.category(character) == "Cc" for character in key):
+        raise InvalidInput(f"{key!r} contains NUL or control characters", field=field)
+    if key.startswith("/"):
+        raise InvalidInput(f"{key!r} is absolute; object keys are relative", field=field)
+    if "\\" in key:
+        raise InvalidInput(f"{key!r} contains a backslash; object keys are '/'-separated", field=field)
+    if any(segment in {"", ".", ".."} for segment in key.split("/")):
+        raise InvalidInput(f"{key!r} has an empty, '.' or '..' segment", field=field)
+    return key
+
+
+def check_prefix(prefix: str, *, field: str = "prefix") -> str:
+    """``prefix`` if it is empty or a key (or the start of one), possibly ending with '/'."""
+    if prefix == "":
+        return prefix
+    check_key(prefix.removesuffix("/") if prefix != "/" else prefix, field=field)
+    return prefix
+
+
+def check_expiry(seconds: int) -> int:
+    """``seconds`` if a pre-signed URL or grant may live that long."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_EXPIRY_SECONDS:
+        raise InvalidInput(
+            f"must be between 1 and {MAX_EXPIRY_SECONDS} seconds, got {seconds!r}", field="expires"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -12,18 +13,19 @@ from typing import TYPE_CHECKING
 from shared.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.messages import SyncCommand, SyncFile, queue_for
 from shared.models import FileError, Transfer, TransferFile
-from shared.objectstore import blob_key
-from shared.paths import safe_name, safe_relative
+from shared.objectstore import Blob, blob_key
+from shared.paths import MAX_COMPONENT_BYTES, safe_name, safe_relative
 
 if TYPE_CHECKING:
     from events.types import TransferProgress, TransferRequested
     from shared.bootstrap import Platform
-    from shared.clowder import ClowderFile
+    from shared.clowder import ClowderDataset, ClowderFile
 
 log = logging.getLogger(__name__)
 
 BATCH_FILES = 16
 BATCH_BYTES = 256 * 1024 * 1024
+RESTARTS = 3
 URL_SECONDS = 24 * 3600
 """How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
 
@@ -55,6 +57,15 @@ def paired_clowder(platform: Platform, url: str) -> str:
 
 def _now() -> int:
     return int(time.time())
+
+
+def printable(path: str) -> str:
+    """A refused name as it can be stored and shown: control characters (NUL above all, which
+    PostgreSQL text refuses) as ``\\xNN`` escapes."""
+    return "".join(
+        f"\\x{ord(character):02x}" if ord(character) < 32 or ord(character) == 127 else character
+        for character in path
+    )
 
 
 def accept(platform: Platform, event_source: str, event_id: str, request: TransferRequested) -> Transfer:
@@ -95,6 +106,52 @@ def _wanted(files: list[ClowderFile], request: TransferRequested) -> list[Clowde
     return files
 
 
+def _folder_name(dataset: ClowderDataset) -> str:
+    """The folder a dataset goes to by default: its name, or its id where the name is refused."""
+    try:
+        return safe_name(dataset.name or dataset.id)
+    except InvalidInput:
+        return safe_name(dataset.id)
+
+
+def _paths(listed: list[ClowderFile]) -> Iterator[tuple[ClowderFile, str, str | None]]:
+    """Each file with the path it goes to, or the refusal of its name (and the name, printable).
+
+    Clowder lets two files of one folder share a name; the home cannot, so every file after the
+    first gets ``name (1).ext``, ``name (2).ext``, …; ordered by path and id, a redelivered event
+    gives each file the same path again."""
+    checked: list[tuple[ClowderFile, str, str | None]] = []
+    for file in sorted(listed, key=lambda file: (file.path, file.id)):
+        try:
+            checked.append((file, safe_relative(file.path, field="path"), None))
+        except InvalidInput as error:
+            checked.append((file, printable(file.path)[:300], error.message))
+    originals = {path for _, path, _ in checked}
+    assigned: set[str] = set()
+    for file, path, refusal in checked:
+        if path in assigned:
+            path = _distinct(path, originals | assigned)
+        assigned.add(path)
+        yield file, path, refusal
+
+
+def _distinct(path: str, taken: set[str]) -> str:
+    """``path`` renamed ``name (n).ext`` with the first n not taken, within the length of a name."""
+    folder, slash, name = path.rpartition("/")
+    stem, dot, extension = name.rpartition(".")
+    if not stem:  # no extension, or a hidden file such as ".env"
+        stem, dot, extension = name, "", ""
+    for number in itertools.count(1):
+        mark = f" ({number})"
+        shortened = stem
+        while len(f"{shortened}{mark}{dot}{extension}".encode()) > MAX_COMPONENT_BYTES and shortened:
+            shortened = shortened[:-1]
+        candidate = f"{folder}{slash}{shortened}{mark}{dot}{extension}"
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("unreachable")
+
+
 def stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
     """Stream every wanted file from Clowder into the object store and send sync commands in batches,
     so that the first files are placed while later ones still stage."""
@@ -107,23 +164,24 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
         _note(platform, transfer.id, f"Clowder could not be read; retrying: {error.message}")
         raise
     except NotFound as error:
-        raise InvalidInput(f"Clowder has no dataset {transfer.datasetId!r}: {error.message}") from None
-    target = transfer.target or f"Clowder/{safe_name(dataset.name or dataset.id)}"
+        # Delivering it again cannot help: the transfer ends here, saying why, instead of waiting for ever.
+        message = f"Clowder has no dataset {transfer.datasetId!r}: {error.message}"
+        _fail(platform, transfer.id, message)
+        raise InvalidInput(message, field="dataset_id") from None
+    target = transfer.target or f"Clowder/{_folder_name(dataset)}"
 
     known = {file.path: file for file in store.list_transfer_files(transfer.id)}
     rows: list[TransferFile] = []
     sources: dict[str, ClowderFile] = {}
-    for file in listed:
-        try:
-            path = safe_relative(file.path, field="path")
-        except InvalidInput as refusal:
+    for file, path, refusal in _paths(listed):
+        if refusal is not None:
             rows.append(
                 TransferFile(
-                    path=file.path[:300],
+                    path=path,
                     size=file.size or 0,
                     clowderId=file.id,
                     state="failed",
-                    error=f"refused name: {refusal.message}",
+                    error=f"refused name: {refusal}",
                 )
             )
             continue
@@ -194,7 +252,7 @@ def _stage_file(
     sha256 = row.sha256 or store.find_blob(transfer.source, file.id, row.size)
     if sha256 is None or not objects.has(blob_key(sha256)):
         try:
-            blob = objects.put_blob(platform.clowder().download(file.id))
+            blob = _download_blob(platform, file)
         except WorkbenchError as error:
             store.settle_transfer_files(
                 transfer.id, [], [(row.path, f"could not stage from Clowder: {error.message}")]
@@ -220,6 +278,21 @@ def _stage_file(
     )
 
 
+def _download_blob(platform: Platform, file: ClowderFile) -> Blob:
+    """Stream one Clowder file into the object store. A body cut short where Clowder offers no ranges
+    can only be fetched again from the start (the hash covers every byte), a few times at most."""
+    from shared.clowder import RestartRequired
+
+    for attempt in range(1, RESTARTS + 1):
+        try:
+            return platform.objects.put_blob(platform.clowder().download(file.id, size=file.size))
+        except RestartRequired:
+            if attempt == RESTARTS:
+                raise
+            log.info("download of Clowder file %s broke off; fetching it again from the start", file.id)
+    raise AssertionError("unreachable")
+
+
 def _send(platform: Platform, transfer: Transfer, target: str, files: list[SyncFile]) -> None:
     command = SyncCommand(transfer_id=transfer.id, user=transfer.user, target=target, files=files)
     platform.bus.publish(queue_for(transfer.user), command.model_dump_json().encode())
@@ -240,6 +313,13 @@ def _write_manifest(platform: Platform, transfer_id: str) -> None:
     platform.objects.put(f"manifests/{transfer_id}.json", lines())
 
 
+def _fail(platform: Platform, transfer_id: str, message: str) -> None:
+    def change(current: Transfer) -> Transfer:
+        return current.model_copy(update={"state": "failed", "message": message, "updateTime": _now()})
+
+    _announce(platform, platform.store.update_transfer(transfer_id, change))
+
+
 def _note(platform: Platform, transfer_id: str, message: str) -> None:
     def change(current: Transfer) -> Transfer:
         return current.model_copy(update={"message": message, "updateTime": _now()})
@@ -248,8 +328,25 @@ def _note(platform: Platform, transfer_id: str, message: str) -> None:
 
 
 def refresh(platform: Platform, transfer_id: str) -> Transfer:
-    """Recount a transfer from its files and settle its state; the outcome event goes out once."""
-    rows = platform.store.list_transfer_files(transfer_id)
+    """Recount a transfer from its files and settle its state; the outcome event goes out once.
+
+    The files are read before the transfer is locked, so a shovel's report may settle some in
+    between and a concurrent recount may already have written newer counts: recount until the files
+    read are still the files after writing, so the last write always counts every settled file."""
+    store = platform.store
+    rows = store.list_transfer_files(transfer_id)
+    while True:
+        transfer, finished = _recount(platform, transfer_id, rows)
+        if finished:
+            _announce(platform, transfer)
+        latest = store.list_transfer_files(transfer_id)
+        if latest == rows:
+            return transfer
+        rows = latest
+
+
+def _recount(platform: Platform, transfer_id: str, rows: list[TransferFile]) -> tuple[Transfer, bool]:
+    """Write the counts of ``rows``; whether this write finished the transfer."""
     finished: list[str] = []
 
     def change(current: Transfer) -> Transfer:
@@ -274,9 +371,7 @@ def refresh(platform: Platform, transfer_id: str) -> Transfer:
         )
 
     transfer = platform.store.update_transfer(transfer_id, change)
-    if finished:
-        _announce(platform, transfer)
-    return transfer
+    return transfer, bool(finished)
 
 
 def _announce(platform: Platform, transfer: Transfer) -> None:

@@ -1,0 +1,869 @@
+"""A Clowder test server: the Clowder 1.x or 2.x REST API over real HTTP, files on disk, fault injection.
+
+    with ClowderServer(tmp_path / "clowder", version=2, api_key="key") as clowder:
+        dataset_id = clowder.add_dataset("Soil samples")
+        clowder.add_files(dataset_id, {"raw/a.csv": b"1,2", "README": b"hello"})
+        clowder.truncate("/api/v2/files/*", after_bytes=10, times=1)
+        ...  # point a ClowderClient at clowder.url
+        assert clowder.read_tree(dataset_id) == {...}
+
+Paths, parameters, field names, the auth header and paging follow the anchors in ``../shared/anchors``
+(``clowder-v1-swagger.yml``, ``clowder2-openapi.json``); where the v1 spec leaves an answer undocumented
+(``content: {}``) the fields are those Clowder 1.x's own code sends. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import count
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+BLOCK_SIZE = 64 * 1024
+V2_VERSION = "2.0.0-beta.4"
+USER = {
+    "email": "tester@example.org",
+    "first_name": "Test",
+    "last_name": "User",
+    "id": "5eb7cf5a86d9755df3a6c593",
+    "admin": False,
+    "admin_mode": False,
+    "read_only_user": False,
+}
+
+
+def new_id() -> str:
+    """A MongoDB-style ObjectId, as both Clowder versions use."""
+    return secrets.token_hex(12)
+
+
+@dataclass
+class Dataset:
+    id: str
+    name: str
+    description: str
+    spaces: list[str] = field(default_factory=list)
+    license_id: str | None = None
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Folder:
+    id: str
+    dataset_id: str
+    name: str
+    parent_id: str | None  # None: at the top of the dataset
+    order: int = 0
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class File:
+    id: str
+    dataset_id: str
+    folder_id: str | None
+    name: str
+    source: Path  # the bytes served, read from disk on every download
+    content_type: str
+    order: int = 0
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def size(self) -> int:
+        return self.source.stat().st_size
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # names in lower case
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour for requests whose path matches ``pattern`` (fnmatch, e.g. ``/api/files/*``)."""
+
+    kind: Literal["fail", "slow", "truncate", "wrong_length"]
+    pattern: str
+    method: str | None
+    times: int | None  # None: every matching request
+    status: int = 503
+    seconds: float = 0.0
+    after_bytes: int = 0
+    declared: int | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        return (self.method is None or self.method == method) and fnmatch.fnmatchcase(path, self.pattern)
+
+
+class _Request(Request):
+    """Closes every temporary file its form parser opened, also those of an upload that broke off."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        super().__init__(environ)
+        self._opened: list[IO[bytes]] = []
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        stream = super()._get_file_stream(total_content_length, content_type, filename, content_length)
+        self._opened.append(stream)
+        return stream
+
+    def close(self) -> None:
+        super().close()
+        for stream in self._opened:
+            stream.close()
+
+
+class _BlockReader:
+    """A request socket's reader that reads large amounts a block at a time.
+
+    Werkzeug drains every finished request with ``rfile.read(10_000_000)``, and a buffered read that
+    large allocates its whole size up front: 10 MB per request that memory tests in this process
+    would count against the client."""
+
+    def __init__(self, inner: io.BufferedIOBase) -> None:
+        self._inner = inner
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size <= BLOCK_SIZE:
+            return self._inner.read(-1 if size is None else size)
+        pieces: list[bytes] = []
+        remaining = size
+        while remaining > 0:
+            piece = self._inner.read(min(BLOCK_SIZE, remaining))
+            if not piece:
+                break
+            pieces.append(piece)
+            remaining -= len(piece)
+        return b"".join(pieces)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _Handler(WSGIRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _BlockReader(self.rfile)  # type: ignore[assignment]
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        """No access log on stderr: tests make hundreds of requests."""
+
+
+class ClowderServer:
+    """Clowder ``version`` 1 or 2 on 127.0.0.1 (a free port) in a background thread, storing under ``root``.
+
+    ``ranges``: answer ``Range: bytes=N-`` with 206 and advertise ``Accept-Ranges: bytes`` (Clowder 1's
+    blob download does; Clowder 2's streaming download does not, so turn it off to play Clowder 2 exactly).
+    ``legacy_new_folder``: Clowder 1 before 1.9 answered a new folder with ``{"status": "success"}`` only."""
+
+    def __init__(
+        self,
+        root: Path,
+        version: Literal[1, 2],
+        api_key: str,
+        *,
+        ranges: bool = True,
+        legacy_new_folder: bool = False,
+    ) -> None:
+        self.root = root
+        self.version = version
+        self.api_key = api_key
+        self.ranges = ranges
+        self.legacy_new_folder = legacy_new_folder
+        self.datasets: dict[str, Dataset] = {}
+        self.folders: dict[str, Folder] = {}
+        self.files: dict[str, File] = {}
+        self.requests: list[RecordedRequest] = []
+        self.faults: list[Fault] = []
+        self._blobs = root / "blobs"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._order = count()
+        self._stopping = threading.Event()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._routes = Map(
+            [Rule(path, endpoint=endpoint, methods=methods) for path, endpoint, methods in _ROUTES[version]],
+            strict_slashes=False,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> ClowderServer:
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Handler)
+        # A short poll interval makes stop() quick: shutdown() waits for the serving loop's next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name="clowder-test-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes requests held by slow()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> ClowderServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the Clowder test server is not running")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # ------------------------------------------------------------------ content
+
+    def add_dataset(self, name: str, description: str = "") -> str:
+        with self._lock:
+            dataset = Dataset(id=new_id(), name=name, description=description)
+            self.datasets[dataset.id] = dataset
+            return dataset.id
+
+    def add_folder(self, dataset_id: str, name: str, parent_id: str | None = None) -> str:
+        with self._lock:
+            folder = Folder(new_id(), dataset_id, name, parent_id, order=next(self._order))
+            self.folders[folder.id] = folder
+            return folder.id
+
+    def add_file(
+        self,
+        dataset_id: str,
+        name: str,
+        data: bytes | None = None,
+        *,
+        source: Path | None = None,
+        folder_id: str | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        """A file from ``data``, or served straight from ``source`` on disk (not copied: large files stay cheap)."""
+        if (data is None) == (source is None):
+            raise ValueError("give either data or source")
+        file_id = new_id()
+        if source is None:
+            source = self._blobs / file_id
+            source.write_bytes(data or b"")
+        with self._lock:
+            self.files[file_id] = File(
+                file_id, dataset_id, folder_id, name, source, content_type, order=next(self._order)
+            )
+        return file_id
+
+    def add_files(self, dataset_id: str, tree: Mapping[str, bytes | Path]) -> dict[str, str]:
+        """Files by relative path ("raw/2024/a.csv"), creating the folders on the way; path -> file id."""
+        created: dict[str, str] = {}
+        for relative_path, content in tree.items():
+            *folder_names, name = relative_path.split("/")
+            parent: str | None = None
+            for folder_name in folder_names:
+                parent = self._child_folder(dataset_id, parent, folder_name) or self.add_folder(
+                    dataset_id, folder_name, parent
+                )
+            if isinstance(content, Path):
+                created[relative_path] = self.add_file(dataset_id, name, source=content, folder_id=parent)
+            else:
+                created[relative_path] = self.add_file(dataset_id, name, content, folder_id=parent)
+        return created
+
+    def _child_folder(self, dataset_id: str, parent_id: str | None, name: str) -> str | None:
+        with self._lock:
+            for folder in self.folders.values():
+                if folder.dataset_id == dataset_id and folder.parent_id == parent_id and folder.name == name:
+                    return folder.id
+        return None
+
+    def folder_names(self, folder_id: str | None) -> list[str]:
+        """The folder names from the top of the dataset down to ``folder_id``."""
+        names: list[str] = []
+        while folder_id is not None:
+            folder = self.folders[folder_id]
+            names.insert(0, folder.name)
+            folder_id = folder.parent_id
+        return names
+
+    def file_path(self, file_id: str) -> str:
+        file = self.files[file_id]
+        return "/".join([*self.folder_names(file.folder_id), file.name])
+
+    def read_file(self, file_id: str) -> bytes:
+        return self.files[file_id].source.read_bytes()
+
+    def read_tree(self, dataset_id: str) -> dict[str, bytes]:
+        """Every file of the dataset by relative path, with its bytes (for small test datasets)."""
+        with self._lock:
+            files = [file for file in self.files.values() if file.dataset_id == dataset_id]
+        return {self.file_path(file.id): file.source.read_bytes() for file in files}
+
+    def requests_to(self, pattern: str, method: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [
+                request
+                for request in self.requests
+                if fnmatch.fnmatchcase(request.path, pattern) and (method is None or request.method == method)
+            ]
+
+    # ------------------------------------------------------------------ faults
+
+    def fail(
+        self, pattern: str, status: int = 503, *, times: int | None = None, method: str | None = None
+    ) -> Fault:
+        """Answer matching requests with ``status`` (before checking the key)."""
+        return self._add_fault(Fault("fail", pattern, method, times, status=status))
+
+    def slow(
+        self, pattern: str, seconds: float, *, times: int | None = None, method: str | None = None
+    ) -> Fault:
+        """Wait ``seconds`` before answering matching requests."""
+        return self._add_fault(Fault("slow", pattern, method, times, seconds=seconds))
+
+    def truncate(
+        self, pattern: str, after_bytes: int, *, times: int | None = None, method: str | None = None
+    ) -> Fault:
+        """Announce the full Content-Length of a file download, send only ``after_bytes``, then close."""
+        return self._add_fault(Fault("truncate", pattern, method, times, after_bytes=after_bytes))
+
+    def wrong_length(
+        self,
+        pattern: str,
+        declared: int | None = None,
+        *,
+        times: int | None = None,
+        method: str | None = None,
+    ) -> Fault:
+        """Announce ``declared`` bytes (default: half the body) for a file download and send that many: a
+        well-formed answer whose length is not the file's."""
+        return self._add_fault(Fault("wrong_length", pattern, method, times, declared=declared))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def _add_fault(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def _take_fault(self, kind: str, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.kind == kind and fault.matches(method, path):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = _Request(environ)
+        with self._lock:
+            self.requests.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    query={key: request.args.getlist(key) for key in request.args},
+                    headers={name.lower(): value for name, value in request.headers.items()},
+                )
+            )
+        try:
+            response = self._respond(request)
+        finally:
+            request.close()
+        return response(environ, start_response)
+
+    def _respond(self, request: Request) -> Response:
+        if (slow := self._take_fault("slow", request.method, request.path)) is not None:
+            self._stopping.wait(slow.seconds)
+        if (failure := self._take_fault("fail", request.method, request.path)) is not None:
+            return self._error(failure.status, f"injected failure {failure.status}")
+        adapter = self._routes.bind_to_environ(request.environ)
+        try:
+            endpoint, arguments = adapter.match()
+        except HTTPException as error:
+            return self._error(error.code or 404, error.description or "not found")
+        if endpoint != "v2_status" and not self._authorised(request):
+            return self._error(401, "Not authorized" if self.version == 1 else "Not authenticated")
+        handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
+        with self._lock:
+            return handler(request, **arguments)
+
+    def _authorised(self, request: Request) -> bool:
+        if self.version == 1:
+            # Clowder 1 reads X-API-Key, and still the deprecated ?key= (recorded, so tests can forbid it).
+            given = request.headers.get("X-API-Key") or request.args.get("key")
+        else:
+            given = request.headers.get("X-API-KEY")
+        return given is not None and secrets.compare_digest(given.encode(), self.api_key.encode())
+
+    def _error(self, status: int, message: str) -> Response:
+        if self.version == 2:
+            return _json({"detail": message}, status)
+        if status == 404:
+            return Response(message, status, content_type="text/plain")
+        return _json(message, status)
+
+    def _missing(self, kind: str, identifier: str) -> Response:
+        return self._error(404, f"{kind} {identifier} not found")
+
+    def _file_response(self, request: Request, file: File) -> Response:
+        """The file's bytes from disk in blocks, with ranges and the download faults applied."""
+        size = file.size
+        start, end, status = 0, size - 1, 200
+        headers = {"Content-Disposition": f'attachment; filename="{file.name}"'}
+        if self.ranges:
+            headers["Accept-Ranges"] = "bytes"
+            asked = _parse_range(request.headers.get("Range"), size)
+            if asked == "unsatisfiable":
+                return Response(b"", 416, headers={"Content-Range": f"bytes */{size}"})
+            if asked is not None:
+                start, end = asked
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        length = max(0, end - start + 1)
+        declared = sent = length
+        if (truncated := self._take_fault("truncate", request.method, request.path)) is not None:
+            sent = min(length, truncated.after_bytes)
+        elif (wrong := self._take_fault("wrong_length", request.method, request.path)) is not None:
+            declared = sent = wrong.declared if wrong.declared is not None else length // 2
+            sent = min(sent, length)
+        headers["Content-Length"] = str(declared)
+        # Werkzeug's server closes every connection after the answer, so a short body ends in EOF.
+        return Response(
+            _read_blocks(file.source, start, sent),
+            status,
+            headers=headers,
+            content_type=file.content_type,
+            direct_passthrough=True,
+        )
+
+    def _save_upload(self, request: Request, dataset_id: str, field_name: str | None) -> list[File]:
+        folder_id = request.args.get("folder_id") or None
+        uploads = [
+            storage
+            for name, storage in request.files.items(multi=True)
+            if field_name is None or name == field_name
+        ]
+        saved: list[File] = []
+        for storage in uploads:
+            file_id = new_id()
+            target = self._blobs / file_id
+            storage.save(target)  # werkzeug spools large parts to disk, so this stays small in memory
+            file = File(
+                file_id,
+                dataset_id,
+                folder_id,
+                storage.filename or "",
+                target,
+                storage.mimetype or "application/octet-stream",
+                order=next(self._order),
+            )
+            self.files[file_id] = file
+            saved.append(file)
+        return saved
+
+    # ------------------------------------------------------------------ Clowder 1.x (/api)
+
+    def _v1_dataset_json(self, dataset: Dataset) -> dict[str, Any]:
+        return {
+            "id": dataset.id,
+            "name": dataset.name,
+            "description": dataset.description,
+            "created": _java_date(dataset.created),
+            "thumbnail": "None",
+            "authorId": USER["id"],
+            "spaces": dataset.spaces,
+            "resource_type": "dataset",
+        }
+
+    def _v1_file_json(self, file: File) -> dict[str, Any]:
+        # The shape of Clowder 1's Datasets.jsonFile; note "contentType" here, "content-type" in /api/files.
+        return {
+            "id": file.id,
+            "filename": file.name,
+            "contentType": file.content_type,
+            "date-created": _java_date(file.created),
+            "size": str(file.size),
+        }
+
+    def _v1_dataset(self, request: Request, id: str) -> Response:
+        if id not in self.datasets:
+            return self._missing("dataset", id)
+        return _json(self._v1_dataset_json(self.datasets[id]))
+
+    def _v1_dataset_files(self, request: Request, id: str) -> Response:
+        """Every file, in folders or not: top-level files first, then folder by folder, as Clowder 1 does."""
+        if id not in self.datasets:
+            return self._missing("dataset", id)
+        ordered = sorted(
+            (file for file in self.files.values() if file.dataset_id == id),
+            key=lambda file: (file.folder_id is not None, file.order),
+        )
+        maximum = int(request.args.get("max", "-1"))
+        if maximum >= 0:
+            ordered = ordered[:maximum]
+        return _json([self._v1_file_json(file) for file in ordered])
+
+    def _v1_top_files(self, request: Request, id: str) -> Response:
+        if id not in self.datasets:
+            return self._missing("dataset", id)
+        top = [file for file in self.files.values() if file.dataset_id == id and file.folder_id is None]
+        return _json([self._v1_file_json(file) for file in sorted(top, key=lambda file: file.order)])
+
+    def _v1_folders(self, request: Request, ds_id: str) -> Response:
+        """Each folder named by its path of names from the top, "/raw/2024", as Clowder 1 does."""
+        if ds_id not in self.datasets:
+            return self._missing("dataset", ds_id)
+        folders = sorted((f for f in self.folders.values() if f.dataset_id == ds_id), key=lambda f: f.order)
+        return _json([{"id": f.id, "name": "/" + "/".join(self.folder_names(f.id))} for f in folders])
+
+    def _v1_paths(self, request: Request, id: str) -> Response:
+        """``{"paths": [[datasets holding the file directly], [dataset, folder, subfolder], ...]}``."""
+        file = self.files.get(id)
+        if file is None:
+            return self._missing("file", id)
+        dataset = self.datasets[file.dataset_id]
+        paths: list[list[str]] = []
+        if file.folder_id is None:
+            paths.append([dataset.name])
+        else:
+            paths.append([dataset.name.strip(), *self.folder_names(file.folder_id)])
+        return _json({"paths": paths})
+
+    def _v1_blob(self, request: Request, id: str) -> Response:
+        file = self.files.get(id)
+        if file is None:
+            return self._missing("file", id)
+        return self._file_response(request, file)
+
+    def _v1_create_dataset(self, request: Request) -> Response:
+        document = request.get_json(silent=True)
+        if not isinstance(document, dict) or not isinstance(document.get("name"), str):
+            return self._error(400, "Missing parameter [name]")
+        dataset_id = self.add_dataset(document["name"], str(document.get("description", "")))
+        spaces = document.get("space")
+        if isinstance(spaces, list):
+            self.datasets[dataset_id].spaces = [str(space) for space in spaces]
+        return _json({"id": dataset_id})
+
+    def _v1_new_folder(self, request: Request, parentDatasetId: str) -> Response:
+        document = request.get_json(silent=True)
+        if not isinstance(document, dict):
+            return self._error(400, "Expecting JSON")
+        for key in ("name", "parentId", "parentType"):
+            if not isinstance(document.get(key), str):
+                return self._error(400, f"Missing parameter [{key}]")
+        if parentDatasetId not in self.datasets:
+            return self._error(500, f"Parent Dataset {parentDatasetId} not found")
+        parent_id: str | None = None
+        if document["parentType"] == "folder":
+            parent_id = document["parentId"]
+            if parent_id not in self.folders:
+                return self._error(500, f"parent folder {parent_id} not found")
+        elif document["parentId"] != parentDatasetId:
+            return self._error(500, f"Parent type {document['parentType']} not acceptable")
+        folder_id = self.add_folder(parentDatasetId, document["name"].strip(), parent_id)
+        if self.legacy_new_folder:
+            return _json({"status": "success"})
+        folder = self.folders[folder_id]
+        return _json(
+            {
+                "id": folder.id,
+                "name": folder.name,
+                "parentDatasetID": parentDatasetId,
+                "parentId": document["parentId"],
+                "parentType": document["parentType"],
+                "files": "",
+                "folders": "",
+                "created": _java_date(folder.created),
+            }
+        )
+
+    def _v1_upload(self, request: Request, id: str) -> Response:
+        if id not in self.datasets:
+            return self._missing("dataset", id)
+        folder_id = request.args.get("folder_id")
+        if folder_id and folder_id not in self.folders:
+            return self._error(400, f"folder {folder_id} not found")
+        saved = self._save_upload(request, id, field_name=None)
+        if not saved:
+            return self._error(400, "No files uploaded")
+        if len(saved) == 1:
+            return _json({"id": saved[0].id})
+        return _json({"ids": [{"id": file.id, "name": file.name} for file in saved]})
+
+    # ------------------------------------------------------------------ Clowder 2 (/api/v2)
+
+    def _v2_dataset_json(self, dataset: Dataset) -> dict[str, Any]:
+        return {
+            "name": dataset.name,
+            "description": dataset.description,
+            "status": "PRIVATE",
+            "creator": USER,
+            "created": dataset.created.isoformat(),
+            "modified": dataset.created.isoformat(),
+            "user_views": 0,
+            "downloads": 0,
+            "thumbnail_id": None,
+            "origin_id": None,
+            "standard_license": True,
+            "license_id": dataset.license_id,
+            "id": dataset.id,
+            "frozen": False,
+            "frozen_version_num": -999,
+            "deleted": False,
+        }
+
+    def _v2_file_json(self, file: File) -> dict[str, Any]:
+        return {
+            "name": file.name,
+            "status": "PRIVATE",
+            "creator": USER,
+            "created": file.created.isoformat(),
+            "version_id": file.id,
+            "version_num": 1,
+            "dataset_id": file.dataset_id,
+            "folder_id": file.folder_id,
+            "views": 0,
+            "downloads": 0,
+            "bytes": file.size,
+            "content_type": {"content_type": file.content_type, "main_type": file.content_type.split("/")[0]},
+            "thumbnail_id": None,
+            "storage_type": "minio",
+            "storage_path": None,
+            "object_type": "file",
+            "origin_id": None,
+            "id": file.id,
+            "frozen": False,
+        }
+
+    def _v2_folder_json(self, folder: Folder) -> dict[str, Any]:
+        return {
+            "name": folder.name,
+            "dataset_id": folder.dataset_id,
+            "parent_folder": folder.parent_id,
+            "creator": USER,
+            "created": folder.created.isoformat(),
+            "modified": folder.created.isoformat(),
+            "object_type": "folder",
+            "origin_id": None,
+            "id": folder.id,
+            "frozen": False,
+        }
+
+    def _v2_paged(self, request: Request, items: list[dict[str, Any]]) -> Response:
+        """Clowder 2's ``Paged``: skip 0 and limit 10 unless asked, newest first (callers sort)."""
+        try:
+            skip = int(request.args.get("skip", "0"))
+            limit = int(request.args.get("limit", "10"))
+        except ValueError:
+            return _json({"detail": [{"loc": ["query", "skip"], "msg": "value is not a valid integer"}]}, 422)
+        return _json(
+            {
+                "metadata": {"total_count": len(items), "skip": skip, "limit": limit},
+                "data": items[skip : skip + limit],
+            }
+        )
+
+    def _v2_status(self, request: Request) -> Response:
+        return _json({"version": V2_VERSION})
+
+    def _v2_create_dataset(self, request: Request) -> Response:
+        license_id = request.args.get("license_id")
+        if not license_id:
+            return _json(
+                {
+                    "detail": [
+                        {
+                            "loc": ["query", "license_id"],
+                            "msg": "field required",
+                            "type": "value_error.missing",
+                        }
+                    ]
+                },
+                422,
+            )
+        document = request.get_json(silent=True)
+        if not isinstance(document, dict):
+            return _json({"detail": [{"loc": ["body"], "msg": "field required"}]}, 422)
+        dataset_id = self.add_dataset(
+            str(document.get("name", "N/A")), str(document.get("description") or "")
+        )
+        self.datasets[dataset_id].license_id = license_id
+        return _json(self._v2_dataset_json(self.datasets[dataset_id]))
+
+    def _v2_dataset(self, request: Request, dataset_id: str) -> Response:
+        if dataset_id not in self.datasets:
+            return self._missing("Dataset", dataset_id)
+        return _json(self._v2_dataset_json(self.datasets[dataset_id]))
+
+    def _v2_files(self, request: Request, dataset_id: str) -> Response:
+        if dataset_id not in self.datasets:
+            return self._missing("Dataset", dataset_id)
+        if request.method == "POST":
+            folder_id = request.args.get("folder_id")
+            if folder_id and folder_id not in self.folders:
+                return self._missing("Folder", folder_id)
+            saved = self._save_upload(request, dataset_id, field_name="file")
+            if len(saved) != 1:
+                return _json({"detail": [{"loc": ["body", "file"], "msg": "field required"}]}, 422)
+            return _json(self._v2_file_json(saved[0]))
+        # Without folder_id: every file of the dataset, whatever its folder.
+        folder_id = request.args.get("folder_id")
+        files = [
+            file
+            for file in self.files.values()
+            if file.dataset_id == dataset_id and (folder_id is None or file.folder_id == folder_id)
+        ]
+        files.sort(key=lambda file: file.order, reverse=True)
+        return self._v2_paged(request, [self._v2_file_json(file) for file in files])
+
+    def _v2_folders(self, request: Request, dataset_id: str) -> Response:
+        if dataset_id not in self.datasets:
+            return self._missing("Dataset", dataset_id)
+        if request.method == "POST":
+            document = request.get_json(silent=True)
+            if not isinstance(document, dict):
+                return _json({"detail": [{"loc": ["body"], "msg": "field required"}]}, 422)
+            parent_id = document.get("parent_folder")
+            if parent_id is not None and parent_id not in self.folders:
+                return self._error(400, f"Parent folder {parent_id} not found")
+            folder_id = self.add_folder(dataset_id, str(document.get("name", "N/A")), parent_id)
+            return _json(self._v2_folder_json(self.folders[folder_id]))
+        # Without parent_folder: only the top-level folders, as Clowder 2 does.
+        parent_id = request.args.get("parent_folder")
+        folders = [
+            folder
+            for folder in self.folders.values()
+            if folder.dataset_id == dataset_id and folder.parent_id == parent_id
+        ]
+        folders.sort(key=lambda folder: folder.order, reverse=True)
+        return self._v2_paged(request, [self._v2_folder_json(folder) for folder in folders])
+
+    def _v2_folder(self, request: Request, dataset_id: str, folder_id: str) -> Response:
+        if dataset_id not in self.datasets:
+            return self._missing("Dataset", dataset_id)
+        folder = self.folders.get(folder_id)
+        if folder is None or folder.dataset_id != dataset_id:
+            return self._missing("Folder", folder_id)
+        return _json(self._v2_folder_json(folder))
+
+    def _v2_download(self, request: Request, file_id: str) -> Response:
+        file = self.files.get(file_id)
+        if file is None:
+            return self._missing("File", file_id)
+        return self._file_response(request, file)
+
+    def _v2_summary(self, request: Request, file_id: str) -> Response:
+        file = self.files.get(file_id)
+        if file is None:
+            return self._missing("File", file_id)
+        return _json(self._v2_file_json(file))
+
+
+# (path, endpoint, methods); the endpoint names the handler method, "_" + endpoint.
+_ROUTES: dict[int, list[tuple[str, str, list[str]]]] = {
+    1: [
+        ("/api/datasets/createempty", "v1_create_dataset", ["POST"]),
+        ("/api/datasets/<id>", "v1_dataset", ["GET"]),
+        ("/api/datasets/<id>/files", "v1_dataset_files", ["GET"]),
+        ("/api/datasets/<id>/listFiles", "v1_top_files", ["GET"]),
+        ("/api/datasets/<ds_id>/folders", "v1_folders", ["GET"]),
+        ("/api/datasets/<parentDatasetId>/newFolder", "v1_new_folder", ["POST"]),
+        ("/api/uploadToDataset/<id>", "v1_upload", ["POST"]),
+        ("/api/files/<id>", "v1_blob", ["GET"]),
+        ("/api/files/<id>/blob", "v1_blob", ["GET"]),
+        ("/api/files/<id>/paths", "v1_paths", ["GET"]),
+    ],
+    2: [
+        ("/api/v2/status", "v2_status", ["GET"]),
+        ("/api/v2/datasets", "v2_create_dataset", ["POST"]),
+        ("/api/v2/datasets/<dataset_id>", "v2_dataset", ["GET"]),
+        ("/api/v2/datasets/<dataset_id>/files", "v2_files", ["GET", "POST"]),
+        ("/api/v2/datasets/<dataset_id>/folders", "v2_folders", ["GET", "POST"]),
+        ("/api/v2/datasets/<dataset_id>/folders/<folder_id>", "v2_folder", ["GET"]),
+        ("/api/v2/files/<file_id>", "v2_download", ["GET"]),
+        ("/api/v2/files/<file_id>/summary", "v2_summary", ["GET"]),
+    ],
+}
+
+
+def route_templates(version: Literal[1, 2]) -> list[tuple[str, str]]:
+    """(method, path template with {parameters}) of every route, to check them against the spec."""
+    return [
+        (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", path))
+        for path, _, methods in _ROUTES[version]
+        for method in methods
+    ]
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(json.dumps(document), status, content_type="application/json")
+
+
+def _java_date(moment: datetime) -> str:
+    """Clowder 1 dates are Java's Date.toString(): "Tue Sep 04 09:28:45 UTC 2018"."""
+    return moment.strftime("%a %b %d %H:%M:%S UTC %Y")
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """One ``bytes=`` range as (first, last) byte; None to answer with the whole file."""
+    if not header:
+        return None
+    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start = int(first)
+        end = min(size - 1, int(last)) if last else size - 1
+    if start >= size or start > end:
+        return "unsatisfiable"
+    return start, end
+
+
+def _read_blocks(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        stream.seek(start)
+        remaining = length
+        while remaining > 0:
+            block = stream.read(min(BLOCK_SIZE, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            yield block

@@ -53,6 +53,13 @@ class Platform:
         self.settings = settings
         self._parts: dict[str, Any] = {}
         self._lock = threading.RLock()
+        self._runtime_wrappers: list[Callable[[Runtime], Runtime]] = []
+
+    def wrap_runtime(self, wrapper: Callable[[Runtime], Runtime]) -> None:
+        """Have the runtime built through ``wrapper`` (e.g. to run a shovel beside each stack)."""
+        if self.has("runtime"):
+            raise RuntimeError("the runtime is already built; wrap it before its first use")
+        self._runtime_wrappers.append(wrapper)
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         part = self._parts.get(name)
@@ -133,11 +140,14 @@ class Platform:
             from shared import stacks
             from shared.runtime.local import LocalRuntime
 
-            return LocalRuntime(
+            runtime: Runtime = LocalRuntime(
                 self.settings.runtime,
                 data_dir=self.data_dir,
                 report=lambda report: stacks.record_status(self.store, report),
             )
+            for wrapper in self._runtime_wrappers:
+                runtime = wrapper(runtime)
+            return runtime
 
         return self._once("runtime", build)
 

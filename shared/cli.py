@@ -51,9 +51,11 @@ def run(arguments: argparse.Namespace) -> int:
     from shared import stacks
     from shared.bootstrap import platform
     from shared.gateway import Gateway
+    from shovel.local import attach_shovels
 
     current = platform()
     settings = current.settings.server
+    attach_shovels(current)
     initialise(current)
     restored = stacks.restore(current)
     if restored:
@@ -179,11 +181,9 @@ def events_send(arguments: argparse.Namespace) -> int:
 
 def shovel(arguments: argparse.Namespace) -> int:
     """Run a shovel beside a stack, on RabbitMQ (settings from WORKBENCH_SHOVEL_* and WORKBENCH_AMQP_URL)."""
-    import importlib
+    from shovel.__main__ import main as run_shovel
 
-    # shared lies below shovel in the layers, so the sidecar is found by name, as the gateway finds functions.
-    entry = importlib.import_module("shovel.__main__")
-    return int(entry.main())
+    return run_shovel()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -37,15 +37,21 @@ STATIC_SPEC = {
 class Platform:
     """A running ``workbench run`` on a free port with its own data dir."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, passed: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
+        self.passed = passed
+        """Settings of the test's own environment handed on to the platform."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / "workbench.log"
 
     def start(self) -> None:
-        environment = {key: value for key, value in os.environ.items() if not key.startswith("WORKBENCH_")}
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("WORKBENCH_") or key in self.passed
+        }
         environment.update(
             {
                 "WORKBENCH_PORT": str(self.port),

@@ -1,0 +1,280 @@
+"""Putting finished files into the user's home: safe folders, conflict names, atomic links and the ledger."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import InvalidInput
+from shared.paths import MAX_COMPONENT_BYTES, safe_relative
+from shovel.settings import ConflictPolicy
+
+log = logging.getLogger(__name__)
+
+PARTIAL_FOLDER = ".workbench-partial"
+"""Downloads land here first: on the home's own volume, so that moving them into place is atomic."""
+READ_SIZE = 1 << 20
+MAX_CONFLICT_NAMES = 10_000
+
+# Transfer ids name files of the partial folder; the platform makes them from UUIDs.
+_TRANSFER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Serialises the exists-check and the rename where the volume has no hard links.
+_rename_lock = threading.Lock()
+
+
+class PlacementError(Exception):
+    """One file cannot be placed, for good; the message names the file and the reason."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def check_transfer_id(transfer_id: str) -> str:
+    if not _TRANSFER_ID.fullmatch(transfer_id):
+        raise PlacementError(f"transfer id {transfer_id[:80]!r} is not a plain name")
+    return transfer_id
+
+
+def relative(path: str, *, field: str) -> str:
+    """A clean relative path in the home, or ``PlacementError`` naming it (see ``shared.paths``)."""
+    try:
+        clean = safe_relative(path, field=field)
+    except InvalidInput as error:
+        raise PlacementError(error.message) from None
+    if clean.split("/")[0] == PARTIAL_FOLDER:
+        raise PlacementError(f"{field}: {path!r} is inside the shovel's own folder {PARTIAL_FOLDER}")
+    return clean
+
+
+def inside(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
+
+
+def real_home(home: Path) -> Path:
+    return Path(os.path.realpath(home))
+
+
+def folder_in_home(home: Path, folder: str, *, create: bool) -> Path:
+    """The real path of ``<home>/<folder>`` (a clean relative path, or "" for the home itself).
+
+    Walks one component at a time, making missing folders when ``create`` is set, so that a symbolic
+    link the user made cannot lead the shovel out of the home, not even to make a folder.
+    """
+    base = real_home(home)
+    current = base
+    for part in folder.split("/") if folder else []:
+        candidate = current / part
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            if not create:
+                raise PlacementError(f"folder {folder!r} does not exist in the home") from None
+            with suppress(FileExistsError):  # another file of the same command may have made it first
+                os.mkdir(candidate)
+            info = os.lstat(candidate)
+        if stat.S_ISLNK(info.st_mode):
+            candidate = Path(os.path.realpath(candidate))
+            if not inside(candidate, base):
+                raise PlacementError(f"folder {folder!r}: {part!r} is a link that leads out of the home")
+            if not candidate.is_dir():
+                raise PlacementError(f"folder {folder!r}: {part!r} is a link to something not a folder")
+        elif not stat.S_ISDIR(info.st_mode):
+            raise PlacementError(f"folder {folder!r}: {part!r} exists and is not a folder")
+        current = candidate
+    if inside(current, base / PARTIAL_FOLDER):
+        raise PlacementError(f"folder {folder!r} leads into the shovel's own folder {PARTIAL_FOLDER}")
+    return current
+
+
+def partial_folder(home: Path) -> Path:
+    """``<home>/.workbench-partial``, made when missing; refused when the user replaced it with a link."""
+    path = real_home(home) / PARTIAL_FOLDER
+    with suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise PlacementError(f"{PARTIAL_FOLDER} in the home is not a plain folder")
+    return path
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    placed: str
+    """Where the file went, relative to the home."""
+    sha256: str | None
+    size: int
+
+
+class Ledger:
+    """What one transfer has placed, so that a redelivered command places nothing twice.
+
+    JSON lines ``{"path", "placed", "sha256", "size"}`` appended to ``<transfer_id>.ledger`` and
+    fsynced before the command is acknowledged. The file is also an exclusive lock: two shovels of
+    one user (their stacks share the home) never work on the same transfer at once.
+    """
+
+    def __init__(self, handle: int, entries: dict[str, LedgerEntry]) -> None:
+        self._handle = handle
+        self._entries = entries
+        self._lock = threading.Lock()
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path) -> Iterator[Ledger]:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield cls(handle, _read_entries(handle))
+        finally:
+            os.close(handle)  # releases the lock
+
+    def get(self, path: str) -> LedgerEntry | None:
+        with self._lock:
+            return self._entries.get(path)
+
+    def record(self, path: str, entry: LedgerEntry) -> None:
+        line = json.dumps(
+            {"path": path, "placed": entry.placed, "sha256": entry.sha256, "size": entry.size},
+            ensure_ascii=False,
+        )
+        with self._lock:
+            os.write(self._handle, (line + "\n").encode("utf-8"))
+            os.fsync(self._handle)
+            self._entries[path] = entry
+
+
+def _read_entries(handle: int) -> dict[str, LedgerEntry]:
+    entries: dict[str, LedgerEntry] = {}
+    chunks = []
+    offset = 0
+    while chunk := os.pread(handle, READ_SIZE, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    for line in b"".join(chunks).splitlines():
+        try:
+            record = json.loads(line)
+            entries[str(record["path"])] = LedgerEntry(
+                placed=str(record["placed"]), sha256=record.get("sha256"), size=int(record["size"])
+            )
+        except (ValueError, KeyError, TypeError):
+            # A crash while appending leaves a torn last line; that file is simply placed again.
+            log.warning("skipping an unreadable line of a transfer ledger")
+    return entries
+
+
+def conflict_name(name: str, number: int) -> str:
+    """``name (number).ext``, shortened where the result would exceed the name limit."""
+    stem, dot, extension = name.rpartition(".")
+    if not stem or not dot:
+        # No extension, or a hidden file like ".bashrc": the number goes at the end.
+        stem, extension = name, ""
+    else:
+        extension = "." + extension
+    mark = f" ({number})"
+    while len((stem + mark + extension).encode()) > MAX_COMPONENT_BYTES and stem:
+        stem = stem[:-1]
+    return stem + mark + extension
+
+
+def same_content(existing: Path, partial: Path, sha256: str | None) -> bool:
+    """Whether ``existing`` already is what ``partial`` holds (a file placed before a crash, say)."""
+    try:
+        there = os.lstat(existing)
+        here = os.lstat(partial)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(here.st_mode):
+        return stat.S_ISLNK(there.st_mode) and os.readlink(existing) == os.readlink(partial)
+    if not stat.S_ISREG(there.st_mode) or there.st_size != here.st_size:
+        return False
+    if there.st_ino == here.st_ino and there.st_dev == here.st_dev:
+        return True
+    return file_sha256(existing) == (sha256 or file_sha256(partial))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def place(partial: Path, folder: Path, name: str, *, policy: ConflictPolicy, sha256: str | None) -> Path:
+    """Move the finished ``partial`` (a file or a symbolic link) to ``folder/name``; returns where it went.
+
+    Never replaces a different file unless the policy is ``overwrite``; an identical file already
+    there counts as placed. A hard link makes the file appear at its final path complete or not at
+    all, and fails when the name is taken, so no check-then-write race can lose a user's file.
+    """
+    for number in range(MAX_CONFLICT_NAMES):
+        candidate = folder / (name if number == 0 else conflict_name(name, number))
+        if _link(partial, candidate):
+            discard(partial)
+            _sync_folder(folder)
+            return candidate
+        if same_content(candidate, partial, sha256):
+            discard(partial)
+            return candidate
+        if policy == "skip":
+            discard(partial)
+            raise PlacementError(f"{name!r} exists with other content and the conflict policy is skip")
+        if policy == "overwrite":
+            if os.path.isdir(candidate) and not os.path.islink(candidate):
+                discard(partial)
+                raise PlacementError(f"{name!r} exists as a folder")
+            os.replace(partial, candidate)
+            _sync_folder(folder)
+            return candidate
+    discard(partial)
+    raise PlacementError(f"{name!r}: every one of {MAX_CONFLICT_NAMES} alternative names is taken")
+
+
+def _link(partial: Path, candidate: Path) -> bool:
+    """Give ``partial`` the name ``candidate`` unless the name is taken; False when it is."""
+    try:
+        os.link(partial, candidate, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+    # Volumes without hard links (some network filesystems): check and rename under a lock, which
+    # guards against other threads of this shovel, the only writer apart from the user.
+    with _rename_lock:
+        if os.path.lexists(candidate):
+            return False
+        os.rename(partial, candidate)
+        return True
+
+
+def discard(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the new name durable before the command is acknowledged."""
+    try:
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some filesystems cannot sync a folder; the ledger still has the record
+    finally:
+        os.close(handle)

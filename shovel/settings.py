@@ -1,0 +1,204 @@
+"""Settings of one shovel, read once from the environment (prefix ``WORKBENCH_SHOVEL_``)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from shared.errors import InvalidInput
+
+ConflictPolicy = Literal["keep-both", "overwrite", "skip"]
+CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("keep-both", "overwrite", "skip")
+
+PREFIX = "WORKBENCH_SHOVEL_"
+
+
+@dataclass(frozen=True)
+class ShovelSettings:
+    """What a shovel needs to serve one stack of one user; secrets stay out of its repr."""
+
+    user: str
+    stack_id: str
+    home: Path
+    amqp_url: str | None = field(default=None, repr=False)
+    events_url: str | None = None
+    signing_key: str | None = field(default=None, repr=False)
+    """Hex of the key this shovel signs its events with (derived by the platform for this user)."""
+    api_url: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    prefetch: int = 4
+    parallel: int = 4
+    heartbeat_seconds: float = 30.0
+    heartbeat_jitter: float = 0.1
+    """Each interval is stretched or shrunk by up to this fraction, so shovels started together drift apart."""
+    health_host: str = "0.0.0.0"
+    health_port: int = 8081
+    """0 takes a free port (for shovels that nobody probes, such as the embedded platform's)."""
+    conflict_policy: ConflictPolicy = "keep-both"
+    link_roots: tuple[Path, ...] = ()
+    clowder_extractor_heartbeat: bool = False
+    clowder_owner: str | None = None
+    """Who Clowder lists the "Send to Workbench" extractor for; default the user's name."""
+
+    def __post_init__(self) -> None:
+        # Settings may be built directly (the platform's in-process shovels), not only from the environment.
+        _check_name(self.user, f"{PREFIX}USER")
+        _check_name(self.stack_id, f"{PREFIX}STACK_ID")
+        if self.signing_key is not None:
+            _check_hex(self.signing_key, f"{PREFIX}SIGNING_KEY")
+        if self.conflict_policy not in CONFLICT_POLICIES:
+            raise InvalidInput(
+                f"must be one of {', '.join(CONFLICT_POLICIES)}, got {self.conflict_policy!r}",
+                field=f"{PREFIX}CONFLICT",
+            )
+        if self.prefetch < 1:
+            raise InvalidInput(f"must be at least 1, got {self.prefetch}", field=f"{PREFIX}PREFETCH")
+        if self.parallel < 1:
+            raise InvalidInput(f"must be at least 1, got {self.parallel}", field=f"{PREFIX}PARALLEL")
+        if not (math.isfinite(self.heartbeat_seconds) and self.heartbeat_seconds > 0):
+            raise InvalidInput(
+                f"must be a positive number of seconds, got {self.heartbeat_seconds}",
+                field=f"{PREFIX}HEARTBEAT_SECONDS",
+            )
+        if not 0 <= self.heartbeat_jitter < 1:
+            raise InvalidInput(
+                f"must be at least 0 and below 1, got {self.heartbeat_jitter}", field="heartbeat_jitter"
+            )
+        if not 0 <= self.health_port <= 65535:
+            raise InvalidInput(
+                f"must be a port number (0 for any free port), got {self.health_port}",
+                field=f"{PREFIX}HEALTH_PORT",
+            )
+
+    @property
+    def key(self) -> bytes | None:
+        """The signing key as bytes."""
+        return bytes.fromhex(self.signing_key) if self.signing_key else None
+
+    @property
+    def source(self) -> str:
+        """The CloudEvents ``source`` of this shovel's events."""
+        return f"/workbench/shovels/{self.user}/{self.stack_id}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ShovelSettings:
+        """Read the settings; a missing or bad value raises ``InvalidInput`` naming its variable."""
+        read = _Reader(environ)
+        home = read.required(f"{PREFIX}HOME")
+        if not os.path.isabs(home):
+            raise InvalidInput(f"must be an absolute path, got {home!r}", field=f"{PREFIX}HOME")
+        if not os.path.isdir(home):
+            raise InvalidInput(f"{home!r} is not a folder", field=f"{PREFIX}HOME")
+        conflict = read.text(f"{PREFIX}CONFLICT", "keep-both")
+        if conflict not in CONFLICT_POLICIES:
+            raise InvalidInput(
+                f"must be one of {', '.join(CONFLICT_POLICIES)}, got {conflict!r}", field=f"{PREFIX}CONFLICT"
+            )
+        return cls(
+            user=read.required(f"{PREFIX}USER"),
+            stack_id=read.required(f"{PREFIX}STACK_ID"),
+            home=Path(os.path.realpath(home)),
+            amqp_url=read.optional("WORKBENCH_AMQP_URL"),
+            events_url=read.optional("WORKBENCH_EVENTS_URL"),
+            signing_key=read.optional(f"{PREFIX}SIGNING_KEY"),
+            api_url=(read.optional(f"{PREFIX}API_URL") or "").rstrip("/") or None,
+            api_token=read.optional(f"{PREFIX}API_TOKEN"),
+            prefetch=read.integer(f"{PREFIX}PREFETCH", 4, minimum=1),
+            parallel=read.integer(f"{PREFIX}PARALLEL", 4, minimum=1),
+            heartbeat_seconds=read.seconds(f"{PREFIX}HEARTBEAT_SECONDS", 30.0),
+            health_host=read.text(f"{PREFIX}HEALTH_HOST", "0.0.0.0"),
+            health_port=read.integer(f"{PREFIX}HEALTH_PORT", 8081, minimum=0),
+            conflict_policy=conflict,
+            link_roots=read.folders(f"{PREFIX}LINK_ROOTS"),
+            clowder_extractor_heartbeat=read.flag(f"{PREFIX}CLOWDER_EXTRACTOR_HEARTBEAT", False),
+            clowder_owner=read.optional(f"{PREFIX}CLOWDER_OWNER"),
+        )
+
+
+def from_env(environ: Mapping[str, str]) -> ShovelSettings:
+    """``ShovelSettings.from_env``, for callers that hold the module."""
+    return ShovelSettings.from_env(environ)
+
+
+class _Reader:
+    """Typed values from an environment mapping; a bad value names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def optional(self, name: str) -> str | None:
+        return self.environ.get(name, "").strip() or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise InvalidInput("must be set", field=name)
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def integer(self, name: str, default: int, *, minimum: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidInput(f"must be an integer, got {raw!r}", field=name) from None
+        if value < minimum:
+            raise InvalidInput(f"must be at least {minimum}, got {value}", field=name)
+        return value
+
+    def seconds(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInput(f"must be a number of seconds, got {raw!r}", field=name) from None
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInput(f"must be a positive number of seconds, got {raw!r}", field=name)
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = (self.optional(name) or "").lower()
+        if not raw:
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise InvalidInput(f"must be true or false, got {raw!r}", field=name)
+
+    def folders(self, name: str) -> tuple[Path, ...]:
+        roots: list[Path] = []
+        for part in (self.optional(name) or "").split(":"):
+            if not part:
+                continue
+            if not os.path.isabs(part):
+                raise InvalidInput(f"link roots must be absolute paths, got {part!r}", field=name)
+            # Sources are compared by their real paths, so the roots must be real paths too.
+            roots.append(Path(os.path.realpath(part)))
+        return tuple(roots)
+
+
+def _check_name(value: str, variable: str) -> None:
+    if not value or not value.strip():
+        raise InvalidInput("must be set", field=variable)
+    if "/" in value or any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise InvalidInput(f"{value!r} contains a slash or a control character", field=variable)
+
+
+def _check_hex(value: str, variable: str) -> None:
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        raise InvalidInput("must be the key in hexadecimal", field=variable) from None
+    if not key:
+        raise InvalidInput("must not be empty", field=variable)

@@ -1,0 +1,113 @@
+"""Clowder to container through the local platform: a signed event in, the files in a stack's volume."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from events import types
+from events.codec import new_event
+from events.producer import send
+from tests.clowder_server import ClowderServer
+from tests.conftest import ADMIN_PASSWORD
+from tests.test_e2e import STATIC_SPEC, Platform, bearer, wait_for_status
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "pairing-secret-shared-with-clowder"
+API_KEY = "clowder-api-key"
+
+
+@pytest.fixture
+def clowder(tmp_path: Path) -> Iterator[ClowderServer]:
+    with ClowderServer(tmp_path / "clowder", 2, API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def workbench(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
+    monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
+    monkeypatch.setenv("WORKBENCH_EVENT_SECRET", SECRET)
+    platform = Platform(tmp_path / "data", passed=("WORKBENCH_CLOWDER_URL", "WORKBENCH_CLOWDER_API_KEY",
+                                                    "WORKBENCH_EVENT_SECRET"))
+    platform.start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+def signed_request(clowder: ClowderServer, dataset_id: str, *, event_id: str | None = None,
+                   secret: str | None = SECRET, **changes: Any) -> Any:
+    data = {"clowder_url": clowder.url, "dataset_id": dataset_id, "email": "carol@example.org", **changes}
+    return new_event(types.TRANSFER_REQUESTED, data, source="https://clowder.example.org/",
+                     secret=secret.encode() if secret else None, event_id=event_id)
+
+
+def wait_for_transfer(http: httpx.Client, token: str, state: str, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        listed = http.get("/api/transfers", headers=bearer(token)).json()
+        if listed and listed[0]["state"] == state:
+            return dict(listed[0])
+        assert time.monotonic() < deadline, f"transfer never became {state}: {listed}"
+        time.sleep(0.2)
+
+
+def every_file(folder: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: ClowderServer) -> None:
+    content = {
+        "readme.txt": b"hello from Clowder\n",
+        "raw/2024/measurements.csv": os.urandom(300_000),
+        "raw/big.bin": os.urandom(3_000_000),
+    }
+    dataset_id = clowder.add_dataset("Field Study")
+    clowder.add_files(dataset_id, content)
+
+    http = httpx.Client(base_url=workbench.url, timeout=10)
+    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
+    created = http.post("/api/accounts", headers=bearer(admin), json={
+        "namespace": "carol", "name": "Carol", "email": "carol@example.org", "password": "carol-password"})
+    assert created.status_code == 200, created.text
+    carol = http.post("/api/authenticate", json={"username": "carol", "password": "carol-password"}).json()["token"]
+    assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(carol)).status_code == 200
+    sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(carol)).json()["id"]
+    assert http.get(f"/api/start/{sid}", headers=bearer(carol)).status_code == 202
+    wait_for_status(http, sid, "started", carol)
+
+    event = signed_request(clowder, dataset_id)
+    assert send(event, f"{workbench.url}/events") == 202
+    transfer = wait_for_transfer(http, carol, "completed")
+    assert transfer["filesDone"] == transfer["filesTotal"] == 3
+    assert transfer["bytesDone"] == sum(len(data) for data in content.values())
+    assert transfer["target"] == "Clowder/Field Study"
+
+    home = workbench.data_dir / "home" / "carol"
+    assert every_file(home / "Clowder" / "Field Study") == content
+
+    # The same event again (a redelivery) changes nothing: one transfer, no second copy of any file.
+    assert send(event, f"{workbench.url}/events") == 202
+    time.sleep(2)
+    assert len(http.get("/api/transfers", headers=bearer(carol)).json()) == 1
+    assert every_file(home / "Clowder" / "Field Study") == content
+
+    # A forged event (wrong secret) is refused and records nothing.
+    forged = signed_request(clowder, dataset_id, secret="not-the-secret")
+    assert send(forged, f"{workbench.url}/events") == 202  # the broker takes it; the function refuses it
+    deadline = time.monotonic() + 20
+    while not list((workbench.data_dir / "deadletter").glob("*.json")):
+        assert time.monotonic() < deadline, "the forged event was not dead-lettered"
+        time.sleep(0.2)
+    assert len(http.get("/api/transfers", headers=bearer(carol)).json()) == 1

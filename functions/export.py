@@ -23,6 +23,7 @@ def requested(call: EventCall) -> None:
         description=data.description,
         space_id=data.space_id,
         export_id=exports.export_id_for(call.event.source, call.event.id),
+        clowder_url=data.clowder_url,
     )
 
 

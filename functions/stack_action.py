@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+import logging
 
 import functions_framework
 from flask import Request, Response
 
 from events import types
 from shared import stacks
-from shared.errors import Conflict, Forbidden, NotFound
+from shared.errors import Conflict, Forbidden, NotFound, Unavailable
 from shared.eventing import EventCall, serve_event
 from shared.transfers import account_for_email
+
+log = logging.getLogger(__name__)
+
+
+# Where a stack already is, or is going, what the event asks for: nothing is left to do.
+_DONE = {"start": ("starting", "started"), "stop": ("stopping", "stopped")}
+# Where it is on its way to the other end: the event can be carried out once it gets there.
+_PASSING = {"start": ("stopping",), "stop": ()}
 
 
 def _act(call: EventCall, action: str) -> None:
     user = account_for_email(call.platform, call.data.email)
     sid = call.data.stack_id
     try:
-        stacks.get(call.platform, user, sid)
+        stack = stacks.get(call.platform, user, sid)
     except NotFound:
         raise Forbidden(f"stack '{sid}' is not one of {user}'s stacks") from None
-    # Already started (or stopped): what the event asks for holds, so it is done.
-    with suppress(Conflict):
+    if stack.status in _DONE[action]:
+        return
+    if stack.status in _PASSING[action]:
+        # 503: the Broker delivers it again, by when the stack has stopped and can start.
+        raise Unavailable(f"stack '{sid}' is {stack.status}; it can {action} once that is done")
+    try:
         if action == "start":
             stacks.start(call.platform, user, sid)
         else:
             stacks.stop(call.platform, user, sid)
+    except Conflict as error:
+        current = stacks.get(call.platform, user, sid)
+        if current.status not in _DONE[action]:
+            raise  # e.g. a stack in error must be stopped before it can start again
+        log.info("stack %s of %s was already %s: %s", sid, user, current.status, error.message)
 
 
 def start_requested(call: EventCall) -> None:

@@ -34,11 +34,15 @@ def request(
     description: str = "",
     space_id: str | None = None,
     export_id: str | None = None,
+    clowder_url: str | None = None,
 ) -> Export:
-    """Record an export (once per id) and ask the user's shovels to upload the folder."""
+    """Record an export (once per id) and ask the user's shovels to upload the folder; an event names
+    its Clowder (``clowder_url``), which must be the paired one."""
     from shared.transfers import paired_clowder
 
-    source = paired_clowder(platform, platform.settings.clowder.url or "")
+    if clowder_url is None:
+        clowder_url = platform.settings.clowder.url or ""
+    source = paired_clowder(platform, clowder_url)
     folder = safe_relative(folder, field="folder")
     if not name.strip():
         raise InvalidInput("must not be empty", field="name")
@@ -92,6 +96,7 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
     for file in uploaded.files:
         if not file.key.startswith(prefix):
             raise InvalidInput(f"{file.key!r} is not in this export's staging area", field="files")
+        safe_relative(file.path, field="files.path")
 
     def creating(current: Export) -> Export:
         return current.model_copy(update={"state": "creating", "updateTime": _now()})
@@ -119,6 +124,7 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
             )
 
         final = platform.store.update_export(export.id, failed)
+        _discard_staged(platform, uploaded)  # a failed export is final: nothing will read them again
         emit(
             platform,
             types.EXPORT_FAILED,
@@ -133,8 +139,7 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
             subject=final.id,
         )
         return final
-    for file in uploaded.files:
-        platform.objects.delete(file.key)
+    _discard_staged(platform, uploaded)
 
     def completed(current: Export) -> Export:
         return current.model_copy(
@@ -163,6 +168,11 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
         subject=final.id,
     )
     return final
+
+
+def _discard_staged(platform: Platform, uploaded: ExportUploaded) -> None:
+    for file in uploaded.files:
+        platform.objects.delete(file.key)
 
 
 def read(platform: Platform, user: str, export_id: str) -> Export:

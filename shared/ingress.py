@@ -78,7 +78,9 @@ class EventIngress:
         status, answer = 0, b""
         try:
             for attempt in range(1, self.attempts + 1):
-                environ = EnvironBuilder(path="/", method="POST", headers=list(headers.items()), data=body).get_environ()
+                environ = EnvironBuilder(
+                    path="/", method="POST", headers=list(headers.items()), data=body
+                ).get_environ()
                 try:
                     chunks, status_line, _ = run_wsgi_app(self.app_for(function_name), environ)
                     answer = b"".join(chunks)

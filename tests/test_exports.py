@@ -1,0 +1,240 @@
+"""Exports: a folder of a user's home to a new Clowder dataset, by ``POST /api/exports`` or CloudEvent.
+
+The same setting as ``test_transfers``: the Clowder test server, the local object store and Broker
+served by a Gateway on the platform's port, and in-process shovels beside the started stacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import pytest
+
+from events import types
+from events.codec import Event, new_event
+from events.signing import derive_key
+from shared import exports
+from shared.bootstrap import Platform
+from tests import test_transfers as transfers
+from tests.clowder_server import ClowderServer
+from tests.conftest import Api
+from tests.test_transfers import (
+    SECRET,
+    SOURCE,
+    ClientFactory,
+    Served,
+    accepted,
+    deliver,
+    queued,
+    refused,
+    started_stack,
+    wait_until,
+)
+
+# The fixtures of test_transfers, used here as they are.
+version = transfers.version
+ranges = transfers.ranges
+database = transfers.database
+extra_environment = transfers.extra_environment
+clowder = transfers.clowder
+environment = transfers.environment
+quick_retries = transfers.quick_retries
+no_stack_left = transfers.no_stack_left
+served = transfers.served
+shovels = transfers.shovels
+alice = transfers.alice
+bob = transfers.bob
+
+FOLDER = {
+    "summary.txt": b"three samples, all fine\n",
+    "empty.dat": b"",
+    "plots/figure.png": os.urandom(70_000),
+    "plots/deep/nested/readings.bin": os.urandom(400_000),
+}
+
+
+def write_folder(platform: Platform, user: str, folder: str, content: dict[str, bytes]) -> None:
+    root = platform.data_dir / "home" / user / folder
+    for path, data in content.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+
+
+def export_of(api: Api, token: str, export_id: str) -> dict[str, Any]:
+    response = api.call("GET", f"/api/exports/{export_id}", token)
+    assert response.status_code == 200, response.get_json()
+    export: dict[str, Any] = response.get_json()
+    return export
+
+
+def wait_for_export(api: Api, token: str, export_id: str, state: str) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        export = export_of(api, token, export_id)
+        assert export["state"] in ("requested", "uploading", "creating", state), export
+        return export if export["state"] == state else None
+
+    return wait_until(reached, f"export {export_id} to be {state}")
+
+
+def post_export(api: Api, token: str | None, **body: Any) -> Any:
+    return api.call("POST", "/api/exports", token, json=body)
+
+
+def export_request(
+    clowder: ClowderServer, folder: str, *, email: str = "alice@example.org", **changes: Any
+) -> Event:
+    data = {
+        "clowder_url": clowder.url,
+        "email": email,
+        "folder": folder,
+        "dataset_name": "From the workbench",
+    }
+    return new_event(types.EXPORT_REQUESTED, {**data, **changes}, source=SOURCE, secret=SECRET.encode())
+
+
+def staged_exports(platform: Platform) -> list[tuple[str, int]]:
+    return platform.objects.list("exports/")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_folder_becomes_a_new_clowder_dataset(
+    api: Api, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str
+) -> None:
+    started_stack(api, alice)
+    write_folder(platform, "alice", "results", FOLDER)
+
+    response = post_export(api, alice, folder="results", name="My results", description="Made in a notebook")
+    assert response.status_code == 202, response.get_json()
+    requested = response.get_json()
+    assert (requested["state"], requested["folder"], requested["user"]) == ("uploading", "results", "alice")
+
+    done = wait_for_export(api, alice, requested["id"], "completed")
+    assert done["datasetId"] in clowder.datasets
+    dataset = clowder.datasets[done["datasetId"]]
+    assert (dataset.name, dataset.description) == ("My results", "Made in a notebook")
+    assert clowder.read_tree(dataset.id) == FOLDER
+    assert (done["files"], done["bytes"]) == (len(FOLDER), sum(len(data) for data in FOLDER.values()))
+    assert (done["errors"], done["message"]) == ([], "")
+    assert staged_exports(platform) == []  # the staged copies are gone once Clowder has the files
+    assert queued(platform, "alice") == 0
+
+
+def test_an_export_requested_event_does_the_same_once(
+    api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str
+) -> None:
+    started_stack(api, alice)
+    write_folder(platform, "alice", "analysis/out", FOLDER)
+    event = export_request(clowder, "analysis/out", description="From Clowder's button")
+
+    accepted(deliver(client, "export", event, "structured"))
+    export_id = exports.export_id_for(event.source, event.id)
+    done = wait_for_export(api, alice, export_id, "completed")
+    assert clowder.read_tree(done["datasetId"]) == FOLDER
+    assert clowder.datasets[done["datasetId"]].name == "From the workbench"
+
+    accepted(deliver(client, "export", event, "binary"))  # delivered again: nothing more happens
+    shovels.wait_idle()
+    assert [export["id"] for export in api.call("GET", "/api/exports", alice).get_json()] == [export_id]
+    assert len(clowder.datasets) == 1
+    assert queued(platform, "alice") == 0
+
+
+def test_hostile_or_missing_folders_and_names_are_refused(
+    api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, alice: str
+) -> None:
+    for folder in ("../x", "/etc", "a/../../b", "nul\x00folder", ""):
+        refused(post_export(api, alice, folder=folder, name="Escape"), "folder")
+        refused(deliver(client, "export", export_request(clowder, folder)), "folder")
+    refused(post_export(api, alice, folder="results", name="  "), "name")
+    refused(post_export(api, alice, folder="results"), "name")
+    refused(
+        deliver(client, "export", export_request(clowder, "results", email="nobody@example.org")), "email"
+    )
+    refused(
+        deliver(
+            client, "export", export_request(clowder, "results", clowder_url="https://other.example.org")
+        ),
+        "clowder_url",
+    )
+    forged = new_event(
+        types.EXPORT_REQUESTED,
+        {"clowder_url": clowder.url, "email": "alice@example.org", "folder": "results", "dataset_name": "x"},
+        source=SOURCE,
+        secret=b"not-the-pairing-secret",
+    )
+    refused(deliver(client, "export", forged), "wbsignature")
+
+    assert api.call("GET", "/api/exports", alice).get_json() == []
+    assert queued(platform, "alice") == 0
+    assert clowder.requests == []
+
+
+def test_each_user_sees_only_their_own_exports(api: Api, platform: Platform, alice: str, bob: str) -> None:
+    alices = post_export(api, alice, folder="results", name="Alice's").get_json()["id"]
+    bobs = post_export(api, bob, folder="results", name="Bob's").get_json()["id"]
+
+    assert [export["id"] for export in api.call("GET", "/api/exports", alice).get_json()] == [alices]
+    assert [export["id"] for export in api.call("GET", "/api/exports", bob).get_json()] == [bobs]
+    assert export_of(api, alice, alices)["name"] == "Alice's"
+    refused(api.call("GET", f"/api/exports/{bobs}", alice), bobs, status=404)
+    refused(api.call("GET", f"/api/exports/{alices}", bob), alices, status=404)
+    refused(api.call("GET", "/api/exports"), status=401)
+    refused(post_export(api, None, folder="results", name="x"), status=401)
+    assert queued(platform, "alice") == queued(platform, "bob") == 1
+
+
+def uploaded_event(export_id: str, user: str, files: list[dict[str, Any]], *, key_user: str = "") -> Event:
+    """A shovel's report that the folder is staged, signed with the derived key of ``key_user`` (or ``user``)."""
+    key = derive_key(SECRET.encode(), f"shovel:{key_user or user}")
+    data = {"export_id": export_id, "user": user, "files": files}
+    return new_event(types.EXPORT_UPLOADED, data, source="shovel://test/", secret=key)
+
+
+def test_upload_reports_count_only_from_the_exports_user_and_its_staging_area(
+    api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, alice: str, bob: str
+) -> None:
+    response = post_export(api, alice, folder="results", name="Reported")
+    assert response.status_code == 202, response.get_json()
+    export_id = response.get_json()["id"]
+    before = export_of(api, alice, export_id)
+    data = b"staged by the shovel"
+    key = f"exports/{export_id}/notes/a.txt"
+    platform.objects.put(key, [data])
+    good = {"path": "notes/a.txt", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "key": key}
+
+    forged = uploaded_event(export_id, "alice", [good], key_user="bob")
+    refused(deliver(client, "shovel_reports", forged), "wbsignature")
+    foreign = uploaded_event(export_id, "bob", [good])
+    refused(deliver(client, "shovel_reports", foreign), export_id)
+    elsewhere = uploaded_event(export_id, "alice", [{**good, "key": "blobs/sha256/ab/abc"}])
+    refused(deliver(client, "shovel_reports", elsewhere, "structured"), "staging area")
+    climbing = uploaded_event(export_id, "alice", [{**good, "path": "../../a.txt"}])
+    refused(deliver(client, "shovel_reports", climbing), "path", "'..'")
+    assert export_of(api, alice, export_id) == before
+    assert clowder.requests == []
+
+    accepted(deliver(client, "shovel_reports", uploaded_event(export_id, "alice", [good]), "structured"))
+    done = export_of(api, alice, export_id)
+    assert (done["state"], done["files"], done["bytes"]) == ("completed", 1, len(data))
+    assert clowder.read_tree(done["datasetId"]) == {"notes/a.txt": data}
+    assert staged_exports(platform) == []
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_clowder_refusing_the_upload_fails_the_export_clearly(
+    api: Api, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str
+) -> None:
+    started_stack(api, alice)
+    write_folder(platform, "alice", "results", FOLDER)
+    upload = "/api/uploadToDataset/*" if clowder.version == 1 else "/api/v2/datasets/*/files"
+    clowder.fail(upload, 500, method="POST")
+
+    response = post_export(api, alice, folder="results", name="Never complete")
+    assert response.status_code == 202, response.get_json()
+    failed = wait_for_export(api, alice, response.get_json()["id"], "failed")
+    assert failed["message"].startswith("Clowder could not take the export"), failed
+    assert "500" in failed["message"]
+    assert not any(clowder.read_tree(dataset_id) for dataset_id in clowder.datasets)
+    assert staged_exports(platform) == []  # a failed export is final: its staged copies are gone

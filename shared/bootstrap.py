@@ -229,7 +229,7 @@ class Platform:
     def close(self) -> None:
         with self._lock:
             parts, self._parts = self._parts, {}
-        for name in ("runtime", "bus", "store"):
+        for name in ("runtime", "bus", "clowder", "store"):
             part = parts.get(name)
             if part is not None:
                 part.close()

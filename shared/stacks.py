@@ -461,7 +461,9 @@ def record_status(store: Store, report: StatusReport) -> None:
                 status = "error"
             elif all(s == "ready" for s in statuses):
                 status = "started"
-        elif status == "stopping" and all(s in ("stopped", "") for s in statuses):
+        elif status == "stopping" and all(s == "stopped" for s in statuses):
+            # The runtime reports every service stopped (also those it never started), dependants
+            # first; only the last report, after the last process ended, makes the stack stopped.
             status = "stopped"
         return stack.model_copy(update={"services": services, "status": status, "updateTime": _now()})
 

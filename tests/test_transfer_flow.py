@@ -35,8 +35,10 @@ def workbench(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.Monkey
     monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
     monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
     monkeypatch.setenv("WORKBENCH_EVENT_SECRET", SECRET)
-    platform = Platform(tmp_path / "data", passed=("WORKBENCH_CLOWDER_URL", "WORKBENCH_CLOWDER_API_KEY",
-                                                    "WORKBENCH_EVENT_SECRET"))
+    platform = Platform(
+        tmp_path / "data",
+        passed=("WORKBENCH_CLOWDER_URL", "WORKBENCH_CLOWDER_API_KEY", "WORKBENCH_EVENT_SECRET"),
+    )
     platform.start()
     try:
         yield platform
@@ -44,11 +46,22 @@ def workbench(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.Monkey
         platform.stop()
 
 
-def signed_request(clowder: ClowderServer, dataset_id: str, *, event_id: str | None = None,
-                   secret: str | None = SECRET, **changes: Any) -> Any:
+def signed_request(
+    clowder: ClowderServer,
+    dataset_id: str,
+    *,
+    event_id: str | None = None,
+    secret: str | None = SECRET,
+    **changes: Any,
+) -> Any:
     data = {"clowder_url": clowder.url, "dataset_id": dataset_id, "email": "carol@example.org", **changes}
-    return new_event(types.TRANSFER_REQUESTED, data, source="https://clowder.example.org/",
-                     secret=secret.encode() if secret else None, event_id=event_id)
+    return new_event(
+        types.TRANSFER_REQUESTED,
+        data,
+        source="https://clowder.example.org/",
+        secret=secret.encode() if secret else None,
+        event_id=event_id,
+    )
 
 
 def wait_for_transfer(http: httpx.Client, token: str, state: str, seconds: float = 60) -> dict[str, Any]:
@@ -63,7 +76,9 @@ def wait_for_transfer(http: httpx.Client, token: str, state: str, seconds: float
 
 def every_file(folder: Path) -> dict[str, bytes]:
     return {
-        str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -77,11 +92,23 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
     clowder.add_files(dataset_id, content)
 
     http = httpx.Client(base_url=workbench.url, timeout=10)
-    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
-    created = http.post("/api/accounts", headers=bearer(admin), json={
-        "namespace": "carol", "name": "Carol", "email": "carol@example.org", "password": "carol-password"})
+    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
+        "token"
+    ]
+    created = http.post(
+        "/api/accounts",
+        headers=bearer(admin),
+        json={
+            "namespace": "carol",
+            "name": "Carol",
+            "email": "carol@example.org",
+            "password": "carol-password",
+        },
+    )
     assert created.status_code == 200, created.text
-    carol = http.post("/api/authenticate", json={"username": "carol", "password": "carol-password"}).json()["token"]
+    carol = http.post("/api/authenticate", json={"username": "carol", "password": "carol-password"}).json()[
+        "token"
+    ]
     assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(carol)).status_code == 200
     sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(carol)).json()["id"]
     assert http.get(f"/api/start/{sid}", headers=bearer(carol)).status_code == 202

@@ -48,6 +48,9 @@ class TransferRequested(Payload):
         default=None, description="Folder in the user's home; default Clowder/<dataset name>"
     )
     mode: Literal["stage", "link"] = "stage"
+    link: Literal["copy", "symlink"] = Field(
+        default="copy", description="In link mode: copy from Clowder's mounted storage, or symlink to it"
+    )
 
 
 class ExportRequested(Payload):

@@ -60,6 +60,8 @@ class ClowderFile:
     path: str
     size: int | None
     content_type: str | None
+    storage_path: str | None = None
+    """Where Clowder keeps the bytes on its own disk (Clowder 2's ``local`` storage), for link mode."""
 
 
 @dataclass(frozen=True)
@@ -350,6 +352,9 @@ class ClowderClient:
                     path="/".join((*folders, name)),
                     size=_size(item.get("bytes")),
                     content_type=None if content_type is None else _string(content_type),
+                    storage_path=_string(item.get("storage_path"))
+                    if item.get("storage_type") == "local" and item.get("storage_path")
+                    else None,
                 )
             )
         return result

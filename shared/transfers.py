@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from shared.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.messages import SyncCommand, SyncFile, queue_for
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from shared.clowder import ClowderDataset, ClowderFile
 
 log = logging.getLogger(__name__)
+LinkKind = Literal["copy", "symlink"]
 
 BATCH_FILES = 16
 BATCH_BYTES = 256 * 1024 * 1024
@@ -209,16 +212,20 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
     for row in store.list_transfer_files(transfer.id):
         if row.state in ("placed", "failed") or row.path not in sources:
             continue
-        sync_file = _stage_file(platform, transfer, row, sources[row.path])
+        file = sources[row.path]
+        if transfer.mode == "link" and _on_link_root(platform, file):
+            sync_file = _link_file(platform, transfer, row, file)
+        else:
+            sync_file = _stage_file(platform, transfer, row, file)
         if sync_file is None:
             continue
         batch.append(sync_file)
         batch_bytes += sync_file.size
         if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
-            _send(platform, transfer, target, batch)
+            _send(platform, transfer, target, batch, request.link)
             batch, batch_bytes = [], 0
     if batch:
-        _send(platform, transfer, target, batch)
+        _send(platform, transfer, target, batch, request.link)
     _write_manifest(platform, transfer.id)
 
     def finish_staging(current: Transfer) -> Transfer:
@@ -293,8 +300,50 @@ def _download_blob(platform: Platform, file: ClowderFile) -> Blob:
     raise AssertionError("unreachable")
 
 
-def _send(platform: Platform, transfer: Transfer, target: str, files: list[SyncFile]) -> None:
-    command = SyncCommand(transfer_id=transfer.id, user=transfer.user, target=target, files=files)
+def _on_link_root(platform: Platform, file: ClowderFile) -> bool:
+    """Whether Clowder keeps the file on its own disk, below a folder mounted here; the others are
+    staged as in stage mode (Clowder 1.x never says where a file lies on disk)."""
+    if not file.storage_path:
+        return False
+    path = os.path.normpath(file.storage_path)
+    return any(Path(path).is_relative_to(root) for root in platform.settings.clowder.link_roots)
+
+
+def _link_file(
+    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile
+) -> SyncFile | None:
+    """A file the shovel takes straight from Clowder's mounted storage; a path that leads out of its
+    link root (through a symlink) is refused, and nothing is read from it."""
+    assert file.storage_path is not None
+    resolved = Path(file.storage_path).resolve()
+    roots = platform.settings.clowder.link_roots
+    if not any(resolved.is_relative_to(root) for root in roots):
+        platform.store.settle_transfer_files(
+            transfer.id, [], [(row.path, f"refused link: {file.storage_path!r} leads out of the link roots")]
+        )
+        return None
+    try:
+        size = resolved.stat().st_size
+    except OSError as error:
+        platform.store.settle_transfer_files(
+            transfer.id,
+            [],
+            [
+                (
+                    row.path,
+                    f"cannot read {file.storage_path!r} on the mounted Clowder storage: {error.strerror}",
+                )
+            ],
+        )
+        return None
+    platform.store.put_transfer_files(transfer.id, [row.model_copy(update={"state": "staged", "size": size})])
+    return SyncFile(path=row.path, size=size, source=str(resolved), clowder_id=file.id)
+
+
+def _send(
+    platform: Platform, transfer: Transfer, target: str, files: list[SyncFile], link: LinkKind = "copy"
+) -> None:
+    command = SyncCommand(transfer_id=transfer.id, user=transfer.user, target=target, files=files, link=link)
     platform.bus.publish(queue_for(transfer.user), command.model_dump_json().encode())
 
 

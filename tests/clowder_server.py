@@ -80,6 +80,8 @@ class File:
     content_type: str
     order: int = 0
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    local: bool = False
+    """Kept on Clowder 2's ``local`` storage: listed with its ``storage_path`` (the source on disk)."""
 
     @property
     def size(self) -> int:
@@ -270,6 +272,7 @@ class ClowderServer:
         source: Path | None = None,
         folder_id: str | None = None,
         content_type: str = "application/octet-stream",
+        local: bool = False,
     ) -> str:
         """A file from ``data``, or served straight from ``source`` on disk (not copied: large files stay cheap)."""
         if (data is None) == (source is None):
@@ -280,7 +283,14 @@ class ClowderServer:
             source.write_bytes(data or b"")
         with self._lock:
             self.files[file_id] = File(
-                file_id, dataset_id, folder_id, name, source, content_type, order=next(self._order)
+                file_id,
+                dataset_id,
+                folder_id,
+                name,
+                source,
+                content_type,
+                order=next(self._order),
+                local=local,
             )
         return file_id
 
@@ -662,8 +672,8 @@ class ClowderServer:
             "bytes": file.size,
             "content_type": {"content_type": file.content_type, "main_type": file.content_type.split("/")[0]},
             "thumbnail_id": None,
-            "storage_type": "minio",
-            "storage_path": None,
+            "storage_type": "local" if file.local else "minio",
+            "storage_path": str(file.source) if file.local else None,
             "object_type": "file",
             "origin_id": None,
             "id": file.id,

@@ -77,11 +77,14 @@ def database() -> Literal["sqlite", "postgres"]:
 
 
 @pytest.fixture
-def extra_environment(database: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    """More settings for the platform (parametrize to set others)."""
+def extra_environment(database: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """More settings for the platform (parametrize to set others; ``link_roots`` mounts a Clowder disk)."""
+    extra: dict[str, str] = {}
     if database == "postgres":
-        return {"WORKBENCH_DATABASE_URL": request.getfixturevalue("postgres_url")}
-    return {}
+        extra["WORKBENCH_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    if request.node.get_closest_marker("link_roots"):
+        extra["WORKBENCH_LINK_ROOTS"] = str(tmp_path / "clowder-disk")
+    return extra
 
 
 @pytest.fixture
@@ -1094,3 +1097,48 @@ def test_containers_lists_a_users_stacks_for_the_user_the_admin_and_clowder(
     refused(api.call("GET", "/api/containers/alice", "not-a-token"), status=401)
     refused(api.call("GET", "/api/containers/nobody", admin_token(platform)), "nobody", status=404)
     assert api.call("GET", "/api/containers/bob", bob).get_json() == []
+
+
+@pytest.mark.link_roots
+@pytest.mark.parametrize("version", [2])
+@pytest.mark.parametrize("link", ["copy", "symlink"])
+def test_link_mode_takes_files_from_mounted_clowder_storage(
+    api: Api,
+    client: ClientFactory,
+    platform: Platform,
+    clowder: ClowderServer,
+    shovels: Served,
+    alice: str,
+    tmp_path: Path,
+    link: str,
+) -> None:
+    disk = tmp_path / "clowder-disk"
+    (disk / "raw").mkdir(parents=True)
+    (disk / "a.txt").write_bytes(b"kept on Clowder's disk\n")
+    (disk / "raw" / "b.bin").write_bytes(os.urandom(100_000))
+    secret = tmp_path / "not-yours.txt"
+    secret.write_bytes(b"outside every link root")
+    (disk / "escape.txt").symlink_to(secret)
+    started_stack(api, alice)
+    dataset_id = clowder.add_dataset("Mounted")
+    on_disk = clowder.add_file(dataset_id, "a.txt", source=disk / "a.txt", local=True)
+    clowder.add_file(dataset_id, "b.bin", source=disk / "raw" / "b.bin", local=True)
+    clowder.add_file(dataset_id, "escape.txt", source=disk / "escape.txt", local=True)
+    clowder.add_file(dataset_id, "staged.txt", b"kept in Clowder's object store\n")
+
+    accepted(deliver(client, "transfer", transfer_request(clowder, dataset_id, mode="link", link=link)))
+    final = wait_for_transfer(api, alice, only_transfer(platform, "alice")["id"], "failed")
+
+    errors = {error["path"]: error["error"] for error in final["errors"]}
+    assert list(errors) == ["escape.txt"]
+    assert "leads out of the link roots" in errors["escape.txt"]
+    target = platform.data_dir / "home" / "alice" / "Clowder" / "Mounted"
+    assert (target / "a.txt").read_bytes() == (disk / "a.txt").read_bytes()
+    assert (target / "b.bin").read_bytes() == (disk / "raw" / "b.bin").read_bytes()
+    assert (target / "staged.txt").read_bytes() == b"kept in Clowder's object store\n"
+    assert not (target / "escape.txt").exists()
+    assert (target / "a.txt").is_symlink() is (link == "symlink")
+    if link == "symlink":
+        assert (target / "a.txt").resolve() == disk / "a.txt"
+    assert downloads(clowder, on_disk) == 0  # read from the mounted disk, not through Clowder
+    assert downloads(clowder) == 1  # only the file Clowder keeps elsewhere

@@ -143,7 +143,7 @@ class Platform:
             runtime: Runtime = LocalRuntime(
                 self.settings.runtime,
                 data_dir=self.data_dir,
-                report=lambda report: stacks.record_status(self.store, report),
+                report=lambda status_report: stacks.report(self, status_report),
             )
             for wrapper in self._runtime_wrappers:
                 runtime = wrapper(runtime)

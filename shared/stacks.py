@@ -426,10 +426,13 @@ def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
         return Reply(200, get(platform, owner, stack.id))
 
 
-def record_status(store: Store, report: StatusReport) -> None:
-    """Apply a runtime report to the stored stack and derive the stack's status from its services."""
+def record_status(store: Store, report: StatusReport) -> tuple[str, Stack] | None:
+    """Apply a runtime report to the stored stack and derive the stack's status from its services;
+    returns the status before and the stack after (None when the stack is gone)."""
+    before: list[str] = []
 
     def change(stack: Stack) -> Stack:
+        before[:] = [stack.status]
         if stack.status in ("stopped",) and report.status != "stopped":
             return stack  # a late report from a start that was since stopped
         if stack.status == "stopping" and report.status in ("starting", "ready"):
@@ -467,8 +470,38 @@ def record_status(store: Store, report: StatusReport) -> None:
             status = "stopped"
         return stack.model_copy(update={"services": services, "status": status, "updateTime": _now()})
 
-    with suppress(NotFound):  # the stack may have been deleted meanwhile
-        store.update_stack(report.owner, report.sid, change)
+    try:
+        after = store.update_stack(report.owner, report.sid, change)
+    except NotFound:
+        return None  # the stack was deleted meanwhile
+    return before[0], after
+
+
+def report(platform: Platform, status_report: StatusReport) -> None:
+    """Record what the runtime saw and announce a stack that became started, stopped or failed."""
+    from events import types
+    from shared.eventing import emit
+
+    outcome = record_status(platform.store, status_report)
+    if outcome is None:
+        return
+    before, stack = outcome
+    announced = {"started": types.STACK_STARTED, "stopped": types.STACK_STOPPED, "error": types.STACK_FAILED}
+    if stack.status == before or stack.status not in announced:
+        return
+    messages = [message for service in stack.services for message in service.statusMessages[-1:]]
+    emit(
+        platform,
+        announced[stack.status],
+        types.StackOutcome(
+            user=status_report.owner,
+            stack_id=stack.id,
+            status=stack.status,
+            endpoints=[e.url for service in stack.services for e in service.endpoints or () if e.url],
+            message="; ".join(messages) if stack.status == "error" else None,
+        ),
+        subject=stack.id,
+    )
 
 
 def logs(platform: Platform, owner: str, ssid: str, lines: str | None) -> str:

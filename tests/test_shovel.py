@@ -1022,3 +1022,69 @@ def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, 
     # The files placed before the crash were not fetched again; only the interrupted one was.
     assert [staging.blobs[path].requests for path in contents] == [1, 1, 1, 2, 1]
     assert "stopped" in log.read_text()
+
+
+def test_a_dropped_broker_connection_mid_transfer_loses_and_repeats_nothing(
+    staging: Staging, home: Path, tmp_path: Path
+) -> None:
+    """RabbitMQ closes the shovel's connections while a file is half sent: the shovel reconnects, the
+    command comes again, and every file is placed exactly once."""
+    require_rabbitmq()
+    from events import codec, signing
+    from shared.bus_amqp import AmqpBus
+    from tests.test_bus import close_connections
+
+    user = f"drop{uuid.uuid4().hex[:10]}"
+    key = signing.derive_key(b"pairing secret", f"shovel:{user}")
+    contents = {f"part-{number}.bin": os.urandom(120_000) for number in range(4)}
+    hold = threading.Event()
+    files = []
+    for number, (path, data) in enumerate(contents.items()):
+        blob = Blob(data, hold=hold if number == 2 else None)
+        files.append(SyncFile(path=path, size=len(data), sha256=sha256(data), url=staging.add(path, blob)))
+    command = SyncCommand(transfer_id=str(uuid.uuid4()), user=user, target="Clowder/drop", files=files)
+    sink = EventSink()
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "WORKBENCH_AMQP_URL": AMQP_URL,
+        "WORKBENCH_EVENTS_URL": f"{sink.server.url}/events",
+        "WORKBENCH_SHOVEL_USER": user,
+        "WORKBENCH_SHOVEL_STACK_ID": "s1",
+        "WORKBENCH_SHOVEL_HOME": str(home),
+        "WORKBENCH_SHOVEL_SIGNING_KEY": key.hex(),
+        "WORKBENCH_SHOVEL_PARALLEL": "1",
+        "WORKBENCH_SHOVEL_HEALTH_HOST": "127.0.0.1",
+        "WORKBENCH_SHOVEL_HEALTH_PORT": "0",
+    }
+    target = home / "Clowder" / "drop"
+    log = tmp_path / "shovel.log"
+    bus = AmqpBus(AMQP_URL, name="test-shovel-drop")
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        bus.publish(queue_for(user), command.model_dump_json().encode())
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "workbench"), "shovel"], env=environment, stdout=output,
+                stderr=output,
+            )
+        wait_for(staging.blobs["part-2.bin"].holding.is_set, "the third file to be half sent")
+        assert wait_for(lambda: close_connections(f"shovel {user}/s1"), "the shovel's connection to close")
+        hold.set()
+        progress = wait_for(
+            lambda: [event for event in sink.events if event.type == TRANSFER_PROGRESS], "the progress event"
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(WAIT) == 0
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(WAIT)
+        bus.close()
+        delete_queue(queue_for(user))
+        sink.server.close()
+
+    report = codec.parse_data(progress[-1])
+    assert isinstance(report, TransferProgress)
+    assert sorted(report.placed) == sorted(contents) and report.errors == []
+    assert files_below(home) == {f"Clowder/drop/{path}": data for path, data in contents.items()}
+    assert not any(path.name.endswith(".part") for path in target.rglob("*"))

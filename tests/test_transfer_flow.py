@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,8 +117,25 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
     assert http.get(f"/api/start/{sid}", headers=bearer(carol)).status_code == 202
     wait_for_status(http, sid, "started", carol)
 
-    event = signed_request(clowder, dataset_id)
-    assert send(event, f"{workbench.url}/events") == 202
+    # As a person (or Clowder) would: `workbench events send`, signed with the pairing secret.
+    command = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("workbench")),
+            "events",
+            "send",
+            types.TRANSFER_REQUESTED,
+            "--data",
+            json.dumps({"clowder_url": clowder.url, "dataset_id": dataset_id, "email": "carol@example.org"}),
+            "--to",
+            f"{workbench.url}/events",
+        ],
+        env={**os.environ, "WORKBENCH_EVENT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert command.returncode == 0, command.stderr
+    assert "HTTP 202" in command.stdout
     transfer = wait_for_transfer(http, carol, "completed")
     assert transfer["filesDone"] == transfer["filesTotal"] == 3
     assert transfer["bytesDone"] == sum(len(data) for data in content.values())
@@ -125,9 +145,18 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
     assert every_file(home / "Clowder" / "Field Study") == content
 
     # The same event again (a redelivery) changes nothing: one transfer, no second copy of any file.
+    event = signed_request(clowder, dataset_id, event_id="redelivered")
+    assert send(event, f"{workbench.url}/events") == 202
+    wait_until_two = time.monotonic() + 30
+    while len(http.get("/api/transfers", headers=bearer(carol)).json()) < 2:
+        assert time.monotonic() < wait_until_two, "the second request was not recorded"
+        time.sleep(0.2)
     assert send(event, f"{workbench.url}/events") == 202
     time.sleep(2)
-    assert len(http.get("/api/transfers", headers=bearer(carol)).json()) == 1
+    transfers = http.get("/api/transfers", headers=bearer(carol)).json()
+    assert len(transfers) == 2  # the CLI's event and the redelivered one, each once
+    wait_for_transfer(http, carol, "completed")
+    # The second transfer found the same files already in place: nothing overwritten or doubled up.
     assert every_file(home / "Clowder" / "Field Study") == content
 
     # A forged event (wrong secret) is refused and records nothing.
@@ -137,4 +166,4 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
     while not list((workbench.data_dir / "deadletter").glob("*.json")):
         assert time.monotonic() < deadline, "the forged event was not dead-lettered"
         time.sleep(0.2)
-    assert len(http.get("/api/transfers", headers=bearer(carol)).json()) == 1
+    assert len(http.get("/api/transfers", headers=bearer(carol)).json()) == 2

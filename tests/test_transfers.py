@@ -84,7 +84,43 @@ def extra_environment(database: str, request: pytest.FixtureRequest, tmp_path: P
         extra["WORKBENCH_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     if request.node.get_closest_marker("link_roots"):
         extra["WORKBENCH_LINK_ROOTS"] = str(tmp_path / "clowder-disk")
+    if request.node.get_closest_marker("s3"):
+        extra.update(
+            {
+                "WORKBENCH_S3_BUCKET": S3_BUCKET,
+                "WORKBENCH_S3_ENDPOINT": request.getfixturevalue("moto_s3"),
+                "WORKBENCH_S3_REGION": "us-east-1",
+                "WORKBENCH_S3_ACCESS_KEY": "testing",
+                "WORKBENCH_S3_SECRET_KEY": "testing",
+            }
+        )
     return extra
+
+
+S3_BUCKET = "workbench-staging"
+
+
+@pytest.fixture
+def moto_s3() -> Iterator[str]:
+    """An S3 API (moto in its HTTP server mode) with the staging bucket; yields its endpoint."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=S3_BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -1142,3 +1178,31 @@ def test_link_mode_takes_files_from_mounted_clowder_storage(
         assert (target / "a.txt").resolve() == disk / "a.txt"
     assert downloads(clowder, on_disk) == 0  # read from the mounted disk, not through Clowder
     assert downloads(clowder) == 1  # only the file Clowder keeps elsewhere
+
+
+@pytest.mark.s3
+def test_a_transfer_staged_in_s3_lands_byte_for_byte(
+    api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str
+) -> None:
+    """Staging in an S3 API (moto's server): blobs in the bucket, the shovel downloads by pre-signed URL."""
+    import boto3
+
+    dataset_id, content, _ = field_study(clowder)
+    started_stack(api, alice)
+    accepted(deliver(client, "transfer", transfer_request(clowder, dataset_id)))
+    done = wait_for_transfer(api, alice, only_transfer(platform, "alice")["id"], "completed")
+    assert done["filesDone"] == len(content)
+    assert every_file(platform.data_dir / "home" / "alice" / "Clowder" / "Field Study") == content
+
+    settings = platform.settings.s3
+    bucket = boto3.client(
+        "s3",
+        endpoint_url=settings.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    keys = [item["Key"] for item in bucket.list_objects_v2(Bucket=S3_BUCKET).get("Contents", [])]
+    blobs = sorted(key.rsplit("/", 1)[1] for key in keys if key.startswith("blobs/sha256/"))
+    assert blobs == sorted({sha256(data) for data in content.values()})
+    assert not (platform.data_dir / "objects").exists()  # nothing staged on the local disk

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from shared.errors import InvalidInput, NotFound, WorkbenchError
+from shared.errors import Conflict, InvalidInput, NotFound, WorkbenchError
 from shared.messages import ExportCommand, queue_for
 from shared.models import Export, FileError
 from shared.paths import safe_relative
@@ -99,9 +99,17 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
         safe_relative(file.path, field="files.path")
 
     def creating(current: Export) -> Export:
+        # One delivery of the report creates the dataset; a second one while it works changes nothing.
+        if current.state != "uploading":
+            raise Conflict(f"export '{current.id}' is already {current.state}")
         return current.model_copy(update={"state": "creating", "updateTime": _now()})
 
-    platform.store.update_export(export.id, creating)
+    try:
+        platform.store.update_export(export.id, creating)
+    except Conflict:
+        found = platform.store.get_export(export.id)
+        assert found is not None
+        return found
     errors = [FileError(path=problem.path, error=problem.error) for problem in uploaded.errors]
     try:
         client = platform.clowder()

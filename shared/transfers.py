@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from shared.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.messages import SyncCommand, SyncFile, queue_for
-from shared.models import FileError, Transfer, TransferFile
+from shared.models import FileError, Transfer, TransferFile, TransferState
 from shared.objectstore import Blob, blob_key
 from shared.paths import MAX_COMPONENT_BYTES, safe_name, safe_relative
 
@@ -29,6 +29,8 @@ LinkKind = Literal["copy", "symlink"]
 BATCH_FILES = 16
 BATCH_BYTES = 256 * 1024 * 1024
 RESTARTS = 3
+STAGING_LEASE_SECONDS = 120
+"""A delivery that staged nothing for this long is taken for dead, and a redelivery resumes its work."""
 URL_SECONDS = 24 * 3600
 """How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
 
@@ -92,10 +94,22 @@ def accept(platform: Platform, event_source: str, event_id: str, request: Transf
         updateTime=_now(),
     )
     platform.store.insert_transfer(transfer)
-    current = platform.store.get_transfer(transfer.id)
-    assert current is not None
-    if current.stagingDone or current.state in ("completed", "failed"):
-        return current  # a redelivered event: staging already finished
+
+    def claim(current: Transfer) -> Transfer:
+        """Only one delivery stages at a time: a redelivery while another stages leaves it be,
+        unless that one has gone quiet for a lease's length (it crashed; this one resumes)."""
+        if current.stagingDone or current.state in ("completed", "failed"):
+            raise Conflict("staging already finished")
+        if current.state == "staging" and _now() - current.updateTime < STAGING_LEASE_SECONDS:
+            raise Conflict("another delivery is staging this transfer")
+        return current.model_copy(update={"state": "staging", "updateTime": _now()})
+
+    try:
+        current = platform.store.update_transfer(transfer.id, claim)
+    except Conflict:
+        found = platform.store.get_transfer(transfer.id)
+        assert found is not None
+        return found  # a redelivered event: done, or in the hands of another delivery
     return stage(platform, current, request)
 
 
@@ -164,13 +178,21 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
         dataset = client.dataset(transfer.datasetId)
         listed = _wanted(client.files(transfer.datasetId), request)
     except Unavailable as error:
-        _note(platform, transfer.id, f"Clowder could not be read; retrying: {error.message}")
+        # Let go of the claim, so that the redelivery this 503 asks for can stage at once.
+        _note(
+            platform, transfer.id, f"Clowder could not be read; retrying: {error.message}", state="requested"
+        )
         raise
     except NotFound as error:
         # Delivering it again cannot help: the transfer ends here, saying why, instead of waiting for ever.
         message = f"Clowder has no dataset {transfer.datasetId!r}: {error.message}"
         _fail(platform, transfer.id, message)
         raise InvalidInput(message, field="dataset_id") from None
+    except WorkbenchError as error:
+        # Clowder refused the platform (e.g. its API key): no redelivery helps either.
+        message = f"Clowder refused to list the dataset: {error.message}"
+        _fail(platform, transfer.id, message)
+        raise InvalidInput(message) from None
     target = transfer.target or f"Clowder/{_folder_name(dataset)}"
 
     known = {file.path: file for file in store.list_transfer_files(transfer.id)}
@@ -209,9 +231,13 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
     transfer = store.update_transfer(transfer.id, begin)
     batch: list[SyncFile] = []
     batch_bytes = 0
+    touched = time.monotonic()
     for row in store.list_transfer_files(transfer.id):
         if row.state in ("placed", "failed") or row.path not in sources:
             continue
+        if time.monotonic() - touched > STAGING_LEASE_SECONDS / 4:
+            store.update_transfer(transfer.id, _touch)  # keeps this delivery's claim on the staging
+            touched = time.monotonic()
         file = sources[row.path]
         if transfer.mode == "link" and _on_link_root(platform, file):
             sync_file = _link_file(platform, transfer, row, file)
@@ -300,6 +326,10 @@ def _download_blob(platform: Platform, file: ClowderFile) -> Blob:
     raise AssertionError("unreachable")
 
 
+def _touch(current: Transfer) -> Transfer:
+    return current.model_copy(update={"updateTime": _now()})
+
+
 def _on_link_root(platform: Platform, file: ClowderFile) -> bool:
     """Whether Clowder keeps the file on its own disk, below a folder mounted here; the others are
     staged as in stage mode (Clowder 1.x never says where a file lies on disk)."""
@@ -369,9 +399,11 @@ def _fail(platform: Platform, transfer_id: str, message: str) -> None:
     _announce(platform, platform.store.update_transfer(transfer_id, change))
 
 
-def _note(platform: Platform, transfer_id: str, message: str) -> None:
+def _note(platform: Platform, transfer_id: str, message: str, *, state: TransferState | None = None) -> None:
     def change(current: Transfer) -> Transfer:
-        return current.model_copy(update={"message": message, "updateTime": _now()})
+        return current.model_copy(
+            update={"message": message, "updateTime": _now(), "state": state or current.state}
+        )
 
     platform.store.update_transfer(transfer_id, change)
 

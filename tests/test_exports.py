@@ -215,11 +215,19 @@ def test_upload_reports_count_only_from_the_exports_user_and_its_staging_area(
     assert export_of(api, alice, export_id) == before
     assert clowder.requests == []
 
-    accepted(deliver(client, "shovel_reports", uploaded_event(export_id, "alice", [good]), "structured"))
+    report = uploaded_event(export_id, "alice", [good])
+    accepted(deliver(client, "shovel_reports", report, "structured"))
     done = export_of(api, alice, export_id)
     assert (done["state"], done["files"], done["bytes"]) == ("completed", 1, len(data))
     assert clowder.read_tree(done["datasetId"]) == {"notes/a.txt": data}
     assert staged_exports(platform) == []
+
+    # The same report delivered again makes no second dataset and uploads nothing twice.
+    requests_before = len(clowder.requests)
+    accepted(deliver(client, "shovel_reports", report))
+    assert len(clowder.datasets) == 1
+    assert len(clowder.requests) == requests_before
+    assert export_of(api, alice, export_id) == done
 
 
 @pytest.mark.parametrize("version", [1, 2])

@@ -1064,7 +1064,9 @@ def test_a_dropped_broker_connection_mid_transfer_loses_and_repeats_nothing(
         bus.publish(queue_for(user), command.model_dump_json().encode())
         with open(log, "ab") as output:
             process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "workbench"), "shovel"], env=environment, stdout=output,
+                [str(Path(sys.executable).parent / "workbench"), "shovel"],
+                env=environment,
+                stdout=output,
                 stderr=output,
             )
         wait_for(staging.blobs["part-2.bin"].holding.is_set, "the third file to be half sent")

@@ -1206,3 +1206,39 @@ def test_a_transfer_staged_in_s3_lands_byte_for_byte(
     blobs = sorted(key.rsplit("/", 1)[1] for key in keys if key.startswith("blobs/sha256/"))
     assert blobs == sorted({sha256(data) for data in content.values()})
     assert not (platform.data_dir / "objects").exists()  # nothing staged on the local disk
+
+
+def test_a_redelivery_while_the_first_delivery_stages_leaves_it_alone(
+    client: ClientFactory, platform: Platform, clowder: ClowderServer, alice: str
+) -> None:
+    """Two deliveries of one event at once: one stages, the other answers 202 and stages nothing."""
+    import threading
+
+    dataset_id, content, _ = field_study(clowder, big=100_000)
+    clowder.slow("/api/v2/datasets/*/files", 1.0, times=1)  # keeps the first delivery busy a moment
+    event = transfer_request(clowder, dataset_id)
+    answers: list[int] = []
+
+    def deliver_once() -> None:
+        answers.append(deliver(client, "transfer", event).status_code)
+
+    first = threading.Thread(target=deliver_once)
+    first.start()
+    wait_until(lambda: platform.store.list_transfers("alice"), "the first delivery to record the transfer")
+    deliver_once()  # meanwhile, the redelivery
+    first.join(WAIT)
+    assert sorted(answers) == [202, 202]
+    assert downloads(clowder) == len(content)  # every file fetched once
+    commands = take_commands(platform, "alice")
+    assert sorted(file.path for command in commands for file in command.files) == sorted(content)
+
+
+def test_clowder_refusing_the_api_key_fails_the_transfer_saying_so(
+    api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, alice: str
+) -> None:
+    dataset_id, _, _ = field_study(clowder, big=1000)
+    clowder.fail("/api/v2/datasets/*", 401)
+    refused(deliver(client, "transfer", transfer_request(clowder, dataset_id)), "Clowder refused")
+    transfer = only_transfer(platform, "alice")
+    assert transfer["state"] == "failed"
+    assert "Clowder refused" in transfer["message"]

@@ -1,15 +1,18 @@
-"""HTTP function ``containers``: a user's stacks with status and connect URLs (for the user, the admin, Clowder)."""
+"""HTTP function ``containers``: a user's stacks with status and connect URLs, and the shovels' health."""
 
 from __future__ import annotations
 
 import secrets
+import time
 
 import functions_framework
 from flask import Request, Response
 
 from shared.api import Call, json_errors, serve
 from shared.errors import Forbidden, NotFound, Unauthorized
-from shared.models import Container
+from shared.models import Container, ShovelHealth
+
+STALE_SECONDS = 90
 
 
 def list_containers(call: Call) -> list[Container]:
@@ -43,9 +46,27 @@ def list_containers(call: Call) -> list[Container]:
     ]
 
 
+def shovels(call: Call) -> list[ShovelHealth]:
+    """Heartbeats come every 30 s or so; three missed ones make a shovel stale."""
+    now = int(time.time())
+    return [
+        ShovelHealth(
+            user=user,
+            stackId=stack_id,
+            version=str(beat.get("version", "")),
+            status=str(beat.get("status", "")),
+            freeBytes=int(beat.get("free_bytes", 0)),
+            lastSync=beat.get("last_sync"),
+            seenTime=seen,
+            stale=now - seen > STALE_SECONDS,
+        )
+        for user, stack_id, beat, seen in call.platform.store.list_heartbeats()
+    ]
+
+
 json_errors()
 
 
 @functions_framework.http
 def containers(request: Request) -> Response:
-    return serve("containers", request, {"list": list_containers})
+    return serve("containers", request, {"list": list_containers, "shovels": shovels})

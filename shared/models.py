@@ -348,3 +348,16 @@ class Container(Model):
     status: str
     endpoints: list[str] = Field(default_factory=list)
     services: list[StackService] = Field(default_factory=list)
+
+
+class ShovelHealth(Model):
+    """A shovel as its last heartbeat described it; ``stale`` when that was too long ago."""
+
+    user: str
+    stackId: str
+    version: str = ""
+    status: str = ""
+    freeBytes: int = 0
+    lastSync: str | None = None
+    seenTime: int
+    stale: bool

@@ -524,6 +524,14 @@ FUNCTIONS: tuple[Function, ...] = (
                 access="service",
                 reply=list[models.Container],
             ),
+            Route(
+                "GET",
+                "/api/shovels",
+                "shovels",
+                "Every shovel's last heartbeat, stale ones marked (the admin's view of their health)",
+                access="admin",
+                reply=list[models.ShovelHealth],
+            ),
         ),
     ),
 )

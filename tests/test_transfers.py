@@ -1242,3 +1242,18 @@ def test_clowder_refusing_the_api_key_fails_the_transfer_saying_so(
     transfer = only_transfer(platform, "alice")
     assert transfer["state"] == "failed"
     assert "Clowder refused" in transfer["message"]
+
+
+def test_the_admin_sees_each_running_shovels_heartbeat(
+    api: Api, platform: Platform, shovels: Served, alice: str
+) -> None:
+    sid = started_stack(api, alice)
+
+    def beating() -> list[dict[str, Any]] | None:
+        listed: list[dict[str, Any]] = api.call("GET", "/api/shovels", admin_token(platform)).get_json()
+        return [shovel for shovel in listed if shovel["stackId"] == sid] or None
+
+    [shovel] = wait_until(beating, "the shovel's first heartbeat")
+    assert (shovel["user"], shovel["stale"]) == ("alice", False)
+    assert shovel["status"] in ("starting", "ready", "syncing") and shovel["freeBytes"] > 0
+    refused(api.call("GET", "/api/shovels", alice), status=403)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,22 +12,27 @@ from pathlib import Path
 from shared.errors import InvalidInput
 
 
-class _Reader:
+class EnvironmentReader:
     """Reads typed values from an environment mapping; a bad value names its variable."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
 
-    def text(self, name: str, default: str) -> str:
-        return self.environ.get(name, default).strip() or default
-
     def optional(self, name: str) -> str | None:
-        value = self.environ.get(name, "").strip()
-        return value or None
+        return self.environ.get(name, "").strip() or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise InvalidInput("must be set", field=name)
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
 
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
-        raw = self.environ.get(name, "").strip()
-        if not raw:
+        raw = self.optional(name)
+        if raw is None:
             return default
         try:
             value = int(raw)
@@ -36,8 +42,20 @@ class _Reader:
             raise InvalidInput(f"must be at least {minimum}, got {value}", field=name)
         return value
 
+    def seconds(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInput(f"must be a number of seconds, got {raw!r}", field=name) from None
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInput(f"must be a positive number of seconds, got {raw!r}", field=name)
+        return value
+
     def flag(self, name: str, default: bool) -> bool:
-        raw = self.environ.get(name, "").strip().lower()
+        raw = (self.optional(name) or "").lower()
         if not raw:
             return default
         if raw in {"1", "true", "yes", "on"}:
@@ -47,8 +65,8 @@ class _Reader:
         raise InvalidInput(f"must be true or false, got {raw!r}", field=name)
 
     def mapping(self, name: str) -> dict[str, str]:
-        raw = self.environ.get(name, "").strip()
-        if not raw:
+        raw = self.optional(name)
+        if raw is None:
             return {}
         try:
             value = json.loads(raw)
@@ -59,6 +77,17 @@ class _Reader:
         ):
             raise InvalidInput("must be a JSON object of strings", field=name)
         return value
+
+    def folders(self, name: str) -> tuple[Path, ...]:
+        """Colon-separated absolute folders, as real paths (sources are compared by their real paths)."""
+        roots: list[Path] = []
+        for part in (self.optional(name) or "").split(":"):
+            if not part:
+                continue
+            if not os.path.isabs(part):
+                raise InvalidInput(f"must hold absolute paths, got {part!r}", field=name)
+            roots.append(Path(os.path.realpath(part)))
+        return tuple(roots)
 
 
 @dataclass(frozen=True)
@@ -174,7 +203,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        read = _Reader(environ)
+        read = EnvironmentReader(environ)
         data_dir = Path(read.text("WORKBENCH_DATA_DIR", "var")).resolve()
         port = read.integer("WORKBENCH_PORT", 8080, minimum=1)
         host = read.text("WORKBENCH_HOST", "127.0.0.1")
@@ -240,11 +269,7 @@ class Settings:
                 event_secret=read.optional("WORKBENCH_EVENT_SECRET"),
                 require_signatures=read.flag("WORKBENCH_REQUIRE_SIGNATURES", True),
                 service_token=read.optional("WORKBENCH_CLOWDER_SERVICE_TOKEN"),
-                link_roots=tuple(
-                    Path(root).resolve()
-                    for root in (read.optional("WORKBENCH_LINK_ROOTS") or "").split(":")
-                    if root
-                ),
+                link_roots=read.folders("WORKBENCH_LINK_ROOTS"),
                 events_url=read.optional("WORKBENCH_EVENTS_URL") or read.optional("K_SINK"),
             ),
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.errors import InvalidInput
+from shared.settings import EnvironmentReader
 
 ConflictPolicy = Literal["keep-both", "overwrite", "skip"]
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("keep-both", "overwrite", "skip")
@@ -87,7 +88,7 @@ class ShovelSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ShovelSettings:
         """Read the settings; a missing or bad value raises ``InvalidInput`` naming its variable."""
-        read = _Reader(environ)
+        read = EnvironmentReader(environ)
         home = read.required(f"{PREFIX}HOME")
         if not os.path.isabs(home):
             raise InvalidInput(f"must be an absolute path, got {home!r}", field=f"{PREFIX}HOME")
@@ -122,70 +123,6 @@ class ShovelSettings:
 def from_env(environ: Mapping[str, str]) -> ShovelSettings:
     """``ShovelSettings.from_env``, for callers that hold the module."""
     return ShovelSettings.from_env(environ)
-
-
-class _Reader:
-    """Typed values from an environment mapping; a bad value names its variable."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-
-    def optional(self, name: str) -> str | None:
-        return self.environ.get(name, "").strip() or None
-
-    def required(self, name: str) -> str:
-        value = self.optional(name)
-        if value is None:
-            raise InvalidInput("must be set", field=name)
-        return value
-
-    def text(self, name: str, default: str) -> str:
-        return self.optional(name) or default
-
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidInput(f"must be an integer, got {raw!r}", field=name) from None
-        if value < minimum:
-            raise InvalidInput(f"must be at least {minimum}, got {value}", field=name)
-        return value
-
-    def seconds(self, name: str, default: float) -> float:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InvalidInput(f"must be a number of seconds, got {raw!r}", field=name) from None
-        if not (math.isfinite(value) and value > 0):
-            raise InvalidInput(f"must be a positive number of seconds, got {raw!r}", field=name)
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        raw = (self.optional(name) or "").lower()
-        if not raw:
-            return default
-        if raw in {"1", "true", "yes", "on"}:
-            return True
-        if raw in {"0", "false", "no", "off"}:
-            return False
-        raise InvalidInput(f"must be true or false, got {raw!r}", field=name)
-
-    def folders(self, name: str) -> tuple[Path, ...]:
-        roots: list[Path] = []
-        for part in (self.optional(name) or "").split(":"):
-            if not part:
-                continue
-            if not os.path.isabs(part):
-                raise InvalidInput(f"link roots must be absolute paths, got {part!r}", field=name)
-            # Sources are compared by their real paths, so the roots must be real paths too.
-            roots.append(Path(os.path.realpath(part)))
-        return tuple(roots)
 
 
 def _check_name(value: str, variable: str) -> None:

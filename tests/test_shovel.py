@@ -948,6 +948,22 @@ class EventSink:
         return [b""]
 
 
+def shovel_process_environment(user: str, key: bytes, home: Path, sink: EventSink) -> dict[str, str]:
+    """The environment of a `workbench shovel` process on the real RabbitMQ, one download at a time."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "WORKBENCH_AMQP_URL": AMQP_URL,
+        "WORKBENCH_EVENTS_URL": f"{sink.server.url}/events",
+        "WORKBENCH_SHOVEL_USER": user,
+        "WORKBENCH_SHOVEL_STACK_ID": "s1",
+        "WORKBENCH_SHOVEL_HOME": str(home),
+        "WORKBENCH_SHOVEL_SIGNING_KEY": key.hex(),
+        "WORKBENCH_SHOVEL_PARALLEL": "1",
+        "WORKBENCH_SHOVEL_HEALTH_HOST": "127.0.0.1",
+        "WORKBENCH_SHOVEL_HEALTH_PORT": "0",
+    }
+
+
 def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, tmp_path: Path) -> None:
     require_rabbitmq()
     from events import codec, signing
@@ -964,18 +980,7 @@ def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, 
     held = staging.blobs["part-3.bin"]
     command = SyncCommand(transfer_id=str(uuid.uuid4()), user=user, target="Clowder/crash", files=files)
     sink = EventSink()
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "WORKBENCH_AMQP_URL": AMQP_URL,
-        "WORKBENCH_EVENTS_URL": f"{sink.server.url}/events",
-        "WORKBENCH_SHOVEL_USER": user,
-        "WORKBENCH_SHOVEL_STACK_ID": "s1",
-        "WORKBENCH_SHOVEL_HOME": str(home),
-        "WORKBENCH_SHOVEL_SIGNING_KEY": key.hex(),
-        "WORKBENCH_SHOVEL_PARALLEL": "1",
-        "WORKBENCH_SHOVEL_HEALTH_HOST": "127.0.0.1",
-        "WORKBENCH_SHOVEL_HEALTH_PORT": "0",
-    }
+    environment = shovel_process_environment(user, key, home, sink)
     workbench = Path(sys.executable).parent / "workbench"
     target = home / "Clowder" / "crash"
     log = tmp_path / "shovel.log"
@@ -1044,18 +1049,7 @@ def test_a_dropped_broker_connection_mid_transfer_loses_and_repeats_nothing(
         files.append(SyncFile(path=path, size=len(data), sha256=sha256(data), url=staging.add(path, blob)))
     command = SyncCommand(transfer_id=str(uuid.uuid4()), user=user, target="Clowder/drop", files=files)
     sink = EventSink()
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "WORKBENCH_AMQP_URL": AMQP_URL,
-        "WORKBENCH_EVENTS_URL": f"{sink.server.url}/events",
-        "WORKBENCH_SHOVEL_USER": user,
-        "WORKBENCH_SHOVEL_STACK_ID": "s1",
-        "WORKBENCH_SHOVEL_HOME": str(home),
-        "WORKBENCH_SHOVEL_SIGNING_KEY": key.hex(),
-        "WORKBENCH_SHOVEL_PARALLEL": "1",
-        "WORKBENCH_SHOVEL_HEALTH_HOST": "127.0.0.1",
-        "WORKBENCH_SHOVEL_HEALTH_PORT": "0",
-    }
+    environment = shovel_process_environment(user, key, home, sink)
     target = home / "Clowder" / "drop"
     log = tmp_path / "shovel.log"
     bus = AmqpBus(AMQP_URL, name="test-shovel-drop")

@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
-
 from shared.errors import Unauthorized
 
 RESET_SCOPE = "reset"
@@ -55,9 +53,13 @@ class Tokens:
         }
         if scope is not None:
             claims["scope"] = scope
+        import jwt  # imported on first use: a function's cold start need not pay for it
+
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def decode(self, token: str, *, allow_expired: bool = False) -> Principal:
+        import jwt
+
         try:
             claims = jwt.decode(
                 token,

@@ -11,7 +11,7 @@ from shared.models import Stack
 
 
 def list_stacks(call: Call) -> list[Stack]:
-    return call.platform.store.list_stacks(call.principal.user)
+    return stack_service.list_stacks(call.platform, call.principal.user)
 
 
 def create(call: Call) -> Stack:
@@ -19,7 +19,7 @@ def create(call: Call) -> Stack:
 
 
 def read(call: Call) -> Stack:
-    return stack_service.get(call.platform, call.principal.user, call.params["sid"])
+    return stack_service.read(call.platform, call.principal.user, call.params["sid"])
 
 
 def update(call: Call) -> Stack:

@@ -1,4 +1,4 @@
-"""HTTP function ``transfers``: the state of the caller's transfers."""
+"""HTTP function ``transfers``: the caller asks for transfers and follows their state."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ def list_transfers(call: Call) -> list[Transfer]:
     return call.platform.store.list_transfers(call.principal.user)
 
 
+def create(call: Call) -> Transfer:
+    return transfer_service.request_for(call.platform, call.principal.user, call.body)
+
+
 def read(call: Call) -> Transfer:
     principal = call.principal
     return transfer_service.read(
@@ -26,4 +30,4 @@ json_errors()
 
 @functions_framework.http
 def transfers(request: Request) -> Response:
-    return serve("transfers", request, {"list": list_transfers, "read": read})
+    return serve("transfers", request, {"list": list_transfers, "create": create, "read": read})

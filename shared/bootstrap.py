@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from shared.clowder import ClowderClient
     from shared.mail import Mailer
     from shared.objectstore import ObjectStore
-    from shared.runtime import Runtime
+    from shared.runtime import Reporter, Runtime, StatusReport
     from shared.store import Store
 
 T = TypeVar("T")
@@ -138,18 +138,47 @@ class Platform:
     def runtime(self) -> Runtime:
         def build() -> Runtime:
             from shared import stacks
-            from shared.runtime.local import LocalRuntime
 
-            runtime: Runtime = LocalRuntime(
-                self.settings.runtime,
-                data_dir=self.data_dir,
-                report=lambda status_report: stacks.report(self, status_report),
-            )
+            def report(status_report: StatusReport) -> None:
+                stacks.report(self, status_report)
+
+            runtime: Runtime
+            if self.settings.runtime.kind == "kubernetes":
+                runtime = self._kubernetes_runtime(report)
+            else:
+                from shared.runtime.local import LocalRuntime
+
+                runtime = LocalRuntime(self.settings.runtime, data_dir=self.data_dir, report=report)
             for wrapper in self._runtime_wrappers:
                 runtime = wrapper(runtime)
             return runtime
 
         return self._once("runtime", build)
+
+    def _kubernetes_runtime(self, report: Reporter) -> Runtime:
+        from events.signing import derive_key
+        from shared.runtime.kube_api import KubeApi
+        from shared.runtime.kube_objects import ShovelSidecar
+        from shared.runtime.kubernetes import SHOVEL_TOKEN_SECONDS, KubernetesRuntime, ShovelSupply
+
+        def shovel_secrets(user: str) -> dict[str, str]:
+            return {
+                "amqp-url": self.settings.amqp.url or "",
+                "signing-key": derive_key(self.event_secret, f"shovel:{user}").hex(),
+                "api-token": self.tokens.issue(user, lifetime_seconds=SHOVEL_TOKEN_SECONDS),
+            }
+
+        sidecar = ShovelSidecar(
+            image=self.settings.runtime.kubernetes.shovel_image,
+            events_url=self.events_url,
+            api_url=self.settings.server.origin,
+        )
+        return KubernetesRuntime(
+            self.settings.runtime,
+            api=KubeApi.from_environment(kubeconfig=self.settings.runtime.kubernetes.kubeconfig),
+            report=report,
+            shovel=ShovelSupply(sidecar, shovel_secrets),
+        )
 
     @property
     def event_secret(self) -> bytes:

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from shared import client_cli
 from shared.errors import NotFound, WorkbenchError
 
 if TYPE_CHECKING:
@@ -88,8 +89,8 @@ def _end_processes(current: Platform) -> None:
     """End the local services on the way out; their stacks start again with the next run."""
     from shared import stacks
 
-    if not current.has("runtime"):
-        return
+    if not current.has("runtime") or current.settings.runtime.kind != "local":
+        return  # stacks on a cluster run on without this process: they are not ended with it
     runtime = current.runtime
     for owner, stack in current.store.list_all_stacks():
         if stack.status in ("starting", "started", "error", "stopping"):
@@ -186,6 +187,57 @@ def shovel(arguments: argparse.Namespace) -> int:
     return run_shovel()
 
 
+def manifests(arguments: argparse.Namespace) -> int:
+    """Write ``knative/`` from the function registry, or with --check only say whether it is current."""
+    from shared import manifests as generator
+
+    chosen = {
+        name: getattr(arguments, name)
+        for name in (
+            "namespace",
+            "image",
+            "gateway",
+            "gateway_namespace",
+            "rabbitmq_cluster",
+            "rabbitmq_namespace",
+        )
+        if getattr(arguments, name) is not None
+    }
+    target = generator.Target(**chosen)
+    files = generator.generate(target)
+    directory = Path(arguments.output)
+    if arguments.check:
+        problems = generator.differences(directory, files)
+        for problem in problems:
+            print(f"workbench: {directory / problem}; run `workbench manifests`", file=sys.stderr)
+        return 1 if problems else 0
+    changed = generator.write(directory, files)
+    print(f"{directory}: {', '.join(changed) if changed else 'already up to date'}")
+    return 0
+
+
+def deploy(arguments: argparse.Namespace) -> int:
+    """Apply a kustomization's manifests (default ``knative/``) with server-side apply."""
+    import os
+
+    from shared.deploy import apply_all, read_kustomization
+    from shared.runtime.kube_api import KubeApi
+
+    manifests = read_kustomization(Path(arguments.directory))
+    # A top-level command reads its environment itself, as a composition root does.
+    api = KubeApi.from_environment(kubeconfig=os.environ.get("KUBECONFIG"))
+    try:
+        for line in apply_all(api, manifests, dry_run=arguments.dry_run):
+            print(line, flush=True)
+    finally:
+        api.close()
+    if arguments.dry_run:
+        print(f"{len(manifests)} objects accepted by the server's dry run; nothing was changed")
+    else:
+        print(f"{len(manifests)} objects applied (field manager workbench)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="workbench", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -223,6 +275,40 @@ def parser() -> argparse.ArgumentParser:
 
     shovel_command = commands.add_parser("shovel", help="run a stack's shovel (sidecar) on RabbitMQ")
     shovel_command.set_defaults(handler=shovel)
+
+    deploy_command = commands.add_parser(
+        "deploy", help="apply knative/ (a kustomization) to the cluster with server-side apply"
+    )
+    deploy_command.add_argument(
+        "--directory", default="knative", help="the kustomization's folder (default knative)"
+    )
+    deploy_command.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="have the server check every object (dryRun=All); change nothing",
+    )
+    deploy_command.set_defaults(handler=deploy)
+
+    manifests_command = commands.add_parser(
+        "manifests", help="generate the Knative manifests (knative/) from the function registry"
+    )
+    manifests_command.add_argument(
+        "--output", default="knative", help="the folder to write (default knative)"
+    )
+    manifests_command.add_argument(
+        "--check", action="store_true", help="write nothing; fail if the folder is not what would be written"
+    )
+    for option, default in (
+        ("--namespace", "workbench"),
+        ("--image", "workbench-functions:latest"),
+        ("--gateway", "the Gateway 'workbench'"),
+        ("--gateway-namespace", "the namespace"),
+        ("--rabbitmq-cluster", "the RabbitmqCluster 'rabbitmq'"),
+        ("--rabbitmq-namespace", "the namespace"),
+    ):
+        manifests_command.add_argument(option, help=f"default: {default}")
+    manifests_command.set_defaults(handler=manifests)
+    client_cli.register(commands)  # login, stacks, catalog list/show, send, transfers, export, …
     return top
 
 

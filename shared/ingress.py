@@ -27,8 +27,12 @@ RETRIED = {404, 409, 429}
 
 class EventIngress:
     """Accepts an event with 202 at once, as a Broker does, then delivers it to the function whose
-    Trigger filter names its type (exact match on ``type``), retrying with exponential backoff and
-    dead-lettering what still fails into ``<data dir>/deadletter``."""
+    Trigger filter names its type (exact match on ``type``), retrying with exponential backoff.
+
+    What still fails is dead-lettered as the Triggers' delivery spec does it: handed, with the
+    ``knativeerror*`` extensions, to the ``deadletter`` function (so both deployments keep and show
+    dead letters alike), and written into ``<data dir>/deadletter`` as well, so that nothing is lost
+    when that function cannot take it either."""
 
     def __init__(
         self,
@@ -70,41 +74,72 @@ class EventIngress:
         return _reply(start_response, 202, None)
 
     def _deliver(self, event: Event, function_name: str) -> None:
+        try:
+            status, answer = self._attempt(event, function_name)
+            if not 200 <= status < 300:
+                self._dead_letter(event, function_name, status, answer)
+        finally:
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def _attempt(self, event: Event, function_name: str) -> tuple[int, bytes]:
+        """Deliver in binary mode, retrying what Knative retries; the last status and reply."""
         from werkzeug.test import EnvironBuilder, run_wsgi_app
 
         from events import codec
 
         headers, body = codec.to_http(event, "binary")
         status, answer = 0, b""
-        try:
-            for attempt in range(1, self.attempts + 1):
-                environ = EnvironBuilder(
-                    path="/", method="POST", headers=list(headers.items()), data=body
-                ).get_environ()
-                try:
-                    chunks, status_line, _ = run_wsgi_app(self.app_for(function_name), environ)
-                    answer = b"".join(chunks)
-                    status = int(status_line.split()[0])
-                except Exception as error:
-                    log.exception("delivering %s to %s failed", event.id, function_name)
-                    status, answer = 500, str(error).encode()
-                if 200 <= status < 300:
-                    return
-                if status < 500 and status not in RETRIED:
-                    break
-                if attempt < self.attempts:
-                    time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            self._dead_letter(event, function_name, status, answer)
-        finally:
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
+        for attempt in range(1, self.attempts + 1):
+            environ = EnvironBuilder(
+                path="/", method="POST", headers=list(headers.items()), data=body
+            ).get_environ()
+            try:
+                chunks, status_line, _ = run_wsgi_app(self.app_for(function_name), environ)
+                answer = b"".join(chunks)
+                status = int(status_line.split()[0])
+            except Exception as error:
+                log.exception("delivering %s to %s failed", event.id, function_name)
+                status, answer = 500, str(error).encode()
+            if 200 <= status < 300:
+                break
+            if status < 500 and status not in RETRIED:
+                break
+            if attempt < self.attempts:
+                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        return status, answer
 
     def _dead_letter(self, event: Event, function_name: str, status: int, answer: bytes) -> None:
         """Keep what could not be delivered, with the ``knativeerror*`` facts a dead-letter sink gets."""
+        from events.codec import Event
+        from shared.deadletters import ERROR_CODE, ERROR_DATA, ERROR_DESTINATION, error_data
+
         log.warning(
             "event %s (%s) dead-lettered: %s answered %d", event.id, event.type, function_name, status
         )
+        self._write_dead_letter(event, function_name, status, answer)
+        extended = Event(
+            {
+                **event.attributes,
+                ERROR_DESTINATION: function_name,
+                ERROR_CODE: str(status),
+                ERROR_DATA: error_data(answer),
+            },
+            event.data,
+        )
+        # As with a Trigger's dead-letter sink, a failure here is only logged: the file keeps it.
+        kept, reply = self._attempt(extended, registry.DEAD_LETTER_FUNCTION)
+        if not 200 <= kept < 300:
+            log.error(
+                "the %s function refused event %s with %d: %s",
+                registry.DEAD_LETTER_FUNCTION,
+                event.id,
+                kept,
+                reply.decode("utf-8", "replace")[:200],
+            )
+
+    def _write_dead_letter(self, event: Event, function_name: str, status: int, answer: bytes) -> None:
         self.dead_letters.mkdir(parents=True, exist_ok=True)
         record = {
             "attributes": event.attributes,

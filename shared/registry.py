@@ -9,6 +9,8 @@ from pydantic import BaseModel
 
 from events import types as event_types
 from shared import models
+from shared.deadletters import DeadLetter
+from shared.transfers import TransferRequest
 
 Access = Literal["public", "user", "admin", "reset", "service"]
 """Who may call a route: anyone; a user's token; the admin's token; a user's or a password-reset token
@@ -33,6 +35,21 @@ class Route:
     """The body is passed on as parsed JSON, for a handler that validates it against a JSON Schema."""
 
 
+ANY_EVENT = "*"
+"""In ``Function.events``: the function receives whatever is sent to it (the dead-letter sink). No
+Trigger filters on it and the local ingress never routes by it: only dead-lettering delivers there."""
+
+APISERVER_EVENTS = (
+    "dev.knative.apiserver.resource.add",
+    "dev.knative.apiserver.resource.update",
+    "dev.knative.apiserver.resource.delete",
+)
+"""What a Knative ApiServerSource (resource mode) sends of the stacks' pods; the cluster's, not signed."""
+
+DEAD_LETTER_FUNCTION = "deadletter"
+"""The function every Trigger (and the local ingress) hands an event to once its delivery failed."""
+
+
 @dataclass(frozen=True)
 class Function:
     """A deployable function: its entry point and the routes (or event types) it answers."""
@@ -45,11 +62,19 @@ class Function:
     min_scale: int = 0
     max_scale: int = 10
     concurrency: int = 50
+    """Requests one instance serves at once: its server's threads and Knative's containerConcurrency."""
+    timeout_seconds: int = 120
+    """How long one request may take (Knative's timeoutSeconds); longer for work that streams data."""
 
     @property
     def kind(self) -> Literal["http", "cloudevent"]:
         """``cloudevent`` for a function that receives events (it may also answer HTTP routes)."""
         return "cloudevent" if self.events else "http"
+
+    @property
+    def routed_events(self) -> tuple[str, ...]:
+        """The event types a Trigger (or the local ingress, by type) delivers to this function."""
+        return tuple(event_type for event_type in self.events if event_type != ANY_EVENT)
 
     @property
     def module(self) -> str:
@@ -468,11 +493,13 @@ FUNCTIONS: tuple[Function, ...] = (
         events=(event_types.TRANSFER_REQUESTED,),
         max_scale=5,
         concurrency=4,
+        timeout_seconds=600,
     ),
     Function(
         "shovel_reports",
         "What the shovels report: files placed, folders uploaded, heartbeats",
         events=(event_types.TRANSFER_PROGRESS, event_types.EXPORT_UPLOADED, event_types.SHOVEL_HEARTBEAT),
+        timeout_seconds=600,
     ),
     Function(
         "export",
@@ -492,6 +519,7 @@ FUNCTIONS: tuple[Function, ...] = (
         ),
         events=(event_types.EXPORT_REQUESTED,),
         concurrency=4,
+        timeout_seconds=600,
     ),
     Function(
         "stack_action",
@@ -499,10 +527,24 @@ FUNCTIONS: tuple[Function, ...] = (
         events=(event_types.STACK_START_REQUESTED, event_types.STACK_STOP_REQUESTED),
     ),
     Function(
+        "stack_status",
+        "A stack's pod changed in the cluster: bring the stack's status up to date",
+        events=APISERVER_EVENTS,
+    ),
+    Function(
         "transfers",
-        "The state of the caller's transfers",
+        "The caller's transfers: ask for one, follow its state",
         routes=_routes(
             Route("GET", "/api/transfers", "list", "The caller's transfers", reply=list[models.Transfer]),
+            Route(
+                "POST",
+                "/api/transfers",
+                "create",
+                "Send a dataset of the paired Clowder into the caller's home",
+                body=TransferRequest,
+                reply=models.Transfer,
+                status=202,
+            ),
             Route(
                 "GET",
                 "/api/transfers/<transfer_id>",
@@ -534,6 +576,24 @@ FUNCTIONS: tuple[Function, ...] = (
             ),
         ),
     ),
+    Function(
+        DEAD_LETTER_FUNCTION,
+        "Events whose delivery failed, kept with Knative's reasons; the admin lists them",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/deadletters",
+                "list",
+                "The newest dead-lettered events, newest first (at most limit, default 100)",
+                access="admin",
+                reply=list[DeadLetter],
+                query=("limit",),
+            ),
+        ),
+        events=(ANY_EVENT,),
+        max_scale=2,
+        concurrency=10,
+    ),
 )
 
 _BY_NAME = {function.name: function for function in FUNCTIONS}
@@ -559,4 +619,4 @@ def event_functions() -> tuple[Function, ...]:
 
 def function_for_event(event_type: str) -> Function | None:
     """The function a Trigger delivers ``event_type`` to; None for types nobody here receives."""
-    return next((f for f in FUNCTIONS if event_type in f.events), None)
+    return next((f for f in FUNCTIONS if event_type in f.routed_events), None)

@@ -139,6 +139,33 @@ class LimitSettings:
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
+NAMESPACE_MODES = ("per-user", "shared")
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """Where and how the Kubernetes runtime places stacks."""
+
+    namespace_mode: str = "per-user"
+    """``per-user``: a namespace per user (quota, limits and isolation per namespace); ``shared``: one."""
+    namespace: str = "workbench-stacks"
+    """The one namespace of every user's stacks in ``shared`` mode."""
+    namespace_prefix: str = "workbench-"
+    """Per-user namespaces are this prefix and the user name, so no user can name a system namespace."""
+    storage_class: str | None = None
+    home_size: str | None = None
+    """Size of each home volume; unset: the account's storage quota."""
+    ingress_class: str | None = None
+    ingress_namespace: str = "ingress-nginx"
+    """The ingress controller's namespace: the only one from which users' pods accept connections."""
+    tls_secret: str | None = None
+    shovel_image: str = "workbench-shovel:latest"
+    forward_auth_url: str = "http://127.0.0.1:8080/api/check_token"
+    """Where the ingress controller checks a secure stack's visitors (forward authentication)."""
+    kubeconfig: str | None = None
+    """The kubeconfig outside a cluster (``$KUBECONFIG``, as kubectl reads it); unset: ``~/.kube/config``."""
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     kind: str = "local"
@@ -147,6 +174,7 @@ class RuntimeSettings:
     domain: str | None = None
     inherited_environment: dict[str, str] = field(default_factory=dict)
     """The variables of INHERITED_VARIABLES as the platform had them, passed on to local services."""
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
 
 @dataclass(frozen=True)
@@ -208,15 +236,24 @@ class Settings:
         port = read.integer("WORKBENCH_PORT", 8080, minimum=1)
         host = read.text("WORKBENCH_HOST", "127.0.0.1")
         runtime_kind = read.text("WORKBENCH_RUNTIME", "local")
-        if runtime_kind not in {"local"}:
-            raise InvalidInput(f"unknown runtime {runtime_kind!r}; known: local", field="WORKBENCH_RUNTIME")
+        if runtime_kind not in {"local", "kubernetes"}:
+            raise InvalidInput(
+                f"unknown runtime {runtime_kind!r}; known: local, kubernetes", field="WORKBENCH_RUNTIME"
+            )
+        namespace_mode = read.text("WORKBENCH_KUBE_NAMESPACE_MODE", "per-user")
+        if namespace_mode not in NAMESPACE_MODES:
+            raise InvalidInput(
+                f"must be one of {', '.join(NAMESPACE_MODES)}, got {namespace_mode!r}",
+                field="WORKBENCH_KUBE_NAMESPACE_MODE",
+            )
+        origin = read.text("WORKBENCH_ORIGIN", f"http://{host}:{port}").rstrip("/")
         catalog_dir = read.optional("WORKBENCH_CATALOG_DIR")
         return cls(
             server=ServerSettings(
                 host=host,
                 port=port,
                 data_dir=data_dir,
-                origin=read.text("WORKBENCH_ORIGIN", f"http://{host}:{port}").rstrip("/"),
+                origin=origin,
                 log_level=read.text("WORKBENCH_LOG_LEVEL", "INFO").upper(),
                 support_email=read.text("WORKBENCH_SUPPORT_EMAIL", "support@workbench.localhost"),
                 forum_url=read.text("WORKBENCH_FORUM_URL", ""),
@@ -252,6 +289,19 @@ class Settings:
                 inherited_environment={
                     name: environ[name] for name in INHERITED_VARIABLES if name in environ
                 },
+                kubernetes=KubernetesSettings(
+                    namespace_mode=namespace_mode,
+                    namespace=read.text("WORKBENCH_KUBE_NAMESPACE", "workbench-stacks"),
+                    namespace_prefix=read.text("WORKBENCH_KUBE_NAMESPACE_PREFIX", "workbench-"),
+                    storage_class=read.optional("WORKBENCH_KUBE_STORAGE_CLASS"),
+                    home_size=read.optional("WORKBENCH_KUBE_HOME_SIZE"),
+                    ingress_class=read.optional("WORKBENCH_KUBE_INGRESS_CLASS"),
+                    ingress_namespace=read.text("WORKBENCH_KUBE_INGRESS_NAMESPACE", "ingress-nginx"),
+                    tls_secret=read.optional("WORKBENCH_KUBE_TLS_SECRET"),
+                    shovel_image=read.text("WORKBENCH_SHOVEL_IMAGE", "workbench-shovel:latest"),
+                    forward_auth_url=read.text("WORKBENCH_CHECK_TOKEN_URL", f"{origin}/api/check_token"),
+                    kubeconfig=read.optional("KUBECONFIG"),
+                ),
             ),
             catalog=CatalogSettings(catalog_dir=Path(catalog_dir) if catalog_dir else None),
             s3=S3Settings(

@@ -7,15 +7,15 @@ import posixpath
 import secrets
 import string
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shared import specs
 from shared.api import Reply
 from shared.errors import Conflict, InvalidInput, NotFound, Unprocessable, WorkbenchError
-from shared.models import ServiceSpec, Stack, StackService
+from shared.models import AccountResourceLimits, ServiceSpec, Stack, StackService
 from shared.runtime import ServicePlan, StackPlan, StatusReport
 from shared.store import Store
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 ID_ALPHABET = string.ascii_lowercase + string.digits
 MAX_STATUS_MESSAGES = 50
 RUNNING = ("starting", "started")
+RECONCILED = ("starting", "started", "stopping")
+"""Stack states a read checks against the cluster: those that wait for the runtime to report."""
 
 
 def random_suffix(length: int = 5) -> str:
@@ -293,6 +295,7 @@ def plan_for(platform: Platform, owner: str, stack: Stack) -> StackPlan:
     config_of = {service.service: service.config or {} for service in stack.services}
     record = platform.store.get_account(owner)
     email = record.account.email if record else ""
+    limits = record.account.resourceLimits if record else AccountResourceLimits()
     domain = platform.settings.runtime.domain
     plans = []
     for service in _ordered(stack, spec_of):
@@ -322,9 +325,12 @@ def plan_for(platform: Platform, owner: str, stack: Stack) -> StackPlan:
                 volumes=dict(service.volumeMounts or {}),
                 requires=tuple(d.key for d in present if d.required),
                 uses=tuple(d.key for d in present),
+                image_tag=service.imageTag,
             )
         )
-    return StackPlan(owner=owner, sid=stack.id, services=tuple(plans), secure=stack.secure, email=email)
+    return StackPlan(
+        owner=owner, sid=stack.id, services=tuple(plans), secure=stack.secure, email=email, limits=limits
+    )
 
 
 def _reset_services(stack: Stack, status: str) -> list[StackService]:
@@ -426,13 +432,23 @@ def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
         return Reply(200, get(platform, owner, stack.id))
 
 
-def record_status(store: Store, report: StatusReport) -> tuple[str, Stack] | None:
+def record_status(
+    store: Store, report: StatusReport, *, if_changed: bool = False
+) -> tuple[str, Stack] | None:
     """Apply a runtime report to the stored stack and derive the stack's status from its services;
-    returns the status before and the stack after (None when the stack is gone)."""
+    returns the status before and the stack after (None when the stack is gone). With ``if_changed``,
+    a report of the state the service is already in changes nothing (a reconciling read repeats them)."""
     before: list[str] = []
 
     def change(stack: Stack) -> Stack:
         before[:] = [stack.status]
+        if if_changed and any(
+            service.id == report.ssid
+            and service.status == report.status
+            and (report.status != "ready" or service.endpoints == report.endpoints)
+            for service in stack.services
+        ):
+            return stack
         if stack.status in ("stopped",) and report.status != "stopped":
             return stack  # a late report from a start that was since stopped
         if stack.status == "stopping" and report.status in ("starting", "ready"):
@@ -477,12 +493,12 @@ def record_status(store: Store, report: StatusReport) -> tuple[str, Stack] | Non
     return before[0], after
 
 
-def report(platform: Platform, status_report: StatusReport) -> None:
+def report(platform: Platform, status_report: StatusReport, *, if_changed: bool = False) -> None:
     """Record what the runtime saw and announce a stack that became started, stopped or failed."""
     from events import types
     from shared.eventing import emit
 
-    outcome = record_status(platform.store, status_report)
+    outcome = record_status(platform.store, status_report, if_changed=if_changed)
     if outcome is None:
         return
     before, stack = outcome
@@ -502,6 +518,53 @@ def report(platform: Platform, status_report: StatusReport) -> None:
         ),
         subject=stack.id,
     )
+
+
+def reconcile(platform: Platform, owner: str, stack: Stack, *, quiet: bool = True) -> Stack:
+    """The stack once its stored status agrees with what the cluster shows, so that a lost status
+    event leaves no wrong status behind; local stacks are reported on by their supervisors instead.
+    ``quiet``: a cluster that cannot be asked leaves the stack as recorded rather than failing."""
+    if platform.settings.runtime.kind == "local" or stack.status not in RECONCILED:
+        return stack
+    try:
+        observed = platform.runtime.observe(plan_for(platform, owner, stack))
+    except WorkbenchError as error:
+        if not quiet:
+            raise
+        # A read still answers when the cluster does not: with the status last recorded.
+        log.warning("could not reconcile stack %s of %s: %s", stack.id, owner, error.message)
+        return stack
+    for status_report in observed:
+        report(platform, status_report, if_changed=True)
+    if not observed:
+        return stack
+    return platform.store.get_stack(owner, stack.id) or stack
+
+
+def read(platform: Platform, owner: str, sid: str) -> Stack:
+    """One of the owner's stacks, reconciled with the cluster."""
+    return reconcile(platform, owner, get(platform, owner, sid))
+
+
+def list_stacks(platform: Platform, owner: str) -> list[Stack]:
+    """The owner's stacks, each reconciled with the cluster."""
+    return [reconcile(platform, owner, stack) for stack in platform.store.list_stacks(owner)]
+
+
+def reconcile_pod(platform: Platform, pod: Mapping[str, Any]) -> Stack | None:
+    """Reconcile the stack a changed pod belongs to. The pod only names the stack (by its labels):
+    the status comes from the cluster itself, so a forged or stale event can change nothing but the
+    moment of a reconciliation. None when the pod is not a stack's or the stack is gone."""
+    from shared.runtime.kube_objects import stack_of_pod
+
+    named = stack_of_pod(pod)
+    if named is None:
+        return None
+    owner, sid = named
+    stack = platform.store.get_stack(owner, sid)
+    if stack is None:
+        return None
+    return reconcile(platform, owner, stack, quiet=False)
 
 
 def logs(platform: Platform, owner: str, ssid: str, lines: str | None) -> str:

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
+
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.messages import SyncCommand, SyncFile, queue_for
-from shared.models import FileError, Transfer, TransferFile, TransferState
+from shared.models import FileError, Model, Transfer, TransferFile, TransferState
 from shared.objectstore import Blob, blob_key
 from shared.paths import MAX_COMPONENT_BYTES, safe_name, safe_relative
 
@@ -73,9 +75,40 @@ def printable(path: str) -> str:
     )
 
 
+class TransferRequest(Model):
+    """``POST /api/transfers``: send a Clowder dataset (or part of it) into the caller's home."""
+
+    datasetId: str = Field(min_length=1)
+    clowderUrl: str | None = Field(default=None, description="Default: the paired Clowder instance")
+    target: str | None = Field(default=None, description="Folder in the home; default Clowder/<dataset name>")
+    files: list[str] | None = Field(default=None, description="Only these Clowder file ids")
+    folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
+
+
 def accept(platform: Platform, event_source: str, event_id: str, request: TransferRequested) -> Transfer:
     """Record the transfer an event asks for (once, whatever the redeliveries) and stage it."""
     user = account_for_email(platform, request.email)
+    return _accept(platform, user, transfer_id_for(event_source, event_id), request)
+
+
+def request_for(platform: Platform, user: str, body: TransferRequest) -> Transfer:
+    """Record and stage a transfer the user asked for over HTTP (a new one each time)."""
+    from events.types import TransferRequested
+
+    record = platform.store.get_account(user)
+    request = TransferRequested(
+        clowder_url=body.clowderUrl or platform.settings.clowder.url or "",
+        dataset_id=body.datasetId,
+        email=record.account.email if record is not None else "",
+        target_folder=safe_relative(body.target, field="target") if body.target else None,
+        files=body.files,
+        folders=body.folders,
+    )
+    return _accept(platform, user, str(uuid.uuid4()), request)
+
+
+def _accept(platform: Platform, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
+    """Record the transfer of ``user`` (once per id) and stage it."""
     source = paired_clowder(platform, request.clowder_url)
     if request.stack_id and platform.store.get_stack(user, request.stack_id) is None:
         raise Forbidden(f"stack '{request.stack_id}' is not one of {user}'s stacks")
@@ -83,7 +116,7 @@ def accept(platform: Platform, event_source: str, event_id: str, request: Transf
     if request.mode == "link" and not platform.settings.clowder.link_roots:
         raise InvalidInput("link mode needs Clowder's storage mounted (WORKBENCH_LINK_ROOTS)", field="mode")
     transfer = Transfer(
-        id=transfer_id_for(event_source, event_id),
+        id=transfer_id,
         user=user,
         source=source,
         datasetId=request.dataset_id,

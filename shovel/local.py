@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shared.bootstrap import Platform
 from shared.bus import Bus
-from shared.runtime import Runtime, StackPlan
+from shared.runtime import Runtime, StackPlan, StatusReport
 from shovel.settings import PREFIX, ShovelSettings
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,9 @@ class ShovelingRuntime:
         self.shovels.stop(plan.owner, plan.sid)
         self.inner.remove(plan)
 
+    def observe(self, plan: StackPlan) -> list[StatusReport]:
+        return self.inner.observe(plan)
+
     def logs(self, owner: str, ssid: str, lines: int | None) -> str:
         return self.inner.logs(owner, ssid, lines)
 
@@ -191,6 +194,8 @@ def attach_shovels(platform: Platform, *, heartbeat_seconds: float = 30.0) -> No
     from events.signing import derive_key
 
     settings = platform.settings
+    if settings.runtime.kind != "local":
+        return  # on a cluster the shovel is a sidecar in each stack's pod
     server = settings.server
     template = ShovelTemplate(
         events_url=platform.events_url,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.models import Endpoint, ServiceSpec, ServiceStatus
+from shared.models import AccountResourceLimits, Endpoint, ServiceSpec, ServiceStatus
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class ServicePlan:
     """Keys of this stack's services that must be ready before this one starts."""
     uses: tuple[str, ...] = ()
     """Keys of every dependency present in the stack (their addresses go into the environment)."""
+    image_tag: str = ""
+    """The tag of the spec's image the stack chose (empty: the spec's first, else ``latest``)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class StackPlan:
     services: tuple[ServicePlan, ...]
     secure: bool = False
     email: str = ""
+    limits: AccountResourceLimits = field(default_factory=AccountResourceLimits)
+    """The owner's account limits (a cluster turns them into a quota and default limits)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,11 @@ class Runtime(Protocol):
     def stop(self, plan: StackPlan) -> None: ...
     def remove(self, plan: StackPlan) -> None:
         """Stop whatever of ``plan`` still runs, waiting until it has ended."""
+        ...
+
+    def observe(self, plan: StackPlan) -> list[StatusReport]:
+        """What the runtime sees of the plan's services now, for a reader to reconcile the stored status
+        with; a runtime whose own supervision reports every change returns nothing."""
         ...
 
     def logs(self, owner: str, ssid: str, lines: int | None) -> str: ...

@@ -183,6 +183,10 @@ class LocalRuntime:
             run.halt()
         self._stop_stack(plan, run, ticket, report=False)
 
+    def observe(self, plan: StackPlan) -> list[StatusReport]:
+        # The supervisors report every change as it happens; there is nothing to catch up with.
+        return []
+
     def logs(self, owner: str, ssid: str, lines: int | None) -> str:
         return tail(self._log_path(checked_name(owner, "owner"), checked_name(ssid, "ssid")), lines)
 

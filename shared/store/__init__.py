@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared.deadletters import DeadLetter
 from shared.models import Account, Export, ServiceSpec, Stack, Transfer, TransferFile, Vocabulary
 
 SYSTEM_CATALOG = ""
@@ -74,6 +75,9 @@ class Store(Protocol):
 
     def record_heartbeat(self, owner: str, stack_id: str, heartbeat: dict[str, Any]) -> None: ...
     def list_heartbeats(self) -> Iterator[tuple[str, str, dict[str, Any], int]]: ...
+
+    def insert_dead_letter(self, dead_letter: DeadLetter) -> bool: ...
+    def list_dead_letters(self, limit: int) -> list[DeadLetter]: ...
 
 
 def open_store(database_url: str) -> Store:

@@ -91,4 +91,17 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        3,
+        "dead letters: events no function could take",
+        (
+            """CREATE TABLE dead_letters (
+                id TEXT PRIMARY KEY,
+                event_type TEXT NOT NULL,
+                data TEXT NOT NULL,
+                received_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX dead_letters_received ON dead_letters (received_at)",
+        ),
+    ),
 )

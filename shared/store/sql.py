@@ -14,6 +14,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shared.models import Account, ServiceSpec, Stack, Vocabulary
 from shared.store import AccountRecord
 from shared.store.migrations import MIGRATIONS
+from shared.store.sql_deadletters import DeadLetterTables
 from shared.store.sql_transfers import TransferTables
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ IDLE_CONNECTIONS = 8
 """Connections kept open between transactions; more are opened under load and closed after."""
 
 
-class SqlStore(TransferTables):
+class SqlStore(TransferTables, DeadLetterTables):
     """The store over one dialect; one transaction per method, on a connection from a small pool.
 
     Connections are pooled rather than kept per thread: a threaded server (the local gateway's

@@ -1,0 +1,227 @@
+"""The dead-letter sink: what no function could take is kept with Knative's reasons, for the admin only."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.test import Client as WsgiClient
+
+from events import codec, types
+from shared import registry
+from shared.bootstrap import Platform
+from shared.deadletters import ERROR_DATA_LIMIT, error_data
+from shared.gateway import Gateway
+from tests.conftest import Api
+
+REPLY = b'{"Error": "the signature does not match"}'
+
+
+def dead_letter(
+    event_type: str = types.TRANSFER_REQUESTED,
+    *,
+    event_id: str = "event-1",
+    data: bytes | None = None,
+    content_type: str = "application/json",
+    **extensions: str,
+) -> codec.Event:
+    """An event as a Broker's dispatcher dead-letters it: the original, unsigned here, plus knativeerror*."""
+    attributes = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "https://clowder.example.org",
+        "type": event_type,
+        "subject": "dataset-42",
+        "time": "2025-01-02T03:04:05.000Z",
+        "datacontenttype": content_type,
+        "knativeerrordest": "http://transfer.workbench.svc.cluster.local",
+        "knativeerrorcode": "400",
+        "knativeerrordata": error_data(REPLY),
+        **extensions,
+    }
+    if data is None:
+        data = codec.canonical_json(
+            {"clowder_url": "https://clowder.example.org", "dataset_id": "42", "email": "alice@example.org"}
+        )
+    return codec.Event({name: value for name, value in attributes.items() if value}, data)
+
+
+def deliver(api: Api, event: codec.Event, mode: codec.Mode = "binary", path: str = "/") -> Any:
+    headers, body = codec.to_http(event, mode)
+    return api.client(registry.DEAD_LETTER_FUNCTION).post(path, headers=headers, data=body)
+
+
+def listed(api: Api, token: str, query: str = "") -> Any:
+    return api.call("GET", f"/api/deadletters{query}", token)
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_a_dead_letter_is_kept_with_knatives_reasons_and_shown_to_the_admin(
+    api: Api, mode: codec.Mode
+) -> None:
+    assert deliver(api, dead_letter(), mode).status_code == 202
+    response = listed(api, api.admin())
+    assert response.status_code == 200
+    (kept,) = response.get_json()
+    assert kept["type"] == types.TRANSFER_REQUESTED
+    assert kept["eventId"] == "event-1"
+    assert kept["source"] == "https://clowder.example.org"
+    assert kept["subject"] == "dataset-42"
+    assert kept["eventTime"] == "2025-01-02T03:04:05.000Z"
+    assert kept["errorCode"] == "400"
+    assert kept["errorData"] == REPLY.decode()  # Knative sends it base64-encoded
+    assert kept["errorDestination"] == "http://transfer.workbench.svc.cluster.local"
+    assert json.loads(kept["data"])["dataset_id"] == "42"
+    assert kept["receivedTime"] > 0
+
+
+def test_only_the_admin_sees_dead_letters(api: Api) -> None:
+    assert deliver(api, dead_letter()).status_code == 202
+    alice = api.make_user("alice")
+    assert listed(api, alice).status_code == 403
+    assert api.call("GET", "/api/deadletters").status_code == 401
+
+
+def test_an_unsigned_dead_letter_is_kept_but_changes_nothing_else(api: Api, platform: Platform) -> None:
+    """Signatures are required (the default), yet a dead letter needs none: it is often an event
+    refused for its signature. Keeping it is all that happens: no transfer, no account, no stack."""
+    assert platform.settings.clowder.require_signatures
+    api.make_user("alice")
+    before = (platform.store.list_accounts(), platform.store.list_all_stacks())
+    for event_type in (types.TRANSFER_REQUESTED, types.STACK_START_REQUESTED, types.EXPORT_REQUESTED):
+        event = dead_letter(event_type, event_id=f"id-{event_type}")
+        assert deliver(api, event).status_code == 202
+    assert platform.store.list_transfers() == []
+    assert platform.store.list_exports("alice") == []
+    assert (platform.store.list_accounts(), platform.store.list_all_stacks()) == before
+    assert len(listed(api, api.admin()).get_json()) == 3
+
+
+def test_a_redelivered_dead_letter_is_kept_once(api: Api) -> None:
+    for _ in range(3):
+        assert deliver(api, dead_letter()).status_code == 202
+    assert len(listed(api, api.admin()).get_json()) == 1
+    assert deliver(api, dead_letter(event_id="event-2")).status_code == 202
+    assert sorted(kept["eventId"] for kept in listed(api, api.admin()).get_json()) == ["event-1", "event-2"]
+
+
+def test_any_type_and_data_are_kept_even_what_made_the_event_fail(api: Api) -> None:
+    odd = dead_letter("com.example.unknown", data=b"Hello World!", content_type="text/plain", event_id="odd")
+    assert deliver(api, odd).status_code == 202
+    structured = dead_letter(
+        "com.example.other", data=b"\xff\x00raw", content_type="application/octet-stream"
+    )
+    assert deliver(api, structured, "structured").status_code == 202
+    kept = {item["type"]: item for item in listed(api, api.admin()).get_json()}
+    assert kept["com.example.unknown"]["data"] == "Hello World!"
+    assert kept["com.example.other"]["eventId"] == "event-1"
+
+
+def test_an_old_dispatchers_plain_error_data_is_kept_as_is(api: Api) -> None:
+    event = dead_letter(knativeerrordata="dispatch error: no such host", event_id="plain")
+    assert deliver(api, event).status_code == 202
+    (kept,) = listed(api, api.admin()).get_json()
+    assert kept["errorData"] == "dispatch error: no such host"
+
+
+def test_error_data_is_truncated_as_knative_does() -> None:
+    assert base64.b64decode(error_data(b"x" * 5000)) == b"x" * ERROR_DATA_LIMIT
+
+
+def test_an_event_that_was_never_dead_lettered_is_refused(api: Api) -> None:
+    stray = dead_letter(knativeerrordest="")
+    response = deliver(api, stray)
+    assert response.status_code == 400
+    assert "knativeerrordest" in response.get_json()["Error"]
+    broken = api.client(registry.DEAD_LETTER_FUNCTION).post(
+        "/", headers={"ce-specversion": "1.0", "content-type": "application/json"}, data=b"{}"
+    )
+    assert broken.status_code == 400
+    assert listed(api, api.admin()).get_json() == []
+
+
+def test_the_public_path_does_not_take_dead_letters(api: Api) -> None:
+    """Only a dispatcher, posting to the Service's root, delivers dead letters; the public route
+    reaches /api/deadletters, where a CloudEvent is just a request with the wrong method."""
+    response = deliver(api, dead_letter(), path="/api/deadletters")
+    assert response.status_code == 405
+    assert listed(api, api.admin()).get_json() == []
+
+
+def test_the_list_is_newest_first_and_bounded(api: Api, platform: Platform) -> None:
+    from shared.deadletters import from_event
+
+    for number in range(5):
+        platform.store.insert_dead_letter(from_event(dead_letter(event_id=f"e{number}"), now=1000 + number))
+    admin = api.admin()
+    assert [item["eventId"] for item in listed(api, admin).get_json()] == ["e4", "e3", "e2", "e1", "e0"]
+    assert [item["eventId"] for item in listed(api, admin, "?limit=2").get_json()] == ["e4", "e3"]
+    for bad in ("0", "x", "100000"):
+        response = listed(api, admin, f"?limit={bad}")
+        assert response.status_code == 400
+        assert "limit" in response.get_json()["Error"]
+
+
+def test_the_local_broker_dead_letters_through_the_function_too(api: Api, platform: Platform) -> None:
+    """The /events ingress refuses nothing itself; the transfer function refuses a forged event (400,
+    not retried), and the ingress dead-letters it as a Trigger would: to the deadletter function, with
+    the knativeerror* extensions, and into its folder."""
+    gateway = Gateway(data_dir=platform.data_dir)
+    assert gateway.ingress is not None
+    try:
+        forged = codec.new_event(
+            types.TRANSFER_REQUESTED,
+            {"clowder_url": "https://clowder.example.org", "dataset_id": "42", "email": "alice@example.org"},
+            source="https://clowder.example.org",
+            secret=b"not-the-pairing-secret",
+        )
+        headers, body = codec.to_http(forged, "binary")
+        response = WsgiClient(gateway).post("/events", headers=headers, data=body)
+        assert response.status_code == 202
+        assert gateway.ingress.wait_idle(30)
+        (kept,) = listed(api, api.admin()).get_json()
+        assert kept["eventId"] == forged.id
+        assert kept["errorDestination"] == "transfer"
+        assert kept["errorCode"] == "400"
+        assert "signature" in json.loads(kept["errorData"])["Error"]
+        files = list(Path(platform.data_dir / "deadletter").glob("*.json"))
+        assert len(files) == 1
+        assert platform.store.list_transfers() == []
+    finally:
+        gateway.ingress.close()
+
+
+def test_the_local_broker_routes_no_event_to_the_catch_all() -> None:
+    assert registry.function_for_event(registry.ANY_EVENT) is None
+    assert registry.function_for_event("com.example.unknown") is None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_the_store_keeps_each_dead_letter_once_and_lists_the_newest(database_url: str) -> None:
+    from shared.deadletters import from_event
+    from shared.store import open_store
+
+    store = open_store(database_url)
+    try:
+        first = from_event(dead_letter(event_id="a"), now=100)
+        assert store.insert_dead_letter(first)
+        assert not store.insert_dead_letter(first.model_copy(update={"errorCode": "500"}))
+        assert store.insert_dead_letter(from_event(dead_letter(event_id="b"), now=200))
+        # The same event failing at another destination is another dead letter.
+        elsewhere = dead_letter(event_id="a", knativeerrordest="http://export.workbench.svc.cluster.local")
+        assert store.insert_dead_letter(from_event(elsewhere, now=300))
+        newest = store.list_dead_letters(2)
+        assert [(item.eventId, item.receivedTime) for item in newest] == [("a", 300), ("b", 200)]
+        assert [item.errorCode for item in store.list_dead_letters(10)][-1] == "400"
+    finally:
+        store.close()

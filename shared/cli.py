@@ -85,6 +85,16 @@ def run(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def init(arguments: argparse.Namespace) -> int:
+    """What `workbench run` does before serving, for a cluster (run once, as a Job)."""
+    from shared.bootstrap import platform
+
+    current = platform()
+    initialise(current)
+    print(f"Workbench is initialised ({current.settings.store.database_url.split('://', 1)[0]} database).")
+    return 0
+
+
 def _end_processes(current: Platform) -> None:
     """End the local services on the way out; their stacks start again with the next run."""
     from shared import stacks
@@ -244,6 +254,11 @@ def parser() -> argparse.ArgumentParser:
 
     run_command = commands.add_parser("run", help="run the local platform (every function, one process)")
     run_command.set_defaults(handler=run)
+
+    init_command = commands.add_parser(
+        "init", help="bring a deployment up to date: schema, admin account, system catalog (idempotent)"
+    )
+    init_command.set_defaults(handler=init)
 
     catalog_command = commands.add_parser("catalog", help="manage service catalogs")
     catalog_commands = catalog_command.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")

@@ -350,7 +350,48 @@ def _environment(function: Function) -> list[Manifest]:
         "THREADS": str(function.concurrency),
         "WORKERS": "1",
     }
-    secrets = [
+    return [{"name": name, "value": value} for name, value in plain.items()] + _environment_of_settings()
+
+
+def init_job(target: Target) -> Manifest:
+    """``workbench init`` once per deployment: schema versions, the admin account, the system catalog.
+    Safe to run again (each step is idempotent), e.g. after an upgrade: delete the Job and re-apply."""
+    environment = _environment_of_settings()
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata("workbench-init", target, **{"app.kubernetes.io/component": "init"}),
+        "spec": {
+            "backoffLimit": 6,
+            "template": {
+                "metadata": {"labels": {**APP_LABELS, "app.kubernetes.io/component": "init"}},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "init",
+                            "image": target.image,
+                            "command": ["workbench", "init"],
+                            "env": environment,
+                            "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIG_MAP}}],
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _environment_of_settings() -> list[Manifest]:
+    """The Secret-backed settings, by reference (never their values)."""
+    return [
         {
             "name": setting,
             "valueFrom": {
@@ -359,7 +400,6 @@ def _environment(function: Function) -> list[Manifest]:
         }
         for setting, (key, optional) in sorted(SECRET_SETTINGS.items())
     ]
-    return [{"name": name, "value": value} for name, value in plain.items()] + secrets
 
 
 def knative_service(function: Function, target: Target) -> Manifest:
@@ -639,7 +679,7 @@ def documents(target: Target = Target()) -> dict[str, list[Manifest]]:
     """Each file's objects, in a stable order (functions by name)."""
     functions = sorted(registry.FUNCTIONS, key=lambda function: function.name)
     return {
-        "config.yaml": config(target),
+        "config.yaml": [*config(target), init_job(target)],
         "rbac.yaml": rbac(target, functions),
         "services.yaml": [knative_service(function, target) for function in functions],
         "eventing.yaml": eventing(target, functions),

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shared.bootstrap import Platform
 from shared.settings import Settings
 from shared.store import SYSTEM_CATALOG, open_store
@@ -134,3 +136,27 @@ def test_usage_mistakes_exit_2(isolated_environment: Path) -> None:
         assert result.returncode == 2, (arguments, result)
         assert complaint in result.stderr, (arguments, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_init_prepares_a_deployment_once_and_again_changes_nothing(
+    isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`workbench init` (the cluster's Job): schema, admin account, catalog; a second run is harmless."""
+    from shared.bootstrap import Platform
+    from shared.settings import Settings
+    from shared.store import SYSTEM_CATALOG
+
+    monkeypatch.delenv("WORKBENCH_ADMIN_PASSWORD")
+    first = workbench("init")
+    assert first.returncode == 0, first.stderr
+    assert "password (shown only this once)" in first.stdout
+    second = workbench("init")
+    assert second.returncode == 0, second.stderr
+    assert "password" not in second.stdout
+
+    platform = Platform(Settings.from_env())
+    try:
+        assert platform.store.get_account("admin") is not None
+        assert len(platform.store.list_specs(SYSTEM_CATALOG)) == 74
+    finally:
+        platform.close()

@@ -21,7 +21,7 @@ CRDS = ROOT / "tests" / "data" / "crds"
 KUBERNETES_VERSION = "1.32"
 """The oldest Kubernetes the deployment supports (native sidecars for the shovel are on by default)."""
 
-CORE_GROUPS = {"v1", "rbac.authorization.k8s.io/v1"}
+CORE_GROUPS = {"v1", "rbac.authorization.k8s.io/v1", "batch/v1"}
 CRD_FILES = {
     ("serving.knative.dev/v1", "Service"): "serving-service.yaml",
     ("eventing.knative.dev/v1", "Broker"): "eventing-broker.yaml",
@@ -596,3 +596,13 @@ def test_the_runtime_labels_stack_pods_and_namespaces_as_the_source_selects_them
     placement = kube_objects.Placement(owner="alice", namespace="workbench-alice", per_user=True)
     assert manifests.STACK_LABELS.items() <= placement.service_labels("s1", "s1-jupyter").items()
     assert manifests.STACK_LABELS.items() <= kube_objects.namespace(placement)["metadata"]["labels"].items()
+
+
+def test_an_init_job_prepares_the_deployment_with_settings_by_reference() -> None:
+    from shared import manifests
+
+    [job] = [document for document in manifests.documents()["config.yaml"] if document["kind"] == "Job"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["workbench", "init"]
+    assert all("valueFrom" in entry for entry in container["env"])  # secrets referenced, never inlined
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False

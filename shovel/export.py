@@ -7,7 +7,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, wait
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -16,8 +16,8 @@ import httpx
 from events.types import ExportUploaded, FileProblem, UploadedFile
 from shared.messages import ExportCommand
 from shovel.placing import PARTIAL_FOLDER, PlacementError, folder_in_home, inside, real_home, relative
-from shovel.settings import ShovelSettings
 from shovel.sync import ATTEMPTS, CHUNK_SIZE, RETRY_SECONDS, TIMEOUT, Retry, Stopping
+from shovel.worker import CommandWorker
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +68,8 @@ class _HashingReader:
         return self.position == self.size
 
 
-class Exporter:
+class Exporter(CommandWorker):
     """Uploads the files of export commands, ``settings.parallel`` at a time across commands."""
-
-    def __init__(
-        self,
-        settings: ShovelSettings,
-        *,
-        client: httpx.Client,
-        pool: Executor,
-        cancelled: Callable[[], bool],
-        pause: Callable[[float], object],
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.pool = pool
-        self.cancelled = cancelled
-        self.pause = pause
 
     def run(self, command: ExportCommand) -> ExportUploaded:
         home = real_home(self.settings.home)

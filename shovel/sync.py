@@ -6,8 +6,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
-from concurrent.futures import Executor, Future, wait
+from concurrent.futures import Future, wait
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from shovel.placing import (
     real_home,
     relative,
 )
-from shovel.settings import ShovelSettings
+from shovel.worker import CommandWorker
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +55,8 @@ class FileOutcome:
     error: str | None = None
 
 
-class Syncer:
+class Syncer(CommandWorker):
     """Places the files of sync commands in parallel, ``settings.parallel`` at a time across commands."""
-
-    def __init__(
-        self,
-        settings: ShovelSettings,
-        *,
-        client: httpx.Client,
-        pool: Executor,
-        cancelled: Callable[[], bool],
-        pause: Callable[[float], object],
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.pool = pool
-        self.cancelled = cancelled
-        self.pause = pause
 
     def run(self, command: SyncCommand) -> TransferProgress:
         """Place every file, or fail it for good; ``Stopping`` when the shovel stops first."""

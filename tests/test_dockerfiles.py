@@ -8,7 +8,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from shovel.settings import ShovelSettings
 from tests.conftest import ROOT
-from tests.test_functions import free_port
+from tests.test_functions import first_answer, free_port
 
 Instruction = tuple[str, str]
 
@@ -95,15 +94,7 @@ def test_the_functions_image_serves_the_target_named_by_its_environment(tmp_path
     with log.open("wb") as output:
         server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the function did not start"
-                time.sleep(0.1)
+        response = first_answer(f"http://127.0.0.1:{port}/api/version", server, log)
         assert response.status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/api/stacks", timeout=5).status_code == 404  # system only
     finally:

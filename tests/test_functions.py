@@ -23,6 +23,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def first_answer(url: str, server: subprocess.Popen[bytes], log: Path, seconds: float = 20) -> httpx.Response:
+    """The first answer of a server process that is starting; its log when it dies or never answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return httpx.get(url, timeout=1)
+        except httpx.TransportError:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"{url} did not answer:\n{log.read_text()}"
+            time.sleep(0.1)
+
+
 def sample_path(path: str) -> str:
     """A concrete path for a route pattern (``<sid>`` → ``sunknown``)."""
     for name in ("account_id", "key", "sid", "ssid", "name", "level"):
@@ -106,15 +118,7 @@ def test_a_function_served_alone_by_functions_framework(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/version", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the function did not start"
-                time.sleep(0.1)
+        response = first_answer(f"http://127.0.0.1:{port}/api/version", server, log)
         assert response.status_code == 200
         assert isinstance(response.json(), str)
         assert httpx.get(f"http://127.0.0.1:{port}/api/healthz", timeout=5).json()["status"] == "ok"

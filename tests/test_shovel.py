@@ -964,6 +964,25 @@ def shovel_process_environment(user: str, key: bytes, home: Path, sink: EventSin
     }
 
 
+def held_transfer(
+    staging: Staging, user: str, target: str, *, files: int, size: int, held: int
+) -> tuple[dict[str, bytes], threading.Event, SyncCommand]:
+    """A command of ``files`` random files whose number ``held`` stops half sent until the event is set."""
+    contents = {f"part-{number}.bin": os.urandom(size) for number in range(files)}
+    hold = threading.Event()
+    sync_files = [
+        SyncFile(
+            path=path,
+            size=len(data),
+            sha256=sha256(data),
+            url=staging.add(path, Blob(data, hold=hold if number == held else None)),
+        )
+        for number, (path, data) in enumerate(contents.items())
+    ]
+    command = SyncCommand(transfer_id=str(uuid.uuid4()), user=user, target=target, files=sync_files)
+    return contents, hold, command
+
+
 def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, tmp_path: Path) -> None:
     require_rabbitmq()
     from events import codec, signing
@@ -971,14 +990,8 @@ def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, 
 
     user = f"crash{uuid.uuid4().hex[:10]}"
     key = signing.derive_key(b"pairing secret", f"shovel:{user}")
-    contents = {f"part-{number}.bin": os.urandom(150_000) for number in range(5)}
-    hold = threading.Event()
-    files = []
-    for number, (path, data) in enumerate(contents.items()):
-        blob = Blob(data, hold=hold if number == 3 else None)
-        files.append(SyncFile(path=path, size=len(data), sha256=sha256(data), url=staging.add(path, blob)))
+    contents, hold, command = held_transfer(staging, user, "Clowder/crash", files=5, size=150_000, held=3)
     held = staging.blobs["part-3.bin"]
-    command = SyncCommand(transfer_id=str(uuid.uuid4()), user=user, target="Clowder/crash", files=files)
     sink = EventSink()
     environment = shovel_process_environment(user, key, home, sink)
     workbench = Path(sys.executable).parent / "workbench"
@@ -1041,13 +1054,7 @@ def test_a_dropped_broker_connection_mid_transfer_loses_and_repeats_nothing(
 
     user = f"drop{uuid.uuid4().hex[:10]}"
     key = signing.derive_key(b"pairing secret", f"shovel:{user}")
-    contents = {f"part-{number}.bin": os.urandom(120_000) for number in range(4)}
-    hold = threading.Event()
-    files = []
-    for number, (path, data) in enumerate(contents.items()):
-        blob = Blob(data, hold=hold if number == 2 else None)
-        files.append(SyncFile(path=path, size=len(data), sha256=sha256(data), url=staging.add(path, blob)))
-    command = SyncCommand(transfer_id=str(uuid.uuid4()), user=user, target="Clowder/drop", files=files)
+    contents, hold, command = held_transfer(staging, user, "Clowder/drop", files=4, size=120_000, held=2)
     sink = EventSink()
     environment = shovel_process_environment(user, key, home, sink)
     target = home / "Clowder" / "drop"

@@ -565,11 +565,12 @@ def test_service_that_never_opens_its_port_times_out(api: Api, alice: str) -> No
     stop(api, alice, sid)
 
 
-def test_dependency_is_ready_before_its_dependant_starts(api: Api, platform: Platform, alice: str) -> None:
-    add_spec(api, alice, spec("backend", ports=[{"port": 7000, "protocol": "tcp"}], volumeMounts=None))
+def add_frontend_requiring_backend(api: Api, token: str) -> None:
+    """Two user specs: ``frontend`` (port 7001) requires ``backend`` (port 7000)."""
+    add_spec(api, token, spec("backend", ports=[{"port": 7000, "protocol": "tcp"}], volumeMounts=None))
     add_spec(
         api,
-        alice,
+        token,
         spec(
             "frontend",
             ports=[{"port": 7001, "protocol": "http"}],
@@ -577,6 +578,10 @@ def test_dependency_is_ready_before_its_dependant_starts(api: Api, platform: Pla
             depends=[{"key": "backend", "required": True}],
         ),
     )
+
+
+def test_dependency_is_ready_before_its_dependant_starts(api: Api, platform: Platform, alice: str) -> None:
+    add_frontend_requiring_backend(api, alice)
     stack = create(api, alice, {"key": "frontend"})
     assert [service["service"] for service in stack["services"]] == ["frontend", "backend"]
 
@@ -597,17 +602,7 @@ def test_dependency_is_ready_before_its_dependant_starts(api: Api, platform: Pla
 
 
 def test_stop_while_starting_ends_every_process(api: Api, platform: Platform, alice: str) -> None:
-    add_spec(api, alice, spec("backend", ports=[{"port": 7000, "protocol": "tcp"}], volumeMounts=None))
-    add_spec(
-        api,
-        alice,
-        spec(
-            "frontend",
-            ports=[{"port": 7001, "protocol": "http"}],
-            volumeMounts=None,
-            depends=[{"key": "backend", "required": True}],
-        ),
-    )
+    add_frontend_requiring_backend(api, alice)
     sid = create(api, alice, {"key": "frontend"})["id"]
     start(api, alice, sid)
     stopped = stop(api, alice, sid)  # the backend is not listening yet, the frontend not started

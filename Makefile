@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-PACKAGES := functions shared events shovel
+PACKAGES := functions shared events shovel bench
 
 .PHONY: install run test lint format bench clean
 
@@ -26,6 +26,12 @@ lint: $(INSTALLED)
 
 test: lint
 	$(BIN)/pytest
+
+# The benchmarks (not part of `make test`): prints the table and writes var/bench/results.json.
+# rclone (a baseline) comes from Debian's package.
+bench: $(INSTALLED)
+	@command -v rclone >/dev/null || apt-get install -y -q rclone >/dev/null
+	$(BIN)/python -m bench $(BENCH)
 
 format: $(INSTALLED)
 	$(BIN)/ruff format $(PACKAGES) tests

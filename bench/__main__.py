@@ -1,0 +1,55 @@
+"""``python -m bench [NAME ...]``: runs the benchmarks (all, or those named), prints the table and
+writes ``var/bench/results.json``; exits 1 when a figure misses its target."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from bench.report import RESULTS, Figure, load, table, write
+
+BENCHMARKS = {
+    "cold_start": "bench.cold_start",
+    "api_throughput": "bench.api_throughput",
+    "transfer": "bench.transfer",
+    "shovel_rclone": "bench.shovel_rclone",
+    "event_latency": "bench.event_latency",
+}
+"""Each module has ``run() -> list[Figure]``."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the table of the results file as Markdown"
+    )
+    arguments = parser.parse_args(argv)
+    unknown = [name for name in arguments.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"no benchmark named {', '.join(unknown)}; the benchmarks are {', '.join(BENCHMARKS)}")
+    if arguments.markdown:
+        print(table(load(), style="markdown"))
+        return 0
+    figures: list[Figure] = []
+    for name in arguments.names or list(BENCHMARKS):
+        run: Callable[[], list[Figure]] = importlib.import_module(BENCHMARKS[name]).run
+        print(f"bench: {name} …", file=sys.stderr, flush=True)
+        began = time.monotonic()
+        measured = run()
+        print(f"bench: {name} done in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+        print(table(measured), file=sys.stderr, flush=True)
+        write(measured)
+        figures += measured
+    print(table(figures))
+    print(f"\nwritten to {RESULTS}")
+    return 1 if any(figure.met is False for figure in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -43,9 +43,16 @@ def clean_environment(extra: Mapping[str, str] = {}) -> dict[str, str]:
 
 @contextmanager
 def running(
-    command: Sequence[str], *, environment: Mapping[str, str], log: Path, cwd: Path = ROOT
+    command: Sequence[str],
+    *,
+    environment: Mapping[str, str],
+    log: Path,
+    cwd: Path = ROOT,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A process (in its own process group) for the length of the block; its whole group is ended after."""
+    """A process (in its own process group) for the length of the block; its whole group is ended after
+    with ``stop_signal`` (SIGKILL where nothing is to be saved and a graceful stop would only take time,
+    e.g. gunicorn's, which waits a couple of seconds for its idle workers)."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             list(command),
@@ -58,13 +65,15 @@ def running(
     try:
         yield process
     finally:
-        stop(process)
+        stop(process, stop_signal=stop_signal)
 
 
-def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+def stop(
+    process: subprocess.Popen[bytes], grace: float = 10, *, stop_signal: signal.Signals = signal.SIGTERM
+) -> None:
     if process.poll() is None:
         try:
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, stop_signal)
             process.wait(grace)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             with suppress(ProcessLookupError):
@@ -100,6 +109,35 @@ def rss_mb(pid: int) -> float:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0.0
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it, as they are now."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """The CPU time a process (with ``tree``, and every process below it) has used so far, in seconds,
+    from the scheduler's nanosecond count: unlike wall time, it does not grow while the process waits
+    for a CPU that other work on the machine holds."""
+    total = 0
+    for member in process_tree(pid) if tree else [pid]:
+        try:
+            # Each thread's own count: the process's schedstat is its main thread's alone.
+            for task in Path(f"/proc/{member}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 class PeakRss:
@@ -160,3 +198,32 @@ def stopwatch() -> Iterator[list[float]]:
         yield took
     finally:
         took.append(time.perf_counter() - began)
+
+
+@contextmanager
+def rabbitmq_vhost(name: str, *, base_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> Iterator[str]:
+    """A RabbitMQ virtual host of its own for the length of the block (made and deleted with
+    ``rabbitmqctl``, which needs to run where the broker does); yields its AMQP URL. Deleting the vhost
+    deletes every queue and exchange a run left in it, so benchmarks never disturb each other."""
+    from urllib.parse import quote, urlsplit
+
+    user = urlsplit(base_url).username or "guest"
+
+    def ctl(*arguments: str) -> None:
+        try:
+            subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as error:
+            problem = (
+                error.stderr.decode(errors="replace").strip()
+                if isinstance(error, subprocess.CalledProcessError)
+                else error
+            )
+            raise RuntimeError(f"rabbitmqctl {' '.join(arguments)} failed: {problem}") from error
+
+    ctl("add_vhost", name)
+    try:
+        ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        yield base_url.rstrip("/") + "/" + quote(name, safe="")
+    finally:
+        with suppress(RuntimeError):
+            ctl("delete_vhost", name)

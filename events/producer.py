@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -15,6 +16,24 @@ __all__ = ["Delivery", "DeliveryError", "deliver", "emit", "send"]
 
 REPLY_EXCERPT = 500
 """How much of the receiver's reply a ``Delivery`` keeps: enough for an error message, never a whole page."""
+
+
+_client: httpx.Client | None = None
+_client_lock = threading.Lock()
+
+
+def _shared_client() -> httpx.Client:
+    """The process's one client for sending events, made on first use.
+
+    Making an ``httpx.Client`` loads the CA certificates, tens of milliseconds of CPU, which a client
+    per event would spend on every event. It keeps no connection open between events, so an event
+    never goes out on a connection the receiver has meanwhile closed."""
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:
+                _client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+    return _client
 
 
 class Delivery(NamedTuple):
@@ -33,7 +52,7 @@ def deliver(event: Event, url: str, *, mode: Mode = "binary", timeout: float = 1
     """POST the event to ``url``; ``DeliveryError`` when no answer comes (refused, timeout, bad URL)."""
     headers, body = to_http(event, mode)
     try:
-        response = httpx.post(url, headers=headers, content=body, timeout=timeout)
+        response = _shared_client().post(url, headers=headers, content=body, timeout=timeout)
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise DeliveryError(f"could not deliver event {event.id} to {url}: {error}") from error
     return Delivery(event, response.status_code, response.text[:REPLY_EXCERPT])

@@ -16,10 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema  # type: ignore[import-untyped]  # comes with schemathesis (a dev dependency)
 import pytest
 
-from events import generate, signing
+from events import generate, producer, signing
 from events.codec import (
     Event,
     canonical_json,
@@ -476,14 +477,19 @@ class Receiver:
     status: int = 202
     reply: bytes = b""
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    connections: list[tuple[str, int]] = field(default_factory=list)
+    """The client's address of each request (the same one twice means a reused connection)."""
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps a connection open for as long as the client wants
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             state.requests.append((dict(self.headers.items()), body))
+            state.connections.append(self.client_address)
             self.send_response(state.status)
             self.send_header("content-length", str(len(state.reply)))
             self.end_headers()
@@ -552,6 +558,42 @@ def test_send_reports_an_unreachable_receiver() -> None:
     with pytest.raises(DeliveryError) as caught:
         send(event, url, timeout=5)
     assert f"could not deliver event {event.id} to {url}" in caught.value.message
+
+
+def test_the_producer_makes_one_client_for_all_its_events(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[httpx.Client] = []
+    original = httpx.Client.__init__
+
+    def counted(self: httpx.Client, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(producer, "_client", None)
+    monkeypatch.setattr(httpx.Client, "__init__", counted)
+    try:
+        senders = [threading.Thread(target=send, args=(sample_event(), receiver.url)) for _ in range(6)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(timeout=30)
+        send(sample_event(), receiver.url)
+    finally:
+        for client in made:
+            client.close()
+
+    assert len(receiver.requests) == 7
+    assert len(made) == 1
+
+
+def test_each_event_goes_out_on_a_connection_of_its_own(receiver: Receiver) -> None:
+    # A connection kept open between events could be closed by the receiver just as the next event
+    # goes out on it; each event opens its own instead.
+    for _ in range(3):
+        assert send(sample_event(), receiver.url) == 202
+
+    assert len(set(receiver.connections)) == 3
 
 
 def workbench(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:

@@ -1,38 +1,38 @@
 """Every CloudEvent type the platform receives or emits, with the pydantic model of its data."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the field types are objects when each class is made,
+# so that pydantic has no strings to compile and evaluate for every field of every model.
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The type names live in events.names (cheap to import); they are part of this module's interface too.
+from events.names import EXPORT_COMPLETED as EXPORT_COMPLETED
+from events.names import EXPORT_FAILED as EXPORT_FAILED
+from events.names import EXPORT_REQUESTED as EXPORT_REQUESTED
+from events.names import EXPORT_UPLOADED as EXPORT_UPLOADED
+from events.names import SHOVEL_HEARTBEAT as SHOVEL_HEARTBEAT
+from events.names import STACK_FAILED as STACK_FAILED
+from events.names import STACK_START_REQUESTED as STACK_START_REQUESTED
+from events.names import STACK_STARTED as STACK_STARTED
+from events.names import STACK_STOP_REQUESTED as STACK_STOP_REQUESTED
+from events.names import STACK_STOPPED as STACK_STOPPED
+from events.names import TRANSFER_COMPLETED as TRANSFER_COMPLETED
+from events.names import TRANSFER_FAILED as TRANSFER_FAILED
+from events.names import TRANSFER_PROGRESS as TRANSFER_PROGRESS
+from events.names import TRANSFER_REQUESTED as TRANSFER_REQUESTED
+from events.names import TRANSFER_STAGED as TRANSFER_STAGED
+
 SCHEMA_BASE = "https://workbench.ndslabs.org/events/schemas/"
 """``dataschema`` of an event: this base followed by ``<type>.json`` (the files in events/schemas/)."""
 
-# Inbound, from Clowder.
-TRANSFER_REQUESTED = "org.clowder.workbench.transfer.requested"
-EXPORT_REQUESTED = "org.clowder.workbench.export.requested"
-STACK_START_REQUESTED = "org.clowder.workbench.stack.start.requested"
-STACK_STOP_REQUESTED = "org.clowder.workbench.stack.stop.requested"
-
-# Outbound, from the platform and its shovels.
-TRANSFER_STAGED = "org.ndslabs.workbench.transfer.staged"
-TRANSFER_PROGRESS = "org.ndslabs.workbench.transfer.progress"
-TRANSFER_COMPLETED = "org.ndslabs.workbench.transfer.completed"
-TRANSFER_FAILED = "org.ndslabs.workbench.transfer.failed"
-EXPORT_UPLOADED = "org.ndslabs.workbench.export.uploaded"
-EXPORT_COMPLETED = "org.ndslabs.workbench.export.completed"
-EXPORT_FAILED = "org.ndslabs.workbench.export.failed"
-STACK_STARTED = "org.ndslabs.workbench.stack.started"
-STACK_STOPPED = "org.ndslabs.workbench.stack.stopped"
-STACK_FAILED = "org.ndslabs.workbench.stack.failed"
-SHOVEL_HEARTBEAT = "org.ndslabs.workbench.shovel.heartbeat"
-
 
 class Payload(BaseModel):
-    """Base of every event's data: unknown fields are refused, so a typo is a clear 400."""
+    """Base of every event's data: unknown fields are refused, so a typo is a clear 400. Each model is
+    built on first use (``defer_build``): a function builds only the payloads it receives or sends."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class TransferRequested(Payload):

@@ -6,12 +6,12 @@ import functions_framework
 from flask import Request, Response
 
 from shared import stacks as stack_service
-from shared.api import Call, json_errors, serve
+from shared.api import Call, RawJson, json_errors, serve
 from shared.models import Stack
 
 
-def list_stacks(call: Call) -> list[Stack]:
-    return stack_service.list_stacks(call.platform, call.principal.user)
+def list_stacks(call: Call) -> RawJson:
+    return stack_service.list_stacks_json(call.platform, call.principal.user)
 
 
 def create(call: Call) -> Stack:

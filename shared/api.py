@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, MapAdapter, Rule
 
 from shared import registry
 from shared.errors import Forbidden, InvalidInput, Unauthorized, WorkbenchError
 
 if TYPE_CHECKING:
     from flask import Request, Response
+    from pydantic import BaseModel, TypeAdapter, ValidationError
 
     from shared.auth import Principal
     from shared.bootstrap import Platform
@@ -32,6 +32,13 @@ class Reply:
 
     status: int
     body: Any = None
+
+
+@dataclass(frozen=True)
+class RawJson:
+    """A reply body already serialized as JSON (e.g. documents kept in the store), sent as it is."""
+
+    text: str
 
 
 class Call:
@@ -72,13 +79,15 @@ Handler = Callable[[Call], Any]
 
 
 @cache
-def _routing(function_name: str) -> Map:
+def _routing(function_name: str) -> MapAdapter:
+    """The function's routes, bound once: matching an explicit path and method changes no state."""
     function = registry.function(function_name)
-    return Map(
+    routes = Map(
         [Rule(route.path, methods=[route.method], endpoint=route) for route in function.routes],
         strict_slashes=False,
         merge_slashes=False,
     )
+    return routes.bind("", default_method="GET")
 
 
 def error_response(status: int, message: str) -> Response:
@@ -113,17 +122,32 @@ def json_errors() -> None:
 
 def _json_response(status: int, body: Any) -> Response:
     from flask import Response
+    from pydantic import BaseModel
 
     headers = {"Cache-Control": "no-cache"}
     if body is None:
         return Response(b"", status=status, headers=headers)
-    if isinstance(body, BaseModel):
+    payload: str | bytes
+    if isinstance(body, RawJson):
+        payload = body.text
+    elif isinstance(body, BaseModel):
         payload = body.model_dump_json()
     elif isinstance(body, list) and body and isinstance(body[0], BaseModel):
-        payload = "[" + ",".join(item.model_dump_json() for item in body) + "]"
+        model = type(body[0])
+        if all(type(item) is model for item in body):
+            payload = _list_of(model).dump_json(body)  # one pass in pydantic-core, not one call per item
+        else:
+            payload = "[" + ",".join(item.model_dump_json() for item in body) + "]"
     else:
         payload = json.dumps(body)
     return Response(payload, status=status, mimetype="application/json", headers=headers)
+
+
+@cache
+def _list_of(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def _parse_body(request: Request, route: registry.Route) -> Any:
@@ -136,11 +160,13 @@ def _parse_body(request: Request, route: registry.Route) -> Any:
         raise InvalidInput(f"malformed JSON: {error}") from None
     if route.validated_by_handler or route.body is None:
         return document
-    return validate(route.body, document)
+    return validate(registry.model(route.body), document)
 
 
 def validate(model: type[BaseModel], document: Any) -> BaseModel:
     """``document`` as ``model``; the error names the first field at fault."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(document)
     except ValidationError as error:
@@ -158,9 +184,8 @@ def serve(function_name: str, request: Request, handlers: Mapping[str, Handler])
     """Answer ``request`` with the handler bound to the matching route of ``function_name``."""
     from shared.bootstrap import platform
 
-    adapter = _routing(function_name).bind("", default_method="GET")
     try:
-        route, params = adapter.match(request.path, method=request.method)
+        route, params = _routing(function_name).match(request.path, method=request.method)
     except MethodNotAllowed as error:
         allowed = ", ".join(sorted(error.valid_methods or []))
         response = error_response(
@@ -190,9 +215,3 @@ def serve(function_name: str, request: Request, handlers: Mapping[str, Handler])
     if isinstance(result, Reply):
         return _json_response(result.status, result.body)
     return _json_response(route.status, result)
-
-
-def json_schema_of(reply: Any) -> dict[str, Any]:
-    """The JSON Schema of a route's reply type, for the OpenAPI document."""
-    schema: dict[str, Any] = TypeAdapter(reply).json_schema(ref_template="#/components/schemas/{model}")
-    return schema

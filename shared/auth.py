@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +15,8 @@ from typing import Any
 from shared.errors import Unauthorized
 
 RESET_SCOPE = "reset"
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("user", "exp", "orig_iat")
 
 
 @dataclass(frozen=True)
@@ -53,24 +61,10 @@ class Tokens:
         }
         if scope is not None:
             claims["scope"] = scope
-        import jwt  # imported on first use: a function's cold start need not pay for it
-
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return encode_jwt(claims, self._secret.encode("utf-8"))
 
     def decode(self, token: str, *, allow_expired: bool = False) -> Principal:
-        import jwt
-
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                options={"verify_exp": not allow_expired, "require": ["user", "exp", "orig_iat"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("token is expired") from None
-        except jwt.InvalidTokenError as error:
-            raise Unauthorized(f"invalid token: {error}") from None
+        claims = decode_jwt(token, self._secret.encode("utf-8"), verify_exp=not allow_expired)
         user = claims.get("user")
         if not isinstance(user, str) or not user:
             raise Unauthorized("invalid token: no user claim")
@@ -92,6 +86,92 @@ class Tokens:
         if not isinstance(orig_iat, int) or orig_iat + self.refresh_seconds < time.time():
             raise Unauthorized("token is too old to refresh; log in again")
         return self.issue(principal.user, admin=principal.admin, orig_iat=orig_iat)
+
+
+# --- JWT (RFC 7519) in the JWS compact form, HS256 only -----------------------------------------
+# The Go apiserver's tokens are HS256 and nothing else is accepted, which makes this a few lines of
+# the standard library. A general JWT library costs more to import than a cold start can spare: one
+# that also supports the asymmetric algorithms (PyJWT) loads ``cryptography`` whenever it is
+# installed, about as long as starting the function itself.
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+"""A base64url segment without padding (RFC 7515, section 2)."""
+_HEADER = {"alg": ALGORITHM, "typ": "JWT"}
+
+
+def _base64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unbase64url(segment: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise Unauthorized("invalid token: a part is not base64url") from None
+
+
+def _json_object(segment: str, part: str) -> dict[str, Any]:
+    try:
+        document = json.loads(_unbase64url(segment))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Unauthorized(f"invalid token: the {part} is not JSON") from None
+    if not isinstance(document, dict):
+        raise Unauthorized(f"invalid token: the {part} is not a JSON object")
+    return document
+
+
+def _signature(signing_input: str, key: bytes) -> bytes:
+    return hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest()
+
+
+def _time_claim(claims: dict[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Unauthorized(f"invalid token: the {name} claim is not a number")
+    return float(value)
+
+
+def encode_jwt(claims: dict[str, Any], key: bytes) -> str:
+    """A compact HS256 JWT of ``claims``."""
+    signing_input = _base64url(json.dumps(_HEADER, separators=(",", ":")).encode()) + "."
+    signing_input += _base64url(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{signing_input}.{_base64url(_signature(signing_input, key))}"
+
+
+def decode_jwt(token: str, key: bytes, *, verify_exp: bool = True) -> dict[str, Any]:
+    """The claims of a compact HS256 JWT signed with ``key``; ``Unauthorized`` saying what is wrong.
+
+    Checked, as a JWT library checks them: the form, the algorithm (HS256 only: no ``none``, and no
+    other algorithm an attacker may pick), the signature (in constant time), the required claims,
+    ``exp`` (unless ``verify_exp`` is off, for refreshing), and ``nbf``, ``iat`` and ``aud`` when
+    present (no audience is expected, so a token meant for one is refused)."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(_SEGMENT.fullmatch(part) for part in parts):
+        raise Unauthorized("invalid token: not a compact JWT")
+    header_segment, claims_segment, signature_segment = parts
+    header = _json_object(header_segment, "header")
+    if header.get("alg") != ALGORITHM:
+        raise Unauthorized(f"invalid token: the algorithm is not {ALGORITHM}")
+    if "crit" in header:
+        raise Unauthorized("invalid token: it has critical extensions, which are not understood here")
+    expected = _signature(f"{header_segment}.{claims_segment}", key)
+    if not hmac.compare_digest(expected, _unbase64url(signature_segment)):
+        raise Unauthorized("invalid token: the signature does not match")
+    claims = _json_object(claims_segment, "payload")
+    for name in REQUIRED_CLAIMS:
+        if claims.get(name) is None:
+            raise Unauthorized(f"invalid token: it has no {name} claim")
+    now = time.time()
+    if "iat" in claims and _time_claim(claims, "iat") > now:
+        raise Unauthorized("invalid token: it is not valid yet (iat)")
+    if "nbf" in claims and _time_claim(claims, "nbf") > now:
+        raise Unauthorized("invalid token: it is not valid yet (nbf)")
+    expires = _time_claim(claims, "exp")
+    if verify_exp and expires <= now:
+        raise Unauthorized("token is expired")
+    if claims.get("aud"):
+        raise Unauthorized("invalid token: it is meant for an audience")
+    return claims
 
 
 class Passwords:

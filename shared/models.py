@@ -1,6 +1,7 @@
 """Pydantic models of the Workbench API, with the field names of the Go apiserver's types."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the field types are objects when each class is made,
+# so that pydantic has no strings to compile and evaluate for every field of every model.
 
 from typing import Literal
 
@@ -8,9 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Model(BaseModel):
-    """Base of every API model: unknown fields are ignored and absent ones take Go's zero value."""
+    """Base of every API model: unknown fields are ignored and absent ones take Go's zero value.
 
-    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+    Each model builds its validator and serializer on first use (``defer_build``), so that a function
+    pays only for the models it uses, not for all of those it imports."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True, defer_build=True)
 
 
 # --- Service specs -------------------------------------------------------------------------

@@ -29,16 +29,18 @@ def _models() -> list[type[BaseModel]]:
     found: list[type[BaseModel]] = [models.ErrorBody]
     for function in registry.FUNCTIONS:
         for route in function.routes:
-            for annotation in (route.body, route.reply):
+            for named in (route.body, route.reply):
+                annotation = None if named is None else registry.annotation(named)
                 for candidate in (annotation, *getattr(annotation, "__args__", ())):
                     if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                         found.append(candidate)
     return list(dict.fromkeys(found))
 
 
-def _schema_of(annotation: Any) -> dict[str, Any]:
+def _schema_of(named: str) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
+    annotation = registry.annotation(named)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return {"$ref": REF.format(model=annotation.__name__)}
     schema: dict[str, Any] = TypeAdapter(annotation).json_schema(ref_template=REF)
@@ -97,6 +99,8 @@ def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for function in registry.http_functions():
         for route in function.routes:
+            if not route.path.startswith("/api/"):
+                continue  # the management page and its assets are not part of the API
             path = re.sub(r"<(\w+)>", r"{\1}", route.path)
             operation = _operation(route)
             operation["tags"] = [function.name]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+import importlib
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from pydantic import BaseModel
+from events import names as event_names
 
-from events import types as event_types
-from shared import models
-from shared.deadletters import DeadLetter
-from shared.transfers import TransferRequest
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 Access = Literal["public", "user", "admin", "reset", "service"]
 """Who may call a route: anyone; a user's token; the admin's token; a user's or a password-reset token
@@ -18,8 +17,7 @@ Access = Literal["public", "user", "admin", "reset", "service"]
 service token (checked by the handler)."""
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """One HTTP route of a function; ``endpoint`` names the handler the function binds to it."""
 
     method: str
@@ -27,8 +25,12 @@ class Route:
     endpoint: str
     summary: str
     access: Access = "user"
-    body: type[BaseModel] | None = None
-    reply: Any = None
+    body: str | None = None
+    """The name of the body's model, e.g. ``"Account"`` (see ``model``)."""
+    reply: str | None = None
+    """The reply's type, written over model names: ``"Stack"``, ``"list[Stack]"``, ``"str"`` (see
+    ``annotation``). Routes name their models rather than import them, so that a function imports
+    only the models of its own handlers."""
     status: int = 200
     query: tuple[str, ...] = ()
     validated_by_handler: bool = False
@@ -50,9 +52,11 @@ DEAD_LETTER_FUNCTION = "deadletter"
 """The function every Trigger (and the local ingress) hands an event to once its delivery failed."""
 
 
-@dataclass(frozen=True)
-class Function:
-    """A deployable function: its entry point and the routes (or event types) it answers."""
+class Function(NamedTuple):
+    """A deployable function: its entry point and the routes (or event types) it answers.
+
+    Functions and routes are named tuples rather than dataclasses: every function imports this
+    registry, and a named tuple class costs a fraction of a dataclass's to make."""
 
     name: str
     summary: str
@@ -93,6 +97,55 @@ def _routes(*routes: Route) -> tuple[Route, ...]:
     return routes
 
 
+MODEL_MODULES = {"TransferRequest": "shared.transfers", "DeadLetter": "shared.deadletters"}
+"""The module of each route model that is not in ``shared.models``."""
+
+_PLAIN_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool}
+_GENERIC_TYPES: dict[str, Any] = {"list": list, "dict": dict}
+
+
+@cache
+def model(name: str) -> type[BaseModel]:
+    """The model a route names, its module imported now."""
+    module = importlib.import_module(MODEL_MODULES.get(name, "shared.models"))
+    found: type[BaseModel] | None = getattr(module, name, None)
+    if found is None:
+        raise LookupError(f"a route names the model {name!r}, which {module.__name__} does not define")
+    return found
+
+
+@cache
+def annotation(text: str) -> Any:
+    """The type a route's ``reply`` (or ``body``) stands for: a model name, ``str``, ``int``, ``bool``,
+    or ``list[...]`` and ``dict[..., ...]`` of those, e.g. ``dict[str, list[Config]]``."""
+    name, bracket, rest = text.strip().partition("[")
+    name = name.strip()
+    if not bracket:
+        return _PLAIN_TYPES.get(name) or model(name)
+    if name not in _GENERIC_TYPES or not rest.endswith("]"):
+        raise ValueError(
+            f"cannot read the annotation {text!r}: use a model name, list[...] or dict[..., ...]"
+        )
+    arguments = tuple(annotation(part) for part in _top_level_parts(rest[:-1]))
+    return _GENERIC_TYPES[name][arguments if len(arguments) > 1 else arguments[0]]
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """``str, list[Config]`` → ``["str", "list[Config]"]``: the parts between commas outside brackets."""
+    parts: list[str] = []
+    depth = start = 0
+    for index, character in enumerate(text):
+        if character == "[":
+            depth += 1
+        elif character == "]":
+            depth -= 1
+        elif character == "," and depth == 0:
+            parts.append(text[start:index].strip())
+            start = index + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
 FUNCTIONS: tuple[Function, ...] = (
     Function(
         "authenticate",
@@ -104,8 +157,8 @@ FUNCTIONS: tuple[Function, ...] = (
                 "login",
                 "Log in with a user name or e-mail and a password",
                 access="public",
-                body=models.Auth,
-                reply=models.Token,
+                body="Auth",
+                reply="Token",
             ),
             Route("DELETE", "/api/authenticate", "logout", "Log out", access="public"),
         ),
@@ -134,7 +187,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "refresh",
                 "Refresh the token (within the refresh window)",
                 access="public",
-                reply=models.Token,
+                reply="Token",
             ),
         ),
     ),
@@ -148,7 +201,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "list",
                 "List every account",
                 access="admin",
-                reply=list[models.Account],
+                reply="list[Account]",
             ),
             Route(
                 "POST",
@@ -156,8 +209,8 @@ FUNCTIONS: tuple[Function, ...] = (
                 "create",
                 "Create an approved account",
                 access="admin",
-                body=models.Account,
-                reply=models.Account,
+                body="Account",
+                reply="Account",
             ),
             Route(
                 "POST",
@@ -165,23 +218,23 @@ FUNCTIONS: tuple[Function, ...] = (
                 "import_package",
                 "Import an exported account",
                 access="admin",
-                body=models.ExportPackage,
-                reply=models.Account,
+                body="ExportPackage",
+                reply="Account",
             ),
             Route(
                 "GET",
                 "/api/accounts/<account_id>",
                 "read",
                 "Read an account (the admin's or one's own)",
-                reply=models.Account,
+                reply="Account",
             ),
             Route(
                 "PUT",
                 "/api/accounts/<account_id>",
                 "update",
                 "Update an account",
-                body=models.Account,
-                reply=models.Account,
+                body="Account",
+                reply="Account",
             ),
             Route(
                 "DELETE",
@@ -195,7 +248,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/accounts/<account_id>/export",
                 "export_package",
                 "Export an account with its catalog and stacks",
-                reply=models.ExportPackage,
+                reply="ExportPackage",
             ),
         ),
     ),
@@ -209,8 +262,8 @@ FUNCTIONS: tuple[Function, ...] = (
                 "register",
                 "Register a new account",
                 access="public",
-                body=models.Account,
-                reply=models.Account,
+                body="Account",
+                reply="Account",
             ),
             Route(
                 "PUT",
@@ -218,8 +271,8 @@ FUNCTIONS: tuple[Function, ...] = (
                 "verify",
                 "Verify a registered e-mail address",
                 access="public",
-                body=models.Verify,
-                reply=models.Message,
+                body="Verify",
+                reply="Message",
             ),
             Route(
                 "GET",
@@ -227,7 +280,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "approve",
                 "Approve a verified account",
                 access="public",
-                reply=models.Message,
+                reply="Message",
                 query=("u", "t"),
             ),
             Route(
@@ -236,7 +289,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "deny",
                 "Deny a verified account",
                 access="public",
-                reply=models.Message,
+                reply="Message",
                 query=("u", "t"),
             ),
             Route(
@@ -245,7 +298,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "reset",
                 "Send a password reset e-mail",
                 access="public",
-                reply=models.Message,
+                reply="Message",
                 query=("userId",),
             ),
             Route(
@@ -254,7 +307,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "reset",
                 "Send a password reset e-mail",
                 access="public",
-                reply=models.Message,
+                reply="Message",
             ),
             Route(
                 "PUT",
@@ -262,8 +315,8 @@ FUNCTIONS: tuple[Function, ...] = (
                 "change_password",
                 "Change the caller's password",
                 access="reset",
-                body=models.Password,
-                reply=models.Message,
+                body="Password",
+                reply="Message",
             ),
         ),
     ),
@@ -276,7 +329,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/services",
                 "list",
                 "List service specs",
-                reply=list[models.ServiceSpec],
+                reply="list[ServiceSpec]",
                 query=("catalog",),
             ),
             Route(
@@ -284,8 +337,8 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/services",
                 "create",
                 "Add a service spec",
-                body=models.ServiceSpec,
-                reply=models.ServiceSpec,
+                body="ServiceSpec",
+                reply="ServiceSpec",
                 query=("catalog",),
                 validated_by_handler=True,
             ),
@@ -294,7 +347,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/services/<key>",
                 "read",
                 "Read a service spec",
-                reply=models.ServiceSpec,
+                reply="ServiceSpec",
                 query=("catalog",),
             ),
             Route(
@@ -302,8 +355,8 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/services/<key>",
                 "update",
                 "Replace a service spec",
-                body=models.ServiceSpec,
-                reply=models.ServiceSpec,
+                body="ServiceSpec",
+                reply="ServiceSpec",
                 query=("catalog",),
                 validated_by_handler=True,
             ),
@@ -325,7 +378,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/configs",
                 "list",
                 "Configuration options by spec key",
-                reply=dict[str, list[models.Config]],
+                reply="dict[str, list[Config]]",
                 query=("services",),
             ),
         ),
@@ -334,31 +387,31 @@ FUNCTIONS: tuple[Function, ...] = (
         "stacks",
         "A user's stacks: list, create, read, update, rename, delete",
         routes=_routes(
-            Route("GET", "/api/stacks", "list", "List the caller's stacks", reply=list[models.Stack]),
+            Route("GET", "/api/stacks", "list", "List the caller's stacks", reply="list[Stack]"),
             Route(
                 "POST",
                 "/api/stacks",
                 "create",
                 "Add a stack (stopped)",
-                body=models.Stack,
-                reply=models.Stack,
+                body="Stack",
+                reply="Stack",
             ),
-            Route("GET", "/api/stacks/<sid>", "read", "Read a stack", reply=models.Stack),
+            Route("GET", "/api/stacks/<sid>", "read", "Read a stack", reply="Stack"),
             Route(
                 "PUT",
                 "/api/stacks/<sid>",
                 "update",
                 "Replace a stopped stack's services",
-                body=models.Stack,
-                reply=models.Stack,
+                body="Stack",
+                reply="Stack",
             ),
             Route(
                 "PUT",
                 "/api/stacks/<sid>/rename",
                 "rename",
                 "Rename a stack",
-                body=models.Rename,
-                reply=models.Stack,
+                body="Rename",
+                reply="Stack",
             ),
             Route("DELETE", "/api/stacks/<sid>", "delete", "Delete a stopped stack"),
         ),
@@ -372,7 +425,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/start",
                 "quickstart",
                 "Add (if needed) and start a stack of one spec",
-                reply=models.Stack,
+                reply="Stack",
                 status=202,
                 query=("key",),
             ),
@@ -381,7 +434,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/start/<sid>",
                 "start",
                 "Start a stack (asynchronous)",
-                reply=models.Stack,
+                reply="Stack",
                 status=202,
             ),
         ),
@@ -396,7 +449,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/stop/<sid>",
                 "stop",
                 "Stop a stack (asynchronous)",
-                reply=models.Stack,
+                reply="Stack",
                 status=202,
             ),
             Route(
@@ -404,7 +457,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/stop_all",
                 "stop_all",
                 "Stop every running stack of the caller",
-                reply=list[models.Stack],
+                reply="list[Stack]",
                 status=202,
             ),
         ),
@@ -419,7 +472,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/logs/<ssid>",
                 "read",
                 "The service's status messages and log tail",
-                reply=str,
+                reply="str",
                 query=("lines",),
             ),
         ),
@@ -434,16 +487,16 @@ FUNCTIONS: tuple[Function, ...] = (
                 "paths",
                 "The API's top-level paths",
                 access="public",
-                reply=list[str],
+                reply="list[str]",
             ),
-            Route("GET", "/api/version", "version", "The server version", access="public", reply=str),
+            Route("GET", "/api/version", "version", "The server version", access="public", reply="str"),
             Route(
                 "GET",
                 "/api/healthz",
                 "healthz",
                 "Health of the function and its database",
                 access="public",
-                reply=models.Health,
+                reply="Health",
             ),
             Route(
                 "GET",
@@ -458,7 +511,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "vocabulary",
                 "A vocabulary of tags",
                 access="public",
-                reply=models.Vocabulary,
+                reply="Vocabulary",
             ),
             Route(
                 "GET",
@@ -466,15 +519,15 @@ FUNCTIONS: tuple[Function, ...] = (
                 "contact",
                 "Support contact information",
                 access="public",
-                reply=models.Contact,
+                reply="Contact",
             ),
             Route(
                 "POST",
                 "/api/support",
                 "support",
                 "Send a support request",
-                body=models.SupportRequest,
-                reply=models.Message,
+                body="SupportRequest",
+                reply="Message",
             ),
             Route(
                 "PUT",
@@ -482,7 +535,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "log_level",
                 "Set the log level",
                 access="admin",
-                reply=models.LogLevel,
+                reply="LogLevel",
             ),
         ),
         min_scale=1,
@@ -490,7 +543,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         "transfer",
         "Clowder asks for a dataset in a workbench: stage it and hand it to the user's shovels",
-        events=(event_types.TRANSFER_REQUESTED,),
+        events=(event_names.TRANSFER_REQUESTED,),
         max_scale=5,
         concurrency=4,
         timeout_seconds=600,
@@ -498,7 +551,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function(
         "shovel_reports",
         "What the shovels report: files placed, folders uploaded, heartbeats",
-        events=(event_types.TRANSFER_PROGRESS, event_types.EXPORT_UPLOADED, event_types.SHOVEL_HEARTBEAT),
+        events=(event_names.TRANSFER_PROGRESS, event_names.EXPORT_UPLOADED, event_names.SHOVEL_HEARTBEAT),
         timeout_seconds=600,
     ),
     Function(
@@ -510,21 +563,21 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/exports",
                 "create",
                 "Export a folder of the caller's home to a new Clowder dataset",
-                body=models.ExportRequest,
-                reply=models.Export,
+                body="ExportRequest",
+                reply="Export",
                 status=202,
             ),
-            Route("GET", "/api/exports", "list", "The caller's exports", reply=list[models.Export]),
-            Route("GET", "/api/exports/<export_id>", "read", "One export", reply=models.Export),
+            Route("GET", "/api/exports", "list", "The caller's exports", reply="list[Export]"),
+            Route("GET", "/api/exports/<export_id>", "read", "One export", reply="Export"),
         ),
-        events=(event_types.EXPORT_REQUESTED,),
+        events=(event_names.EXPORT_REQUESTED,),
         concurrency=4,
         timeout_seconds=600,
     ),
     Function(
         "stack_action",
         "Clowder asks to start or stop a user's stack",
-        events=(event_types.STACK_START_REQUESTED, event_types.STACK_STOP_REQUESTED),
+        events=(event_names.STACK_START_REQUESTED, event_names.STACK_STOP_REQUESTED),
     ),
     Function(
         "stack_status",
@@ -535,14 +588,14 @@ FUNCTIONS: tuple[Function, ...] = (
         "transfers",
         "The caller's transfers: ask for one, follow its state",
         routes=_routes(
-            Route("GET", "/api/transfers", "list", "The caller's transfers", reply=list[models.Transfer]),
+            Route("GET", "/api/transfers", "list", "The caller's transfers", reply="list[Transfer]"),
             Route(
                 "POST",
                 "/api/transfers",
                 "create",
                 "Send a dataset of the paired Clowder into the caller's home",
-                body=TransferRequest,
-                reply=models.Transfer,
+                body="TransferRequest",
+                reply="Transfer",
                 status=202,
             ),
             Route(
@@ -550,7 +603,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/transfers/<transfer_id>",
                 "read",
                 "One transfer: state, counts, errors",
-                reply=models.Transfer,
+                reply="Transfer",
             ),
         ),
     ),
@@ -564,7 +617,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "list",
                 "The user's stacks (the user's or the admin's token, or Clowder's service token)",
                 access="service",
-                reply=list[models.Container],
+                reply="list[Container]",
             ),
             Route(
                 "GET",
@@ -572,9 +625,18 @@ FUNCTIONS: tuple[Function, ...] = (
                 "shovels",
                 "Every shovel's last heartbeat, stale ones marked (the admin's view of their health)",
                 access="admin",
-                reply=list[models.ShovelHealth],
+                reply="list[ShovelHealth]",
             ),
         ),
+    ),
+    Function(
+        "ui",
+        "The management page: one HTML document and its static assets, talking only to the API",
+        routes=_routes(
+            Route("GET", "/", "index", "The management page", access="public"),
+            Route("GET", "/ui/<path:asset>", "asset", "A static asset of the page", access="public"),
+        ),
+        concurrency=100,
     ),
     Function(
         DEAD_LETTER_FUNCTION,
@@ -586,7 +648,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 "list",
                 "The newest dead-lettered events, newest first (at most limit, default 100)",
                 access="admin",
-                reply=list[DeadLetter],
+                reply="list[DeadLetter]",
                 query=("limit",),
             ),
         ),

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -703,3 +704,158 @@ def test_a_stack_that_cannot_be_restored_is_marked_failed_and_the_others_start(
     assert failed["status"] == "error"
     assert "Missing dependency cloudcmd" in failed["services"][0]["statusMessages"][-1]
     wait_for(api, alice, healthy["id"], "started", passing=("starting",))
+
+
+# --- the listing: stored documents served as they are, or through the model ---------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'listing' / 'workbench.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def platform_on(database_url: str, data_dir: Path, **settings: str) -> Platform:
+    """A platform of its own on ``database_url``, initialised as ``workbench run`` does, with alice."""
+    from shared.cli import initialise
+    from shared.models import Account
+    from shared.settings import Settings
+    from shared.store import AccountRecord
+
+    instance = Platform(
+        Settings.from_env(
+            {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_DATABASE_URL": database_url, **settings}
+        )
+    )
+    initialise(instance)
+    instance.store.insert_account(
+        AccountRecord(Account(id="alice", namespace="alice", name="Alice", status="approved"), "hash")
+    )
+    return instance
+
+
+def listed_through_the_model(platform: Platform, owner: str) -> str:
+    """The listing as it was before stored documents were served as they are: validated, serialized."""
+    from pydantic import TypeAdapter
+
+    from shared.models import Stack
+
+    return TypeAdapter(list[Stack]).dump_json(stacks.list_stacks(platform, owner)).decode()
+
+
+def store_as_older_model(platform: Platform, sid: str, document: dict[str, Any]) -> None:
+    """Replace the stored document of ``sid`` with one an older ``Stack`` model wrote."""
+    dialect = platform.store.dialect  # type: ignore[attr-defined]
+    connection = dialect.connect()  # both dialects' connections commit each statement
+    try:
+        connection.execute(
+            dialect.sql("UPDATE stacks SET model_version = NULL, data = ? WHERE id = ?"),
+            (json.dumps(document), sid),
+        )
+    finally:
+        connection.close()
+
+
+def test_the_listing_is_the_same_whether_documents_are_served_as_stored_or_through_the_model(
+    database_url: str, tmp_path: Path
+) -> None:
+    from shared.models import Stack, StackService
+
+    platform = platform_on(database_url, tmp_path / "listing-data")
+    try:
+        assert stacks.list_stacks_json(platform, "alice").text == "[]"
+        for number, status in enumerate(("stopped", "starting", "started", "error", "stopped")):
+            sid = f"s{number}list"
+            platform.store.insert_stack(
+                "alice",
+                Stack(
+                    id=sid,
+                    key="cloudcmd",
+                    name=f"Stack «{number}»",  # not ASCII: stored and served in UTF-8 alike
+                    status=status,
+                    createdTime=number,
+                    services=[
+                        StackService(
+                            id=f"{sid}-cloudcmd", stack=sid, service="cloudcmd", config={"B": "1", "A": "2"}
+                        )
+                    ],
+                ),
+            )
+        # Written by an older model: without fields the current one has, with one it dropped.
+        store_as_older_model(
+            platform,
+            "s4list",
+            {
+                "id": "s4list",
+                "key": "cloudcmd",
+                "name": "old",
+                "status": "stopped",
+                "retired": "field",
+                "services": [{"id": "s4list-cloudcmd", "service": "cloudcmd"}],
+            },
+        )
+        stored = platform.store.list_stored_stacks("alice")
+        assert [item.current for item in stored] == [True, True, True, True, False]
+
+        listed = stacks.list_stacks_json(platform, "alice").text
+        assert listed == listed_through_the_model(platform, "alice")
+        older = json.loads(listed)[-1]
+        assert "retired" not in older
+        assert older["secure"] is False and older["services"][0]["internalIP"] == ""  # the new defaults
+    finally:
+        platform.close()
+
+
+def test_the_listing_reconciles_the_stacks_a_cluster_may_have_changed(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Kubernetes a stack waiting for the cluster is reconciled, not served as stored."""
+    from shared.models import Stack
+    from shared.runtime import Runtime, StackPlan, StatusReport
+    from tests.kube_server import KubeServer
+
+    class Observed:
+        """The runtime, with the cluster seeing every service of a stack ready."""
+
+        def __init__(self, runtime: Runtime) -> None:
+            self.runtime = runtime
+            self.observed: list[str] = []
+
+        def observe(self, plan: StackPlan) -> list[StatusReport]:
+            self.observed.append(plan.sid)
+            return [StatusReport(plan.owner, plan.sid, service.ssid, "ready") for service in plan.services]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.runtime, name)
+
+    with KubeServer() as kube:
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
+        platform = platform_on(
+            database_url,
+            tmp_path / "reconciled-data",
+            WORKBENCH_RUNTIME="kubernetes",
+            WORKBENCH_DOMAIN="workbench.example.org",
+        )
+        observing: list[Observed] = []
+        platform.wrap_runtime(lambda runtime: observing.append(Observed(runtime)) or observing[-1])  # type: ignore[func-returns-value]
+        try:
+            waiting = stacks.create(platform, "alice", Stack(key="cloudcmd"))
+            resting = stacks.create(platform, "alice", Stack(key="cloudcmd"))
+            platform.store.update_stack(
+                "alice", waiting.id, lambda stack: stack.model_copy(update={"status": "starting"})
+            )
+            listed = json.loads(stacks.list_stacks_json(platform, "alice").text)
+            assert {stack["id"]: stack["status"] for stack in listed} == {
+                waiting.id: "started",
+                resting.id: "stopped",
+            }
+            assert observing[0].observed == [waiting.id]  # the stopped stack was served as stored
+            assert resting.id not in observing[0].observed
+            assert stacks.list_stacks_json(platform, "alice").text == listed_through_the_model(
+                platform, "alice"
+            )
+        finally:
+            platform.close()

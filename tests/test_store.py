@@ -315,6 +315,33 @@ def test_stacks_insert_get_list_update_delete(store: Store) -> None:
     assert [item.id for item in store.list_stacks("alice")] == ["s2"]
 
 
+def test_stored_stacks_tell_documents_of_the_current_model_from_older_ones(store: SqlStore) -> None:
+    store.insert_account(account("alice"))
+    store.insert_stack("alice", stack("s1", "jupyterlab"))
+    store.insert_stack("alice", stack("s2", "mongo"))
+    store.update_stack("alice", "s2", lambda current: current.model_copy(update={"status": "starting"}))
+    # A document an older model wrote: no version recorded, a field since dropped, none since added.
+    connection = store.dialect.connect()
+    try:
+        connection.execute(
+            store.dialect.sql("UPDATE stacks SET model_version = NULL, data = ? WHERE id = ?"),
+            ('{"id": "s1", "key": "jupyterlab", "retired": 1}', "s1"),
+        )
+    finally:
+        connection.close()
+
+    older, current = store.list_stored_stacks("alice")
+    assert (older.status, older.current) == ("stopped", False)
+    assert older.stack() == Stack(id="s1", key="jupyterlab")
+    assert (current.status, current.current) == ("starting", True)
+    assert current.document == store.get_stack("alice", "s2").model_dump_json()  # type: ignore[union-attr]
+    assert store.list_stacks("alice") == [item.stack() for item in (older, current)]
+
+    # Written again, the older document is the current model's.
+    store.update_stack("alice", "s1", lambda current: current.model_copy(update={"name": "again"}))
+    assert [item.current for item in store.list_stored_stacks("alice")] == [True, True]
+
+
 def test_stacks_are_isolated_by_owner(store: Store) -> None:
     store.insert_account(account("alice"))
     store.insert_account(account("bob"))

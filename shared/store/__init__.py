@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from shared.deadletters import DeadLetter
 from shared.models import Account, Export, ServiceSpec, Stack, Transfer, TransferFile, Vocabulary
@@ -19,6 +19,19 @@ class AccountRecord:
 
     account: Account
     password_hash: str
+
+
+class StoredStack(NamedTuple):
+    """A stack as stored: its status, its JSON document, and whether that document is current:
+    written by this ``Stack`` model and read back through it unchanged, so that it is byte for byte
+    what the model would serialize. (A tuple: a listing makes one per row.)"""
+
+    status: str
+    document: str
+    current: bool
+
+    def stack(self) -> Stack:
+        return Stack.model_validate_json(self.document)
 
 
 class Store(Protocol):
@@ -43,6 +56,10 @@ class Store(Protocol):
     def delete_spec(self, owner: str, key: str) -> bool: ...
 
     def list_stacks(self, owner: str) -> list[Stack]: ...
+    def list_stored_stacks(self, owner: str) -> list[StoredStack]:
+        """The owner's stacks as ``list_stacks`` orders them, not validated."""
+        ...
+
     def list_all_stacks(self) -> list[tuple[str, Stack]]: ...
     def get_stack(self, owner: str, sid: str) -> Stack | None: ...
     def insert_stack(self, owner: str, stack: Stack) -> None: ...
@@ -62,11 +79,22 @@ class Store(Protocol):
     def update_transfer(self, transfer_id: str, change: Callable[[Transfer], Transfer]) -> Transfer: ...
     def put_transfer_files(self, transfer_id: str, files: list[TransferFile]) -> None: ...
     def list_transfer_files(self, transfer_id: str) -> list[TransferFile]: ...
+    def tally_transfer_files(self, transfer_id: str) -> tuple[int, int, int, list[tuple[str, str]]]:
+        """(files, files placed, bytes placed, (path, error) of each failed file), read at once."""
+        ...
+
     def settle_transfer_files(
         self, transfer_id: str, placed: list[str], failed: list[tuple[str, str]]
     ) -> None: ...
     def find_blob(self, source: str, clowder_id: str, size: int) -> str | None: ...
     def remember_blob(self, source: str, clowder_id: str, size: int, sha256: str) -> None: ...
+    def find_blobs(self, source: str, files: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """``find_blob`` for many (clowder id, size) at once: the sha256 of those staged before."""
+        ...
+
+    def remember_blobs(self, source: str, blobs: list[tuple[str, int, str]]) -> None:
+        """``remember_blob`` for many (clowder id, size, sha256) in one transaction."""
+        ...
 
     def insert_export(self, export: Export) -> bool: ...
     def get_export(self, export_id: str, owner: str | None = None) -> Export | None: ...

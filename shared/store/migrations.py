@@ -104,4 +104,10 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX dead_letters_received ON dead_letters (received_at)",
         ),
     ),
+    (
+        4,
+        "stacks: the version of the model that wrote each stored document",
+        # Rows from before stay NULL: of an older model, so they are read by validating them.
+        ("ALTER TABLE stacks ADD COLUMN model_version TEXT",),
+    ),
 )

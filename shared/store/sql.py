@@ -7,12 +7,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import cache
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shared.models import Account, ServiceSpec, Stack, Vocabulary
-from shared.store import AccountRecord
+from shared.store import AccountRecord, StoredStack
 from shared.store.migrations import MIGRATIONS
 from shared.store.sql_deadletters import DeadLetterTables
 from shared.store.sql_transfers import TransferTables
@@ -35,7 +36,9 @@ class Dialect(Protocol):
     description: str
 
     def connect(self) -> Any: ...
-    def begin(self, cursor: Cursor, *, write: bool) -> None: ...
+    def begin(self, cursor: Cursor, *, write: bool) -> bool:
+        """Open the transaction of one store method; False when none is needed (nothing to commit)."""
+
     def sql(self, statement: str) -> str: ...
     def for_update(self) -> str: ...
     def lock_migrations(self, cursor: Cursor) -> None: ...
@@ -85,8 +88,9 @@ class SqliteDialect:
                     raise
                 time.sleep(0.05)
 
-    def begin(self, cursor: Cursor, *, write: bool) -> None:
+    def begin(self, cursor: Cursor, *, write: bool) -> bool:
         cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        return True
 
     def sql(self, statement: str) -> str:
         return statement
@@ -127,8 +131,13 @@ class PostgresDialect:
         except psycopg.Error as error:
             raise Unavailable(f"database unavailable: {self.description}: {error}") from error
 
-    def begin(self, cursor: Cursor, *, write: bool) -> None:
+    def begin(self, cursor: Cursor, *, write: bool) -> bool:
+        # At READ COMMITTED, PostgreSQL's default, each statement sees what was committed when it
+        # began, in a transaction or not: a read gains nothing from BEGIN and COMMIT but two round trips.
+        if not write:
+            return False
         cursor.execute("BEGIN")
+        return True
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
@@ -168,7 +177,8 @@ def _now() -> int:
 
 
 IDLE_CONNECTIONS = 8
-"""Connections kept open between transactions; more are opened under load and closed after."""
+"""Connections kept open between transactions at the least; a store keeps as many as it has had in
+use at once (under full load, one per server thread), so that a steady load opens none."""
 
 
 class SqlStore(TransferTables, DeadLetterTables):
@@ -185,6 +195,8 @@ class SqlStore(TransferTables, DeadLetterTables):
         self.dialect = dialect
         self.idle_connections = idle_connections
         self._idle: list[Any] = []
+        self._in_use = 0
+        self._most_in_use = 0
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -193,17 +205,25 @@ class SqlStore(TransferTables, DeadLetterTables):
     def _acquire(self) -> tuple[Any, int]:
         with self._lock:
             generation = self._generation
+            self._in_use += 1
+            self._most_in_use = max(self._most_in_use, self._in_use)
             if self._idle:
                 return self._idle.pop(), generation
         try:
             connection = self.dialect.connect()
-        except Exception as error:
-            raise self.dialect.translate(error) or error from error
+        except BaseException as error:
+            with self._lock:
+                self._in_use -= 1
+            if isinstance(error, Exception):
+                raise self.dialect.translate(error) or error from error
+            raise
         return connection, generation
 
     def _release(self, connection: Any, generation: int, *, broken: bool) -> None:
         with self._lock:
-            if not broken and generation == self._generation and len(self._idle) < self.idle_connections:
+            self._in_use -= 1
+            keep = max(self.idle_connections, self._most_in_use)
+            if not broken and generation == self._generation and len(self._idle) < keep:
                 self._idle.append(connection)
                 return
         with suppress(Exception):  # broken, surplus, or from before close()
@@ -215,15 +235,17 @@ class SqlStore(TransferTables, DeadLetterTables):
         healthy = False  # only a connection whose transaction ended cleanly goes back to the pool
         try:
             cursor = connection.cursor()
-            self.dialect.begin(cursor, write=write)
+            began = self.dialect.begin(cursor, write=write)
             try:
                 yield _Statements(cursor, self.dialect)
             except BaseException:
                 with suppress(Exception):  # the error being raised is the one to report
-                    cursor.execute("ROLLBACK")
+                    if began:
+                        cursor.execute("ROLLBACK")
                     healthy = True
                 raise
-            cursor.execute("COMMIT")
+            if began:
+                cursor.execute("COMMIT")
             healthy = True
         except Exception as error:
             translated = self.dialect.translate(error)
@@ -400,9 +422,16 @@ class SqlStore(TransferTables, DeadLetterTables):
     # --- stacks -----------------------------------------------------------------------
 
     def list_stacks(self, owner: str) -> list[Stack]:
+        return [stored.stack() for stored in self.list_stored_stacks(owner)]
+
+    def list_stored_stacks(self, owner: str) -> list[StoredStack]:
         with self._transaction(write=False) as db:
-            rows = db.all("SELECT data FROM stacks WHERE owner = ? ORDER BY created_at, id", (owner,))
-        return [Stack.model_validate_json(row[0]) for row in rows]
+            rows = db.all(
+                "SELECT status, model_version, data FROM stacks WHERE owner = ? ORDER BY created_at, id",
+                (owner,),
+            )
+        version = stack_model_version()
+        return [StoredStack(status, data, written_by == version) for status, written_by, data in rows]
 
     def list_all_stacks(self) -> list[tuple[str, Stack]]:
         with self._transaction(write=False) as db:
@@ -418,10 +447,11 @@ class SqlStore(TransferTables, DeadLetterTables):
         with self._transaction(write=True) as db:
             if db.one("SELECT 1 FROM stacks WHERE id = ?", (stack.id,)):
                 raise Conflict(f"stack '{stack.id}' already exists")
+            document, version = _stack_document(stack)
             db.run(
-                "INSERT INTO stacks (id, owner, status, data, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (stack.id, owner, stack.status, stack.model_dump_json(), _now(), _now()),
+                "INSERT INTO stacks (id, owner, status, model_version, data, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (stack.id, owner, stack.status, version, document, _now(), _now()),
             )
             self._index_services(db, owner, stack)
 
@@ -434,9 +464,10 @@ class SqlStore(TransferTables, DeadLetterTables):
             if row is None:
                 raise NotFound("stack", sid)
             stack = change(Stack.model_validate_json(row[0]))
+            document, version = _stack_document(stack)
             db.run(
-                "UPDATE stacks SET status = ?, data = ?, updated_at = ? WHERE id = ?",
-                (stack.status, stack.model_dump_json(), _now(), sid),
+                "UPDATE stacks SET status = ?, model_version = ?, data = ?, updated_at = ? WHERE id = ?",
+                (stack.status, version, document, _now(), sid),
             )
             self._index_services(db, owner, stack)
         return stack
@@ -493,6 +524,33 @@ class SqlStore(TransferTables, DeadLetterTables):
         with self._transaction(write=True) as db:
             db.run("DELETE FROM meta WHERE key = ?", (key,))
             db.run("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+@cache
+def stack_model_version() -> str:
+    """A fingerprint of the ``Stack`` model's serialized form (fields, their order, types and
+    defaults, and the serializer's version), recorded with each stored stack: a document written
+    under another is read through the model, which fills in what it lacks."""
+    import hashlib
+    import json
+
+    import pydantic_core
+
+    schema = json.dumps(Stack.model_json_schema(mode="serialization"))
+    return hashlib.sha256(f"{pydantic_core.__version__}\n{schema}".encode()).hexdigest()[:16]
+
+
+def _stack_document(stack: Stack) -> tuple[str, str | None]:
+    """The stack's JSON document, and the model version to record with it: none when the document
+    would not read back through the model unchanged (then it is never served as it is stored)."""
+    from pydantic import ValidationError
+
+    document = stack.model_dump_json()
+    try:
+        round_trip = Stack.model_validate_json(document).model_dump_json()
+    except ValidationError:
+        return document, None
+    return document, (stack_model_version() if round_trip == document else None)
 
 
 def _email_key(account: Account) -> str | None:

@@ -102,6 +102,22 @@ class TransferTables:
             for r in rows
         ]
 
+    def tally_transfer_files(self, transfer_id: str) -> tuple[int, int, int, list[tuple[str, str]]]:
+        """Counted by the database: a large transfer's rows are not read to count them."""
+        with self._transaction(write=False) as db:
+            counts = db.one(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'placed' THEN 1 ELSE 0 END), 0),"
+                " COALESCE(SUM(CASE WHEN state = 'placed' THEN size ELSE 0 END), 0)"
+                " FROM transfer_files WHERE transfer_id = ?",
+                (transfer_id,),
+            )
+            failed = db.all(
+                "SELECT path, error FROM transfer_files WHERE transfer_id = ? AND state = 'failed' ORDER BY path",
+                (transfer_id,),
+            )
+        assert counts is not None
+        return int(counts[0]), int(counts[1]), int(counts[2]), [(row[0], row[1] or "") for row in failed]
+
     def settle_transfer_files(
         self, transfer_id: str, placed: list[str], failed: list[tuple[str, str]]
     ) -> None:
@@ -130,15 +146,39 @@ class TransferTables:
         return str(row[0]) if row else None
 
     def remember_blob(self, source: str, clowder_id: str, size: int, sha256: str) -> None:
+        self.remember_blobs(source, [(clowder_id, size, sha256)])
+
+    def find_blobs(self, source: str, files: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        found: dict[tuple[str, int], str] = {}
+        wanted = set(files)
+        ids = sorted({clowder_id for clowder_id, _ in wanted})
+        with self._transaction(write=False) as db:
+            for start in range(0, len(ids), 500):  # within every database's limit of parameters
+                part = ids[start : start + 500]
+                rows = db.all(
+                    "SELECT clowder_id, size, sha256 FROM blobs WHERE source = ? AND clowder_id IN ("
+                    + ", ".join("?" * len(part))
+                    + ")",
+                    (source, *part),
+                )
+                for clowder_id, size, sha256 in rows:
+                    if (clowder_id, int(size)) in wanted:
+                        found[(clowder_id, int(size))] = str(sha256)
+        return found
+
+    def remember_blobs(self, source: str, blobs: list[tuple[str, int, str]]) -> None:
+        if not blobs:
+            return
         with self._transaction(write=True) as db:
-            db.run(
-                "DELETE FROM blobs WHERE source = ? AND clowder_id = ? AND size = ?",
-                (source, clowder_id, size),
-            )
-            db.run(
-                "INSERT INTO blobs (source, clowder_id, size, sha256) VALUES (?, ?, ?, ?)",
-                (source, clowder_id, size, sha256),
-            )
+            for clowder_id, size, sha256 in blobs:
+                db.run(
+                    "DELETE FROM blobs WHERE source = ? AND clowder_id = ? AND size = ?",
+                    (source, clowder_id, size),
+                )
+                db.run(
+                    "INSERT INTO blobs (source, clowder_id, size, sha256) VALUES (?, ?, ?, ?)",
+                    (source, clowder_id, size, sha256),
+                )
 
     # --- exports ----------------------------------------------------------------------
 

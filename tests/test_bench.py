@@ -1,0 +1,317 @@
+"""The benchmarks' own logic, without timing anything: figures, the results file, percentiles, probes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench import api_throughput, cold_start
+from bench.report import Figure, load, percentile, table, write
+from bench.support import image_environment
+from shared import registry
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def test_a_ratio_is_value_over_baseline_and_met_follows_the_side_of_the_target() -> None:
+    slower = Figure("a", "a cold start", value=0.3, unit="s", baseline=0.2, target=1.5)
+    assert slower.ratio == pytest.approx(1.5)
+    assert slower.met is True  # at the limit is within it
+    too_slow = Figure("b", "a cold start", value=0.31, unit="s", baseline=0.2, target=1.5)
+    assert too_slow.met is False
+    throughput = Figure(
+        "c", "requests", value=400, unit="req/s", baseline=1000, higher_is_better=True, target=0.5
+    )
+    assert throughput.ratio == pytest.approx(0.4)
+    assert throughput.met is False
+    assert throughput.target_text == "≥ 0.5"
+    assert too_slow.target_text == "≤ 1.5"
+
+
+def test_without_a_baseline_the_value_itself_is_judged() -> None:
+    limit = Figure("memory", "peak memory", value=80, unit="MB", target=100)
+    assert limit.ratio is None
+    assert limit.judged == 80
+    assert limit.met is True
+    assert Figure("zero", "x", value=1, unit="s", baseline=0, target=2).ratio is None
+    reported = Figure("r", "reported only", value=3, unit="s", baseline=1)
+    assert reported.met is None
+    assert reported.target_text == "reported"
+
+
+def test_the_table_shows_every_figure_and_whether_it_is_met() -> None:
+    figures = [
+        Figure("cold_start_ratio", "x", value=0.3, unit="s", baseline=0.2, target=1.5),
+        Figure(
+            "api_throughput_ratio",
+            "y",
+            value=300,
+            unit="req/s",
+            baseline=1000,
+            higher_is_better=True,
+            target=0.5,
+        ),
+        Figure("reported", "z", value=1, unit="s"),
+    ]
+    text = table(figures)
+    lines = text.splitlines()
+    assert lines[0].split() == ["figure", "value", "baseline", "ratio", "target", "met"]
+    assert lines[1].startswith("cold_start_ratio") and lines[1].rstrip().endswith("yes")
+    assert lines[2].startswith("api_throughput_ratio") and lines[2].rstrip().endswith("NO")
+    assert lines[3].rstrip().endswith("—")
+    markdown = table(figures, style="markdown")
+    assert markdown.splitlines()[0] == "| figure | value | baseline | ratio | target | met |"
+    assert "| `cold_start_ratio` | 0.3 s | 0.2 s | 1.5 | ≤ 1.5 | yes |" in markdown
+
+
+def test_writing_merges_into_the_results_file(tmp_path: Path) -> None:
+    results = tmp_path / "bench" / "results.json"
+    write([Figure("a", "first", value=1, unit="s", baseline=2, target=1)], results)
+    write([Figure("b", "second", value=5, unit="s"), Figure("a", "again", value=3, unit="s")], results)
+    document = json.loads(results.read_text())
+    assert set(document) == {"a", "b", "_run"}
+    assert document["a"]["what"] == "again"  # the newer figure of a key replaces the older
+    assert document["a"]["ratio"] is None and document["a"]["met"] is None
+    assert {"finished", "machine", "python"} <= set(document["_run"])
+    assert not list(results.parent.glob("*.partial"))
+    loaded = load(results)
+    assert [figure.key for figure in loaded] == ["a", "b"]
+    assert loaded[0] == Figure("a", "again", value=3, unit="s")
+
+
+def test_loading_a_missing_results_file_gives_nothing(tmp_path: Path) -> None:
+    assert load(tmp_path / "absent.json") == []
+
+
+@pytest.mark.parametrize(
+    ("fraction", "expected"),
+    [(0.0, 1), (0.1, 1), (0.5, 5), (0.9, 9), (0.95, 10), (0.99, 10), (1.0, 10)],
+)
+def test_percentile_is_the_nearest_rank(fraction: float, expected: int) -> None:
+    assert percentile([7, 3, 1, 10, 2, 9, 4, 8, 6, 5], fraction) == expected
+
+
+def test_the_percentile_of_one_sample_is_that_sample() -> None:
+    assert percentile([0.25], 0.99) == 0.25
+
+
+# --- the cold start's poll -------------------------------------------------------------------
+
+
+class Answers:
+    """A server stand-in: answers each request with the next of ``replies`` (a status, or an error)."""
+
+    def __init__(self, *replies: int | Exception) -> None:
+        self.replies: Iterator[int | Exception] = iter(replies)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        reply = next(self.replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return httpx.Response(reply, json={"Error": "not yet"} if reply >= 400 else [])
+
+
+PROBE = cold_start.Probe("GET /api/stacks", "GET", "/api/stacks", {"Authorization": "Bearer t"})
+
+
+def test_only_a_2xx_answer_ends_the_poll() -> None:
+    answers = Answers(httpx.ConnectError("refused"), 401, 503, 500, 404, 200, 200)
+    with httpx.Client(transport=httpx.MockTransport(answers)) as client:
+        cold_start.first_success(client, PROBE, "http://function", interval=0)
+    assert len(answers.requests) == 6
+    assert all(request.headers["Authorization"] == "Bearer t" for request in answers.requests)
+    assert str(answers.requests[0].url) == "http://function/api/stacks"
+
+
+def test_a_poll_that_never_succeeds_names_the_last_answer() -> None:
+    answers = Answers(*[401] * 1000)
+    with (
+        httpx.Client(transport=httpx.MockTransport(answers)) as client,
+        pytest.raises(TimeoutError, match="401"),
+    ):
+        cold_start.first_success(client, PROBE, "http://function", seconds=0, interval=0)
+
+
+class Ended:
+    """A process that has already ended."""
+
+    returncode = 3
+
+    def poll(self) -> int:
+        return self.returncode
+
+
+def test_a_server_that_ends_fails_the_poll_at_once() -> None:
+    answers = Answers(httpx.ConnectError("refused"))
+    with (
+        httpx.Client(transport=httpx.MockTransport(answers)) as client,
+        pytest.raises(RuntimeError, match="ended with 3"),
+    ):
+        cold_start.first_success(client, PROBE, "http://function", process=Ended(), interval=0)  # type: ignore[arg-type]
+
+
+# --- probes ------------------------------------------------------------------------------------
+
+
+SETUP = cold_start.Installation(
+    settings={},
+    user_token="user-token",
+    admin_token="admin-token",
+    running_stack="srun1",
+    stopped_stack="sstop",
+    service="srun1-cloudcmd",
+    transfer_event="event-1",
+    event_secret=b"s" * 48,
+)
+
+
+@pytest.mark.parametrize("function", registry.FUNCTIONS, ids=lambda function: function.name)
+def test_every_function_has_a_probe(function: registry.Function) -> None:
+    probe = cold_start.probe_for(function, SETUP)
+    assert probe.method in {"GET", "POST", "PUT", "DELETE"}
+    assert probe.path.startswith("/")
+    if function.name in cold_start.PROBES and function.kind == "cloudevent" and probe.method == "POST":
+        assert probe.headers.get("ce-specversion") == "1.0"
+
+
+def test_a_function_without_a_listed_probe_is_asked_its_first_plain_get_route() -> None:
+    unlisted = registry.Function(
+        "gallery",
+        "A gallery",
+        routes=(
+            registry.Route("GET", "/api/gallery/<item>", "read", "One item"),
+            registry.Route("GET", "/api/gallery", "list", "Every item"),
+        ),
+    )
+    probe = cold_start.probe_for(unlisted, SETUP)
+    assert (probe.method, probe.path) == ("GET", "/api/gallery")
+    assert probe.headers == {"Authorization": "Bearer user-token"}
+
+
+def test_a_function_that_cannot_be_probed_is_named() -> None:
+    silent = registry.Function("listener", "Receives events", events=("org.example.event",))
+    with pytest.raises(LookupError, match="listener"):
+        cold_start.probe_for(silent, SETUP)
+
+
+def test_the_signed_events_verify_with_the_pairing_secret() -> None:
+    from events import codec, signing
+
+    for name in ("transfer", "export", "stack_action"):
+        probe = cold_start.probe_for(registry.function(name), SETUP)
+        event = codec.from_http(dict(probe.headers), probe.body)
+        signing.verify(event.attributes, event.data, SETUP.event_secret)
+    heartbeat = cold_start.probe_for(registry.function("shovel_reports"), SETUP)
+    event = codec.from_http(dict(heartbeat.headers), heartbeat.body)
+    signing.verify(event.attributes, event.data, signing.derive_key(SETUP.event_secret, "shovel:bench"))
+
+
+# --- the image's environment -------------------------------------------------------------------
+
+
+def test_the_image_environment_is_read_from_env_instructions(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM python:3.11-slim\n"
+        "# ENV COMMENTED=out\n"
+        "ENV A=1 \\\n"
+        "    B='two words' \\\n"
+        "    C=\n"
+        "RUN echo ENV=not-this\n"
+        "ENV D=4\n"
+    )
+    assert image_environment(dockerfile) == {"A": "1", "B": "two words", "C": "", "D": "4"}
+
+
+def test_an_env_instruction_in_the_legacy_form_is_refused(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("ENV A 1\n")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        image_environment(dockerfile)
+
+
+def test_a_function_server_gets_the_image_environment_and_its_manifest_settings() -> None:
+    environment = cold_start.server_environment({"WORKBENCH_DATA_DIR": "/data"}, registry.function("stacks"))
+    assert environment["WORKBENCH_DATA_DIR"] == "/data"  # the platform's settings win over the image's
+    assert environment["THREADS"] == str(registry.function("stacks").concurrency)
+    assert environment["WORKERS"] == "1"
+    assert environment["PYDANTIC_DISABLE_PLUGINS"] == image_environment()["PYDANTIC_DISABLE_PLUGINS"]
+
+
+# --- wrk's output ------------------------------------------------------------------------------
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8080/api/stacks
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    21.52ms    9.10ms 141.32ms   88.00%
+    Req/Sec   758.00     60.00     0.90k    70.00%
+  Latency Distribution
+     50%   19.64ms
+     75%   24.00ms
+     90%   30.00ms
+     99%    1.20s
+  7563 requests in 10.01s, 181.43MB read
+Requests/sec:    755.63
+Transfer/sec:     18.12MB
+"""
+
+
+def test_wrk_output_gives_the_rate_and_the_latencies_in_milliseconds() -> None:
+    load = api_throughput.parse_wrk(WRK_OUTPUT)
+    assert load.requests_per_second == pytest.approx(755.63)
+    assert load.requests == 7563
+    assert load.p50_ms == pytest.approx(19.64)
+    assert load.p99_ms == pytest.approx(1200)
+    assert load.errors == 0
+
+
+def test_failed_requests_in_wrk_output_are_counted() -> None:
+    failing = WRK_OUTPUT.replace(
+        "Requests/sec:",
+        "  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 40\nRequests/sec:",
+    ).replace("     50%   19.64ms", "     50%  812.00us")
+    load = api_throughput.parse_wrk(failing)
+    assert load.errors == 43
+    assert load.p50_ms == pytest.approx(0.812)
+
+
+def test_output_that_is_not_wrk_s_is_refused() -> None:
+    with pytest.raises(ValueError, match="wrk"):
+        api_throughput.parse_wrk("wrk: command failed\n")
+
+
+# --- the cold start's figures ------------------------------------------------------------------
+
+
+def test_each_function_is_judged_against_the_hello_world_starts_beside_its_own() -> None:
+    samples = cold_start.Samples(
+        pairs={
+            # Started while the machine was busy: slow, and so was hello-world beside it.
+            "busy": cold_start.Pairs(
+                wall=[0.6, 0.62, 0.64], hello_wall=[0.5, 0.5, 0.52], cpu=[3, 3, 3], hello_cpu=[2, 2, 2]
+            ),
+            "quiet": cold_start.Pairs(
+                wall=[0.3, 0.32, 0.31], hello_wall=[0.2, 0.2, 0.21], cpu=[3, 3, 3], hello_cpu=[2, 2, 2]
+            ),
+        },
+        probes={"busy": "GET /busy", "quiet": "GET /quiet"},
+    )
+    (headline,) = cold_start.figures(samples, key="cold_start_ratio", database="SQLite", runs=3)
+    assert headline.details["worst"] == "quiet"  # 0.31 / 0.2 is worse than 0.62 / 0.5
+    assert headline.value == pytest.approx(0.31)
+    assert headline.baseline == pytest.approx(0.2)
+    assert headline.details["ratios"] == {"busy": pytest.approx(1.24), "quiet": pytest.approx(1.55)}
+    assert headline.details["cpu_ratios"] == {"busy": 1.5, "quiet": 1.5}
+    assert headline.met is False
+    per_function = {
+        figure.key: figure for figure in cold_start.per_function(samples, key="k", database="SQLite")
+    }
+    assert per_function["k.busy"].ratio == pytest.approx(1.24)
+    assert per_function["k.busy"].met is True
+    assert "GET /busy" in per_function["k.busy"].what

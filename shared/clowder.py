@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import mimetypes
 import random
@@ -13,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal, TypeAlias, TypeGuard
+from typing import IO, Any, Literal, Protocol, TypeAlias, TypeGuard
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -26,6 +27,9 @@ Version: TypeAlias = Literal[1, 2]
 Source: TypeAlias = IO[bytes] | Iterable[bytes] | bytes
 
 CHUNK_SIZE = 256 * 1024
+DOWNLOAD_CHUNK_SIZE = 1 << 20
+MAX_IDLE_CONNECTIONS = 32
+ERROR_BODY_BYTES = 64 * 1024
 MAX_BACKOFF_SECONDS = 30.0
 #: Clowder 2 refuses to create a dataset without a licence; this is one of its standard licence ids.
 DEFAULT_LICENSE_ID = "CC BY"
@@ -152,6 +156,113 @@ class _MultipartBody:
         yield self._tail
 
 
+class _BodyBroken(Exception):
+    """A download's body broke off (the connection dropped, a read timed out, a chunk was cut)."""
+
+
+class _Streamed(Protocol):
+    """A download's answer whose body is read as it comes: httpx's, or a ``_DirectResponse``."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> httpx.Headers: ...
+    def iter_bytes(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
+class _DirectResponse:
+    """A download's answer read with the standard library's HTTP client, in large pieces: the body of a
+    large file passes through no per-piece parsing (httpx hands it over 64 KiB at a time, each piece
+    parsed in Python, which costs more than the bytes themselves)."""
+
+    def __init__(self, connections: _Connections, connection: http.client.HTTPConnection) -> None:
+        self._connections = connections
+        self._connection: http.client.HTTPConnection | None = connection
+        self._response = connection.getresponse()
+        self.status_code = self._response.status
+        self.headers = httpx.Headers(self._response.getheaders())
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        try:
+            while chunk := self._response.read(DOWNLOAD_CHUNK_SIZE):
+                yield chunk
+        except (OSError, http.client.HTTPException) as error:
+            self._drop()
+            raise _BodyBroken(_describe(error)) from None
+        if self._response.length:  # http.client ends a short body quietly
+            self._drop()
+            raise _EndedEarly(f"the connection closed {self._response.length} bytes before the end")
+
+    def head(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body (an error's explanation)."""
+        try:
+            return self._response.read(limit)
+        except (OSError, http.client.HTTPException):
+            return b""
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._response.isclosed() and not self._response.will_close:
+            self._connections.release(connection)  # the body was read to its end: the connection goes on
+        else:
+            self._response.close()
+            connection.close()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        self._response.close()
+        if connection is not None:
+            connection.close()
+
+
+class _Connections:
+    """Kept-alive connections to one Clowder host, for downloads (any thread may take one)."""
+
+    def __init__(self, scheme: str, netloc: str, timeout: float) -> None:
+        self.scheme, self.netloc, self.timeout = scheme, netloc, timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def get(self, target: str, headers: dict[str, str]) -> _DirectResponse:
+        """Send ``GET target``; the answer's status and headers are read, its body not yet."""
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is not None:
+            try:
+                connection.request("GET", target, headers=headers)
+                return _DirectResponse(self, connection)
+            except (http.client.RemoteDisconnected, ConnectionError):
+                connection.close()  # the server closed it while it was idle: not a failure of this request
+        connection = self._new()
+        try:
+            connection.request("GET", target, headers=headers)
+            return _DirectResponse(self, connection)
+        except BaseException:
+            connection.close()
+            raise
+
+    def release(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE_CONNECTIONS:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def _new(self) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.netloc, timeout=self.timeout)
+        return http.client.HTTPConnection(self.netloc, timeout=self.timeout)
+
+
 class ClowderClient:
     """One Clowder instance, version 1.x (``/api``, header ``X-API-Key``) or 2.x (``/api/v2``, ``X-API-KEY``).
 
@@ -198,9 +309,28 @@ class ClowderClient:
         )
         self._lock = threading.RLock()
         self._folder_indexes: dict[str, _FolderIndex] = {}
+        self._base_path = parts.path
+        # Downloads go over connections of their own unless the requests are to be handled otherwise:
+        # by a given transport, through a proxy the environment names (as httpx would), or with
+        # credentials in the URL.
+        import urllib.request
+
+        proxied = parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(
+            parts.hostname or ""
+        )
+        self._direct: _Connections | None = None
+        if (
+            transport is None
+            and not proxied
+            and "@" not in parts.netloc
+            and parts.scheme in ("http", "https")
+        ):
+            self._direct = _Connections(parts.scheme, parts.netloc, timeout)
 
     def close(self) -> None:
         self._http.close()
+        if self._direct is not None:
+            self._direct.close()
 
     def __enter__(self) -> ClowderClient:
         return self
@@ -438,9 +568,7 @@ class ClowderClient:
             headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
             if position > 0:
                 headers["Range"] = f"bytes={position}-"
-            response = self._call(
-                "GET", path, headers=headers, stream=True, operation=operation, subject=subject
-            )
+            response = self._open_download(path, headers, operation, subject)
             try:
                 body_total, resumable = self._check_body(response, position, file_id)
                 if total is None:
@@ -467,7 +595,7 @@ class ClowderClient:
                         yield chunk
                     if total is None and size is not None and position < size:
                         raise _EndedEarly(f"the body ended at byte {position} of {size}")
-                except (httpx.TransportError, _EndedEarly) as error:
+                except (httpx.TransportError, _EndedEarly, _BodyBroken) as error:
                     breaks += 1
                     reason = _describe(error)
                     known = total if total is not None else size
@@ -503,7 +631,42 @@ class ClowderClient:
                 )
             return
 
-    def _check_body(self, response: httpx.Response, position: int, file_id: str) -> tuple[int | None, bool]:
+    def _open_download(
+        self, path: str, headers: dict[str, str], operation: str, subject: tuple[str, str]
+    ) -> _Streamed:
+        """A download's answer (2xx), its body still to be read; retried and refused as ``_call`` does."""
+        if self._direct is None:
+            return self._call("GET", path, headers=headers, stream=True, operation=operation, subject=subject)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._direct.get(self._base_path + path, {**headers, self._header: self._api_key})
+            except (OSError, http.client.HTTPException) as error:
+                failure = _describe(error)
+                if attempt > self.retries:
+                    raise Unavailable(self._failed(operation, failure, attempt)) from None
+                self._retrying("GET", path, failure, attempt)
+                self._pause(attempt)
+                continue
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if (status == 429 or status >= 500) and attempt <= self.retries:
+                response.close()
+                self._retrying("GET", path, f"HTTP {status}", attempt)
+                self._pause(attempt, response.headers.get("Retry-After"))
+                continue
+            refusal = httpx.Response(
+                status,
+                headers=response.headers,
+                content=response.head(ERROR_BODY_BYTES),
+                request=httpx.Request("GET", self.base_url + path),
+            )
+            response.close()
+            raise self._error(refusal, operation, subject, attempt) from None
+
+    def _check_body(self, response: _Streamed, position: int, file_id: str) -> tuple[int | None, bool]:
         """The full size the response announces, and whether the server takes byte ranges."""
         resumable = "bytes" in response.headers.get("Accept-Ranges", "").lower()
         if position == 0 and response.status_code != 206:
@@ -950,7 +1113,7 @@ def _read(source: Source) -> Iterator[bytes]:
 
 
 def _describe(error: Exception) -> str:
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, (httpx.TimeoutException, TimeoutError)):
         return f"timed out ({type(error).__name__})"
     text = str(error) or type(error).__name__
     return text[:200]

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: the functions that import these commands send them only now and then.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def queue_for(user: str) -> str:
@@ -19,10 +20,17 @@ def queue_for(user: str) -> str:
 class SyncFile(Message):
     """One file to place: from a pre-signed URL (stage mode) or a path on mounted Clowder storage (link)."""
 
+    # Bytes travel as base64 in JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+
     path: str = Field(description="Relative to the command's target folder")
     size: int
     sha256: str | None = Field(default=None, description="Known for staged files; verified on arrival")
     url: str | None = Field(default=None, description="Pre-signed GET URL of the staged blob")
+    content: bytes | None = Field(
+        default=None,
+        description="A small staged file's bytes, so that it is placed without a download (url still set)",
+    )
     source: str | None = Field(default=None, description="Absolute path below a link root (link mode)")
     clowder_id: str = ""
 

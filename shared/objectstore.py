@@ -74,8 +74,9 @@ class UploadGrant:
 
 
 class ObjectStore(Protocol):
-    def put_blob(self, chunks: Iterable[bytes]) -> Blob:
-        """Store a stream under its sha256 (computed on the way); memory does not grow with size."""
+    def put_blob(self, chunks: Iterable[bytes], *, size: int | None = None) -> Blob:
+        """Store a stream under its sha256 (computed on the way); memory does not grow with size.
+        ``size``, when known, is a hint (space can be set aside); the stream decides."""
         ...
 
     def has(self, key: str) -> bool: ...

@@ -10,16 +10,19 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, quote
 
+from shared.durable import DurableWriter
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.objectstore import Blob, UploadGrant, blob_key, check_expiry, check_key, check_prefix
 
@@ -52,9 +55,9 @@ class LocalObjectStore:
 
     # -- the ObjectStore port ----------------------------------------------------------------------
 
-    def put_blob(self, chunks: Iterable[bytes]) -> Blob:
+    def put_blob(self, chunks: Iterable[bytes], *, size: int | None = None) -> Blob:
         digest = hashlib.sha256()
-        temporary, size = self._spool(chunks, digest.update)
+        temporary, size = self._spool(chunks, digest.update, size)
         sha256 = digest.hexdigest()
         key = blob_key(sha256)
         final = self.file_path(key)
@@ -225,8 +228,11 @@ class LocalObjectStore:
             moment = datetime.fromtimestamp(expires, UTC).isoformat()
             raise Forbidden(f"the URL or grant expired at {moment}")
 
-    def _spool(self, chunks: Iterable[bytes], observe: Callable[[bytes], object] | None) -> tuple[Path, int]:
-        """Write ``chunks`` to a new file in the partial folder; on any failure, leave nothing behind."""
+    def _spool(
+        self, chunks: Iterable[bytes], observe: Callable[[bytes], object] | None, size: int | None = None
+    ) -> tuple[Path, int]:
+        """Write ``chunks`` (``size`` bytes, where known) to a new file in the partial folder; on any
+        failure, leave nothing behind."""
         partial = self.root / PARTIAL_DIRECTORY
         try:
             partial.mkdir(parents=True, exist_ok=True)
@@ -234,31 +240,34 @@ class LocalObjectStore:
         except OSError as error:
             raise self._unavailable("write", PARTIAL_DIRECTORY, error) from error
         temporary = Path(name)
-        size = 0
+        output = DurableWriter(descriptor, size=size)
         try:
-            with open(descriptor, "wb") as handle:
-                for chunk in chunks:  # the caller's own errors pass through unchanged
-                    if observe is not None:
-                        observe(chunk)
-                    size += len(chunk)
-                    try:
-                        handle.write(chunk)
-                    except OSError as error:
-                        raise self._unavailable("write", PARTIAL_DIRECTORY, error) from error
+            for chunk in chunks:  # the caller's own errors pass through unchanged
+                if observe is not None:
+                    observe(chunk)
                 try:
-                    handle.flush()
-                    # Durable before the rename, so that a crash never leaves a short file at the final key.
-                    os.fsync(handle.fileno())
+                    output.write(chunk)
                 except OSError as error:
                     raise self._unavailable("write", PARTIAL_DIRECTORY, error) from error
+            try:
+                # Durable before the rename, so that a crash never leaves a short file at the final key.
+                output.finish()
+            except OSError as error:
+                raise self._unavailable("write", PARTIAL_DIRECTORY, error) from error
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        return temporary, size
+        finally:
+            output.close()
+            os.close(descriptor)
+        return temporary, output.size
 
     def _move_into_place(self, temporary: Path, final: Path) -> None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temporary, final)
+        try:
+            os.replace(temporary, final)
+        except FileNotFoundError:  # the key's folder is new
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, final)
 
     def _unavailable(self, action: str, key: str, error: OSError) -> Unavailable:
         reason = error.strerror or type(error).__name__
@@ -360,7 +369,26 @@ def _send_object(
     if not body:
         handle.close()
         return []
+    connection = environ.get("werkzeug.socket")
+    if isinstance(connection, socket.socket):
+        return _sent_by_kernel(handle, connection, start, length)
     return store.chunks_of(handle, key, start, length, READ_SIZE)
+
+
+def _sent_by_kernel(handle: IO[bytes], connection: socket.socket, start: int, length: int) -> Iterator[bytes]:
+    """The body straight from the file to the client's socket (``sendfile``: no copy through Python).
+
+    Werkzeug's server hands its connection to the app; it sends the status and headers as the empty
+    first piece goes out, and the kernel sends the rest."""
+    try:
+        yield b""
+        with suppress(OSError):  # only advice: a staged blob was written past the page cache
+            os.posix_fadvise(handle.fileno(), start, length, os.POSIX_FADV_WILLNEED)
+        if length and connection.sendfile(handle, offset=start, count=length) != length:
+            # The file ended early: cut the connection rather than leave the client waiting for the rest.
+            raise ConnectionAbortedError("the object ended before its announced length")
+    finally:
+        handle.close()
 
 
 def _receive_upload(store: LocalObjectStore, environ: Environ) -> None:

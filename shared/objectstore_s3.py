@@ -123,7 +123,7 @@ class S3ObjectStore:
 
     # -- the ObjectStore port ----------------------------------------------------------------------
 
-    def put_blob(self, chunks: Iterable[bytes]) -> Blob:
+    def put_blob(self, chunks: Iterable[bytes], *, size: int | None = None) -> Blob:
         temporary = f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}"
         reader = ChunkReader(chunks)
         self._upload(reader, temporary)

@@ -8,7 +8,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -28,8 +31,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 LinkKind = Literal["copy", "symlink"]
 
-BATCH_FILES = 16
-BATCH_BYTES = 256 * 1024 * 1024
+BATCH_FILES = 256
+BATCH_BYTES = 64 * 1024 * 1024
+"""A sync command goes out at this many files or bytes: a large file travels alone, so the shovel
+places it while the next ones stage."""
+BATCH_INLINE_BYTES = 2 * 1024 * 1024
+"""At most this many bytes of small files travel inside one sync command."""
+INLINE_BYTES = 64 * 1024
+"""A staged file up to this size travels inside its sync command too: the shovel places it without a
+request of its own (for many small files the requests, not the bytes, take the time)."""
+STAGING_PARALLEL = 4
+"""Large files downloaded from Clowder at once."""
+SMALL_STAGING_PARALLEL = 8
+"""Files downloaded from Clowder at once, small ones (up to ``INLINE_BYTES``) included."""
 RESTARTS = 3
 STAGING_LEASE_SECONDS = 120
 """A delivery that staged nothing for this long is taken for dead, and a redelivery resumes its work."""
@@ -262,29 +276,32 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
         )
 
     transfer = store.update_transfer(transfer.id, begin)
-    batch: list[SyncFile] = []
-    batch_bytes = 0
+    batch = _Batch(platform, transfer, target, request.link)
     touched = time.monotonic()
+    downloads: list[tuple[TransferFile, ClowderFile]] = []
     for row in store.list_transfer_files(transfer.id):
         if row.state in ("placed", "failed") or row.path not in sources:
             continue
-        if time.monotonic() - touched > STAGING_LEASE_SECONDS / 4:
-            store.update_transfer(transfer.id, _touch)  # keeps this delivery's claim on the staging
-            touched = time.monotonic()
         file = sources[row.path]
         if transfer.mode == "link" and _on_link_root(platform, file):
             sync_file = _link_file(platform, transfer, row, file)
+            if sync_file is not None:
+                batch.add(None, sync_file)
         else:
-            sync_file = _stage_file(platform, transfer, row, file)
-        if sync_file is None:
+            downloads.append((row, file))
+    staged_before = store.find_blobs(
+        transfer.source, [(file.id, row.size) for row, file in downloads if row.sha256 is None]
+    )
+    for outcome in _stage_files(platform, transfer, downloads, staged_before):
+        if time.monotonic() - touched > STAGING_LEASE_SECONDS / 4:
+            store.update_transfer(transfer.id, _touch)  # keeps this delivery's claim on the staging
+            touched = time.monotonic()
+        if outcome.error is not None:
+            batch.fail(outcome.row.path, outcome.error)
             continue
-        batch.append(sync_file)
-        batch_bytes += sync_file.size
-        if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
-            _send(platform, transfer, target, batch, request.link)
-            batch, batch_bytes = [], 0
-    if batch:
-        _send(platform, transfer, target, batch, request.link)
+        assert outcome.sync_file is not None
+        batch.add(outcome.row, outcome.sync_file, new_blob=outcome.downloaded)
+    batch.send()
     _write_manifest(platform, transfer.id)
 
     def finish_staging(current: Transfer) -> Transfer:
@@ -309,54 +326,161 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
     return final
 
 
+class _Batch:
+    """Staged files gathered into sync commands: their rows are written, then the command is sent, so
+    that a shovel's report never reaches a file the store does not yet know as staged."""
+
+    def __init__(self, platform: Platform, transfer: Transfer, target: str, link: LinkKind) -> None:
+        self.platform, self.transfer, self.target, self.link = platform, transfer, target, link
+        self.rows: list[TransferFile] = []
+        self.files: list[SyncFile] = []
+        self.failed: list[tuple[str, str]] = []
+        self.blobs: list[tuple[str, int, str]] = []
+        self.size = 0
+        self.inline = 0
+
+    def add(self, row: TransferFile | None, sync_file: SyncFile, *, new_blob: bool = False) -> None:
+        """One staged file (``row`` None where its row is written already); ``new_blob``: it was
+        fetched from Clowder now, and the store is to remember its blob for later transfers."""
+        if row is not None:
+            self.rows.append(row)
+            if new_blob and row.sha256 is not None:
+                self.blobs.append((row.clowderId, row.size, row.sha256))
+        self.files.append(sync_file)
+        self.size += sync_file.size
+        self.inline += len(sync_file.content or b"")
+        if len(self.files) >= BATCH_FILES or self.size >= BATCH_BYTES or self.inline >= BATCH_INLINE_BYTES:
+            self.send()
+
+    def fail(self, path: str, error: str) -> None:
+        self.failed.append((path, error))
+        if len(self.failed) >= BATCH_FILES:
+            self.send()
+
+    def send(self) -> None:
+        store = self.platform.store
+        if self.blobs:
+            store.remember_blobs(self.transfer.source, self.blobs)
+        if self.rows:
+            store.put_transfer_files(self.transfer.id, self.rows)
+        if self.failed:
+            store.settle_transfer_files(self.transfer.id, [], self.failed)
+        if self.files:
+            _send(self.platform, self.transfer, self.target, self.files, self.link)
+        self.rows, self.files, self.failed, self.blobs, self.size, self.inline = [], [], [], [], 0, 0
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """What staging one file came to: its staged row and sync entry, or why it failed."""
+
+    row: TransferFile
+    sync_file: SyncFile | None = None
+    error: str | None = None
+    downloaded: bool = False
+    """Fetched from Clowder now (not found staged already): the store is to remember its blob."""
+
+
+def _stage_files(
+    platform: Platform,
+    transfer: Transfer,
+    files: list[tuple[TransferFile, ClowderFile]],
+    staged_before: dict[tuple[str, int], str],
+) -> Iterator[_Staged]:
+    """Stage the files several at a time; each outcome as soon as it is known (so not in order).
+
+    Up to ``STAGING_PARALLEL`` large files at once, and more small ones (``SMALL_STAGING_PARALLEL``
+    in all): a small file's time goes in waiting for Clowder's answer and for its fsync, which
+    overlap. Only downloads run in the pool: what the caller does with an outcome stays on its thread."""
+    if not files:
+        return
+    waiting = deque(files)
+    pool = ThreadPoolExecutor(SMALL_STAGING_PARALLEL, thread_name_prefix="staging")
+    running: dict[Future[_Staged], bool] = {}  # -> whether the file is large
+
+    def large(file: ClowderFile) -> bool:
+        return file.size is None or file.size > INLINE_BYTES
+
+    try:
+        while True:
+            while waiting and len(running) < SMALL_STAGING_PARALLEL:
+                row, file = waiting[0]
+                if large(file) and sum(running.values()) >= STAGING_PARALLEL:
+                    break  # in order: the next large file waits for a large one to finish
+                waiting.popleft()
+                known = row.sha256 or staged_before.get((file.id, row.size))
+                running[pool.submit(_stage_file, platform, transfer, row, file, known)] = large(file)
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _stage_file(
-    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile
-) -> SyncFile | None:
-    """One file into the object store (or found there already); None when it failed for good."""
-    store = platform.store
+    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile, sha256: str | None
+) -> _Staged:
+    """One file into the object store, or found there already (``sha256``: its blob staged before)."""
     objects = platform.objects
-    sha256 = row.sha256 or store.find_blob(transfer.source, file.id, row.size)
+    content: bytes | None = None
+    size = row.size
+    downloaded = False
     if sha256 is None or not objects.has(blob_key(sha256)):
         try:
-            blob = _download_blob(platform, file)
+            blob, content = _download_blob(platform, file)
         except WorkbenchError as error:
-            store.settle_transfer_files(
-                transfer.id, [], [(row.path, f"could not stage from Clowder: {error.message}")]
-            )
-            return None
+            return _Staged(row, error=f"could not stage from Clowder: {error.message}")
         if file.size is not None and blob.size != file.size:
-            store.settle_transfer_files(
-                transfer.id, [], [(row.path, f"Clowder sent {blob.size} bytes where it listed {file.size}")]
-            )
-            return None
-        sha256 = blob.sha256
-        store.remember_blob(transfer.source, file.id, blob.size, sha256)
+            return _Staged(row, error=f"Clowder sent {blob.size} bytes where it listed {file.size}")
+        sha256, size = blob.sha256, blob.size
+        downloaded = True
     staged = row.model_copy(
-        update={"sha256": sha256, "state": "staged", "size": row.size or objects.size(blob_key(sha256)) or 0}
+        update={"sha256": sha256, "state": "staged", "size": size or objects.size(blob_key(sha256)) or 0}
     )
-    store.put_transfer_files(transfer.id, [staged])
-    return SyncFile(
+    sync_file = SyncFile(
         path=row.path,
         size=staged.size,
         sha256=sha256,
         clowder_id=file.id,
         url=objects.presign_get(blob_key(sha256), URL_SECONDS),
+        content=content,
     )
+    return _Staged(staged, sync_file, downloaded=downloaded)
 
 
-def _download_blob(platform: Platform, file: ClowderFile) -> Blob:
-    """Stream one Clowder file into the object store. A body cut short where Clowder offers no ranges
-    can only be fetched again from the start (the hash covers every byte), a few times at most."""
+def _download_blob(platform: Platform, file: ClowderFile) -> tuple[Blob, bytes | None]:
+    """Stream one Clowder file into the object store; a small one's bytes are kept as well, to travel in
+    the sync command. A body cut short where Clowder offers no ranges can only be fetched again from
+    the start (the hash covers every byte), a few times at most."""
     from shared.clowder import RestartRequired
 
+    keep = file.size is not None and file.size <= INLINE_BYTES
     for attempt in range(1, RESTARTS + 1):
+        kept: list[bytes] = []
+        chunks = platform.clowder().download(file.id, size=file.size)
         try:
-            return platform.objects.put_blob(platform.clowder().download(file.id, size=file.size))
+            blob = platform.objects.put_blob(_keeping(chunks, kept) if keep else chunks, size=file.size)
         except RestartRequired:
             if attempt == RESTARTS:
                 raise
             log.info("download of Clowder file %s broke off; fetching it again from the start", file.id)
+            continue
+        content = b"".join(kept) if keep and blob.size <= INLINE_BYTES else None
+        return blob, content
     raise AssertionError("unreachable")
+
+
+def _keeping(chunks: Iterable[bytes], kept: list[bytes]) -> Iterator[bytes]:
+    """``chunks`` passed on, and kept in ``kept`` while they add up to no more than ``INLINE_BYTES``."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total <= INLINE_BYTES:
+            kept.append(chunk)
+        yield chunk
 
 
 def _touch(current: Transfer) -> Transfer:
@@ -444,41 +568,38 @@ def _note(platform: Platform, transfer_id: str, message: str, *, state: Transfer
 def refresh(platform: Platform, transfer_id: str) -> Transfer:
     """Recount a transfer from its files and settle its state; the outcome event goes out once.
 
-    The files are read before the transfer is locked, so a shovel's report may settle some in
-    between and a concurrent recount may already have written newer counts: recount until the files
-    read are still the files after writing, so the last write always counts every settled file."""
+    The files are counted before the transfer is locked, so a shovel's report may settle some in
+    between and a concurrent recount may already have written newer counts: recount until the
+    count read is still the count after writing, so the last write always counts every settled file."""
     store = platform.store
-    rows = store.list_transfer_files(transfer_id)
+    tally = store.tally_transfer_files(transfer_id)
     while True:
-        transfer, finished = _recount(platform, transfer_id, rows)
+        transfer, finished = _recount(platform, transfer_id, tally)
         if finished:
             _announce(platform, transfer)
-        latest = store.list_transfer_files(transfer_id)
-        if latest == rows:
+        latest = store.tally_transfer_files(transfer_id)
+        if latest == tally:
             return transfer
-        rows = latest
+        tally = latest
 
 
-def _recount(platform: Platform, transfer_id: str, rows: list[TransferFile]) -> tuple[Transfer, bool]:
-    """Write the counts of ``rows``; whether this write finished the transfer."""
+def _recount(
+    platform: Platform, transfer_id: str, tally: tuple[int, int, int, list[tuple[str, str]]]
+) -> tuple[Transfer, bool]:
+    """Write the counts of ``tally``; whether this write finished the transfer."""
+    files, placed, placed_bytes, failed = tally
     finished: list[str] = []
 
     def change(current: Transfer) -> Transfer:
-        placed = [row for row in rows if row.state == "placed"]
-        failed = [row for row in rows if row.state == "failed"]
         state = current.state
-        if (
-            current.stagingDone
-            and len(placed) + len(failed) == len(rows)
-            and state not in ("completed", "failed")
-        ):
+        if current.stagingDone and placed + len(failed) == files and state not in ("completed", "failed"):
             state = "failed" if failed else "completed"
             finished.append(state)
         return current.model_copy(
             update={
-                "filesDone": len(placed),
-                "bytesDone": sum(row.size for row in placed),
-                "errors": [FileError(path=row.path, error=row.error) for row in failed],
+                "filesDone": placed,
+                "bytesDone": placed_bytes,
+                "errors": [FileError(path=path, error=error) for path, error in failed],
                 "state": state,
                 "updateTime": _now(),
             }

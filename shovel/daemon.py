@@ -123,7 +123,14 @@ class Shovel:
         commands = ThreadPoolExecutor(settings.prefetch, thread_name_prefix="shovel-command")
         # One at a time, in the order they came: a start followed by a stop must not end up started.
         stacks = ThreadPoolExecutor(1, thread_name_prefix="shovel-stack")
-        syncer = Syncer(settings, client=client, pool=files, cancelled=self.cancelled, pause=self.pause)
+        # Downloads of staged files go over connections of their own, unless the environment names a
+        # proxy for them: then through the client, which honours it.
+        import urllib.request
+
+        direct = not {"http", "https"} & set(urllib.request.getproxies())
+        syncer = Syncer(
+            settings, client=client, pool=files, cancelled=self.cancelled, pause=self.pause, direct=direct
+        )
         exporter = Exporter(settings, client=client, pool=files, cancelled=self.cancelled, pause=self.pause)
 
         def receive(delivery: Delivery) -> None:

@@ -66,13 +66,14 @@ def real_home(home: Path) -> Path:
     return Path(os.path.realpath(home))
 
 
-def folder_in_home(home: Path, folder: str, *, create: bool) -> Path:
+def folder_in_home(home: Path, folder: str, *, create: bool, resolved: bool = False) -> Path:
     """The real path of ``<home>/<folder>`` (a clean relative path, or "" for the home itself).
 
     Walks one component at a time, making missing folders when ``create`` is set, so that a symbolic
     link the user made cannot lead the shovel out of the home, not even to make a folder.
+    ``resolved``: ``home`` is already its real path (``real_home``), so it is not resolved again.
     """
-    base = real_home(home)
+    base = home if resolved else real_home(home)
     current = base
     for part in folder.split("/") if folder else []:
         candidate = current / part
@@ -145,14 +146,26 @@ class Ledger:
             return self._entries.get(path)
 
     def record(self, path: str, entry: LedgerEntry) -> None:
-        line = json.dumps(
-            {"path": path, "placed": entry.placed, "sha256": entry.sha256, "size": entry.size},
-            ensure_ascii=False,
-        )
+        self.record_all([(path, entry)])
+
+    def record_all(self, records: list[tuple[str, LedgerEntry]]) -> None:
+        """Append the lines and make them durable (one fsync for all of them)."""
+        if not records:
+            return
+        lines = "".join(
+            json.dumps(
+                {"path": path, "placed": entry.placed, "sha256": entry.sha256, "size": entry.size},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for path, entry in records
+        ).encode("utf-8")
         with self._lock:
-            os.write(self._handle, (line + "\n").encode("utf-8"))
+            written = 0
+            while written < len(lines):
+                written += os.write(self._handle, lines[written:])
             os.fsync(self._handle)
-            self._entries[path] = entry
+            self._entries.update(records)
 
 
 def _read_entries(handle: int) -> dict[str, LedgerEntry]:
@@ -212,18 +225,29 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def place(partial: Path, folder: Path, name: str, *, policy: ConflictPolicy, sha256: str | None) -> Path:
+def place(
+    partial: Path,
+    folder: Path,
+    name: str,
+    *,
+    policy: ConflictPolicy,
+    sha256: str | None,
+    durable: bool = True,
+) -> Path:
     """Move the finished ``partial`` (a file or a symbolic link) to ``folder/name``; returns where it went.
 
     Never replaces a different file unless the policy is ``overwrite``; an identical file already
     there counts as placed. A hard link makes the file appear at its final path complete or not at
     all, and fails when the name is taken, so no check-then-write race can lose a user's file.
+    With ``durable`` false the caller makes the new name durable itself (``sync_folder``), say once
+    for many files of one folder.
     """
     for number in range(MAX_CONFLICT_NAMES):
         candidate = folder / (name if number == 0 else conflict_name(name, number))
         if _link(partial, candidate):
             discard(partial)
-            _sync_folder(folder)
+            if durable:
+                sync_folder(folder)
             return candidate
         if same_content(candidate, partial, sha256):
             discard(partial)
@@ -236,7 +260,8 @@ def place(partial: Path, folder: Path, name: str, *, policy: ConflictPolicy, sha
                 discard(partial)
                 raise PlacementError(f"{name!r} exists as a folder")
             os.replace(partial, candidate)
-            _sync_folder(folder)
+            if durable:
+                sync_folder(folder)
             return candidate
     discard(partial)
     raise PlacementError(f"{name!r}: every one of {MAX_CONFLICT_NAMES} alternative names is taken")
@@ -266,8 +291,8 @@ def discard(path: Path) -> None:
         os.unlink(path)
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make the new name durable before the command is acknowledged."""
+def sync_folder(folder: Path) -> None:
+    """Make the new names in ``folder`` durable (before the command is acknowledged)."""
     try:
         handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

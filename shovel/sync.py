@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
+import itertools
 import logging
 import os
 import shutil
-from concurrent.futures import Future, wait
-from contextlib import suppress
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, wait
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from events.types import FileProblem, TransferProgress
+from shared.durable import DurableWriter
 from shared.messages import SyncCommand, SyncFile
 from shared.paths import MAX_PATH_BYTES
 from shovel.placing import (
@@ -28,12 +35,15 @@ from shovel.placing import (
     place,
     real_home,
     relative,
+    sync_folder,
 )
+from shovel.settings import ShovelSettings
 from shovel.worker import CommandWorker
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
+DOWNLOAD_BUFFER = 1 << 20
 ATTEMPTS = 3
 RETRY_SECONDS = 1.0
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -53,10 +63,91 @@ class FileOutcome:
     placed: bool
     size: int = 0
     error: str | None = None
+    record: tuple[str, LedgerEntry] | None = None
+    """For a file placed now: its ledger line (path in the home, entry), written once its folder is synced."""
+    folder: Path | None = None
+    """The folder that got a new name, to be made durable before the command is acknowledged."""
+
+
+@dataclass
+class _OpenTransfer:
+    """One transfer's ledger and work folder, shared by the commands of it that run at once here."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+    ledger: Ledger | None = None
+    close: Callable[[], None] | None = None
+    numbers: Iterator[int] = field(default_factory=itertools.count)
+    """Names of the partial files: unique while the transfer is open here."""
+
+
+class _OpenTransfers:
+    """The transfers this shovel works on now. The first command of a transfer opens (and locks) its
+    ledger, the last one to finish closes it, so several commands of one transfer proceed together
+    while another shovel of the user still never works on the same transfer at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, _OpenTransfer] = {}
+
+    @contextmanager
+    def use(self, partial_root: Path, transfer_id: str) -> Iterator[tuple[Ledger, Path, Iterator[int]]]:
+        work = partial_root / transfer_id
+        with self._lock:
+            entry = self._open.setdefault(transfer_id, _OpenTransfer())
+            entry.users += 1
+        try:
+            with entry.lock:
+                if entry.ledger is None:
+                    with ExitStack() as stack:
+                        ledger = stack.enter_context(Ledger.open(partial_root / f"{transfer_id}.ledger"))
+                        # Holding the lock, nobody else works on this transfer: what the folder holds
+                        # was left by a shovel that crashed.
+                        _empty(work)
+                        work.mkdir(exist_ok=True)
+                        entry.ledger, entry.close = ledger, stack.pop_all().close
+            yield entry.ledger, work, entry.numbers
+        finally:
+            with self._lock:
+                entry.users -= 1
+                last = entry.users == 0
+                if last:
+                    del self._open[transfer_id]
+            if last and entry.close is not None:
+                with entry.lock:
+                    # Removed under the ledger's lock: a command of the same transfer waiting for the
+                    # lock (here or in another shovel) then makes the folder afresh.
+                    with suppress(OSError):
+                        work.rmdir()
+                    entry.close()
+
+
+def _empty(folder: Path) -> None:
+    with suppress(FileNotFoundError):
+        for leftover in folder.iterdir():
+            if leftover.is_symlink() or not leftover.is_dir():
+                discard(leftover)
 
 
 class Syncer(CommandWorker):
-    """Places the files of sync commands in parallel, ``settings.parallel`` at a time across commands."""
+    """Places the files of sync commands in parallel, ``settings.parallel`` at a time across commands
+    (commands of one transfer too: they share its ledger)."""
+
+    def __init__(
+        self,
+        settings: ShovelSettings,
+        *,
+        client: httpx.Client,
+        pool: Executor,
+        cancelled: Callable[[], bool],
+        pause: Callable[[float], object],
+        direct: bool = True,
+    ) -> None:
+        """``direct``: downloads over connections of its own (``Downloads``); False where they must go
+        through ``client`` (e.g. its proxies)."""
+        super().__init__(settings, client=client, pool=pool, cancelled=cancelled, pause=pause)
+        self._transfers = _OpenTransfers()
+        self._downloads = Downloads() if direct else None
 
     def run(self, command: SyncCommand) -> TransferProgress:
         """Place every file, or fail it for good; ``Stopping`` when the shovel stops first."""
@@ -69,20 +160,29 @@ class Syncer(CommandWorker):
                 command, [FileOutcome(file.path, False, error=problem) for file in command.files]
             )
         partial_root = partial_folder(self.settings.home)
-        work = partial_root / transfer_id
-        work.mkdir(exist_ok=True)
-        with Ledger.open(partial_root / f"{transfer_id}.ledger") as ledger:
+        home = real_home(self.settings.home)
+        with self._transfers.use(partial_root, transfer_id) as (ledger, work, numbers):
             futures: list[Future[FileOutcome]] = [
-                self.pool.submit(self._place_one, command, target, work, ledger, number, file)
-                for number, file in enumerate(command.files)
+                self.pool.submit(self._place_one, command, home, target, work, ledger, next(numbers), file)
+                for file in command.files
             ]
             # Every file finishes (or stops) before the command is settled, so nothing writes on behind it.
             wait(futures)
-        outcomes = [future.result() for future in futures]
-        # Fails while another command of this transfer still uses it; a later one removes it.
-        with suppress(OSError):
-            work.rmdir()
-        return self._progress(command, outcomes)
+            outcomes = [future.result() for future in futures]
+            # The files placed from the command's own bytes, durable before it is acknowledged: first
+            # the new names, then the ledger lines that say where they are (a redelivery trusts them).
+            for folder in {outcome.folder for outcome in outcomes if outcome.folder is not None}:
+                sync_folder(folder)
+            ledger.record_all([outcome.record for outcome in outcomes if outcome.record is not None])
+        progress = self._progress(command, outcomes)
+        log.info(
+            "transfer %s: placed %d files (%d bytes), %d failed",
+            command.transfer_id,
+            len(progress.placed),
+            progress.bytes_placed,
+            len(progress.errors),
+        )
+        return progress
 
     def _progress(self, command: SyncCommand, outcomes: list[FileOutcome]) -> TransferProgress:
         return TransferProgress(
@@ -99,8 +199,16 @@ class Syncer(CommandWorker):
         )
 
     def _place_one(
-        self, command: SyncCommand, target: str, work: Path, ledger: Ledger, number: int, file: SyncFile
+        self,
+        command: SyncCommand,
+        home: Path,
+        target: str,
+        work: Path,
+        ledger: Ledger,
+        number: int,
+        file: SyncFile,
     ) -> FileOutcome:
+        """One file into ``home`` (the home's real path)."""
         if self.cancelled():
             raise Stopping
         partial = work / f"{number}.part"
@@ -118,20 +226,29 @@ class Syncer(CommandWorker):
                 )
                 return FileOutcome(file.path, True, known.size)
             parent, _, name = joined.rpartition("/")
-            folder = folder_in_home(self.settings.home, parent, create=True)
-            discard(partial)  # what a crash left behind
+            folder = folder_in_home(home, parent, create=True, resolved=True)
             if file.source is not None:
                 sha256 = self._link_in(file, partial, symlink=command.link == "symlink")
+            elif file.content is not None:
+                sha256 = _write_content(file, file.content, partial)
             elif file.url is not None:
                 sha256 = self._download(file, partial)
             else:
                 raise PlacementError("the command gives neither a url nor a source for it")
-            final = place(partial, folder, name, policy=self.settings.conflict_policy, sha256=sha256)
-            home = real_home(self.settings.home)
+            # A file that came in the command costs nothing to place again: its new name and ledger
+            # line are made durable with the rest of the command. Any other is recorded at once, so
+            # that a redelivery after a crash does not fetch it again.
+            later = file.content is not None
+            final = place(
+                partial, folder, name, policy=self.settings.conflict_policy, sha256=sha256, durable=not later
+            )
             placed = final.relative_to(home).as_posix()
-            ledger.record(joined, LedgerEntry(placed=placed, sha256=sha256, size=file.size))
-            log.info("transfer %s: placed %s (%d bytes)", command.transfer_id, placed, file.size)
-            return FileOutcome(file.path, True, file.size)
+            log.debug("transfer %s: placed %s (%d bytes)", command.transfer_id, placed, file.size)
+            entry = LedgerEntry(placed=placed, sha256=sha256, size=file.size)
+            if not later:
+                ledger.record(joined, entry)
+                return FileOutcome(file.path, True, file.size)
+            return FileOutcome(file.path, True, file.size, record=(joined, entry), folder=final.parent)
         except PlacementError as error:
             discard(partial)
             log.warning("transfer %s: %r failed: %s", command.transfer_id, file.path, error.message)
@@ -164,32 +281,39 @@ class Syncer(CommandWorker):
 
     def _fetch(self, url: str, file: SyncFile, partial: Path) -> str:
         digest = hashlib.sha256()
-        size = 0
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        output = DurableWriter(descriptor, size=file.size)
+        try:
+
+            def receive(chunk: bytes | memoryview) -> None:
+                if self.cancelled():
+                    raise Stopping
+                if output.size + len(chunk) > file.size:
+                    raise PlacementError(f"the download is larger than the {file.size} bytes expected")
+                digest.update(chunk)
+                output.write(chunk)
+
+            if self._downloads is not None:
+                self._downloads.get(url, receive)
+            else:
+                self._get_with_client(url, receive)
+            output.finish()
+        finally:
+            output.close()
+            os.close(descriptor)
+        return _verified(file, output.size, digest.hexdigest())
+
+    def _get_with_client(self, url: str, receive: Callable[[bytes], None]) -> None:
+        """The download through the shovel's HTTP client (which takes its proxies from the environment)."""
         try:
             with self.client.stream("GET", url, timeout=TIMEOUT) as response:
-                status = response.status_code
-                if status >= 500 or status == 429:
-                    raise Retry(f"HTTP {status}")
-                if not 200 <= status < 300:
-                    raise PlacementError(f"the download was refused: HTTP {status}")
-                with open(partial, "wb") as output:
-                    for chunk in response.iter_bytes(CHUNK_SIZE):
-                        if self.cancelled():
-                            raise Stopping
-                        size += len(chunk)
-                        if size > file.size:
-                            raise PlacementError(
-                                f"the download is larger than the {file.size} bytes expected"
-                            )
-                        digest.update(chunk)
-                        output.write(chunk)
-                    output.flush()
-                    os.fsync(output.fileno())
+                _check_status(response.status_code)
+                for chunk in response.iter_bytes():
+                    receive(chunk)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
             raise PlacementError(f"the download URL is unusable: {error}") from None
         except httpx.TransportError as error:
             raise Retry(f"{type(error).__name__}: {error}") from None
-        return _verified(file, size, digest.hexdigest())
 
     def _link_in(self, file: SyncFile, partial: Path, *, symlink: bool) -> str | None:
         """Link mode: a copy of (or a symbolic link to) a file on storage mounted below a link root."""
@@ -203,17 +327,22 @@ class Syncer(CommandWorker):
             return None
         digest = hashlib.sha256()
         copied = 0
-        with open(source, "rb") as reader, open(partial, "wb") as output:
-            while chunk := reader.read(CHUNK_SIZE):
-                if self.cancelled():
-                    raise Stopping
-                copied += len(chunk)
-                if copied > file.size:
-                    raise PlacementError(f"source {file.source!r} grew while it was copied")
-                digest.update(chunk)
-                output.write(chunk)
-            output.flush()
-            os.fsync(output.fileno())
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        output = DurableWriter(descriptor, size=file.size)
+        try:
+            with open(source, "rb") as reader:
+                while chunk := reader.read(CHUNK_SIZE):
+                    if self.cancelled():
+                        raise Stopping
+                    copied += len(chunk)
+                    if copied > file.size:
+                        raise PlacementError(f"source {file.source!r} grew while it was copied")
+                    digest.update(chunk)
+                    output.write(chunk)
+            output.finish()
+        finally:
+            output.close()
+            os.close(descriptor)
         return _verified(file, copied, digest.hexdigest())
 
     def _linked_source(self, source: str) -> Path:
@@ -231,6 +360,104 @@ class Syncer(CommandWorker):
         if not real.is_file():
             raise PlacementError(f"source {source!r} is not a file")
         return real
+
+
+def _check_status(status: int) -> None:
+    if status >= 500 or status == 429:
+        raise Retry(f"HTTP {status}")
+    if not 200 <= status < 300:
+        raise PlacementError(f"the download was refused: HTTP {status}")
+
+
+class Downloads:
+    """GETs of pre-signed URLs over kept-alive connections (one per host and thread), each body read
+    straight into a reused buffer. For a large file the HTTP client's parsing of every piece that
+    arrives, not the bytes themselves, would otherwise take most of the shovel's time."""
+
+    def __init__(self, *, connect_timeout: float = 10.0, read_timeout: float = 60.0) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._local = threading.local()
+
+    def get(self, url: str, receive: Callable[[memoryview], None]) -> None:
+        """The body of ``url`` handed to ``receive`` piece by piece (each piece valid during the call)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PlacementError(
+                f"the download URL is unusable: scheme {parts.scheme!r}, host {parts.hostname!r}"
+            )
+        key = (parts.scheme, parts.netloc)
+        connections: dict[tuple[str, str], http.client.HTTPConnection] = self._thread_state(
+            "connections", dict
+        )
+        buffer: memoryview = self._thread_state("buffer", lambda: memoryview(bytearray(DOWNLOAD_BUFFER)))
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection = connections.pop(key, None)
+        try:
+            if connection is None:
+                connection = self._connect(parts.scheme, parts.netloc)
+                response = self._request(connection, target)
+            else:
+                try:
+                    response = self._request(connection, target)
+                except (http.client.RemoteDisconnected, ConnectionError):
+                    # The server closed the idle connection meanwhile: not a failure of this download.
+                    connection.close()
+                    connection = self._connect(parts.scheme, parts.netloc)
+                    response = self._request(connection, target)
+            if not 200 <= response.status < 300:
+                connection.close()
+                _check_status(response.status)
+            while count := response.readinto(buffer):
+                receive(buffer[:count])
+            if response.length:  # http.client ends a body cut short quietly
+                raise ConnectionAbortedError(f"the connection closed {response.length} bytes before the end")
+        except (OSError, http.client.HTTPException) as error:
+            if connection is not None:
+                connection.close()
+            raise Retry(f"{type(error).__name__}: {error}") from None
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            connections[key] = connection
+
+    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        connection = kind(netloc, timeout=self.connect_timeout)
+        connection.connect()
+        assert connection.sock is not None
+        connection.sock.settimeout(self.read_timeout)
+        return connection
+
+    @staticmethod
+    def _request(connection: http.client.HTTPConnection, target: str) -> http.client.HTTPResponse:
+        connection.request("GET", target, headers={"Accept-Encoding": "identity"})
+        return connection.getresponse()
+
+    def _thread_state(self, name: str, make: Callable[[], Any]) -> Any:
+        value = getattr(self._local, name, None)
+        if value is None:
+            value = make()
+            setattr(self._local, name, value)
+        return value
+
+
+def _write_content(file: SyncFile, content: bytes, partial: Path) -> str:
+    """A file that came inside the command: checked first, then written (and made durable)."""
+    sha256 = _verified(file, len(content), hashlib.sha256(content).hexdigest())
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    output = DurableWriter(descriptor, size=len(content))
+    try:
+        output.write(content)
+        output.finish()
+    finally:
+        output.close()
+        os.close(descriptor)
+    return sha256
 
 
 def _verified(file: SyncFile, size: int, sha256: str) -> str:

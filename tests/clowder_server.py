@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
@@ -33,6 +33,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 BLOCK_SIZE = 64 * 1024
+FILE_BLOCK_SIZE = 1 << 20
+"""File bodies go out in blocks this large: one read and one socket write per MiB, not per 64 KiB."""
 V2_VERSION = "2.0.0-beta.4"
 USER = {
     "email": "tester@example.org",
@@ -179,12 +181,68 @@ class _Handler(WSGIRequestHandler):
         """No access log on stderr: tests make hundreds of requests."""
 
 
+HttpServerKind = Literal["werkzeug", "cheroot"]
+
+
+class _HttpServer(Protocol):
+    """What the Clowder test server needs of the HTTP server under its WSGI app."""
+
+    @property
+    def port(self) -> int: ...
+    def serve(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _WerkzeugServer:
+    """Werkzeug's development server: one thread per connection, every connection closed after its answer."""
+
+    def __init__(self, app: Callable[..., Any], port: int) -> None:
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, app, threaded=True, request_handler=_Handler
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def serve(self) -> None:
+        # A short poll interval makes stop() quick: shutdown() waits for the serving loop's next poll.
+        self._server.serve_forever(0.02)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _CherootServer:
+    """Cheroot (CherryPy's production WSGI server): a fixed pool of worker threads, keep-alive connections."""
+
+    def __init__(self, app: Callable[..., Any], port: int, threads: int) -> None:
+        from cheroot import wsgi
+
+        self._server = wsgi.Server(("127.0.0.1", port), app, numthreads=threads, server_name="clowder-test")
+        self._server.prepare()  # binds, so that the port is known before serving starts
+
+    @property
+    def port(self) -> int:
+        return int(self._server.bind_addr[1])
+
+    def serve(self) -> None:
+        self._server.serve()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
 class ClowderServer:
     """Clowder ``version`` 1 or 2 on 127.0.0.1 (a free port) in a background thread, storing under ``root``.
 
     ``ranges``: answer ``Range: bytes=N-`` with 206 and advertise ``Accept-Ranges: bytes`` (Clowder 1's
     blob download does; Clowder 2's streaming download does not, so turn it off to play Clowder 2 exactly).
-    ``legacy_new_folder``: Clowder 1 before 1.9 answered a new folder with ``{"status": "success"}`` only."""
+    ``legacy_new_folder``: Clowder 1 before 1.9 answered a new folder with ``{"status": "success"}`` only.
+    ``server``: werkzeug's development server (the default, for tests), or cheroot, a production WSGI
+    server with keep-alive connections and a pool of ``threads`` (for benchmarks; its answers are
+    always whole, so the ``truncate`` fault needs werkzeug)."""
 
     def __init__(
         self,
@@ -194,12 +252,18 @@ class ClowderServer:
         *,
         ranges: bool = True,
         legacy_new_folder: bool = False,
+        server: HttpServerKind = "werkzeug",
+        threads: int = 16,
+        port: int = 0,
     ) -> None:
         self.root = root
         self.version = version
         self.api_key = api_key
         self.ranges = ranges
         self.legacy_new_folder = legacy_new_folder
+        self.server_kind = server
+        self.threads = threads
+        self.port = port
         self.datasets: dict[str, Dataset] = {}
         self.folders: dict[str, Folder] = {}
         self.files: dict[str, File] = {}
@@ -210,7 +274,7 @@ class ClowderServer:
         self._lock = threading.RLock()
         self._order = count()
         self._stopping = threading.Event()
-        self._server: BaseWSGIServer | None = None
+        self._server: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._routes = Map(
             [Rule(path, endpoint=endpoint, methods=methods) for path, endpoint, methods in _ROUTES[version]],
@@ -220,19 +284,18 @@ class ClowderServer:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> ClowderServer:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Handler)
-        # A short poll interval makes stop() quick: shutdown() waits for the serving loop's next poll.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name="clowder-test-server", daemon=True
-        )
+        if self.server_kind == "cheroot":
+            self._server = _CherootServer(self._wsgi, self.port, self.threads)
+        else:
+            self._server = _WerkzeugServer(self._wsgi, self.port)
+        self._thread = threading.Thread(target=self._server.serve, name="clowder-test-server", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()  # wakes requests held by slow()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None
@@ -247,7 +310,7 @@ class ClowderServer:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the Clowder test server is not running")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     # ------------------------------------------------------------------ content
 
@@ -471,7 +534,9 @@ class ClowderServer:
             declared = sent = wrong.declared if wrong.declared is not None else length // 2
             sent = min(sent, length)
         headers["Content-Length"] = str(declared)
-        # Werkzeug's server closes every connection after the answer, so a short body ends in EOF.
+        if sent != length:
+            # A short body must end in EOF, also where the server keeps connections open.
+            headers["Connection"] = "close"
         return Response(
             _read_blocks(file.source, start, sent),
             status,
@@ -694,8 +759,11 @@ class ClowderServer:
             "frozen": False,
         }
 
-    def _v2_paged(self, request: Request, items: list[dict[str, Any]]) -> Response:
-        """Clowder 2's ``Paged``: skip 0 and limit 10 unless asked, newest first (callers sort)."""
+    def _v2_paged(
+        self, request: Request, items: list[Any], shape: Callable[[Any], dict[str, Any]]
+    ) -> Response:
+        """Clowder 2's ``Paged``: skip 0 and limit 10 unless asked, newest first (callers sort); only the
+        page's items are shaped, as a database query would return only them."""
         try:
             skip = int(request.args.get("skip", "0"))
             limit = int(request.args.get("limit", "10"))
@@ -704,7 +772,7 @@ class ClowderServer:
         return _json(
             {
                 "metadata": {"total_count": len(items), "skip": skip, "limit": limit},
-                "data": items[skip : skip + limit],
+                "data": [shape(item) for item in items[skip : skip + limit]],
             }
         )
 
@@ -759,7 +827,7 @@ class ClowderServer:
             if file.dataset_id == dataset_id and (folder_id is None or file.folder_id == folder_id)
         ]
         files.sort(key=lambda file: file.order, reverse=True)
-        return self._v2_paged(request, [self._v2_file_json(file) for file in files])
+        return self._v2_paged(request, files, self._v2_file_json)
 
     def _v2_folders(self, request: Request, dataset_id: str) -> Response:
         if dataset_id not in self.datasets:
@@ -781,7 +849,7 @@ class ClowderServer:
             if folder.dataset_id == dataset_id and folder.parent_id == parent_id
         ]
         folders.sort(key=lambda folder: folder.order, reverse=True)
-        return self._v2_paged(request, [self._v2_folder_json(folder) for folder in folders])
+        return self._v2_paged(request, folders, self._v2_folder_json)
 
     def _v2_folder(self, request: Request, dataset_id: str, folder_id: str) -> Response:
         if dataset_id not in self.datasets:
@@ -868,12 +936,62 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["un
 
 
 def _read_blocks(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as stream:
+    with path.open("rb", buffering=0) as stream:
         stream.seek(start)
         remaining = length
         while remaining > 0:
-            block = stream.read(min(BLOCK_SIZE, remaining))
+            block = stream.read(min(FILE_BLOCK_SIZE, remaining))
             if not block:
                 return
             remaining -= len(block)
             yield block
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.clowder_server ROOT --dataset NAME=FOLDER …``: a Clowder test server in a process
+    of its own (as a benchmark wants it, apart from the client's interpreter), serving every file below
+    each folder as a dataset until SIGTERM or SIGINT. Prints one JSON line once it serves:
+    ``{"url", "datasets": {NAME: {"id", "files": {relative path: file id}}}}``."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.clowder_server", description=main.__doc__)
+    parser.add_argument("root", type=Path, help="folder for the server's own files")
+    parser.add_argument("--version", type=int, choices=(1, 2), default=2)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--server", choices=("werkzeug", "cheroot"), default="cheroot")
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=FOLDER")
+    arguments = parser.parse_args(argv)
+    version: Literal[1, 2] = 1 if arguments.version == 1 else 2
+    server = ClowderServer(
+        arguments.root,
+        version,
+        arguments.api_key,
+        server=arguments.server,
+        threads=arguments.threads,
+        port=arguments.port,
+    )
+    datasets: dict[str, dict[str, Any]] = {}
+    for given in arguments.dataset:
+        name, _, folder = given.partition("=")
+        if not name or not folder:
+            parser.error(f"--dataset takes NAME=FOLDER, got {given!r}")
+        base = Path(folder)
+        dataset_id = server.add_dataset(name)
+        tree = {path.relative_to(base).as_posix(): path for path in sorted(base.rglob("*")) if path.is_file()}
+        datasets[name] = {"id": dataset_id, "files": server.add_files(dataset_id, tree)}
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with server:
+        print(json.dumps({"url": server.url, "datasets": datasets}), flush=True)
+        stop.wait()
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

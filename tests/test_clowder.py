@@ -516,3 +516,18 @@ def test_clowder2_answers_match_the_spec_schemas(tmp_path: Path) -> None:
     check(status, "Status")
     # Asked for no page, Clowder 2 answers the first ten.
     assert files["metadata"] == {"total_count": 1, "skip": 0, "limit": 10}
+
+
+def test_on_a_production_server_downloads_keep_their_connections(tmp_path: Path) -> None:
+    # Cheroot keeps connections open between answers (werkzeug's test server closes each one): the
+    # client reuses them, also after an answer it had to retry.
+    with ClowderServer(tmp_path / "clowder", 2, API_KEY, server="cheroot", threads=4) as server:
+        dataset_id = server.add_dataset("Kept alive")
+        contents = {f"f{number}.bin": os.urandom(300_000 + number) for number in range(6)}
+        ids = server.add_files(dataset_id, contents)
+        server.fail(f"/api/v2/files/{ids['f3.bin']}", 503, times=1)
+        with connect(server) as client:
+            listed = {file.path: file for file in client.files(dataset_id)}
+            for path, data in contents.items():
+                assert b"".join(client.download(ids[path], size=listed[path].size)) == data
+        assert len(server.requests_to(f"/api/v2/files/{ids['f3.bin']}")) == 2

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -576,3 +577,71 @@ def test_the_app_works_mounted_at_objects(tmp_path: Path) -> None:
     assert response.status_code == 204
     assert b"".join(store.read("exports/m/g.txt")) == b"posted"
     assert client.get("/objects/.partial/x?expires=1&signature=x").status_code == 400
+
+
+# -- writing durably ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4097, MIB + 1, 5 * MIB + 3])
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "page-cache"])
+def test_a_durable_file_holds_exactly_the_bytes_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, direct: bool
+) -> None:
+    import shared.durable
+
+    if not direct:  # as on a filesystem without direct I/O
+        monkeypatch.setattr(shared.durable, "_set_direct", lambda descriptor, on: False)
+    data = pattern(7, size)
+    path = tmp_path / "file.bin"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    writer = shared.durable.DurableWriter(descriptor, size=size)
+    try:
+        for start in range(0, size, 300_001):  # pieces that fit no block or alignment
+            writer.write(data[start : start + 300_001])
+        writer.finish()
+    finally:
+        writer.close()
+        os.close(descriptor)
+    assert writer.size == size
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("hint", [None, 5 * MIB, 9 * MIB, 3])
+def test_a_blob_is_the_stream_whatever_its_size_hint(local_harness: Harness, hint: int | None) -> None:
+    pieces = [pattern(index, 65_537) for index in range(81)]  # 5,308,497 bytes: no multiple of a block
+    content = b"".join(pieces)
+    blob = local_harness.store.put_blob(iter(pieces), size=hint)
+    assert (blob.size, blob.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+    assert b"".join(local_harness.store.read(blob.key)) == content
+
+
+def test_downloads_are_sent_by_the_kernel_where_the_server_allows(
+    local_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.objectstore_local
+
+    sent: list[tuple[int, int]] = []
+    original = shared.objectstore_local._sent_by_kernel
+
+    def spying(handle: Any, connection: socket.socket, start: int, length: int) -> Iterator[bytes]:
+        sent.append((start, length))
+        return original(handle, connection, start, length)
+
+    monkeypatch.setattr(shared.objectstore_local, "_sent_by_kernel", spying)
+    content = pattern(3, 3 * MIB + 17)
+    blob = local_harness.store.put_blob([content])
+    url = local_harness.store.presign_get(blob.key)
+    assert local_harness.fetch is not None
+    assert local_harness.fetch.get(url).content == content
+    ranged = local_harness.fetch.get(url, headers={"Range": "bytes=1000-2000999"})
+    assert (ranged.status_code, ranged.content) == (206, content[1000:2001000])
+    assert sent == [(0, len(content)), (1000, 2_000_000)]
+    # Without the server's socket (another WSGI server, or werkzeug's test client) the app streams it.
+    app = objects_app(local_harness.store)
+    path, _, query = url.partition("://")[2].partition("/")[2].partition("?")
+    body, status, _ = run_wsgi_app(
+        app,
+        EnvironBuilder(path="/" + path, query_string=query, headers={"Range": "bytes=-5000"}).get_environ(),
+    )
+    assert (status, b"".join(body)) == ("206 Partial Content", content[-5000:])
+    assert len(sent) == 2

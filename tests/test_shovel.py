@@ -471,6 +471,131 @@ def test_redelivered_command_places_nothing_twice(settings: ShovelSettings, stag
     assert requests == [2, 2], "the redelivery with the ledger in place downloaded again"
 
 
+def test_commands_of_one_transfer_are_placed_side_by_side(settings: ShovelSettings, staging: Staging) -> None:
+    # The transfer function sends a large file in a command of its own: the next command of the same
+    # transfer must not wait for it, and neither may take the other's work folder away.
+    slow_data = os.urandom(500_000)
+    hold = threading.Event()
+    slow = Blob(slow_data, hold=hold)
+    first = SyncCommand(
+        transfer_id="t-side",
+        user=USER,
+        target="in",
+        files=[
+            SyncFile(
+                path="slow.bin", size=len(slow_data), sha256=sha256(slow_data), url=staging.add("slow", slow)
+            )
+        ],
+    )
+    contents = {f"quick-{number}.txt": f"quick {number}".encode() for number in range(5)}
+    second = SyncCommand(
+        transfer_id="t-side",
+        user=USER,
+        target="in",
+        files=[staged(staging, path, data) for path, data in contents.items()],
+    )
+    bus = MemoryBus()
+    with running(settings, bus) as emitted:
+        send(bus, first)
+        wait_for(slow.holding.is_set, "half of the slow file")
+        send(bus, second)
+        [quick] = progress_of(emitted, 1)  # while the first command still waits for its file
+        assert sorted(quick.placed) == sorted(contents) and quick.errors == []
+        hold.set()
+        _, late = progress_of(emitted, 2)
+    assert late.placed == ["slow.bin"] and late.errors == []
+    assert files_below(settings.home / "in") == {**contents, "slow.bin": slow_data}
+    assert sorted(path.name for path in (settings.home / ".workbench-partial").iterdir()) == ["t-side.ledger"]
+    ledger = (settings.home / ".workbench-partial" / "t-side.ledger").read_text().splitlines()
+    assert sorted(json.loads(line)["path"] for line in ledger) == sorted(
+        f"in/{path}" for path in [*contents, "slow.bin"]
+    )
+
+
+def test_files_carried_in_the_command_are_placed_without_a_download(
+    settings: ShovelSettings, staging: Staging
+) -> None:
+    small = b"small enough to travel in the command\n"
+    tampered = b"these bytes are not the ones staged"
+    files = [
+        SyncFile(
+            path="inline.txt",
+            size=len(small),
+            sha256=sha256(small),
+            url=staging.add("inline", Blob(small)),
+            content=small,
+        ),
+        SyncFile(
+            path="tampered.txt",
+            size=len(tampered),
+            sha256=sha256(b"the original"),
+            url=staging.add("tampered", Blob(tampered)),
+            content=tampered,
+        ),
+    ]
+    command = SyncCommand(transfer_id="t-inline", user=USER, target="in", files=files)
+    # What the bus carries: the bytes as base64 in the JSON.
+    assert SyncCommand.model_validate_json(command.model_dump_json()) == command
+    bus = RecordingBus()
+    with running(settings, bus) as emitted:
+        send(bus, command)
+        [progress] = progress_of(emitted)
+        wait_for(lambda: bus.settlements, "the command to be settled")
+    assert progress.placed == ["inline.txt"]
+    [problem] = progress.errors
+    assert problem.path == "tampered.txt" and "checksum mismatch" in problem.error
+    assert files_below(settings.home / "in") == {"inline.txt": small}
+    assert [blob.requests for blob in staging.blobs.values()] == [0, 0]
+    ledger = (settings.home / ".workbench-partial" / "t-inline.ledger").read_text().splitlines()
+    assert [json.loads(line)["path"] for line in ledger] == ["in/inline.txt"]
+
+
+def test_a_download_cut_short_is_tried_again_then_fails_that_file(
+    settings: ShovelSettings, staging: Staging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shovel.sync
+
+    monkeypatch.setattr(shovel.sync, "RETRY_SECONDS", 0.01)
+    data = os.urandom(50_000)
+    # Announces 80,000 bytes, sends 50,000 and closes the connection (a server or proxy that died).
+    cut = SyncFile(path="cut.bin", size=80_000, url=staging.add("cut", Blob(data, size=80_000)))
+    whole = staged(staging, "whole.bin", data)
+    command = SyncCommand(transfer_id="t-cut", user=USER, target="in", files=[cut, whole])
+    bus = MemoryBus()
+    with running(settings, bus) as emitted:
+        send(bus, command)
+        [progress] = progress_of(emitted)
+    assert progress.placed == ["whole.bin"]
+    [problem] = progress.errors
+    assert (
+        problem.path == "cut.bin" and "failed 3 times" in problem.error and "before the end" in problem.error
+    )
+    assert staging.blobs["cut"].requests == 3
+    assert files_below(settings.home / "in") == {"whole.bin": data}
+
+
+def test_downloads_through_the_http_client_where_a_proxy_is_set(
+    settings: ShovelSettings, staging: Staging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a proxy named in the environment the downloads go through the client, which honours it
+    # (here it names no address the test server needs, so the downloads still arrive).
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    contents = {"a.bin": os.urandom(200_000), "b.txt": b"b"}
+    command = SyncCommand(
+        transfer_id="t-proxy",
+        user=USER,
+        target="in",
+        files=[staged(staging, path, data) for path, data in contents.items()],
+    )
+    bus = MemoryBus()
+    with running(settings, bus) as emitted:
+        send(bus, command)
+        [progress] = progress_of(emitted)
+    assert sorted(progress.placed) == sorted(contents) and progress.errors == []
+    assert files_below(settings.home / "in") == contents
+
+
 def test_link_mode_copies_and_symlinks_below_the_roots(
     settings: ShovelSettings, staging: Staging, tmp_path: Path
 ) -> None:

@@ -31,7 +31,6 @@ from shared.bus_memory import MemoryBus
 from shared.errors import WorkbenchError
 from shared.gateway import Gateway
 from shared.messages import SyncCommand, queue_for
-from shared.models import TransferFile
 from shared.objectstore import blob_key
 from shared.paths import MAX_COMPONENT_BYTES
 from shovel.local import attach_shovels
@@ -612,6 +611,46 @@ def test_a_request_stages_the_dataset_and_queues_presigned_commands(
     assert downloads(clowder) == 3
 
 
+def test_small_files_travel_in_the_command_and_large_ones_alone(
+    api: Api,
+    client: ClientFactory,
+    platform: Platform,
+    clowder: ClowderServer,
+    alice: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared import transfers
+
+    # Lower limits than a real dataset needs, to see them work on a small one.
+    monkeypatch.setattr(transfers, "BATCH_BYTES", 1_000_000)
+    monkeypatch.setattr(transfers, "INLINE_BYTES", 1_000)
+    content = {f"notes/note-{number:02d}.txt": f"note {number}\n".encode() for number in range(20)}
+    content |= {
+        "data/a.bin": os.urandom(1_500_000),
+        "data/b.bin": os.urandom(1_200_000),
+        "mid.csv": os.urandom(5_000),
+    }
+    dataset_id = clowder.add_dataset("Mixed")
+    clowder.add_files(dataset_id, content)
+
+    accepted(deliver(client, "transfer", transfer_request(clowder, dataset_id)))
+
+    transfer = only_transfer(platform, "alice")
+    assert (transfer["state"], transfer["filesTotal"]) == ("syncing", len(content))
+    commands = take_commands(platform, "alice")
+    placed = {file.path: file for command in commands for file in command.files}
+    assert sorted(placed) == sorted(content)
+    for path, file in placed.items():
+        assert file.url is not None and file.sha256 == sha256(content[path])
+        # Up to the limit the bytes come along (checked by their sha256 like any download).
+        assert file.content == (content[path] if len(content[path]) <= 1_000 else None)
+    # A file past the command's size limit closes it: the shovel places it while the next ones stage.
+    for large in ("data/a.bin", "data/b.bin"):
+        [command] = [command for command in commands if large in {file.path for file in command.files}]
+        assert sum(file.size for file in command.files) - len(content[large]) < 1_000_000
+    assert downloads(clowder) == len(content)
+
+
 # --- 4. idempotence and reuse --------------------------------------------------------------------------
 
 
@@ -909,19 +948,19 @@ def test_a_report_landing_while_staging_ends_is_counted(
 ) -> None:
     dataset_id, content, _ = field_study(clowder)
     store = platform.store
-    read_files = store.list_transfer_files
+    tally_files = store.tally_transfer_files
     reported: list[str] = []
 
-    def racing(transfer_id: str) -> list[TransferFile]:
-        rows = read_files(transfer_id)
+    def racing(transfer_id: str) -> tuple[int, int, int, list[tuple[str, str]]]:
+        tally = tally_files(transfer_id)
         transfer = store.get_transfer(transfer_id)
         if not reported and transfer is not None and transfer.stagingDone:
-            # A fast shovel's report settles every file between this read and the write after it.
+            # A fast shovel's report settles every file between this count and the write after it.
             reported.append(transfer_id)
             accepted(deliver(client, "shovel_reports", progress_event(transfer_id, "alice", sorted(content))))
-        return rows
+        return tally
 
-    monkeypatch.setattr(store, "list_transfer_files", racing)
+    monkeypatch.setattr(store, "tally_transfer_files", racing)
     accepted(deliver(client, "transfer", transfer_request(clowder, dataset_id)))
 
     assert reported

@@ -73,7 +73,8 @@ def run(arguments: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     print(
-        f"Workbench is serving on http://{settings.host}:{settings.port}/api/ (data in {current.data_dir})",
+        f"Workbench is serving on http://{settings.host}:{settings.port}/ (the management page; the API is "
+        f"under /api/, data in {current.data_dir})",
         flush=True,
     )
     try:

@@ -590,12 +590,14 @@ def sources(target: Target, functions: Iterable[Function]) -> list[Manifest]:
 
 
 def path_prefixes(function: Function) -> list[str]:
-    """The distinct first segments of the function's paths, as ``/api/<segment>`` prefixes."""
+    """The distinct first segments of the function's paths, as ``/api/<segment>`` prefixes (or
+    ``/<segment>`` for the paths outside the API, such as the management page's assets)."""
     prefixes = set()
     for route in function.routes:
-        segment = route.path.removeprefix("/api/").split("/")[0]
+        base = "/api/" if route.path.startswith("/api/") else "/"
+        segment = route.path.removeprefix(base).split("/")[0]
         if segment and "<" not in segment:
-            prefixes.add(f"/api/{segment}")
+            prefixes.add(f"{base}{segment}")
     return sorted(prefixes)
 
 
@@ -614,8 +616,9 @@ def routing(target: Target, functions: Iterable[Function]) -> list[Manifest]:
         if not function.routes:
             continue
         matches = [{"path": {"type": "PathPrefix", "value": prefix}} for prefix in path_prefixes(function)]
-        if any(route.path == "/api/" for route in function.routes):
-            matches.insert(0, {"path": {"type": "Exact", "value": "/api/"}})
+        for exact in ("/api/", "/"):
+            if any(route.path == exact for route in function.routes):
+                matches.insert(0, {"path": {"type": "Exact", "value": exact}})
         for match in matches:
             value = match["path"]["value"]
             if value in owners:

@@ -1,0 +1,67 @@
+"""HTTP function ``ui``: the management page at ``/`` and its static assets under ``/ui/``."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import functions_framework
+from flask import Request, Response
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as NoRoute
+from werkzeug.routing import Map, Rule
+
+from shared import registry
+from shared import ui as page
+from shared.api import error_response, json_errors
+
+
+@cache
+def _routing() -> Map:
+    return Map(
+        [
+            Rule(route.path, methods=[route.method], endpoint=route.endpoint)
+            for route in registry.function("ui").routes
+        ],
+        strict_slashes=False,
+        merge_slashes=False,
+    )
+
+
+def _served(request: Request, asset: page.Asset) -> Response:
+    response = Response(asset.body, mimetype=None, content_type=asset.content_type)
+    response.headers.update(page.SECURITY_HEADERS)
+    # Revalidated on every use (a 304 while unchanged), so a new release shows at once.
+    response.headers["Cache-Control"] = "no-cache"
+    response.set_etag(asset.etag)
+    response.make_conditional(request)  # a 304 without a body when the ETag matches
+    return response
+
+
+def _secured(response: Response) -> Response:
+    response.headers.update(page.SECURITY_HEADERS)
+    return response
+
+
+json_errors()
+
+
+@functions_framework.http
+def ui(request: Request) -> Response:
+    adapter = _routing().bind("", default_method="GET")
+    try:
+        endpoint, params = adapter.match(request.path, method=request.method)
+    except MethodNotAllowed as error:
+        allowed = ", ".join(sorted(error.valid_methods or []))
+        response = error_response(
+            405, f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
+        )
+        response.headers["Allow"] = allowed
+        return _secured(response)
+    except NoRoute:
+        return _secured(error_response(404, f"no route {request.method} {request.path} in function 'ui'"))
+    if endpoint == "index":
+        return _served(request, page.index())
+    found = page.asset(params["asset"])
+    if found is None:
+        return _secured(error_response(404, f"the management page has no asset {params['asset']!r}"))
+    return _served(request, found)

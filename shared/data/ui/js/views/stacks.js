@@ -1,0 +1,282 @@
+// My stacks: live status, Connect links, start, stop, delete, and the logs of a service.
+
+import { api, every } from "../api.js";
+import { act, announce, badge, h, keyed, showError } from "../dom.js";
+
+const POLL_MILLISECONDS = 2000;
+const LOG_LINES = 200;
+const CAN_START = new Set(["stopped", "error"]);
+const CAN_STOP = new Set(["starting", "started", "error"]);
+const CAN_DELETE = new Set(["stopped", "error"]);
+const CHANGED = {
+  starting: "is starting",
+  started: "is started",
+  stopping: "is stopping",
+  stopped: "is stopped",
+  error: "failed: see its services for why",
+};
+
+export function render(main) {
+  const list = h("div", { class: "stack-list", id: "stack-list", "aria-busy": "true" });
+  const empty = h(
+    "p",
+    { class: "empty", hidden: true },
+    "You have no stacks yet. ",
+    h("a", { href: "#/catalog" }, "Create one from the catalog"),
+    ".",
+  );
+  const logs = logPanel();
+  const confirm = confirmDialog();
+  const statuses = new Map();
+
+  async function refresh() {
+    const stacks = await api.stacks();
+    stacks.sort((a, b) => (a.createdTime || 0) - (b.createdTime || 0) || a.id.localeCompare(b.id));
+    for (const stack of stacks) {
+      const before = statuses.get(stack.id);
+      if (before && before !== stack.status) announce(`${stack.name} (${stack.id}) ${CHANGED[stack.status]}.`);
+      statuses.set(stack.id, stack.status);
+    }
+    empty.hidden = stacks.length > 0;
+    list.setAttribute("aria-busy", "false");
+    keyed(list, stacks, (stack) => stack.id, (stack) => card(stack, { refresh, logs, confirm }));
+    await logs.refresh();
+  }
+
+  main.append(
+    h(
+      "div",
+      { class: "view-head" },
+      h("h1", {}, "My stacks"),
+      h("a", { class: "button", href: "#/catalog" }, "Create a stack"),
+    ),
+    h("p", { class: "lead" }, "Your applications with their services. The status updates by itself."),
+    empty,
+    list,
+    logs.element,
+    confirm.element,
+  );
+  return every(POLL_MILLISECONDS, refresh, (error) => showError(error.message));
+}
+
+function card(stack, { refresh, logs, confirm }) {
+  const titleId = `stack-${stack.id}-title`;
+  const start = h(
+    "button",
+    {
+      type: "button",
+      dataset: { focus: "start" },
+      disabled: !CAN_START.has(stack.status),
+      "aria-describedby": titleId,
+      onclick: (event) =>
+        act(event.currentTarget, async () => {
+          await api.start(stack.id);
+          announce(`Starting ${stack.name} (${stack.id})…`);
+          await refresh();
+        }),
+    },
+    "Start",
+  );
+  const stop = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      dataset: { focus: "stop" },
+      disabled: !CAN_STOP.has(stack.status),
+      "aria-describedby": titleId,
+      onclick: (event) =>
+        act(event.currentTarget, async () => {
+          await api.stop(stack.id);
+          announce(`Stopping ${stack.name} (${stack.id})…`);
+          await refresh();
+        }),
+    },
+    "Stop",
+  );
+  const remove = h(
+    "button",
+    {
+      type: "button",
+      class: "danger",
+      dataset: { focus: "delete" },
+      disabled: !CAN_DELETE.has(stack.status),
+      "aria-describedby": titleId,
+      onclick: (event) => {
+        const button = event.currentTarget;
+        confirm.ask(`Delete the stack “${stack.name}” (${stack.id})?`, "Delete", () =>
+          act(button, async () => {
+            await api.deleteStack(stack.id);
+            logs.forget(stack.id);
+            announce(`Deleted ${stack.name} (${stack.id}).`);
+            await refresh();
+          }),
+        );
+      },
+    },
+    "Delete",
+  );
+  return h(
+    "article",
+    { class: `card stack status-border-${stack.status}`, "aria-labelledby": titleId },
+    h(
+      "header",
+      { class: "stack-head" },
+      h("h2", { id: titleId }, stack.name || stack.key),
+      h("span", { class: "stack-status" }, h("span", { class: "visually-hidden" }, "Status: "), badge(stack.status)),
+    ),
+    h("p", { class: "meta" }, `${stack.key} · id ${stack.id}`),
+    h(
+      "ul",
+      { class: "services", "aria-label": `Services of ${stack.name}` },
+      stack.services.map((service) => serviceItem(stack, service, logs)),
+    ),
+    h("div", { class: "actions" }, start, stop, remove),
+  );
+}
+
+function serviceItem(stack, service, logs) {
+  const endpoints = service.endpoints || [];
+  const failed = service.status === "error" || service.status === "timeout";
+  const messages = service.statusMessages || [];
+  return h(
+    "li",
+    { class: "service" },
+    h(
+      "div",
+      { class: "service-line" },
+      h("span", { class: "service-name" }, service.service),
+      badge(service.status || (stack.status === "stopped" ? "stopped" : "waiting")),
+      endpoints.map((endpoint, index) =>
+        h(
+          "a",
+          {
+            class: "button connect",
+            href: endpoint.url,
+            target: "_blank",
+            rel: "noopener noreferrer",
+            dataset: { focus: `connect-${service.id}-${index}` },
+          },
+          "Connect",
+          h("span", { class: "visually-hidden" }, ` to ${service.service} of ${stack.name} (opens a new tab)`),
+        ),
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "link",
+          dataset: { focus: `logs-${service.id}` },
+          "aria-controls": "log-panel",
+          onclick: () => logs.show(stack, service),
+        },
+        "Logs",
+        h("span", { class: "visually-hidden" }, ` of ${service.service} in ${stack.name}`),
+      ),
+    ),
+    endpoints.length ? h("p", { class: "endpoint" }, endpoints.map((endpoint) => endpoint.url).join(" ")) : null,
+    failed && messages.length
+      ? h("p", { class: "service-error" }, h("strong", {}, `${service.service} ${service.status}: `), messages.at(-1))
+      : null,
+  );
+}
+
+function logPanel() {
+  const title = h("h2", { id: "log-title" }, "Logs");
+  const output = h("pre", { class: "logs", tabindex: "0", "aria-labelledby": "log-title" });
+  const element = h(
+    "section",
+    { id: "log-panel", class: "card log-panel", "aria-labelledby": "log-title", hidden: true },
+    h(
+      "div",
+      { class: "view-head" },
+      title,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "secondary",
+          onclick: () => {
+            const focusAfter = shown && document.querySelector(`[data-focus="logs-${CSS.escape(shown.id)}"]`);
+            shown = null;
+            element.hidden = true;
+            focusAfter?.focus();
+          },
+        },
+        "Close the logs",
+      ),
+    ),
+    output,
+  );
+  let shown = null;
+
+  async function refresh() {
+    if (!shown) return;
+    const ssid = shown.id;
+    const text = await api.logs(ssid, LOG_LINES);
+    if (shown?.id !== ssid) return;
+    const atBottom = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
+    const next = typeof text === "string" ? text : JSON.stringify(text, null, 2);
+    if (output.textContent !== next) {
+      output.textContent = next;
+      if (atBottom) output.scrollTop = output.scrollHeight;
+    }
+  }
+
+  return {
+    element,
+    refresh,
+    forget(sid) {
+      if (shown && shown.stack === sid) {
+        shown = null;
+        element.hidden = true;
+      }
+    },
+    show(stack, service) {
+      shown = { id: service.id, stack: stack.id };
+      title.textContent = `Logs of ${service.service} in ${stack.name} (${service.id})`;
+      output.textContent = "Loading…";
+      element.hidden = false;
+      refresh().catch((error) => showError(error.message));
+      output.focus();
+      element.scrollIntoView({ block: "nearest" });
+    },
+  };
+}
+
+function confirmDialog() {
+  const question = h("p", { id: "confirm-question" });
+  const yes = h("button", { type: "submit", class: "danger", value: "yes" }, "Delete");
+  const element = h(
+    "dialog",
+    { class: "confirm", "aria-labelledby": "confirm-question" },
+    h(
+      "form",
+      { method: "dialog" },
+      question,
+      h("p", {}, "This cannot be undone."),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "submit", class: "secondary", value: "no", autofocus: true }, "Cancel"),
+        yes,
+      ),
+    ),
+  );
+  let confirmed = null;
+  element.addEventListener("close", () => {
+    const action = confirmed;
+    confirmed = null;
+    if (element.returnValue === "yes" && action) action();
+  });
+  return {
+    element,
+    ask(text, verb, action) {
+      question.textContent = text;
+      yes.textContent = verb;
+      confirmed = action;
+      element.returnValue = "";
+      element.showModal();
+    },
+  };
+}

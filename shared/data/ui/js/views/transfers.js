@@ -1,0 +1,116 @@
+// My transfers (Clowder → home) and exports (home → Clowder), with live progress and per-file errors.
+
+import { api, every } from "../api.js";
+import { announce, badge, bytes, h, keyed, plural, showError, when } from "../dom.js";
+
+const POLL_MILLISECONDS = 2000;
+const FINISHED = new Set(["completed", "failed"]);
+
+export function render(main) {
+  const transfers = h("div", { class: "transfer-list", id: "transfer-list", "aria-busy": "true" });
+  const exports = h("div", { class: "transfer-list", id: "export-list", "aria-busy": "true" });
+  const noTransfers = h("p", { class: "empty", hidden: true }, "No transfers yet. ", h("a", { href: "#/send" }, "Send a dataset"), ".");
+  const noExports = h("p", { class: "empty", hidden: true }, "No exports yet. ", h("a", { href: "#/send" }, "Export a folder"), ".");
+  const states = new Map();
+
+  function tell(kind, item, label) {
+    const key = `${kind}-${item.id}`;
+    const before = states.get(key);
+    if (before && before !== item.state && FINISHED.has(item.state)) announce(`${label} ${item.state}.`);
+    states.set(key, item.state);
+  }
+
+  async function refresh() {
+    const [transferList, exportList] = await Promise.all([api.transfers(), api.exports()]);
+    const newestFirst = (a, b) => (b.createdTime || 0) - (a.createdTime || 0) || a.id.localeCompare(b.id);
+    transferList.sort(newestFirst);
+    exportList.sort(newestFirst);
+    for (const item of transferList) tell("transfer", item, `The transfer of ${item.datasetName || item.datasetId}`);
+    for (const item of exportList) tell("export", item, `The export of ${item.folder}`);
+    noTransfers.hidden = transferList.length > 0;
+    noExports.hidden = exportList.length > 0;
+    keyed(transfers, transferList, (item) => item.id, transferCard);
+    keyed(exports, exportList, (item) => item.id, exportCard);
+    transfers.setAttribute("aria-busy", "false");
+    exports.setAttribute("aria-busy", "false");
+  }
+
+  main.append(
+    h("div", { class: "view-head" }, h("h1", {}, "Transfers and exports"), h("a", { class: "button", href: "#/send" }, "Send or export")),
+    h("section", { "aria-labelledby": "transfers-title" }, h("h2", { id: "transfers-title" }, "Datasets sent to my home"), noTransfers, transfers),
+    h("section", { "aria-labelledby": "exports-title" }, h("h2", { id: "exports-title" }, "Folders exported to Clowder"), noExports, exports),
+  );
+  return every(POLL_MILLISECONDS, refresh, (error) => showError(error.message));
+}
+
+function errorList(item) {
+  const errors = item.errors || [];
+  if (!errors.length && !item.message) return null;
+  return h(
+    "div",
+    { class: item.state === "failed" || errors.length ? "problems" : "meta" },
+    item.message ? h("p", {}, item.message) : null,
+    errors.length
+      ? h(
+          "ul",
+          { "aria-label": "Files that failed" },
+          errors.map((error) => h("li", {}, h("code", {}, error.path), `: ${error.error}`)),
+        )
+      : null,
+  );
+}
+
+function transferCard(transfer) {
+  const titleId = `transfer-${transfer.id}-title`;
+  const progressId = `transfer-${transfer.id}-progress`;
+  const total = transfer.bytesTotal || 0;
+  const done = Math.min(transfer.bytesDone || 0, total);
+  const complete = transfer.state === "completed";
+  return h(
+    "article",
+    { class: "card transfer", "aria-labelledby": titleId },
+    h(
+      "header",
+      { class: "stack-head" },
+      h("h3", { id: titleId }, transfer.datasetName || transfer.datasetId),
+      h("span", {}, h("span", { class: "visually-hidden" }, "State: "), badge(transfer.state)),
+    ),
+    h("p", { class: "meta" }, `to ${transfer.target || "my home"} · from ${transfer.source} · ${when(transfer.createdTime)}`),
+    h("label", { for: progressId, class: "visually-hidden" }, `Progress of ${transfer.datasetName || transfer.datasetId}`),
+    h("progress", {
+      id: progressId,
+      max: String(total || 1),
+      value: String(total ? done : complete ? 1 : 0),
+    }),
+    h(
+      "p",
+      { class: "counts" },
+      `${transfer.filesDone} of ${transfer.filesTotal} files · ${bytes(transfer.bytesDone)} of ${bytes(total)}`,
+    ),
+    errorList(transfer),
+  );
+}
+
+function exportCard(item) {
+  const titleId = `export-${item.id}-title`;
+  return h(
+    "article",
+    { class: "card transfer", "aria-labelledby": titleId },
+    h(
+      "header",
+      { class: "stack-head" },
+      h("h3", { id: titleId }, `${item.folder} → ${item.name}`),
+      h("span", {}, h("span", { class: "visually-hidden" }, "State: "), badge(item.state)),
+    ),
+    h("p", { class: "meta" }, `to ${item.source} · ${when(item.createdTime)}`),
+    h(
+      "p",
+      { class: "counts" },
+      `${plural(item.files, "file")} · ${bytes(item.bytes)}`,
+      item.datasetId
+        ? [" · dataset ", h("a", { href: `${item.source.replace(/\/+$/, "")}/datasets/${encodeURIComponent(item.datasetId)}`, target: "_blank", rel: "noopener noreferrer" }, item.datasetId)]
+        : "",
+    ),
+    errorList(item),
+  );
+}

@@ -28,9 +28,10 @@ test: lint
 	$(BIN)/pytest
 
 # The benchmarks (not part of `make test`): prints the table and writes var/bench/results.json.
-# rclone (a baseline) comes from Debian's package.
+# rclone (a baseline) and wrk (the load generator of api_throughput) come from Debian's packages.
 bench: $(INSTALLED)
-	@command -v rclone >/dev/null || apt-get install -y -q rclone >/dev/null
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@command -v rclone >/dev/null && command -v wrk >/dev/null || apt-get install -y -q rclone wrk >/dev/null
 	$(BIN)/python -m bench $(BENCH)
 
 format: $(INSTALLED)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from bench.report import RESULTS, Figure, load, table, write
 
@@ -21,6 +23,33 @@ BENCHMARKS = {
 """Each module has ``run() -> list[Figure]``."""
 
 
+README_BEGIN = "<!-- bench table: python -m bench --readme -->"
+README_END = "<!-- end of bench table -->"
+
+
+def update_readme(readme: Path) -> str:
+    """Replaces the table between the README's markers with the results file's; says what it did."""
+    text = readme.read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{readme} has no '{README_BEGIN}' … '{README_END}' markers")
+    figures = [figure for figure in load() if "." not in figure.key]  # per-function figures stay in the file
+    if not figures:
+        raise SystemExit(f"{RESULTS} holds no figures: run the benchmarks first")
+    run = json.loads(RESULTS.read_text()).get("_run", {})
+    block = "\n".join(
+        (
+            README_BEGIN,
+            f"Measured {run.get('finished', '')} on {run.get('machine', '')}, Python {run.get('python', '')}:",
+            "",
+            table(figures, style="markdown"),
+            "",
+        )
+    )
+    readme.write_text(text[:begin] + block + text[end:])
+    return f"{len(figures)} figures"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -29,10 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--markdown", action="store_true", help="print the table of the results file as Markdown"
     )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="put the results file's table into README.md (between its markers)",
+    )
     arguments = parser.parse_args(argv)
     unknown = [name for name in arguments.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"no benchmark named {', '.join(unknown)}; the benchmarks are {', '.join(BENCHMARKS)}")
+    if arguments.readme:
+        print(f"README.md: {update_readme(Path('README.md'))}")
+        return 0
     if arguments.markdown:
         print(table(load(), style="markdown"))
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -38,6 +39,29 @@ def clean_environment(extra: Mapping[str, str] = {}) -> dict[str, str]:
     """This process's environment without any WORKBENCH_ setting, plus ``extra``."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("WORKBENCH_")}
     environment.update(extra)
+    return environment
+
+
+def image_environment(dockerfile: Path = ROOT / "Dockerfile") -> dict[str, str]:
+    """The variables the image's ``ENV`` instructions set (``KEY=VALUE`` form), so that a process run
+    here has the environment it has in the image; the caller overrides paths and ports."""
+    environment: dict[str, str] = {}
+    instruction = ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction += line.removesuffix("\\") + " "
+        if line.endswith("\\"):
+            continue
+        keyword, _, arguments = instruction.strip().partition(" ")
+        instruction = ""
+        if keyword.upper() == "ENV":
+            for assignment in shlex.split(arguments):
+                name, equals, value = assignment.partition("=")
+                if not equals:
+                    raise ValueError(f"{dockerfile.name}: ENV {arguments!r} is not in the KEY=VALUE form")
+                environment[name] = value
     return environment
 
 

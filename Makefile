@@ -30,7 +30,6 @@ test: lint
 # The benchmarks (not part of `make test`): prints the table and writes var/bench/results.json.
 # rclone (a baseline) and wrk (the load generator of api_throughput) come from Debian's packages.
 bench: $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@command -v rclone >/dev/null && command -v wrk >/dev/null || apt-get install -y -q rclone wrk >/dev/null
 	$(BIN)/python -m bench $(BENCH)
 

@@ -176,18 +176,7 @@ class PeakRss:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _pids(self) -> list[int]:
-        if not self.tree:
-            return [self.pid]
-        found, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            try:
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    todo += [int(child) for child in (task / "children").read_text().split()]
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-        return found
+        return process_tree(self.pid) if self.tree else [self.pid]
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):

@@ -26,6 +26,7 @@ from bench.support import (
     PeakRss,
     clean_environment,
     free_port,
+    process_tree,
     running,
     stopwatch,
     wait_for_http,
@@ -221,17 +222,7 @@ class Workbench:
 
 
 def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = [int(child) for child in (task / "children").read_text().split()]
-                found += children
-                todo += children
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
+    return process_tree(pid)[1:]
 
 
 def _command_line(pid: int) -> list[str]:

@@ -379,6 +379,8 @@ def test_the_admin_approves_an_account_and_sees_shovels_and_dead_letters(
 
     # only the admin sees the view at all
     page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("status")).to_contain_text("You are logged out.")
+    assert page.evaluate("() => sessionStorage.getItem('workbench.token')") is None  # gone at once
     log_in(page, workbench.url, "carol", PASSWORD)
     expect(page.get_by_role("navigation", name="Views").get_by_role("link", name="Admin")).to_be_hidden()
     page.goto(workbench.url + "/#/admin")

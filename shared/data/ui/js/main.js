@@ -93,10 +93,13 @@ onSignedOut((reason) => {
   navigate("login", "", `You are signed out: ${reason}. Log in again.`);
 });
 
-document.getElementById("logout").addEventListener("click", async () => {
-  await api.logout();
+document.getElementById("logout").addEventListener("click", () => {
+  // The token is forgotten at once (a reload or another view right after must not find it); the
+  // server is told with the token in hand, and its answer is not waited for.
+  const told = api.logout();
   session.clear();
   navigate("login", "You are logged out.");
+  return told;
 });
 
 document.getElementById("error-close").addEventListener("click", () => {

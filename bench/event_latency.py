@@ -21,6 +21,7 @@ import httpx
 from bench.report import Figure, percentile
 from bench.support import (
     BIN,
+    STATIC_SPEC,
     clean_environment,
     free_port,
     rabbitmq_vhost,
@@ -45,18 +46,6 @@ API_KEY = "bench-clowder-key"
 SOURCE = "https://clowder.example.org/"
 USER = "latency"
 EMAIL = "latency@example.org"
-
-STATIC_SPEC = {
-    "key": "notebook",
-    "label": "Notebook",
-    "description": "Serves its data folder over HTTP",
-    "image": {"name": "example/notebook", "tags": ["latest"]},
-    "access": "external",
-    "display": "stack",
-    "ports": [{"port": 8888, "protocol": "http"}],
-    "volumeMounts": [{"mountPath": "/home/user/work"}],
-    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 1000, "memDefault": 50},
-}
 
 
 @dataclass(frozen=True)

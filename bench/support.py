@@ -18,6 +18,21 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench"
+
+STATIC_SPEC = {
+    "key": "notebook",
+    "label": "Notebook",
+    "description": "Serves its data folder over HTTP",
+    "image": {"name": "example/notebook", "tags": ["latest"]},
+    "access": "external",
+    "display": "stack",
+    "ports": [{"port": 8888, "protocol": "http"}],
+    "volumeMounts": [{"mountPath": "/home/user/work"}],
+    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 1000, "memDefault": 50},
+}
+"""A user spec whose stack serves its data folder under the local runtime: the stack whose volume
+receives the benchmarks' files."""
+
 BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
 
 

@@ -23,6 +23,7 @@ import httpx
 from bench.report import Figure, median
 from bench.support import (
     BIN,
+    STATIC_SPEC,
     PeakRss,
     clean_environment,
     free_port,
@@ -49,18 +50,6 @@ MIB = 1 << 20
 FREE_BYTES_NEEDED = 24 << 30
 """Sources (1.3 GiB), and per round curl's copies and the platforms' staged and placed files (about
 3.6 GiB), all kept until the end (see ``run``), with room to spare."""
-
-STATIC_SPEC = {
-    "key": "notebook",
-    "label": "Notebook",
-    "description": "Serves its data folder over HTTP",
-    "image": {"name": "example/notebook", "tags": ["latest"]},
-    "access": "external",
-    "display": "stack",
-    "ports": [{"port": 8888, "protocol": "http"}],
-    "volumeMounts": [{"mountPath": "/home/user/work"}],
-    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 1000, "memDefault": 50},
-}
 
 
 def shovel_parallelism() -> int:

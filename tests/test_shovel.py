@@ -272,17 +272,22 @@ def staged(staging: Staging, path: str, data: bytes, *, checksum: str | None = N
     return SyncFile(path=path, size=len(data), sha256=checksum or sha256(data), url=url)
 
 
+def sync_of(staging: Staging, transfer_id: str, target: str, contents: dict[str, bytes]) -> SyncCommand:
+    """A sync command of ``contents`` (path → bytes), each file staged, for the test user."""
+    return SyncCommand(
+        transfer_id=transfer_id,
+        user=USER,
+        target=target,
+        files=[staged(staging, path, data) for path, data in contents.items()],
+    )
+
+
 # --- sync -----------------------------------------------------------------------------------------------
 
 
 def test_sync_places_every_file_and_reports_once(settings: ShovelSettings, staging: Staging) -> None:
     contents = {"a.txt": b"alpha\n", "sub/b.bin": os.urandom(300_000), "sub/deeper/c": b""}
-    command = SyncCommand(
-        transfer_id="t1",
-        user=USER,
-        target="Clowder/Data set",
-        files=[staged(staging, path, data) for path, data in contents.items()],
-    )
+    command = sync_of(staging, "t1", "Clowder/Data set", contents)
     bus = RecordingBus()
     with running(settings, bus) as emitted:
         send(bus, command)
@@ -442,12 +447,7 @@ def test_keep_both_counts_on(settings: ShovelSettings, staging: Staging) -> None
 
 def test_redelivered_command_places_nothing_twice(settings: ShovelSettings, staging: Staging) -> None:
     contents = {"one.txt": b"1", "two/three.txt": b"23"}
-    command = SyncCommand(
-        transfer_id="t9",
-        user=USER,
-        target="in",
-        files=[staged(staging, path, data) for path, data in contents.items()],
-    )
+    command = sync_of(staging, "t9", "in", contents)
     bus = MemoryBus()
     with running(settings, bus) as emitted:
         send(bus, command)
@@ -488,12 +488,7 @@ def test_commands_of_one_transfer_are_placed_side_by_side(settings: ShovelSettin
         ],
     )
     contents = {f"quick-{number}.txt": f"quick {number}".encode() for number in range(5)}
-    second = SyncCommand(
-        transfer_id="t-side",
-        user=USER,
-        target="in",
-        files=[staged(staging, path, data) for path, data in contents.items()],
-    )
+    second = sync_of(staging, "t-side", "in", contents)
     bus = MemoryBus()
     with running(settings, bus) as emitted:
         send(bus, first)
@@ -582,12 +577,7 @@ def test_downloads_through_the_http_client_where_a_proxy_is_set(
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     contents = {"a.bin": os.urandom(200_000), "b.txt": b"b"}
-    command = SyncCommand(
-        transfer_id="t-proxy",
-        user=USER,
-        target="in",
-        files=[staged(staging, path, data) for path, data in contents.items()],
-    )
+    command = sync_of(staging, "t-proxy", "in", contents)
     bus = MemoryBus()
     with running(settings, bus) as emitted:
         send(bus, command)

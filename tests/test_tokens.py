@@ -82,3 +82,35 @@ def test_a_payload_that_is_not_an_object_is_refused() -> None:
     signature = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     with pytest.raises(Unauthorized, match="not a JSON object"):
         decode_jwt(f"{signing_input}.{signature}", KEY.encode())
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import auth
+
+    tokens = auth.Tokens(KEY, lifetime_seconds=60, refresh_seconds=600)
+    token = tokens.issue("alice")
+    assert tokens.verify(token).user == "alice"
+    assert tokens.verify(token) is tokens.verify(token)  # the second call is answered from memory
+    later = time.time() + 61
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify(token)
+
+
+def test_only_tokens_that_passed_are_remembered_and_the_memory_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared import auth
+
+    monkeypatch.setattr(auth, "VERIFIED_TOKENS", 3)
+    tokens = auth.Tokens(KEY, lifetime_seconds=60, refresh_seconds=600)
+    forged = encode_jwt(claims(), b"another-key-" + b"x" * 40)
+    reset = tokens.issue("alice", scope=auth.RESET_SCOPE)
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="signature"):
+            tokens.verify(forged)
+        with pytest.raises(Unauthorized, match="reset"):
+            tokens.verify(reset)
+    issued = [tokens.issue(f"user{number}") for number in range(5)]
+    assert [tokens.verify(token).user for token in issued] == [f"user{number}" for number in range(5)]
+    assert len(tokens._verified) <= 3

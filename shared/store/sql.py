@@ -579,4 +579,5 @@ class _Statements:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         self.cursor.execute(self.dialect.sql(sql), params)
-        return [tuple(row) for row in self.cursor.fetchall()]
+        rows: list[Row] = self.cursor.fetchall()  # both drivers' rows are tuples already
+        return rows

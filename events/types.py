@@ -89,9 +89,9 @@ class TransferProgress(Payload):
     transfer_id: str
     user: str
     stack_id: str | None = None
-    placed: list[str] = Field(default_factory=list, description="Relative paths placed in the volume")
+    placed: list[str] = Field(default=[], description="Relative paths placed in the volume")
     bytes_placed: int = 0
-    errors: list[FileProblem] = Field(default_factory=list)
+    errors: list[FileProblem] = Field(default=[])
 
 
 class TransferOutcome(Payload):
@@ -102,7 +102,7 @@ class TransferOutcome(Payload):
     files_total: int
     bytes_done: int
     bytes_total: int
-    errors: list[FileProblem] = Field(default_factory=list)
+    errors: list[FileProblem] = Field(default=[])
 
 
 class UploadedFile(Payload):
@@ -117,8 +117,8 @@ class ExportUploaded(Payload):
 
     export_id: str
     user: str
-    files: list[UploadedFile] = Field(default_factory=list)
-    errors: list[FileProblem] = Field(default_factory=list)
+    files: list[UploadedFile] = Field(default=[])
+    errors: list[FileProblem] = Field(default=[])
 
 
 class ExportOutcome(Payload):
@@ -134,7 +134,7 @@ class StackOutcome(Payload):
     user: str
     stack_id: str
     status: str
-    endpoints: list[str] = Field(default_factory=list)
+    endpoints: list[str] = Field(default=[])
     message: str | None = None
 
 

@@ -170,7 +170,7 @@ class StackService(Model):
     service: str = ""
     imageTag: str = ""
     status: ServiceStatus = ""
-    statusMessages: list[str] = Field(default_factory=list)
+    statusMessages: list[str] = Field(default=[])
     endpoints: list[Endpoint] | None = None
     createdTime: int = 0
     updateTime: int = 0
@@ -185,7 +185,7 @@ class Stack(Model):
     id: str = ""
     key: str = ""
     name: str = ""
-    services: list[StackService] = Field(default_factory=list)
+    services: list[StackService] = Field(default=[])
     status: StackStatus = "stopped"
     createdTime: int = 0
     updateTime: int = 0
@@ -212,7 +212,7 @@ class Term(Model):
 
 class Vocabulary(Model):
     name: str = ""
-    terms: list[Term] = Field(default_factory=list)
+    terms: list[Term] = Field(default=[])
 
 
 class Rename(Model):
@@ -263,8 +263,8 @@ class ExportPackage(Model):
     """An account with its own catalog and stacks, as ``accounts/{id}/export`` writes it."""
 
     account: Account
-    services: list[ServiceSpec] = Field(default_factory=list)
-    stacks: list[Stack] = Field(default_factory=list)
+    services: list[ServiceSpec] = Field(default=[])
+    stacks: list[Stack] = Field(default=[])
 
 
 # --- Transfers, exports, containers ----------------------------------------------------------
@@ -294,7 +294,7 @@ class Transfer(Model):
     bytesTotal: int = 0
     bytesDone: int = 0
     stagingDone: bool = False
-    errors: list[FileError] = Field(default_factory=list)
+    errors: list[FileError] = Field(default=[])
     message: str = ""
     createdTime: int = 0
     updateTime: int = 0
@@ -337,7 +337,7 @@ class Export(Model):
     datasetId: str = ""
     files: int = 0
     bytes: int = 0
-    errors: list[FileError] = Field(default_factory=list)
+    errors: list[FileError] = Field(default=[])
     message: str = ""
     createdTime: int = 0
     updateTime: int = 0
@@ -350,8 +350,8 @@ class Container(Model):
     key: str
     name: str
     status: str
-    endpoints: list[str] = Field(default_factory=list)
-    services: list[StackService] = Field(default_factory=list)
+    endpoints: list[str] = Field(default=[])
+    services: list[StackService] = Field(default=[])
 
 
 class ShovelHealth(Model):

@@ -137,7 +137,9 @@ class Ledger:
         handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            yield cls(handle, _read_entries(handle))
+            ledger = cls(handle, _entries(path, handle))
+            yield ledger
+            _read_before.keep(path, handle, ledger._entries)
         finally:
             os.close(handle)  # releases the lock
 
@@ -168,10 +170,71 @@ class Ledger:
             self._entries.update(records)
 
 
-def _read_entries(handle: int) -> dict[str, LedgerEntry]:
-    entries: dict[str, LedgerEntry] = {}
+@dataclass
+class _Read:
+    """A ledger as it was when this shovel closed it: its file, size and entries, and its last bytes."""
+
+    identity: tuple[int, int]
+    size: int
+    tail: bytes
+    entries: dict[str, LedgerEntry]
+
+
+class _ReadBefore:
+    """The entries of the ledgers closed lately, so that opening one again reads only what was appended
+    since (by this shovel's next command of the transfer, or another shovel of the user): a transfer
+    of many small files is many commands, and reading its whole ledger for each of them grows with the
+    square of its files. A ledger counts as the same file when its device, inode and the bytes before
+    the remembered end are unchanged; anything else is read afresh."""
+
+    LEDGERS = 64
+    TAIL = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reads: dict[str, _Read] = {}
+
+    def keep(self, path: Path, handle: int, entries: dict[str, LedgerEntry]) -> None:
+        """Remember ``entries`` as all of the ledger (open and locked by the caller)."""
+        info = os.fstat(handle)
+        tail = os.pread(handle, self.TAIL, max(0, info.st_size - self.TAIL))
+        read = _Read((info.st_dev, info.st_ino), info.st_size, tail, entries)
+        with self._lock:
+            self._reads.pop(str(path), None)
+            self._reads[str(path)] = read
+            while len(self._reads) > self.LEDGERS:
+                del self._reads[next(iter(self._reads))]
+
+    def take(self, path: Path, handle: int) -> tuple[dict[str, LedgerEntry], int]:
+        """The remembered entries of the ledger (open and locked) and the offset to read on from."""
+        with self._lock:
+            read = self._reads.pop(str(path), None)
+        if read is None:
+            return {}, 0
+        info = os.fstat(handle)
+        if (
+            (info.st_dev, info.st_ino) != read.identity
+            or info.st_size < read.size
+            or os.pread(handle, len(read.tail), read.size - len(read.tail)) != read.tail
+        ):
+            return {}, 0
+        return read.entries, read.size
+
+
+_read_before = _ReadBefore()
+
+
+def _entries(path: Path, handle: int) -> dict[str, LedgerEntry]:
+    entries, offset = _read_before.take(path, handle)
+    return _read_entries(handle, entries, offset)
+
+
+def _read_entries(
+    handle: int, entries: dict[str, LedgerEntry] | None = None, offset: int = 0
+) -> dict[str, LedgerEntry]:
+    """The ledger's lines from ``offset`` on, added to ``entries``."""
+    entries = {} if entries is None else entries
     chunks = []
-    offset = 0
     while chunk := os.pread(handle, READ_SIZE, offset):
         chunks.append(chunk)
         offset += len(chunk)

@@ -1206,3 +1206,57 @@ def test_a_dropped_broker_connection_mid_transfer_loses_and_repeats_nothing(
     assert sorted(report.placed) == sorted(contents) and report.errors == []
     assert files_below(home) == {f"Clowder/drop/{path}": data for path, data in contents.items()}
     assert not any(path.name.endswith(".part") for path in target.rglob("*"))
+
+
+# --- the ledger, opened again -----------------------------------------------------------------------
+
+
+def _ledger_line(path: str) -> str:
+    return json.dumps({"path": path, "placed": f"Clowder/{path}", "sha256": None, "size": 1}) + "\n"
+
+
+def test_a_ledger_opened_again_reads_only_what_was_appended_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shovel import placing
+
+    path = tmp_path / "t-again.ledger"
+    with placing.Ledger.open(path) as ledger:
+        ledger.record_all([(f"f{n}", placing.LedgerEntry(f"Clowder/f{n}", None, 1)) for n in range(100)])
+    remembered = path.stat().st_size
+    with path.open("a") as other_shovel:  # another stack's shovel went on with the transfer meanwhile
+        other_shovel.write(_ledger_line("g"))
+
+    offsets: list[int] = []
+    real_pread = os.pread
+
+    def pread(handle: int, size: int, offset: int) -> bytes:
+        offsets.append(offset)
+        return real_pread(handle, size, offset)
+
+    monkeypatch.setattr(placing.os, "pread", pread)
+    with placing.Ledger.open(path) as ledger:
+        assert ledger.get("f0") is not None and ledger.get("f99") is not None
+        assert ledger.get("g") == placing.LedgerEntry("Clowder/g", None, 1)
+    assert 0 not in offsets, "the whole ledger was read again"
+    assert remembered in offsets
+
+
+def test_a_ledger_replaced_by_another_file_is_read_afresh(tmp_path: Path) -> None:
+    from shovel import placing
+
+    path = tmp_path / "t-replaced.ledger"
+    with placing.Ledger.open(path) as ledger:
+        ledger.record("old", placing.LedgerEntry("Clowder/old", None, 1))
+    path.unlink()  # e.g. the user emptied the partial folder; then another ledger of the same name
+    path.write_text(_ledger_line("new") * 3)
+    with placing.Ledger.open(path) as ledger:
+        assert ledger.get("old") is None
+        assert ledger.get("new") is not None
+    # Rewritten in place to the same length, with other lines: not the file read before either.
+    with placing.Ledger.open(path) as ledger:
+        pass
+    path.write_text(_ledger_line("ne2") * 3)
+    with placing.Ledger.open(path) as ledger:
+        assert ledger.get("new") is None
+        assert ledger.get("ne2") is not None

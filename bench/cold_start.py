@@ -55,6 +55,9 @@ SPEC = "cloudcmd"
 POSTGRES_URL = "postgresql://127.0.0.1:5432/test"
 POSTGRES_SCHEMA = "workbench_bench_cold_start"
 HELLO = "hello"
+PYDANTIC_REFERENCE = "hello_pydantic"
+"""hello-world validating its request with one pydantic model: where a function that validates with
+pydantic starts at the least (reported beside the functions, not judged)."""
 
 
 @dataclass(frozen=True)
@@ -448,7 +451,6 @@ def measure(
     samples = Samples()
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    hello_probe = Probe("GET /", "GET", "/")
     with httpx.Client(timeout=30, trust_env=False) as client:
         for round_number in range(runs):
             shift = round_number * 7 % len(functions)
@@ -457,20 +459,52 @@ def measure(
                 samples.probes[function.name] = probe.what
                 pairs = samples.pairs.setdefault(function.name, Pairs())
                 environment = server_environment(setup.settings, function)
-                starts = [(HELLO, "bench/hello.py", hello_probe), (function.target, function.source, probe)]
-                if (round_number + position) % 2:
-                    starts.reverse()
-                compile_bytecode()  # a source changed meanwhile would otherwise be compiled at each start
-                for target, source, asked in starts:
-                    command = [str(BIN / "functions-framework"), "--target", target, "--source", source]
-                    took, used = _cold_start(client, command, environment, asked, logs / f"{target}.log")
-                    if target == HELLO:
-                        pairs.hello_wall.append(took)
-                        pairs.hello_cpu.append(used)
-                    else:
-                        pairs.wall.append(took)
-                        pairs.cpu.append(used)
+                start = (function.target, function.source, probe)
+                _pair(client, pairs, start, environment, logs, hello_first=(round_number + position) % 2 == 0)
     return samples
+
+
+def measure_reference(setup: Installation, folder: Path, runs: int = RUNS) -> Pairs:
+    """``runs`` cold starts of ``bench/hello_pydantic.py`` (hello-world validating its request with one
+    pydantic model), each beside one of hello-world, in the environment of the ``stacks`` function."""
+    pairs = Pairs()
+    logs = folder / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    environment = server_environment(setup.settings, registry.function("stacks"))
+    start = (
+        PYDANTIC_REFERENCE,
+        f"bench/{PYDANTIC_REFERENCE}.py",
+        Probe("GET /?name=bench", "GET", "/?name=bench"),
+    )
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        for round_number in range(runs):
+            _pair(client, pairs, start, environment, logs, hello_first=round_number % 2 == 0)
+    return pairs
+
+
+def _pair(
+    client: httpx.Client,
+    pairs: Pairs,
+    start: tuple[str, str, Probe],
+    environment: Mapping[str, str],
+    logs: Path,
+    *,
+    hello_first: bool,
+) -> None:
+    """One cold start of ``start`` (target, source, probe) and one of hello-world, into ``pairs``."""
+    starts = [(HELLO, "bench/hello.py", Probe("GET /", "GET", "/")), start]
+    if not hello_first:
+        starts.reverse()
+    compile_bytecode()  # a source changed meanwhile would otherwise be compiled at each start
+    for target, source, asked in starts:
+        command = [str(BIN / "functions-framework"), "--target", target, "--source", source]
+        took, used = _cold_start(client, command, environment, asked, logs / f"{target}.log")
+        if target == HELLO:
+            pairs.hello_wall.append(took)
+            pairs.hello_cpu.append(used)
+        else:
+            pairs.wall.append(took)
+            pairs.cpu.append(used)
 
 
 def compile_bytecode() -> None:
@@ -547,6 +581,24 @@ def per_function(samples: Samples, *, key: str, database: str) -> list[Figure]:
     ]
 
 
+def reference_figure(pairs: Pairs) -> Figure:
+    """``cold_start_pydantic_reference``: hello-world with one pydantic model against hello-world."""
+    return Figure(
+        key="cold_start_pydantic_reference",
+        what="cold start of hello-world validating its request with one pydantic model (bench/"
+        f"{PYDANTIC_REFERENCE}.py) against hello-world: the least a function validating with pydantic takes",
+        value=median(pairs.wall),
+        unit="s",
+        baseline=median(pairs.hello_wall),
+        details={
+            "status": "reported: a reference for the functions' figures, not one of the functions",
+            "samples_s": _rounded(pairs.wall),
+            "hello_samples_s": _rounded(pairs.hello_wall),
+            "cpu_ratio": round(pairs.cpu_ratio, 3),
+        },
+    )
+
+
 @contextmanager
 def postgres_schema(base_url: str = POSTGRES_URL, schema: str = POSTGRES_SCHEMA) -> Iterator[str]:
     """A URL of the PostgreSQL database whose search path is ``schema``, made afresh and dropped after."""
@@ -570,9 +622,12 @@ def run(names: Sequence[str] | None = None, runs: int = RUNS) -> list[Figure]:
     results: list[Figure] = []
     with installation(folder / "sqlite") as setup:
         samples = measure(setup, functions, folder / "sqlite", runs)
+        reference = measure_reference(setup, folder / "sqlite", runs)
     embedded = "embedded defaults (SQLite)"
     results += figures(samples, key="cold_start_ratio", database=embedded, runs=runs)
+    results[-1].details["pydantic_reference_ratio"] = round(reference.ratio, 3)
     results += per_function(samples, key="cold_start_ratio", database=embedded)
+    results.append(reference_figure(reference))
 
     postgres_url = os.environ.get("WORKBENCH_TEST_POSTGRES_URL", POSTGRES_URL)
     with (

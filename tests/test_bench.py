@@ -315,3 +315,30 @@ def test_each_function_is_judged_against_the_hello_world_starts_beside_its_own()
     assert per_function["k.busy"].ratio == pytest.approx(1.24)
     assert per_function["k.busy"].met is True
     assert "GET /busy" in per_function["k.busy"].what
+
+
+def test_the_pydantic_reference_is_reported_beside_the_functions_not_judged() -> None:
+    pairs = cold_start.Pairs(
+        wall=[0.25, 0.24, 0.26], hello_wall=[0.2, 0.2, 0.19], cpu=[3, 3], hello_cpu=[2, 2]
+    )
+    figure = cold_start.reference_figure(pairs)
+    assert figure.key == "cold_start_pydantic_reference"
+    assert figure.ratio == pytest.approx(1.25)
+    assert figure.target is None and figure.met is None
+    assert figure.details["cpu_ratio"] == 1.5
+
+
+def test_the_pydantic_reference_validates_its_request() -> None:
+    from flask import Flask
+
+    from bench.hello_pydantic import hello_pydantic
+
+    app = Flask("reference")
+    with app.test_request_context("/?name=bench"):
+        from flask import request
+
+        assert hello_pydantic(request) == "hello bench"
+    with app.test_request_context("/?name="):
+        from flask import request
+
+        assert hello_pydantic(request) == "hello "

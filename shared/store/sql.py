@@ -427,11 +427,11 @@ class SqlStore(TransferTables, DeadLetterTables):
     def list_stored_stacks(self, owner: str) -> list[StoredStack]:
         with self._transaction(write=False) as db:
             rows = db.all(
-                "SELECT status, model_version, data FROM stacks WHERE owner = ? ORDER BY created_at, id",
-                (owner,),
+                "SELECT status, data, COALESCE(model_version = ?, FALSE) FROM stacks"
+                " WHERE owner = ? ORDER BY created_at, id",
+                (stack_model_version(), owner),
             )
-        version = stack_model_version()
-        return [StoredStack(status, data, written_by == version) for status, written_by, data in rows]
+        return list(map(StoredStack._make, rows))
 
     def list_all_stacks(self) -> list[tuple[str, Stack]]:
         with self._transaction(write=False) as db:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +19,10 @@ def blob_key(sha256: str) -> str:
     return f"{BLOB_PREFIX}{sha256[:2]}/{sha256}"
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""Unicode's control characters (category Cc): C0, DEL and C1."""
+
+
 def check_key(key: str, *, field: str = "key") -> str:
     """``key`` if it is relative, '/'-separated, without ``.``/``..``/empty segments, NUL or control characters."""
     if not isinstance(key, str) or not key:
@@ -29,7 +33,7 @@ def check_key(key: str, *, field: str = "key") -> str:
         raise InvalidInput(f"{key!r} is not valid UTF-8", field=field) from None
     if length > MAX_KEY_BYTES:
         raise InvalidInput(f"an object key has at most {MAX_KEY_BYTES} bytes, got {length}", field=field)
-    if any(unicodedata.category(character) == "Cc" for character in key):
+    if _CONTROL.search(key):
         raise InvalidInput(f"{key!r} contains NUL or control characters", field=field)
     if key.startswith("/"):
         raise InvalidInput(f"{key!r} is absolute; object keys are relative", field=field)

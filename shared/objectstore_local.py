@@ -10,9 +10,9 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -233,13 +233,10 @@ class LocalObjectStore:
     ) -> tuple[Path, int]:
         """Write ``chunks`` (``size`` bytes, where known) to a new file in the partial folder; on any
         failure, leave nothing behind."""
-        partial = self.root / PARTIAL_DIRECTORY
         try:
-            partial.mkdir(parents=True, exist_ok=True)
-            descriptor, name = tempfile.mkstemp(dir=partial, prefix="upload-")
+            descriptor, temporary = self._new_partial()
         except OSError as error:
             raise self._unavailable("write", PARTIAL_DIRECTORY, error) from error
-        temporary = Path(name)
         output = DurableWriter(descriptor, size=size)
         try:
             for chunk in chunks:  # the caller's own errors pass through unchanged
@@ -261,6 +258,18 @@ class LocalObjectStore:
             output.close()
             os.close(descriptor)
         return temporary, output.size
+
+    def _new_partial(self) -> tuple[int, Path]:
+        """A new, empty file of the partial folder (made when missing), open for writing."""
+        partial = self.root / PARTIAL_DIRECTORY
+        while True:
+            path = partial / f"upload-{secrets.token_hex(8)}"
+            try:
+                return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
+            except FileNotFoundError:
+                partial.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                continue  # 64 random bits taken already: draw again
 
     def _move_into_place(self, temporary: Path, final: Path) -> None:
         try:

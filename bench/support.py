@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -177,6 +178,43 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float:
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue
     return total / 1e9
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """The CPU time one process has used so far, in seconds: all its threads, those that ended too (which
+    ``cpu_seconds`` misses), but not its children; 0 when it is gone. Counted in clock ticks."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuUse:
+    """The CPU seconds each named process (``own_cpu_seconds``) and the children this process waited
+    for while the block ran (as ``children``, e.g. a curl run with ``subprocess.run``) used in the block."""
+
+    def __init__(self, processes: Mapping[str, int]) -> None:
+        self.processes = dict(processes)
+        self.seconds: dict[str, float] = {}
+        self._before: dict[str, float] = {}
+        self._children = 0.0
+
+    @staticmethod
+    def _waited_for() -> float:
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return used.ru_utime + used.ru_stime
+
+    def __enter__(self) -> CpuUse:
+        self._before = {name: own_cpu_seconds(pid) for name, pid in self.processes.items()}
+        self._children = self._waited_for()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.seconds = {
+            name: own_cpu_seconds(pid) - self._before[name] for name, pid in self.processes.items()
+        }
+        self.seconds["children"] = self._waited_for() - self._children
 
 
 class PeakRss:

@@ -24,6 +24,7 @@ from bench.report import Figure, median
 from bench.support import (
     BIN,
     STATIC_SPEC,
+    CpuUse,
     PeakRss,
     clean_environment,
     free_port,
@@ -96,6 +97,7 @@ def make_dataset(folder: Path, name: str, count: int, size: int, *, per_folder: 
 @dataclass
 class Clowder:
     url: str
+    pid: int
     ids: dict[str, dict[str, str]]
     """Dataset name -> {"id": dataset id} and its files, relative path -> file id."""
     files: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -136,6 +138,7 @@ def clowder_server(work: Path, datasets: list[Dataset]) -> Iterator[Clowder]:
         found = announced["datasets"]
         yield Clowder(
             url=announced["url"],
+            pid=process.pid,
             ids={name: {"id": entry["id"]} for name, entry in found.items()},
             files={name: entry["files"] for name, entry in found.items()},
         )
@@ -149,6 +152,8 @@ class CurlRun:
     seconds: float
     then_fsync_seconds: float
     """The same download followed by an fsync of every file: what durable placement would add."""
+    cpu: dict[str, float]
+    """CPU seconds of the download: ``curl``, and ``clowder`` (the server's)."""
 
 
 def curl_run(work: Path, clowder: Clowder, dataset: Dataset, parallel: int) -> CurlRun:
@@ -162,7 +167,7 @@ def curl_run(work: Path, clowder: Clowder, dataset: Dataset, parallel: int) -> C
     config = work / "curl.config"
     config.write_text("\n".join(lines) + "\n")
     command = ["curl", "--parallel", "--parallel-max", str(parallel), "--config", str(config)]
-    with stopwatch() as took:
+    with stopwatch() as took, CpuUse({"clowder": clowder.pid}) as used:
         subprocess.run(command, check=True, capture_output=True)
     with stopwatch() as synced:
         for relative in dataset.files:
@@ -175,7 +180,8 @@ def curl_run(work: Path, clowder: Clowder, dataset: Dataset, parallel: int) -> C
         got = (target / relative).stat().st_size
         if got != size:
             raise RuntimeError(f"curl wrote {got} bytes of {relative}, not {size}")
-    return CurlRun(took[0], took[0] + synced[0])
+    cpu = {"curl": used.seconds["children"], "clowder": used.seconds["clowder"]}
+    return CurlRun(took[0], took[0] + synced[0], cpu)
 
 
 def _fresh(work: Path, kind: str) -> Path:
@@ -328,6 +334,8 @@ class PipelineRun:
     seconds: float
     platform_peak_mb: float
     shovel_peak_mb: float
+    cpu: dict[str, float]
+    """CPU seconds of the transfer: ``platform`` (``workbench run``), ``shovel`` and ``clowder``."""
 
 
 def pipeline(work: Path, clowder: Clowder, dataset: Dataset) -> PipelineRun:
@@ -356,13 +364,17 @@ def pipeline(work: Path, clowder: Clowder, dataset: Dataset) -> PipelineRun:
             PeakRss(platform.process.pid) as platform_peak,
             PeakRss(platform.shovel_pid) as shovel_peak,
             stopwatch() as took,
+            CpuUse(
+                {"platform": platform.process.pid, "shovel": platform.shovel_pid, "clowder": clowder.pid}
+            ) as used,
         ):
             status = send(event, f"{platform.url}/events")
             if status != 202:
                 raise RuntimeError(f"the platform answered the transfer event with {status}")
             _wait_until_placed(platform, transfer_id, folder, dataset)
         _check_contents(folder, dataset)
-        return PipelineRun(took[0], platform_peak.peak, shovel_peak.peak)
+        cpu = {name: used.seconds[name] for name in ("platform", "shovel", "clowder")}
+        return PipelineRun(took[0], platform_peak.peak, shovel_peak.peak, cpu)
 
 
 def _wait_until_placed(platform: Workbench, transfer_id: str, folder: Path, dataset: Dataset) -> None:
@@ -455,6 +467,18 @@ class Measured:
     small: list[PipelineRun] = field(default_factory=list)
 
 
+def cpu_details(pipeline_runs: list[PipelineRun], curl_runs: list[CurlRun]) -> dict[str, Any]:
+    """The CPU seconds each side used (medians of the rounds, every process by name), and their ratio:
+    on a machine whose processors are the limit, the throughput ratio cannot beat its inverse."""
+    pipeline = {name: median([run.cpu[name] for run in pipeline_runs]) for name in pipeline_runs[0].cpu}
+    curl = {name: median([run.cpu[name] for run in curl_runs]) for name in curl_runs[0].cpu}
+    return {
+        "pipeline": {name: round(value, 2) for name, value in pipeline.items()},
+        "curl": {name: round(value, 2) for name, value in curl.items()},
+        "pipeline_over_curl": round(sum(pipeline.values()) / max(sum(curl.values()), 1e-9), 2),
+    }
+
+
 def figures(
     parallel: int, large: Dataset, medium: Dataset, small: Dataset, measured: Measured
 ) -> list[Figure]:
@@ -505,13 +529,16 @@ def figures(
                 "pipeline_mb_s": [round(rate, 1) for rate in large_rates],
                 "curl_mb_s": [round(rate, 1) for rate in curl_large],
                 "pipeline_seconds": [round(run.seconds, 2) for run in large_runs],
+                "cpu_seconds": cpu_details(large_runs, measured.curl_large),
                 "curl_then_fsync_mb_s": [
                     round(_rate(large, run.then_fsync_seconds), 1) for run in measured.curl_large
                 ],
                 "note": "the pipeline makes every file durable twice (staged blob, placed file) before "
                 "it counts; curl's files are still in the page cache when its clock stops "
                 "(curl_then_fsync_mb_s: the same download with an fsync of every file, for comparison); "
-                "one warm-up round of both is not counted",
+                "one warm-up round of both is not counted; cpu_seconds: the CPU each process used while the "
+                "clock ran (medians): where the processors are the limit, the ratio cannot beat the "
+                "inverse of pipeline_over_curl",
             },
         ),
         Figure(
@@ -529,6 +556,7 @@ def figures(
                 "parallelism": parallel,
                 "rounds": len(small_runs),
                 "pipeline_files_s": [round(len(small.files) / run.seconds) for run in small_runs],
+                "cpu_seconds": cpu_details(small_runs, measured.curl_small),
                 "curl_files_s": [round(len(small.files) / run.seconds) for run in measured.curl_small],
                 "curl_then_fsync_files_s": [
                     round(len(small.files) / run.then_fsync_seconds) for run in measured.curl_small

@@ -342,3 +342,45 @@ def test_the_pydantic_reference_validates_its_request() -> None:
         from flask import request
 
         assert hello_pydantic(request) == "hello "
+
+
+# --- CPU accounting -------------------------------------------------------------------------------
+
+
+def test_cpu_use_counts_named_processes_and_waited_for_children() -> None:
+    import subprocess
+    import sys
+    import time
+
+    from bench.support import CpuUse, own_cpu_seconds
+
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    busy = subprocess.Popen([sys.executable, "-c", spin + "time.sleep(30)"])
+    try:
+        with CpuUse({"busy": busy.pid}) as used:
+            subprocess.run([sys.executable, "-c", spin], check=True)
+            time.sleep(0.6)  # the busy process spins meanwhile
+        assert used.seconds["children"] >= 0.25  # the child run in the block, waited for
+        assert 0.2 <= used.seconds["busy"] <= 0.6
+    finally:
+        busy.kill()
+        busy.wait()
+    assert own_cpu_seconds(busy.pid) == 0.0  # gone
+
+
+def test_cpu_details_compare_the_medians_of_each_side() -> None:
+    from bench.transfer import CurlRun, PipelineRun, cpu_details
+
+    pipeline = [
+        PipelineRun(1.0, 100, 50, {"platform": 2.0, "shovel": 1.0, "clowder": 1.0}),
+        PipelineRun(1.2, 100, 50, {"platform": 3.0, "shovel": 2.0, "clowder": 1.0}),
+        PipelineRun(1.1, 100, 50, {"platform": 2.5, "shovel": 1.5, "clowder": 1.0}),
+    ]
+    curl = [
+        CurlRun(0.5, 0.6, {"curl": 1.0, "clowder": 1.0}),
+        CurlRun(0.5, 0.6, {"curl": 1.0, "clowder": 1.0}),
+    ]
+    details = cpu_details(pipeline, curl)
+    assert details["pipeline"] == {"platform": 2.5, "shovel": 1.5, "clowder": 1.0}
+    assert details["curl"] == {"curl": 1.0, "clowder": 1.0}
+    assert details["pipeline_over_curl"] == 2.5

@@ -110,6 +110,29 @@ def test_opening_again_applies_nothing(database_url: str, opened: Callable[[str]
     assert found is not None and found.account.email == "alice@example.org"
 
 
+def test_an_up_to_date_database_is_opened_without_the_migration_lock(
+    database_url: str, opened: Callable[[str], SqlStore]
+) -> None:
+    opened(database_url)  # the schema is in place
+    holder = dialect_for(database_url).connect()
+    try:
+        # Another process holds what a migration waits for: PostgreSQL's migration lock, SQLite's
+        # write lock.
+        if database_url.startswith("sqlite"):
+            holder.execute("BEGIN IMMEDIATE")
+        else:
+            holder.execute("SELECT pg_advisory_lock(730128)")
+        result: list[list[int]] = []
+        store = SqlStore(dialect_for(database_url))
+        opening = threading.Thread(target=lambda: result.append(store.migrate()), daemon=True)
+        opening.start()
+        opening.join(timeout=3)
+        assert result == [[]], "opening an up-to-date database waited for the migration lock"
+        store.close()
+    finally:
+        holder.close()
+
+
 def test_concurrent_first_opens_apply_the_schema_once(database_url: str) -> None:
     applied: list[list[int]] = []
     errors: list[BaseException] = []

@@ -271,7 +271,13 @@ class SqlStore(TransferTables, DeadLetterTables):
                 connection.close()
 
     def migrate(self) -> list[int]:
-        """Apply the schema versions not yet recorded; returns those applied now."""
+        """Apply the schema versions not yet recorded; returns those applied now.
+
+        Versions are only ever added, so a database that records every one is up to date: that is
+        read first, without the migration lock, so that a function starting (many at once, as a
+        deployment scales out) costs the database one read rather than a locked transaction."""
+        if self._up_to_date():
+            return []
         applied_now: list[int] = []
         with self._transaction(write=True) as db:
             self.dialect.lock_migrations(db.cursor)
@@ -293,6 +299,13 @@ class SqlStore(TransferTables, DeadLetterTables):
         if applied_now:
             log.info("applied schema versions %s to %s", applied_now, self.dialect.description)
         return applied_now
+
+    def _up_to_date(self) -> bool:
+        try:
+            recorded = set(self.schema_versions())
+        except Unavailable:
+            return False  # no schema yet (or no database, which the migration then reports)
+        return all(version in recorded for version, _, _ in MIGRATIONS)
 
     def schema_versions(self) -> list[int]:
         with self._transaction(write=False) as db:

@@ -36,6 +36,8 @@ class ShovelTemplate:
     api_url: str
     home_for: Callable[[str], Path]
     link_roots: tuple[Path, ...] = ()
+    staging_dir: Path | None = None
+    """The local object store's directory, where the shovels copy staged files from."""
     heartbeat_seconds: float = 30.0
     amqp_url: str | None = field(default=None, repr=False)
 
@@ -53,6 +55,7 @@ class ShovelTemplate:
             health_port=0,
             heartbeat_seconds=self.heartbeat_seconds,
             link_roots=self.link_roots,
+            staging_dir=self.staging_dir,
         )
 
 
@@ -111,6 +114,7 @@ class LocalShovels:
                 f"{PREFIX}HEALTH_PORT": "0",
                 f"{PREFIX}HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
                 f"{PREFIX}LINK_ROOTS": ":".join(str(root) for root in settings.link_roots),
+                f"{PREFIX}STAGING_DIR": str(settings.staging_dir or ""),
                 "WORKBENCH_AMQP_URL": settings.amqp_url or "",
                 "WORKBENCH_EVENTS_URL": settings.events_url or "",
             }
@@ -191,20 +195,33 @@ class ShovelingRuntime:
 
 def attach_shovels(platform: Platform, *, heartbeat_seconds: float = 30.0) -> None:
     """Give every stack the platform runs a shovel beside it (call before the runtime is first used)."""
+    if platform.settings.runtime.kind != "local":
+        return  # on a cluster the shovel is a sidecar in each stack's pod
+    template = shovel_template(platform, heartbeat_seconds=heartbeat_seconds)
+    platform.wrap_runtime(lambda runtime: ShovelingRuntime(runtime, LocalShovels(template, platform.bus)))
+
+
+def shovel_template(platform: Platform, *, heartbeat_seconds: float = 30.0) -> ShovelTemplate:
+    """What the local platform's shovels share. Where the platform stages into its own directory (no
+    S3 bucket), its shovels, on the same machine, copy staged files from there instead of over HTTP."""
     from events.signing import derive_key
+    from shared.objectstore_local import LocalObjectStore
 
     settings = platform.settings
-    if settings.runtime.kind != "local":
-        return  # on a cluster the shovel is a sidecar in each stack's pod
     server = settings.server
-    template = ShovelTemplate(
+    objects = platform.objects
+    staging_dir = None
+    if isinstance(objects, LocalObjectStore):
+        staging_dir = objects.root
+        staging_dir.mkdir(parents=True, exist_ok=True)
+    return ShovelTemplate(
         events_url=platform.events_url,
         key_for=lambda user: derive_key(platform.event_secret, f"shovel:{user}").hex(),
         token_for=lambda user: platform.tokens.issue(user, lifetime_seconds=SHOVEL_TOKEN_SECONDS),
         api_url=f"http://{server.host}:{server.port}",
         home_for=lambda user: platform.data_dir / "home" / user,
         link_roots=settings.clowder.link_roots,
+        staging_dir=staging_dir,
         heartbeat_seconds=heartbeat_seconds,
         amqp_url=settings.amqp.url,
     )
-    platform.wrap_runtime(lambda runtime: ShovelingRuntime(runtime, LocalShovels(template, platform.bus)))

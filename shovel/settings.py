@@ -41,6 +41,9 @@ class ShovelSettings:
     """0 takes a free port (for shovels that nobody probes, such as the embedded platform's)."""
     conflict_policy: ConflictPolicy = "keep-both"
     link_roots: tuple[Path, ...] = ()
+    staging_dir: Path | None = None
+    """The platform's staging folder (its local object store's directory), mounted here read-only:
+    staged files are copied from it rather than downloaded; one not found there is downloaded."""
     clowder_extractor_heartbeat: bool = False
     clowder_owner: str | None = None
     """Who Clowder lists the "Send to Workbench" extractor for; default the user's name."""
@@ -95,6 +98,11 @@ class ShovelSettings:
         if not os.path.isdir(home):
             raise InvalidInput(f"{home!r} is not a folder", field=f"{PREFIX}HOME")
         conflict = read.text(f"{PREFIX}CONFLICT", "keep-both")
+        staging_dir = read.optional(f"{PREFIX}STAGING_DIR")
+        if staging_dir is not None and not (os.path.isabs(staging_dir) and os.path.isdir(staging_dir)):
+            raise InvalidInput(
+                f"must be an absolute path of a folder, got {staging_dir!r}", field=f"{PREFIX}STAGING_DIR"
+            )
         if conflict not in CONFLICT_POLICIES:
             raise InvalidInput(
                 f"must be one of {', '.join(CONFLICT_POLICIES)}, got {conflict!r}", field=f"{PREFIX}CONFLICT"
@@ -115,6 +123,7 @@ class ShovelSettings:
             health_port=read.integer(f"{PREFIX}HEALTH_PORT", 8081, minimum=0),
             conflict_policy=conflict,
             link_roots=read.folders(f"{PREFIX}LINK_ROOTS"),
+            staging_dir=Path(os.path.realpath(staging_dir)) if staging_dir is not None else None,
             clowder_extractor_heartbeat=read.flag(f"{PREFIX}CLOWDER_EXTRACTOR_HEARTBEAT", False),
             clowder_owner=read.optional(f"{PREFIX}CLOWDER_OWNER"),
         )

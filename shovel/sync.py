@@ -7,7 +7,9 @@ import http.client
 import itertools
 import logging
 import os
+import re
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, wait
@@ -22,6 +24,7 @@ import httpx
 from events.types import FileProblem, TransferProgress
 from shared.durable import DurableWriter
 from shared.messages import SyncCommand, SyncFile
+from shared.objectstore import blob_key
 from shared.paths import MAX_PATH_BYTES
 from shovel.placing import (
     Ledger,
@@ -43,6 +46,7 @@ from shovel.worker import CommandWorker
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 DOWNLOAD_BUFFER = 1 << 20
 ATTEMPTS = 3
 RETRY_SECONDS = 1.0
@@ -267,6 +271,9 @@ class Syncer(CommandWorker):
         free = shutil.disk_usage(partial.parent).free
         if file.size > free:
             raise PlacementError(f"needs {file.size} bytes; the volume has {free} free")
+        copied = self._copy_staged(file, partial)
+        if copied is not None:
+            return copied
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._fetch(file.url, file, partial)
@@ -303,6 +310,51 @@ class Syncer(CommandWorker):
             os.close(descriptor)
         return _verified(file, output.size, digest.hexdigest())
 
+    def _copy_staged(self, file: SyncFile, partial: Path) -> str | None:
+        """The file copied from the mounted staging folder, where its blob is (checked like a download:
+        size and sha256); None where there is no such folder or blob, and the file is downloaded."""
+        staging = self.settings.staging_dir
+        if staging is None or file.sha256 is None or not _SHA256.fullmatch(file.sha256.lower()):
+            return None
+        source = staging / blob_key(file.sha256.lower())
+        try:
+            # Not through a symbolic link: the staging folder holds the platform's own files only.
+            handle = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                return None
+            return self._copy_verified(handle, file, partial, str(source))
+        finally:
+            os.close(handle)
+
+    def _copy_verified(self, source: int, file: SyncFile, partial: Path, name: str) -> str:
+        """The open file ``source`` copied to ``partial`` (made durable), its size and sha256 checked."""
+        digest = hashlib.sha256()
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        copied = 0
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        output = DurableWriter(descriptor, size=file.size)
+        try:
+            with open(source, "rb", buffering=0, closefd=False) as reader:
+                while count := reader.readinto(buffer):
+                    if self.cancelled():
+                        raise Stopping
+                    copied += count
+                    if copied > file.size:
+                        raise PlacementError(
+                            f"source {name!r} holds more than the {file.size} bytes expected"
+                        )
+                    digest.update(view[:count])
+                    output.write(view[:count])
+            output.finish()
+        finally:
+            output.close()
+            os.close(descriptor)
+        return _verified(file, copied, digest.hexdigest())
+
     def _get_with_client(self, url: str, receive: Callable[[bytes], None]) -> None:
         """The download through the shovel's HTTP client (which takes its proxies from the environment)."""
         try:
@@ -325,25 +377,11 @@ class Syncer(CommandWorker):
         if symlink:
             os.symlink(source, partial)
             return None
-        digest = hashlib.sha256()
-        copied = 0
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        output = DurableWriter(descriptor, size=file.size)
+        handle = os.open(source, os.O_RDONLY)
         try:
-            with open(source, "rb") as reader:
-                while chunk := reader.read(CHUNK_SIZE):
-                    if self.cancelled():
-                        raise Stopping
-                    copied += len(chunk)
-                    if copied > file.size:
-                        raise PlacementError(f"source {file.source!r} grew while it was copied")
-                    digest.update(chunk)
-                    output.write(chunk)
-            output.finish()
+            return self._copy_verified(handle, file, partial, file.source)
         finally:
-            output.close()
-            os.close(descriptor)
-        return _verified(file, copied, digest.hexdigest())
+            os.close(handle)
 
     def _linked_source(self, source: str) -> Path:
         roots = self.settings.link_roots

@@ -545,6 +545,45 @@ def test_files_carried_in_the_command_are_placed_without_a_download(
     assert [json.loads(line)["path"] for line in ledger] == ["in/inline.txt"]
 
 
+def test_staged_files_are_copied_from_a_mounted_staging_folder(
+    settings: ShovelSettings, staging: Staging, tmp_path: Path
+) -> None:
+    """The local platform's shovels read its staging folder (the object store's directory) directly;
+    what is not there, or not a plain file, comes over its URL; a copy is checked like a download."""
+    from shared.objectstore import blob_key
+
+    folder = tmp_path / "objects"
+
+    def stage_locally(data: bytes, *, stored: bytes | None = None) -> None:
+        path = folder / blob_key(sha256(data))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data if stored is None else stored)
+
+    local, remote, damaged, linked = (os.urandom(size) for size in (3_000_000, 70_000, 5_000, 6_000))
+    stage_locally(local)
+    stage_locally(damaged, stored=b"x" * len(damaged))
+    elsewhere = tmp_path / "elsewhere.bin"
+    elsewhere.write_bytes(linked)
+    (folder / blob_key(sha256(linked))).parent.mkdir(parents=True, exist_ok=True)
+    (folder / blob_key(sha256(linked))).symlink_to(elsewhere)
+    contents = {"local.bin": local, "remote.bin": remote, "damaged.bin": damaged, "linked.bin": linked}
+    command = sync_of(staging, "t-mounted", "in", contents)
+    bus = MemoryBus()
+    with running(replace(settings, staging_dir=folder), bus) as emitted:
+        send(bus, command)
+        [progress] = progress_of(emitted)
+    assert sorted(progress.placed) == ["linked.bin", "local.bin", "remote.bin"]
+    [problem] = progress.errors
+    assert problem.path == "damaged.bin" and "checksum mismatch" in problem.error
+    assert files_below(settings.home / "in") == {
+        "local.bin": local,
+        "remote.bin": remote,
+        "linked.bin": linked,
+    }
+    requests = {file.path: staging.blobs[str(file.url).rsplit("/", 1)[1]].requests for file in command.files}
+    assert requests == {"local.bin": 0, "damaged.bin": 0, "remote.bin": 1, "linked.bin": 1}
+
+
 def test_a_download_cut_short_is_tried_again_then_fails_that_file(
     settings: ShovelSettings, staging: Staging, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -978,8 +1017,10 @@ def test_settings_from_the_environment(home: Path, tmp_path: Path) -> None:
             "WORKBENCH_SHOVEL_HEARTBEAT_SECONDS": "2.5",
             "WORKBENCH_SHOVEL_HEALTH_PORT": "0",
             "WORKBENCH_SHOVEL_CLOWDER_EXTRACTOR_HEARTBEAT": "yes",
+            "WORKBENCH_SHOVEL_STAGING_DIR": str(tmp_path),
         }
     )
+    assert full.staging_dir == tmp_path.resolve() and defaults.staging_dir is None
     assert full.key == b"\x00\xff" and full.conflict_policy == "skip" and full.heartbeat_seconds == 2.5
     assert full.link_roots == (tmp_path.resolve(), Path("/mnt/clowder")) and full.health_port == 0
     assert "password" not in repr(full) and "00ff" not in repr(full)
@@ -994,6 +1035,7 @@ def test_settings_from_the_environment(home: Path, tmp_path: Path) -> None:
         "WORKBENCH_SHOVEL_SIGNING_KEY": "not hex",
         "WORKBENCH_SHOVEL_CLOWDER_EXTRACTOR_HEARTBEAT": "maybe",
         "WORKBENCH_SHOVEL_HOME": str(tmp_path / "missing"),
+        "WORKBENCH_SHOVEL_STAGING_DIR": str(tmp_path / "no-such-folder"),
     }
     for name, value in bad.items():
         with pytest.raises(InvalidInput) as caught:

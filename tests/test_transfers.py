@@ -1219,6 +1219,25 @@ def test_link_mode_takes_files_from_mounted_clowder_storage(
     assert downloads(clowder) == 1  # only the file Clowder keeps elsewhere
 
 
+def test_the_local_platforms_shovels_copy_from_its_staging_folder(platform: Platform) -> None:
+    from shared.objectstore_local import LocalObjectStore
+    from shovel.local import shovel_template
+
+    objects = platform.objects
+    assert isinstance(objects, LocalObjectStore)
+    template = shovel_template(platform)
+    assert template.staging_dir == objects.root and objects.root.is_dir()
+    assert template.settings("alice", "s1").staging_dir == objects.root
+
+
+@pytest.mark.s3
+def test_shovels_download_what_is_staged_in_s3(platform: Platform) -> None:
+    from shovel.local import shovel_template
+
+    assert shovel_template(platform).staging_dir is None
+    assert not (platform.data_dir / "objects").exists()
+
+
 @pytest.mark.s3
 def test_a_transfer_staged_in_s3_lands_byte_for_byte(
     api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str

@@ -485,8 +485,9 @@ def figures(
     server = f"the Clowder test server (API v2) on cheroot ({CLOWDER_THREADS} threads), its own process"
     pipeline_path = (
         "a signed transfer event to `workbench run` (SQLite store, RabbitMQ bus, local object store "
-        "whose directory the shovel copies from) until the transfer record is completed and every file is in the stack's "
-        "volume with its size; sha256 of every placed file checked after the clock stops; a fresh "
+        "whose directory the shovel copies from) until the transfer record is completed and every "
+        "file is in the stack's volume with its size; sha256 of every placed file checked after the "
+        "clock stops; a fresh "
         "platform, user and stack (its shovel a process of its own, consuming) for every run"
     )
     baseline = (

@@ -332,7 +332,7 @@ class Syncer(CommandWorker):
     def _copy_verified(self, source: int, file: SyncFile, partial: Path, name: str) -> str:
         """The open file ``source`` copied to ``partial`` (made durable), its size and sha256 checked."""
         digest = hashlib.sha256()
-        buffer = bytearray(CHUNK_SIZE)
+        buffer = bytearray(min(CHUNK_SIZE, file.size + 1))  # one byte more shows a longer source
         view = memoryview(buffer)
         copied = 0
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)

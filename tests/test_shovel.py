@@ -559,29 +559,39 @@ def test_staged_files_are_copied_from_a_mounted_staging_folder(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data if stored is None else stored)
 
-    local, remote, damaged, linked = (os.urandom(size) for size in (3_000_000, 70_000, 5_000, 6_000))
+    local, remote, damaged, linked, longer = (
+        os.urandom(size) for size in (3_000_000, 70_000, 5_000, 6_000, 7_000)
+    )
     stage_locally(local)
     stage_locally(damaged, stored=b"x" * len(damaged))
+    stage_locally(longer, stored=longer + b"more")
     elsewhere = tmp_path / "elsewhere.bin"
     elsewhere.write_bytes(linked)
     (folder / blob_key(sha256(linked))).parent.mkdir(parents=True, exist_ok=True)
     (folder / blob_key(sha256(linked))).symlink_to(elsewhere)
-    contents = {"local.bin": local, "remote.bin": remote, "damaged.bin": damaged, "linked.bin": linked}
+    contents = {
+        "local.bin": local,
+        "remote.bin": remote,
+        "damaged.bin": damaged,
+        "linked.bin": linked,
+        "longer.bin": longer,
+    }
     command = sync_of(staging, "t-mounted", "in", contents)
     bus = MemoryBus()
     with running(replace(settings, staging_dir=folder), bus) as emitted:
         send(bus, command)
         [progress] = progress_of(emitted)
     assert sorted(progress.placed) == ["linked.bin", "local.bin", "remote.bin"]
-    [problem] = progress.errors
-    assert problem.path == "damaged.bin" and "checksum mismatch" in problem.error
+    problems = {problem.path: problem.error for problem in progress.errors}
+    assert "checksum mismatch" in problems["damaged.bin"]
+    assert "holds more than the 7000 bytes expected" in problems["longer.bin"]
     assert files_below(settings.home / "in") == {
         "local.bin": local,
         "remote.bin": remote,
         "linked.bin": linked,
     }
     requests = {file.path: staging.blobs[str(file.url).rsplit("/", 1)[1]].requests for file in command.files}
-    assert requests == {"local.bin": 0, "damaged.bin": 0, "remote.bin": 1, "linked.bin": 1}
+    assert requests == {"local.bin": 0, "damaged.bin": 0, "longer.bin": 0, "remote.bin": 1, "linked.bin": 1}
 
 
 def test_a_download_cut_short_is_tried_again_then_fails_that_file(

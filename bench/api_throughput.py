@@ -25,7 +25,7 @@ import httpx
 
 from bench.cold_start import Probe, first_success, postgres_schema, server_environment
 from bench.report import Figure, median
-from bench.support import BIN, ROOT, clean_environment, free_port, running, workdir
+from bench.support import BIN, free_port, initialised_platform, running, workdir
 from shared import registry
 
 STACKS = 50
@@ -105,9 +105,7 @@ def installation(folder: Path, database_url: str) -> Iterator[Installation]:
     """A database with the benchmark's user and their stacks, made by the service the API uses."""
     from shared import accounts, stacks
     from shared.auth import Tokens
-    from shared.bootstrap import Platform
     from shared.models import Account, Stack
-    from shared.settings import Settings
 
     jwt_secret = secrets.token_urlsafe(48)
     settings = {
@@ -116,14 +114,7 @@ def installation(folder: Path, database_url: str) -> Iterator[Installation]:
         "WORKBENCH_JWT_SECRET": jwt_secret,
         "WORKBENCH_ADMIN_PASSWORD": secrets.token_urlsafe(12),
     }
-    subprocess.run(
-        [str(BIN / "workbench"), "init"],
-        env=clean_environment(settings),
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    platform = Platform(Settings.from_env(clean_environment(settings)))
+    platform = initialised_platform(settings)
     try:
         accounts.create(
             platform,

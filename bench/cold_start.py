@@ -34,10 +34,12 @@ from bench.report import Figure, median
 from bench.support import (
     BIN,
     ROOT,
+    bearer,
     clean_environment,
     cpu_seconds,
     free_port,
     image_environment,
+    initialised_platform,
     running,
     workdir,
 )
@@ -140,9 +142,7 @@ def installation(folder: Path, database_url: str | None = None) -> Iterator[Inst
     """A prepared installation for the length of the block; its stack's processes end after it."""
     from shared import accounts, stacks, transfers
     from shared.auth import Tokens
-    from shared.bootstrap import Platform
     from shared.models import Account, Stack, Transfer
-    from shared.settings import Settings
 
     jwt_secret, event_secret = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
     settings = {
@@ -155,14 +155,7 @@ def installation(folder: Path, database_url: str | None = None) -> Iterator[Inst
     }
     if database_url is not None:
         settings["WORKBENCH_DATABASE_URL"] = database_url
-    subprocess.run(
-        [str(BIN / "workbench"), "init"],
-        env=clean_environment(settings),
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    platform = Platform(Settings.from_env(clean_environment(settings)))
+    platform = initialised_platform(settings)
     running_stack: Stack | None = None
     try:
         accounts.create(
@@ -216,10 +209,6 @@ def _await_started(platform: Any, sid: str, seconds: float = 90) -> None:
 
 
 # --- What each function is asked ----------------------------------------------------------------
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _event_probe(what: str, event: Any) -> Probe:
@@ -331,7 +320,7 @@ def _get(
 ) -> Callable[[Installation], Probe]:
     def probe(setup: Installation) -> Probe:
         granted = token(setup)
-        return Probe(what, "GET", path.format(setup=setup), _bearer(granted) if granted else {})
+        return Probe(what, "GET", path.format(setup=setup), bearer(granted) if granted else {})
 
     return probe
 
@@ -380,7 +369,7 @@ def probe_for(function: registry.Function, setup: Installation) -> Probe:
         return PROBES[function.name](setup)
     for route in function.routes:
         if route.method == "GET" and "<" not in route.path:
-            return Probe(f"GET {route.path}", "GET", route.path, _bearer(setup.user_token))
+            return Probe(f"GET {route.path}", "GET", route.path, bearer(setup.user_token))
     raise LookupError(
         f"no probe for function '{function.name}': add one to PROBES in {Path(__file__).relative_to(ROOT)}"
     )

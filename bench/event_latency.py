@@ -14,18 +14,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from bench.report import Figure, percentile
 from bench.support import (
     BIN,
-    STATIC_SPEC,
+    all_in_place,
+    bearer,
+    checked,
     clean_environment,
     free_port,
     rabbitmq_vhost,
     running,
+    start_stack,
     wait_for_http,
     workdir,
 )
@@ -46,6 +48,7 @@ API_KEY = "bench-clowder-key"
 SOURCE = "https://clowder.example.org/"
 USER = "latency"
 EMAIL = "latency@example.org"
+USER_PASSWORD = "latency-password"  # noqa: S105 (a throwaway platform of the benchmark)
 
 
 @dataclass(frozen=True)
@@ -162,15 +165,11 @@ def _figure(samples: Sequence[Sample]) -> Figure:
 
 def _started_stack(http: httpx.Client) -> str:
     """The benchmark user's token, once their stack (and so its shovel) runs."""
-    admin = _token(http, "admin", ADMIN_PASSWORD)
-    account = {"namespace": USER, "name": "Latency", "email": EMAIL, "password": "latency-password"}
-    _ok(http.post("/api/accounts", json=account, headers=_bearer(admin)))
-    token = _token(http, USER, "latency-password")
-    _ok(http.post("/api/services", json=STATIC_SPEC, headers=_bearer(token)))
-    sid = _ok(http.post("/api/stacks", json={"key": "notebook"}, headers=_bearer(token)))["id"]
-    _ok(http.get(f"/api/start/{sid}", headers=_bearer(token)))
+    token, sid = start_stack(
+        http, admin_password=ADMIN_PASSWORD, user=USER, email=EMAIL, password=USER_PASSWORD
+    )
     deadline = time.monotonic() + 60
-    while (status := _ok(http.get(f"/api/stacks/{sid}", headers=_bearer(token)))["status"]) != "started":
+    while (status := checked(http.get(f"/api/stacks/{sid}", headers=bearer(token)))["status"]) != "started":
         if status == "error" or time.monotonic() > deadline:
             raise RuntimeError(f"the benchmark's stack {sid} did not start: {status}")
         time.sleep(0.1)
@@ -200,7 +199,7 @@ def _send(http: httpx.Client, token: str, clowder_url: str, dataset: Dataset, da
     if answer.status_code != 202:
         raise RuntimeError(f"/events answered {answer.status_code}: {answer.text[:300]}")
     deadline = began + EVENT_SECONDS
-    while not _all_in_place(wanted):
+    while not all_in_place(wanted):
         if time.perf_counter() > deadline:
             raise RuntimeError(
                 f"the files of dataset {dataset.name!r} did not arrive within {EVENT_SECONDS} s"
@@ -228,44 +227,15 @@ def _send(http: httpx.Client, token: str, clowder_url: str, dataset: Dataset, da
     )
 
 
-def _all_in_place(wanted: Sequence[tuple[Path, int]]) -> bool:
-    for path, size in wanted:
-        try:
-            if os.stat(path).st_size != size:
-                return False
-        except FileNotFoundError:
-            return False
-    return True
-
-
 def _wait_completed(http: httpx.Client, token: str, transfer_id: str) -> None:
     deadline = time.monotonic() + EVENT_SECONDS
     while True:
-        transfer = _ok(http.get(f"/api/transfers/{transfer_id}", headers=_bearer(token)))
+        transfer = checked(http.get(f"/api/transfers/{transfer_id}", headers=bearer(token)))
         if transfer["state"] == "completed":
             return
         if transfer["state"] == "failed" or time.monotonic() > deadline:
             raise RuntimeError(f"transfer {transfer_id} did not complete: {transfer}")
         time.sleep(0.01)
-
-
-def _token(http: httpx.Client, username: str, password: str) -> str:
-    return str(
-        _ok(http.post("/api/authenticate", json={"username": username, "password": password}))["token"]
-    )
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _ok(response: httpx.Response) -> Any:
-    if response.status_code >= 300:
-        raise RuntimeError(
-            f"{response.request.method} {response.request.url.path} answered "
-            f"{response.status_code}: {response.text[:300]}"
-        )
-    return response.json() if response.content else None
 
 
 @contextmanager

@@ -11,11 +11,15 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Platform
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench"
@@ -32,7 +36,7 @@ STATIC_SPEC = {
     "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 1000, "memDefault": 50},
 }
 """A user spec whose stack serves its data folder under the local runtime: the stack whose volume
-receives the benchmarks' files."""
+receives the benchmarks' (and the end-to-end tests') files."""
 
 BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
 
@@ -138,6 +142,69 @@ def wait_for_http(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {seconds:g} s")
             time.sleep(interval)
+
+
+def initialised_platform(settings: Mapping[str, str]) -> Platform:
+    """A data dir (and database) prepared by ``workbench init`` with ``settings``, as a deployment does,
+    and the platform on it, for a benchmark to fill in; the caller closes it."""
+    from shared.bootstrap import Platform
+    from shared.settings import Settings
+
+    subprocess.run(
+        [str(BIN / "workbench"), "init"],
+        env=clean_environment(settings),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return Platform(Settings.from_env(clean_environment(settings)))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def checked(response: httpx.Response) -> Any:
+    """The JSON of a successful answer (None when empty); an error naming the call and its answer."""
+    if response.status_code >= 300:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code}: {response.text[:300]}"
+        )
+    return response.json() if response.content else None
+
+
+def start_stack(
+    http: httpx.Client, *, admin_password: str, user: str, email: str, password: str
+) -> tuple[str, str]:
+    """Over a platform's API: the admin adds ``user``, who adds ``STATIC_SPEC``, makes a stack of it and
+    starts it. Returns the user's token and the stack's id; waiting for it to run is the caller's."""
+
+    def token(username: str, secret: str) -> str:
+        return str(
+            checked(http.post("/api/authenticate", json={"username": username, "password": secret}))["token"]
+        )
+
+    account = {"namespace": user, "name": user, "email": email, "password": password}
+    checked(http.post("/api/accounts", json=account, headers=bearer(token("admin", admin_password))))
+    user_token = token(user, password)
+    checked(http.post("/api/services", json=STATIC_SPEC, headers=bearer(user_token)))
+    sid = str(
+        checked(http.post("/api/stacks", json={"key": STATIC_SPEC["key"]}, headers=bearer(user_token)))["id"]
+    )
+    checked(http.get(f"/api/start/{sid}", headers=bearer(user_token)))
+    return user_token, sid
+
+
+def all_in_place(files: Iterable[tuple[Path, int]]) -> bool:
+    """Whether every file (path, size) is there with its size."""
+    for path, size in files:
+        try:
+            if os.stat(path).st_size != size:
+                return False
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def rss_mb(pid: int) -> float:

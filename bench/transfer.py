@@ -12,7 +12,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +23,16 @@ import httpx
 from bench.report import Figure, median
 from bench.support import (
     BIN,
-    STATIC_SPEC,
     CpuUse,
     PeakRss,
+    all_in_place,
+    bearer,
+    checked,
     clean_environment,
     free_port,
     process_tree,
     running,
+    start_stack,
     stopwatch,
     wait_for_http,
     workdir,
@@ -227,18 +230,6 @@ def _command_line(pid: int) -> list[str]:
         return []
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _checked(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        raise RuntimeError(
-            f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
-        )
-    return response.json() if response.content else None
-
-
 def _consumers(queue: str) -> int:
     import pika
 
@@ -291,26 +282,17 @@ def workbench(work: Path, clowder_url: str) -> Iterator[Workbench]:
         wait_for_http(f"{url}/api/healthz", process, seconds=60, interval=0.1)
         http = httpx.Client(base_url=url, timeout=30)
         try:
-            admin = _checked(
-                http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD})
-            )["token"]
-            account = {
-                "namespace": user,
-                "name": user,
-                "email": f"{user}@example.org",
-                "password": USER_PASSWORD,
-            }
-            _checked(http.post("/api/accounts", json=account, headers=_bearer(admin)))
-            token = _checked(
-                http.post("/api/authenticate", json={"username": user, "password": USER_PASSWORD})
-            )["token"]
-            _checked(http.post("/api/services", json=STATIC_SPEC, headers=_bearer(token)))
-            sid = _checked(http.post("/api/stacks", json={"key": "notebook"}, headers=_bearer(token)))["id"]
-            _checked(http.get(f"/api/start/{sid}", headers=_bearer(token)))
+            token, sid = start_stack(
+                http,
+                admin_password=ADMIN_PASSWORD,
+                user=user,
+                email=f"{user}@example.org",
+                password=USER_PASSWORD,
+            )
             deadline = time.monotonic() + 90
             shovel_pid = 0
             while True:
-                status = _checked(http.get(f"/api/stacks/{sid}", headers=_bearer(token)))["status"]
+                status = checked(http.get(f"/api/stacks/{sid}", headers=bearer(token)))["status"]
                 if not shovel_pid:
                     shovel_pid = next(
                         (pid for pid in _descendants(process.pid) if "shovel" in _command_line(pid)), 0
@@ -379,27 +361,18 @@ def pipeline(work: Path, clowder: Clowder, dataset: Dataset) -> PipelineRun:
 
 def _wait_until_placed(platform: Workbench, transfer_id: str, folder: Path, dataset: Dataset) -> None:
     deadline = time.monotonic() + TRANSFER_TIMEOUT
+    wanted = [(folder / relative, size) for relative, (size, _) in dataset.files.items()]
     while True:
-        response = platform.http.get(f"/api/transfers/{transfer_id}", headers=_bearer(platform.token))
+        response = platform.http.get(f"/api/transfers/{transfer_id}", headers=bearer(platform.token))
         if response.status_code == 200:
             transfer = response.json()
             if transfer["state"] == "failed":
                 raise RuntimeError(f"the transfer failed: {json.dumps(transfer)[:2000]}")
-            if transfer["state"] == "completed" and _all_in_place(folder, dataset.files):
+            if transfer["state"] == "completed" and all_in_place(wanted):
                 return
         if time.monotonic() > deadline:
             raise TimeoutError(f"the transfer did not complete within {TRANSFER_TIMEOUT:g} s")
         time.sleep(POLL_SECONDS)
-
-
-def _all_in_place(folder: Path, files: Mapping[str, tuple[int, str]]) -> bool:
-    for relative, (size, _) in files.items():
-        try:
-            if (folder / relative).stat().st_size != size:
-                return False
-        except FileNotFoundError:
-            return False
-    return True
 
 
 def _check_contents(folder: Path, dataset: Dataset) -> None:

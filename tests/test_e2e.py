@@ -16,22 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.support import STATIC_SPEC
 from tests.conftest import ADMIN_PASSWORD, ROOT
 from tests.test_functions import free_port
 
 pytestmark = pytest.mark.e2e
-
-STATIC_SPEC = {
-    "key": "notebook",
-    "label": "Notebook",
-    "description": "Serves its data folder over HTTP",
-    "image": {"name": "example/notebook", "tags": ["latest"]},
-    "access": "external",
-    "display": "stack",
-    "ports": [{"port": 8888, "protocol": "http"}],
-    "volumeMounts": [{"mountPath": "/home/user/work"}],
-    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 1000, "memDefault": 50},
-}
 
 
 class Platform:

@@ -10,7 +10,7 @@ from flask import Request, Response
 
 from shared.api import Call, json_errors, serve
 from shared.errors import Forbidden, NotFound, Unauthorized
-from shared.models import Container, ShovelHealth
+from shared.models import Container, ContainerService, ShovelHealth, Stack, StackService
 
 STALE_SECONDS = 90
 
@@ -28,22 +28,29 @@ def list_containers(call: Call) -> list[Container]:
             raise Forbidden("you may only list your own containers")
     if call.platform.store.get_account(user) is None:
         raise NotFound("account", user)
-    return [
-        Container(
-            id=stack.id,
-            key=stack.key,
-            name=stack.name,
-            status=stack.status,
-            endpoints=[
-                endpoint.url
-                for service in stack.services
-                for endpoint in service.endpoints or ()
-                if endpoint.url
-            ],
-            services=stack.services,
-        )
-        for stack in call.platform.store.list_stacks(user)
-    ]
+    return [_container(stack) for stack in call.platform.store.list_stacks(user)]
+
+
+def _container(stack: Stack) -> Container:
+    """Names, status and connect URLs only, whoever asks: a service's config may hold passwords."""
+    services = [_service(service) for service in stack.services]
+    return Container(
+        id=stack.id,
+        key=stack.key,
+        name=stack.name,
+        status=stack.status,
+        endpoints=[url for service in services for url in service.endpoints],
+        services=services,
+    )
+
+
+def _service(service: StackService) -> ContainerService:
+    return ContainerService(
+        id=service.id,
+        service=service.service,
+        status=service.status,
+        endpoints=[endpoint.url for endpoint in service.endpoints or () if endpoint.url],
+    )
 
 
 def shovels(call: Call) -> list[ShovelHealth]:

@@ -343,15 +343,26 @@ class Export(Model):
     updateTime: int = 0
 
 
+class ContainerService(Model):
+    """A service of a stack as Clowder shows it: no configuration, which may hold passwords."""
+
+    id: str
+    service: str
+    status: ServiceStatus = ""
+    endpoints: list[str] = Field(default=[])
+    """Its connect URLs."""
+
+
 class Container(Model):
-    """A stack as Clowder shows it: what runs for a user and where to connect."""
+    """A stack as Clowder shows it: what runs for a user and where to connect, and nothing of the
+    services' configuration (the owner reads that from ``/api/stacks``)."""
 
     id: str
     key: str
     name: str
     status: str
     endpoints: list[str] = Field(default=[])
-    services: list[StackService] = Field(default=[])
+    services: list[ContainerService] = Field(default=[])
 
 
 class ShovelHealth(Model):

@@ -148,7 +148,9 @@ class Platform:
             else:
                 from shared.runtime.local import LocalRuntime
 
-                runtime = LocalRuntime(self.settings.runtime, data_dir=self.data_dir, report=report)
+                runtime = LocalRuntime(
+                    self.settings.runtime, data_dir=self.data_dir, report=report, site_key=self.site_key
+                )
             for wrapper in self._runtime_wrappers:
                 runtime = wrapper(runtime)
             return runtime
@@ -179,6 +181,16 @@ class Platform:
             report=report,
             shovel=ShovelSupply(sidecar, shovel_secrets),
         )
+
+    @property
+    def site_key(self) -> bytes:
+        """The key of the access grants in a secure local stack's Connect URLs (generated once on one
+        machine); the static sites each get a key derived from it for their own service only."""
+
+        def build() -> bytes:
+            return _read_or_create_secret(self.data_dir / "secrets" / "site-key").encode()
+
+        return self._once("site_key", build)
 
     @property
     def event_secret(self) -> bytes:

@@ -135,8 +135,10 @@ class LimitSettings(NamedTuple):
 
 
 # Like JupyterHub's ``env_keep``: enough of the platform's environment for local services' commands
-# to be found and decode text, and nothing else (no credential of the platform reaches them).
-INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+# to be found and decode text, and nothing else (no credential of the platform reaches them). None
+# of these changes what an interpreter loads or runs (PYTHONPATH, for one, may hold a relative entry,
+# which a service would resolve in the user's home).
+INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VIRTUAL_ENV")
 
 
 NAMESPACE_MODES = ("per-user", "shared")

@@ -16,8 +16,8 @@ from shared import specs
 from shared.api import RawJson, Reply
 from shared.errors import Conflict, InvalidInput, NotFound, Unprocessable, WorkbenchError
 from shared.models import AccountResourceLimits, ServiceSpec, Stack, StackService
-from shared.runtime import ServicePlan, StackPlan, StatusReport
-from shared.store import Store
+from shared.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES, ServicePlan, StackPlan, StatusReport
+from shared.store import SYSTEM_CATALOG, Store
 
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
@@ -287,8 +287,14 @@ def _ordered(stack: Stack, spec_of: dict[str, ServiceSpec]) -> list[StackService
 def plan_for(platform: Platform, owner: str, stack: Stack) -> StackPlan:
     """What the runtime needs to run ``stack``: services in order, environment, folders."""
     spec_of: dict[str, ServiceSpec] = {}
+    system_specs: set[str] = set()
     for service in stack.services:
-        spec = specs.lookup(platform.store, owner, service.service)
+        # As specs.lookup: the owner's own spec first. Where it was found, not what it says of
+        # itself, tells whether it is the admin's.
+        spec = platform.store.get_spec(owner, service.service)
+        if spec is None:
+            spec = platform.store.get_spec(SYSTEM_CATALOG, service.service)
+            system_specs.add(service.service)
         if spec is None:
             raise NotFound("service", message=f"Missing dependency {service.service}")
         spec_of[service.service] = spec
@@ -326,6 +332,7 @@ def plan_for(platform: Platform, owner: str, stack: Stack) -> StackPlan:
                 requires=tuple(d.key for d in present if d.required),
                 uses=tuple(d.key for d in present),
                 image_tag=service.imageTag,
+                system_spec=service.service in system_specs,
             )
         )
     return StackPlan(
@@ -548,8 +555,8 @@ def _reconciled_states(platform: Platform) -> tuple[str, ...]:
 
 
 def read(platform: Platform, owner: str, sid: str) -> Stack:
-    """One of the owner's stacks, reconciled with the cluster."""
-    return reconcile(platform, owner, get(platform, owner, sid))
+    """One of the owner's stacks, reconciled with the cluster, with the Connect URLs of its owner."""
+    return connectable(platform, owner, reconcile(platform, owner, get(platform, owner, sid)))
 
 
 def list_stacks(platform: Platform, owner: str) -> list[Stack]:
@@ -563,13 +570,48 @@ def list_stacks_json(platform: Platform, owner: str) -> RawJson:
     than validated and serialized again (most of the cost of a listing). The others go through
     the model, and reconciling."""
     reconciled = _reconciled_states(platform)
+    granted = _grants_access(platform)
     documents = [
         stored.document
-        if stored.current and stored.status not in reconciled
-        else reconcile(platform, owner, stored.stack()).model_dump_json()
+        if stored.current and stored.status not in reconciled and not (granted and SECURE in stored.document)
+        else connectable(platform, owner, reconcile(platform, owner, stored.stack())).model_dump_json()
         for stored in platform.store.list_stored_stacks(owner)
     ]
     return RawJson("[" + ",".join(documents) + "]")
+
+
+SECURE = '"secure":true'
+"""How a current stored document of a secure stack says so (inside a string the quotes are escaped)."""
+
+
+def _grants_access(platform: Platform) -> bool:
+    """Whether secure stacks' Connect URLs carry access grants: on the local runtime, whose static
+    sites check them (on a cluster the ingress checks the visitor's token instead)."""
+    return platform.settings.runtime.kind == "local"
+
+
+def connectable(platform: Platform, owner: str, stack: Stack) -> Stack:
+    """``stack`` as its owner sees it: a secure local stack's endpoint URLs carry a short-lived access
+    grant for their service, which the owner's Connect link presents. Grants are never stored or
+    announced; each read of the owner's makes fresh ones."""
+    if not (stack.secure and _grants_access(platform)):
+        return stack
+    from shared.runtime.static_site import granted_url, service_key
+
+    site_key = platform.site_key
+    services = []
+    for service in stack.services:
+        if service.endpoints:
+            key = service_key(site_key, owner, service.id)
+            endpoints = [
+                endpoint.model_copy(update={"url": granted_url(endpoint.url, key)})
+                if endpoint.url
+                else endpoint
+                for endpoint in service.endpoints
+            ]
+            service = service.model_copy(update={"endpoints": endpoints})
+        services.append(service)
+    return stack.model_copy(update={"services": services})
 
 
 def reconcile_pod(platform: Platform, pod: Mapping[str, Any]) -> Stack | None:
@@ -589,8 +631,9 @@ def reconcile_pod(platform: Platform, pod: Mapping[str, Any]) -> Stack | None:
 
 
 def logs(platform: Platform, owner: str, ssid: str, lines: str | None) -> str:
-    """The service's status messages and log tail, in the Go apiserver's format."""
-    tail: int | None = None
+    """The service's status messages and log tail, in the Go apiserver's format: the last ``lines``
+    lines (LOG_DEFAULT_LINES when not given, at most LOG_MAX_LINES)."""
+    tail = LOG_DEFAULT_LINES
     if lines:
         try:
             tail = int(lines)
@@ -598,6 +641,7 @@ def logs(platform: Platform, owner: str, ssid: str, lines: str | None) -> str:
             raise InvalidInput(f"must be a whole number, got {lines!r}", field="lines") from None
         if tail < 0:
             raise InvalidInput("must not be negative", field="lines")
+    tail = min(tail, LOG_MAX_LINES)
     stack = platform.store.get_stack(owner, stack_id_of(ssid))
     service = next((s for s in stack.services if s.id == ssid), None) if stack else None
     if service is None:

@@ -14,16 +14,18 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shared.errors import InvalidInput, Unavailable
 from shared.models import Endpoint, Port, ReadyProbe, ServiceSpec
-from shared.runtime import ServicePlan, StackPlan, StatusReport
+from shared.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES, ServicePlan, StackPlan, StatusReport, static_site
 from shared.runtime.local import LocalRuntime
-from shared.runtime.processes import process_start_time
+from shared.runtime.processes import LOG_MAX_BYTES, process_start_time
 from shared.settings import INHERITED_VARIABLES, RuntimeSettings
 
 INHERITED = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+SITE_KEY = b"the site key of the runtime tests"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WAIT_SECONDS = 10.0
@@ -32,7 +34,7 @@ WAIT_SECONDS = 10.0
 PRELUDE = """\
 import json, os, signal, socket, subprocess, sys, time
 os.makedirs("pids", exist_ok=True)
-with open(os.path.join("pids", f"{os.environ['SERVICE_NAME']}.{os.getpid()}"), "w") as record:
+with open(os.path.join("pids", f"{os.environ['WORKBENCH_CONFIG_SERVICE_NAME']}.{os.getpid()}"), "w") as record:
     json.dump(dict(os.environ), record)
 """
 
@@ -42,7 +44,7 @@ def command(body: str) -> str:
 
 
 LISTEN = command("""
-    time.sleep(float(os.environ.get("LISTEN_DELAY", "0")))
+    time.sleep(float(os.environ.get("WORKBENCH_CONFIG_LISTEN_DELAY", "0")))
     server = socket.socket()
     server.bind(("127.0.0.1", int(os.environ["PORT"])))
     server.listen()
@@ -130,7 +132,9 @@ class Harness:
         settings = RuntimeSettings(
             local_commands=commands or {}, ready_timeout=ready_timeout, inherited_environment=INHERITED
         )
-        runtime = LocalRuntime(settings, data_dir=self.data_dir, report=self.reports, stop_grace=stop_grace)
+        runtime = LocalRuntime(
+            settings, data_dir=self.data_dir, report=self.reports, site_key=SITE_KEY, stop_grace=stop_grace
+        )
         self.runtimes.append(runtime)
         return runtime
 
@@ -171,7 +175,9 @@ def service(
     volumes: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     timeout: int = 0,
+    system_spec: bool = True,
 ) -> ServicePlan:
+    """A service of the admin's catalog (which may run the admin's local commands) unless said otherwise."""
     spec = ServiceSpec(
         key=key,
         ports=[Port(port=port, protocol="http", contextPath=context_path) for port in ports] or None,
@@ -186,11 +192,12 @@ def service(
         volumes=volumes or {},
         requires=requires,
         uses=uses,
+        system_spec=system_spec,
     )
 
 
-def stack(owner: str, sid: str, *services: ServicePlan) -> StackPlan:
-    return StackPlan(owner=owner, sid=sid, services=services)
+def stack(owner: str, sid: str, *services: ServicePlan, secure: bool = False) -> StackPlan:
+    return StackPlan(owner=owner, sid=sid, services=services, secure=secure)
 
 
 def running(pid: int) -> bool:
@@ -342,7 +349,8 @@ def test_services_start_in_order_with_their_ports_home_and_dependency_addresses(
     [(pid, environment)] = launched(home, "s3-app")  # found in the home: it ran there
     assert environment["PORT"] == str(app_port)
     assert environment["WORKBENCH_HOME"] == str(home)
-    assert environment["GREETING"] == "hello"
+    assert environment["WORKBENCH_CONFIG_GREETING"] == "hello"  # config: a value under an inert name
+    assert "GREETING" not in environment
     assert environment["MY_DB_PORT_5432_TCP_ADDR"] == "127.0.0.1"
     assert environment["MY_DB_PORT_5432_TCP_PORT"] == str(database.endpoints[0].nodePort)
     assert environment["CACHE_PORT_6379_TCP_ADDR"] == "127.0.0.1"
@@ -501,9 +509,12 @@ runtime = LocalRuntime(
     ),
     data_dir=Path(data_dir),
     report=lambda report: report.status == "ready" and ready.set(),
+    site_key=b"the site key of the runtime tests",
 )
 spec = ServiceSpec(key="web", ports=[Port(port=80, protocol="http")])
-web = ServicePlan(ssid="s10-web", key="web", spec=spec, env={"SERVICE_NAME": "s10-web"}, volumes={})
+web = ServicePlan(
+    ssid="s10-web", key="web", spec=spec, env={"SERVICE_NAME": "s10-web"}, volumes={}, system_spec=True
+)
 runtime.start(StackPlan(owner="jan", sid="s10", services=(web,)))
 if not ready.wait(10):
     sys.exit("web did not become ready")
@@ -581,24 +592,157 @@ def test_a_recorded_pid_is_signalled_only_while_its_start_time_matches(harness: 
             process.wait()
 
 
+# --- What reaches a process on the host -------------------------------------------------------
+
+
+def test_an_admin_command_gets_the_allowed_names_and_config_only_as_prefixed_values(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime({"db": LISTEN, "app": IDLE})
+    config = {
+        "LD_PRELOAD": "/tmp/evil.so",
+        "PYTHONSTARTUP": "evil.py",
+        "lower_case": "kept",
+        "NOT-A-NAME": "left out",
+        "A=B": "left out",
+        "NDSLABS_STACK": "s30",
+    }
+    plan = stack(
+        "quinn",
+        "s30",
+        service("s30", "db", ports=(5432,)),
+        service("s30", "app", uses=("db",), env=config),
+    )
+
+    harness.start(runtime, plan)
+
+    harness.reports.wait("s30-app", "ready")
+    [(_, environment)] = launched(harness.home("quinn"), "s30-app")
+    config_names = {name for name in environment if name.startswith("WORKBENCH_CONFIG_")}
+    assert config_names == {
+        "WORKBENCH_CONFIG_SERVICE_NAME",
+        "WORKBENCH_CONFIG_LD_PRELOAD",
+        "WORKBENCH_CONFIG_PYTHONSTARTUP",
+        "WORKBENCH_CONFIG_lower_case",
+    }
+    assert environment["WORKBENCH_CONFIG_LD_PRELOAD"] == "/tmp/evil.so"
+    assert environment["NDSLABS_STACK"] == "s30"
+    platform_names = {"HOME", "WORKBENCH_HOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "NDSLABS_STACK"}
+    addresses = {"DB_PORT_5432_TCP_ADDR", "DB_PORT_5432_TCP_PORT"}
+    # Python's own additions to os.environ aside (none are set here), nothing else.
+    assert set(environment) - config_names <= set(INHERITED) | platform_names | addresses
+    assert addresses <= set(environment)
+    assert environment["PYTHONSAFEPATH"] == environment["PYTHONNOUSERSITE"] == "1"
+
+
+def test_a_config_value_with_a_nul_character_fails_the_service(harness: Harness) -> None:
+    runtime = harness.runtime({"app": IDLE})
+    plan = stack("quinn", "s31", service("s31", "app", env={"GREETING": "a\0b"}))
+
+    harness.start(runtime, plan)
+
+    failed = harness.reports.wait("s31-app", "error")
+    assert failed.message is not None and "NUL" in failed.message
+    assert launched(harness.home("quinn"), "s31-app") == []
+
+
+def test_a_user_catalog_service_never_runs_the_admins_command(harness: Harness) -> None:
+    runtime = harness.runtime({"web": IDLE})
+    plan = stack("quinn", "s32", service("s32", "web", ports=(80,), system_spec=False))
+
+    harness.start(runtime, plan)
+
+    web = harness.reports.wait("s32-web", "ready")
+    assert web.endpoints is not None
+    assert launched(harness.home("quinn"), "s32-web") == []
+    status, listing = fetch(web.endpoints[0].nodePort, "GET", "/")
+    assert status == 200 and b"Directory listing" in listing
+    record = json.loads(harness.record("quinn", "s32-web").read_text())
+    pid = record["pid"]
+    command_line = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert command_line[1] == b"-I"  # isolated Python, run by file path
+    assert Path(command_line[2].decode()).is_file()
+    assert Path(f"/proc/{pid}/cwd").readlink() == Path("/")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert {item.split(b"=", 1)[0].decode() for item in environ if item} <= set(INHERITED)
+
+
+def test_a_secure_static_site_admits_only_holders_of_a_grant_for_its_service(harness: Harness) -> None:
+    runtime = harness.runtime()
+    plan = stack("rae", "s33", service("s33", "web", ports=(80,)), secure=True)
+    (harness.home("rae")).mkdir(parents=True)
+    (harness.home("rae") / "hello.txt").write_text("hello")
+
+    harness.start(runtime, plan)
+
+    web = harness.reports.wait("s33-web", "ready")
+    assert web.endpoints is not None
+    url = web.endpoints[0].url
+    assert fetch(web.endpoints[0].nodePort, "GET", "/hello.txt")[0] == 403
+    own_key = static_site.service_key(SITE_KEY, "rae", "s33-web")
+    refused = [
+        static_site.granted_url(url, static_site.service_key(SITE_KEY, "rae", "s34-web")),
+        static_site.granted_url(url, static_site.service_key(SITE_KEY, "sam", "s33-web")),
+        static_site.granted_url(url, static_site.service_key(b"another platform", "rae", "s33-web")),
+        static_site.granted_url(url, own_key, now=time.time() - static_site.GRANT_SECONDS - 1),
+    ]
+    with httpx.Client() as visitor:
+        for granted in refused:
+            assert visitor.get(granted).status_code == 403, granted
+        admitted = visitor.get(static_site.granted_url(url + "hello.txt", own_key), follow_redirects=True)
+        assert (admitted.status_code, admitted.text) == (200, "hello")
+        assert static_site.ACCESS_PARAMETER not in str(admitted.url)
+        assert visitor.get(url + "hello.txt").text == "hello"  # the cookie remembers the visitor
+    with httpx.Client() as stranger:
+        name = static_site.cookie_name("s33-web")
+        grant = static_site.issue(own_key, "grant", 60)
+        other = static_site.issue(static_site.service_key(SITE_KEY, "rae", "s34-web"), "cookie", 60)
+        for value in (grant, other, "1.2", static_site.issue(own_key, "cookie", -1)):
+            assert stranger.get(url, headers={"Cookie": f"{name}={value}"}).status_code == 403, value
+
+
 # --- Logs, accounts, names, threads --------------------------------------------------------
 
 
-def test_logs_returns_the_last_lines_of_a_big_log(harness: Harness) -> None:
+def test_logs_returns_the_last_lines_of_a_big_log_within_a_bounded_read(harness: Harness) -> None:
     runtime = harness.runtime()
     log = harness.data_dir / "logs" / "lea" / "s12-web.log"
     log.parent.mkdir(parents=True)
     text = "".join(f"line {number}\n" for number in range(200_000))
     log.write_text(text)
 
-    assert runtime.logs("lea", "s12-web", 3) == "line 199997\nline 199998\nline 199999\n"
-    assert runtime.logs("lea", "s12-web", None) == text
-    assert runtime.logs("lea", "s12-web", 10**6) == text
+    def last(count: int) -> str:
+        return "".join(f"line {number}\n" for number in range(200_000 - count, 200_000))
+
+    assert runtime.logs("lea", "s12-web", 3) == last(3)
+    # Without a number: the documented default, not the whole log; with a larger one: the maximum.
+    assert runtime.logs("lea", "s12-web", None) == last(LOG_DEFAULT_LINES)
+    assert runtime.logs("lea", "s12-web", 10**6) == last(LOG_MAX_LINES)
     assert runtime.logs("lea", "s12-web", 0) == ""
     assert runtime.logs("lea", "s12-other", 5) == ""
     with log.open("a") as handle:
         handle.write("unfinished")
     assert runtime.logs("lea", "s12-web", 2) == "line 199999\nunfinished"
+
+
+def test_logs_of_long_lines_stop_at_the_byte_limit_on_a_whole_line(harness: Harness) -> None:
+    runtime = harness.runtime()
+    log = harness.data_dir / "logs" / "lea" / "s12-web.log"
+    log.parent.mkdir(parents=True)
+    line_bytes = 1024 * 1024 - 1  # with its newline, a mebibyte
+    with log.open("w") as handle:
+        for number in range(12):
+            handle.write(str(number % 10) * line_bytes + "\n")
+
+    text = runtime.logs("lea", "s12-web", 100)
+
+    assert len(text.encode()) <= LOG_MAX_BYTES
+    lines = text.splitlines()
+    assert lines == [str(number % 10) * line_bytes for number in range(8, 12)][-len(lines) :]
+    assert len(lines) == LOG_MAX_BYTES // (line_bytes + 1) - 1  # the cut line is left out whole
+    # A single line longer than the limit: its end.
+    log.write_text("x" * (LOG_MAX_BYTES + 10))
+    assert runtime.logs("lea", "s12-web", 1) == "x" * LOG_MAX_BYTES
 
 
 def test_remove_account_stops_the_owners_services_and_removes_their_folders(harness: Harness) -> None:

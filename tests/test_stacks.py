@@ -57,6 +57,7 @@ server.bind(("127.0.0.1", int(os.environ["PORT"])))
 server.listen()
 time.sleep(60)
 """
+# The admin's commands, run only for the admin's specs (the system catalog's).
 LOCAL_COMMANDS = {
     "crasher": shlex.join(["sh", "-c", "echo boom; exit 3"]),
     "sleeper": shlex.join(["sleep", "30"]),
@@ -530,8 +531,8 @@ def test_start_serve_check_logs_stop_and_delete(api: Api, platform: Platform, al
     refused(api.call("GET", f"/api/logs/{ssid}", alice), 404, ssid)
 
 
-def test_service_that_exits_at_once_is_an_error(api: Api, alice: str) -> None:
-    add_spec(api, alice, spec("crasher", volumeMounts=None))
+def test_service_that_exits_at_once_is_an_error(api: Api, users: Users, alice: str) -> None:
+    add_spec(api, users.admin(), spec("crasher", volumeMounts=None), catalog="system")
     sid = create(api, alice, {"key": "crasher"})["id"]
     start(api, alice, sid)
 
@@ -551,9 +552,9 @@ def test_service_that_exits_at_once_is_an_error(api: Api, alice: str) -> None:
     assert stopped["services"][0]["status"] == "stopped"
 
 
-def test_service_that_never_opens_its_port_times_out(api: Api, alice: str) -> None:
+def test_service_that_never_opens_its_port_times_out(api: Api, users: Users, alice: str) -> None:
     probe = {"type": "tcp", "path": "", "port": 8888, "initialDelay": 0, "timeout": 1}
-    add_spec(api, alice, spec("sleeper", volumeMounts=None, readinessProbe=probe))
+    add_spec(api, users.admin(), spec("sleeper", volumeMounts=None, readinessProbe=probe), catalog="system")
     sid = create(api, alice, {"key": "sleeper"})["id"]
     started_at = time.monotonic()
     start(api, alice, sid)
@@ -566,23 +567,28 @@ def test_service_that_never_opens_its_port_times_out(api: Api, alice: str) -> No
     stop(api, alice, sid)
 
 
-def add_frontend_requiring_backend(api: Api, token: str) -> None:
-    """Two user specs: ``frontend`` (port 7001) requires ``backend`` (port 7000)."""
-    add_spec(api, token, spec("backend", ports=[{"port": 7000, "protocol": "tcp"}], volumeMounts=None))
+def add_frontend_requiring_backend(api: Api, users: Users) -> None:
+    """Two system specs: ``frontend`` (port 7001) requires ``backend`` (port 7000)."""
+    admin = users.admin()
+    backend = spec("backend", ports=[{"port": 7000, "protocol": "tcp"}], volumeMounts=None)
+    add_spec(api, admin, backend, catalog="system")
     add_spec(
         api,
-        token,
+        admin,
         spec(
             "frontend",
             ports=[{"port": 7001, "protocol": "http"}],
             volumeMounts=None,
             depends=[{"key": "backend", "required": True}],
         ),
+        catalog="system",
     )
 
 
-def test_dependency_is_ready_before_its_dependant_starts(api: Api, platform: Platform, alice: str) -> None:
-    add_frontend_requiring_backend(api, alice)
+def test_dependency_is_ready_before_its_dependant_starts(
+    api: Api, platform: Platform, users: Users, alice: str
+) -> None:
+    add_frontend_requiring_backend(api, users)
     stack = create(api, alice, {"key": "frontend"})
     assert [service["service"] for service in stack["services"]] == ["frontend", "backend"]
 
@@ -602,8 +608,10 @@ def test_dependency_is_ready_before_its_dependant_starts(api: Api, platform: Pla
     stop(api, alice, stack["id"])
 
 
-def test_stop_while_starting_ends_every_process(api: Api, platform: Platform, alice: str) -> None:
-    add_frontend_requiring_backend(api, alice)
+def test_stop_while_starting_ends_every_process(
+    api: Api, platform: Platform, users: Users, alice: str
+) -> None:
+    add_frontend_requiring_backend(api, users)
     sid = create(api, alice, {"key": "frontend"})["id"]
     start(api, alice, sid)
     stopped = stop(api, alice, sid)  # the backend is not listening yet, the frontend not started

@@ -86,9 +86,11 @@ def workbench(tmp_path_factory: pytest.TempPathFactory, clowder: ClowderServer) 
         account = {"namespace": "carol", "name": "Carol", "email": "carol@example.org", "password": PASSWORD}
         assert http.post("/api/accounts", json=account, headers=bearer(admin)).status_code == 200
         carol = token(http, "carol", PASSWORD)
-        for spec in (STATIC_SPEC, FAILING_SPEC):
-            response = http.post("/api/services", json=spec, headers=bearer(carol))
-            assert response.status_code == 200, response.text
+        response = http.post("/api/services", json=STATIC_SPEC, headers=bearer(carol))
+        assert response.status_code == 200, response.text
+        # The admin's command runs for the admin's (system) spec only.
+        response = http.post("/api/services?catalog=system", json=FAILING_SPEC, headers=bearer(admin))
+        assert response.status_code == 200, response.text
         yield platform
     finally:
         platform.stop()
@@ -388,6 +390,34 @@ def test_the_admin_approves_an_account_and_sees_shovels_and_dead_letters(
 
 
 # --- a narrow screen --------------------------------------------------------------------------------------
+
+
+def test_the_connect_link_of_a_secure_stack_opens_its_site(page: Any, workbench: Platform) -> None:
+    from playwright.sync_api import expect
+
+    http = httpx.Client(base_url=workbench.url, timeout=10)
+    carol = token(http, "carol", PASSWORD)
+    body = {"key": "notebook", "name": "Private notebook", "secure": True}
+    sid = http.post("/api/stacks", json=body, headers=bearer(carol)).json()["id"]
+    assert http.get(f"/api/start/{sid}", headers=bearer(carol)).status_code == 202
+    log_in(page, workbench.url, "carol", PASSWORD)
+    card = stack_card(page, "Private notebook")
+    expect(status_of(card)).to_have_text("Status: started", timeout=SLOW)
+    (service,) = http.get(f"/api/stacks/{sid}", headers=bearer(carol)).json()["services"]
+    site = service["endpoints"][0]["url"].split("?")[0]
+    assert httpx.get(site, timeout=10).status_code == 403  # without the owner's link
+
+    with page.context.expect_page() as opened:
+        card.get_by_role("link", name=re.compile(r"^Connect to notebook of Private notebook")).click()
+    endpoint = opened.value
+    endpoint.wait_for_load_state()
+    assert endpoint.url == site  # admitted, and the grant has left the address
+    expect(endpoint.get_by_role("heading", name=re.compile(r"^Directory listing"))).to_be_visible()
+    endpoint.close()
+
+    assert http.get(f"/api/stop/{sid}", headers=bearer(carol)).status_code == 202
+    expect(status_of(card)).to_have_text("Status: stopped", timeout=SLOW)
+    assert http.delete(f"/api/stacks/{sid}", headers=bearer(carol)).status_code == 200
 
 
 def test_every_view_fits_a_narrow_screen(browser: Any, workbench: Platform) -> None:

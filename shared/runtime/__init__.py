@@ -8,6 +8,11 @@ from typing import Protocol
 
 from shared.models import AccountResourceLimits, Endpoint, ServiceSpec, ServiceStatus
 
+LOG_DEFAULT_LINES = 1000
+"""How many of a service's last log lines a read returns when it names no number."""
+LOG_MAX_LINES = 10_000
+"""The most log lines one read returns, whatever number it names (a runtime also caps the bytes)."""
+
 
 @dataclass(frozen=True)
 class ServicePlan:
@@ -25,6 +30,9 @@ class ServicePlan:
     """Keys of every dependency present in the stack (their addresses go into the environment)."""
     image_tag: str = ""
     """The tag of the spec's image the stack chose (empty: the spec's first, else ``latest``)."""
+    system_spec: bool = False
+    """The spec is the admin's, from the system catalog (not the owner's own): only such a service
+    may run a command the admin set for the local runtime."""
 
 
 @dataclass(frozen=True)

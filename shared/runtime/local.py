@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from typing import Literal
 
 from shared.errors import Unavailable
 from shared.models import Endpoint, ServiceStatus
-from shared.runtime import Reporter, ServicePlan, StackPlan, StatusReport
+from shared.runtime import Reporter, ServicePlan, StackPlan, StatusReport, static_site
 from shared.runtime.processes import (
     LOOPBACK,
     ProcessRecord,
@@ -46,9 +47,28 @@ FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
 POLL_SECONDS = 0.1
 CLOSE_WAIT_SECONDS = 2.0
-# The static site runs as ``python -m shared.runtime.static_site`` from the user's home, so the
-# project must be importable whether or not it is installed.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The static site is run by its file under isolated Python (-I: no PYTHON* variables, no user site,
+# neither the working directory nor the script's folder on the path), from a folder no user writes to.
+STATIC_SITE = Path(static_site.__file__).resolve()
+STATIC_SITE_DIRECTORY = Path("/")
+PLATFORM_VARIABLES = frozenset(
+    {
+        "NDSLABS_STACK",
+        "NDSLABS_SERVICE",
+        "NDSLABS_NAMESPACE",
+        "NDSLABS_EMAIL",
+        "NDSLABS_DOMAIN",
+        "NDSLABS_HOSTNAME",
+    }
+)
+"""The names of a plan's environment the platform sets itself (``stacks.plan_for``); the rest is config."""
+CONFIG_PREFIX = "WORKBENCH_CONFIG_"
+CONFIG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+"""A config option's name as it may follow CONFIG_PREFIX; options named otherwise are left out."""
+ADDRESS_PREFIX = re.compile(r"[A-Z0-9_]{1,64}")
+ISOLATED_PYTHON = {"PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1"}
+"""For an admin's command: any Python it starts puts neither its working directory (the home) nor
+the user site (under HOME, the home) on its path."""
 
 Phase = Literal["waiting", "launched", "ready", "failed"]
 ReadyOutcome = Literal["ready", "exited", "timeout", "halted"]
@@ -89,6 +109,9 @@ class ServiceRun:
     ports: list[int]
     argv: list[str]
     env: dict[str, str]
+    cwd: Path | None = None
+    secret: bytes = b""
+    """Written to the process's standard input and closed: a key that must not be in its environment."""
     phase: Phase = "waiting"
     process: subprocess.Popen[bytes] | None = None
     launched_at: float = 0.0
@@ -131,9 +154,13 @@ class LocalRuntime:
         *,
         data_dir: Path,
         report: Reporter,
+        site_key: bytes,
         stop_grace: float = STOP_GRACE_SECONDS,
     ) -> None:
+        """``site_key``: the root of the keys with which a secure stack's static sites check the
+        grants of their Connect URLs (``stacks`` signs them with the same key)."""
         self._settings = settings
+        self._site_key = site_key
         self._data_dir = data_dir
         self._report_to = report
         self._stop_grace = stop_grace
@@ -273,7 +300,7 @@ class LocalRuntime:
             problem = self._make_volumes(run.home, service.plan)
             if problem is None:
                 try:
-                    service.argv, service.env = self._command(run, service)
+                    self._command(run, service)
                 except ValueError as error:
                     problem = str(error)
             if problem is not None:
@@ -300,37 +327,64 @@ class LocalRuntime:
                 service = run.services[service_plan.key] = ServiceRun(service_plan, [], [], {})
             self._fail(run, service, "error", message)
 
-    def _command(self, run: StackRun, service: ServiceRun) -> tuple[list[str], dict[str, str]]:
+    def _command(self, run: StackRun, service: ServiceRun) -> None:
+        """Work out the service's command line, environment and working directory.
+
+        Only the admin's own specs (the system catalog's) run the admin's local commands; a spec of
+        the user's own catalog, even one with the same key, gets the static site. Nothing the user
+        controls becomes a variable name: config reaches an admin's command only as the values of
+        ``WORKBENCH_CONFIG_<NAME>``, and the static site gets no config at all.
+        """
         plan = service.plan
+        line = self._settings.local_commands.get(plan.spec.key or plan.key) if plan.system_spec else None
+        if line is None:
+            self._static_site(run, service)
+            return
+        try:
+            argv = shlex.split(line)
+        except ValueError as error:
+            raise ValueError(f"The local command for {plan.key!r} cannot be parsed: {error}") from None
+        if not argv:
+            raise ValueError(f"The local command for {plan.key!r} is empty")
         env = dict(self._settings.inherited_environment)
+        env.update(ISOLATED_PYTHON)
         env["HOME"] = str(run.home)
-        env.update(plan.env)
+        env["WORKBENCH_HOME"] = str(run.home)
+        for name, value in plan.env.items():
+            if "\0" in value:
+                raise ValueError(f"The value of {name!r} holds a NUL character")
+            if name in PLATFORM_VARIABLES:
+                env[name] = value
+            elif CONFIG_NAME.fullmatch(name):
+                env[CONFIG_PREFIX + name] = value
+            else:
+                log.warning("config %r of %s is left out: not a plain variable name", name, plan.ssid)
         if service.ports:
             env["PORT"] = str(service.ports[0])
-        env["WORKBENCH_HOME"] = str(run.home)
         for dependency_key in plan.uses:
             dependency = run.services.get(dependency_key)
-            if dependency is None:
-                continue
             # The names Docker links and Kubernetes give a linked service's address.
             prefix = dependency_key.upper().replace("-", "_")
+            if dependency is None or not ADDRESS_PREFIX.fullmatch(prefix):
+                continue
             for spec_port, assigned in zip(dependency.plan.spec.ports or [], dependency.ports, strict=True):
                 env[f"{prefix}_PORT_{spec_port.port}_TCP_ADDR"] = LOOPBACK
                 env[f"{prefix}_PORT_{spec_port.port}_TCP_PORT"] = str(assigned)
-        line = self._settings.local_commands.get(plan.spec.key or plan.key)
-        if line is not None:
-            try:
-                argv = shlex.split(line)
-            except ValueError as error:
-                raise ValueError(f"The local command for {plan.key!r} cannot be parsed: {error}") from None
-            if not argv:
-                raise ValueError(f"The local command for {plan.key!r} is empty")
-            return argv, env
+        service.argv, service.env, service.cwd = argv, env, run.home
+
+    def _static_site(self, run: StackRun, service: ServiceRun) -> None:
+        """The static site serving the service's first folder (else the home), read-only."""
+        plan = service.plan
         directory = run.home / next(iter(plan.volumes)) if plan.volumes else run.home
         port = service.ports[0] if service.ports else free_port()
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-        argv = [sys.executable, "-m", "shared.runtime.static_site", "--port", str(port)]
-        return [*argv, "--directory", str(directory)], env
+        argv = [sys.executable, "-I", str(STATIC_SITE), "--port", str(port), "--directory", str(directory)]
+        if run.plan.secure:
+            argv += ["--access-cookie", static_site.cookie_name(plan.ssid)]
+            key = static_site.service_key(self._site_key, run.plan.owner, plan.ssid)
+            service.secret = key.hex().encode()
+        # The platform's own locale and paths only: the site needs nothing else.
+        env = dict(self._settings.inherited_environment)
+        service.argv, service.env, service.cwd = argv, env, STATIC_SITE_DIRECTORY
 
     def _launch_in_order(self, run: StackRun) -> None:
         order = list(run.services)
@@ -378,13 +432,17 @@ class LocalRuntime:
                     offset = log_file.tell()
                     process = subprocess.Popen(
                         service.argv,
-                        cwd=run.home,
+                        cwd=service.cwd,
                         env=service.env,
-                        stdin=subprocess.DEVNULL,
+                        stdin=subprocess.PIPE if service.secret else subprocess.DEVNULL,
                         stdout=log_file,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
                     )
+                if process.stdin is not None:
+                    # A process that has already exited finds out nothing; its supervisor sees it.
+                    with contextlib.suppress(BrokenPipeError), process.stdin:
+                        process.stdin.write(service.secret)
             except OSError as error:
                 reason = error.strerror or str(error)
                 self._fail(run, service, "error", f"Could not start {service.argv[0]}: {reason}")

@@ -16,12 +16,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shared.errors import InvalidInput
+from shared.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 KILL_WAIT_SECONDS = 5.0
 TAIL_BLOCK_BYTES = 64 * 1024
+LOG_MAX_BYTES = 4 * 1024 * 1024
+"""The most of a log one read brings into memory, however long its lines (as from a cluster)."""
 LAST_LINE_LIMIT = 200
 
 
@@ -181,22 +184,22 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def tail(path: Path, lines: int | None) -> str:
-    """The last ``lines`` lines of a file (all when None), reading blocks from its end."""
-    if lines is not None and lines <= 0:
+    """The last ``lines`` whole lines of a file (LOG_DEFAULT_LINES when None, at most LOG_MAX_LINES),
+    and never more than its last LOG_MAX_BYTES, read in blocks from its end."""
+    wanted = LOG_DEFAULT_LINES if lines is None else min(lines, LOG_MAX_LINES)
+    if wanted <= 0:
         return ""
     try:
         handle = path.open("rb")
     except FileNotFoundError:
         return ""
     with handle:
-        if lines is None:
-            return handle.read().decode("utf-8", "replace")
-        position = handle.seek(0, os.SEEK_END)
+        end = position = handle.seek(0, os.SEEK_END)
         blocks: list[bytes] = []
         newlines = 0
         # One newline more than lines are asked for guarantees the first kept line is whole.
-        while position > 0 and newlines <= lines:
-            size = min(TAIL_BLOCK_BYTES, position)
+        while position > 0 and newlines <= wanted and end - position < LOG_MAX_BYTES:
+            size = min(TAIL_BLOCK_BYTES, position, LOG_MAX_BYTES - (end - position))
             position -= size
             handle.seek(position)
             block = handle.read(size)
@@ -207,7 +210,9 @@ def tail(path: Path, lines: int | None) -> str:
     pieces = data.split(b"\n")
     if ends_with_newline:
         pieces.pop()
-    text = b"\n".join(pieces[-lines:]) + (b"\n" if ends_with_newline else b"")
+    if position > 0 and newlines <= wanted and len(pieces) > 1:
+        pieces.pop(0)  # the byte limit cut this line: it is not shown in part
+    text = b"\n".join(pieces[-wanted:]) + (b"\n" if ends_with_newline else b"")
     return text.decode("utf-8", "replace")
 
 

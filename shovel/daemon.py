@@ -21,9 +21,10 @@ from shared.bus import Bus, Delivery
 from shared.errors import InvalidInput
 from shared.messages import Command, ExportCommand, StackCommand, SyncCommand, queue_for
 from shovel.export import Exporter
+from shovel.folders import check_home
 from shovel.health import HealthServer
 from shovel.heartbeat import Emit, Heartbeat, interval, version
-from shovel.placing import PlacementError, partial_folder
+from shovel.placing import PlacementError
 from shovel.settings import ShovelSettings
 from shovel.sync import Stopping, Syncer
 
@@ -99,7 +100,7 @@ class Shovel:
     def run(self) -> None:
         settings = self.settings
         try:
-            partial_folder(settings.home)
+            check_home(settings.home)
         except (PlacementError, OSError) as error:
             message = error.message if isinstance(error, PlacementError) else str(error)
             raise InvalidInput(

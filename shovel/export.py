@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, wait
-from pathlib import Path
+from contextlib import contextmanager
 from typing import IO, BinaryIO, cast
 
 import httpx
 
 from events.types import ExportUploaded, FileProblem, UploadedFile
 from shared.messages import ExportCommand
-from shovel.placing import PARTIAL_FOLDER, PlacementError, folder_in_home, inside, real_home, relative
+from shovel.folders import OPEN_FILE, HomeFolders
+from shovel.placing import PARTIAL_FOLDER, PlacementError, relative
 from shovel.sync import ATTEMPTS, CHUNK_SIZE, RETRY_SECONDS, TIMEOUT, Retry, Stopping
 from shovel.worker import CommandWorker
 
@@ -72,21 +74,23 @@ class Exporter(CommandWorker):
     """Uploads the files of export commands, ``settings.parallel`` at a time across commands."""
 
     def run(self, command: ExportCommand) -> ExportUploaded:
-        home = real_home(self.settings.home)
-        try:
-            folder = "" if command.folder.strip() in ("", ".") else relative(command.folder, field="folder")
-            root = folder_in_home(home, folder, create=False)
-        except PlacementError as error:
-            return ExportUploaded(
-                export_id=command.export_id,
-                user=command.user,
-                errors=[FileProblem(path=command.folder, error=error.message)],
-            )
-        futures: list[Future[UploadedFile | FileProblem]] = [
-            self.pool.submit(self._upload, command, path, file)
-            for path, file in walk(root, home, cancelled=self.cancelled)
-        ]
-        wait(futures)
+        with HomeFolders(self.settings.home) as folders:
+            try:
+                folder = (
+                    "" if command.folder.strip() in ("", ".") else relative(command.folder, field="folder")
+                )
+                root = _root(folders, folder)
+            except PlacementError as error:
+                return ExportUploaded(
+                    export_id=command.export_id,
+                    user=command.user,
+                    errors=[FileProblem(path=command.folder, error=error.message)],
+                )
+            futures: list[Future[UploadedFile | FileProblem]] = [
+                self.pool.submit(self._upload, command, folders, path, located)
+                for path, located in walk(folders, root, cancelled=self.cancelled)
+            ]
+            wait(futures)
         results = [future.result() for future in futures]
         return ExportUploaded(
             export_id=command.export_id,
@@ -95,13 +99,15 @@ class Exporter(CommandWorker):
             errors=[result for result in results if isinstance(result, FileProblem)],
         )
 
-    def _upload(self, command: ExportCommand, path: str, file: Path) -> UploadedFile | FileProblem:
+    def _upload(
+        self, command: ExportCommand, folders: HomeFolders, path: str, located: str
+    ) -> UploadedFile | FileProblem:
         key = command.key_prefix + path
         for attempt in range(1, ATTEMPTS + 1):
             if self.cancelled():
                 raise Stopping
             try:
-                return self._post(command, path, file, key)
+                return self._post(command, folders, path, located, key)
             except PlacementError as error:
                 log.warning("export %s: %r failed: %s", command.export_id, path, error.message)
                 return FileProblem(path=path, error=error.message)
@@ -115,11 +121,13 @@ class Exporter(CommandWorker):
                 self.pause(RETRY_SECONDS * attempt)
         raise AssertionError("unreachable")
 
-    def _post(self, command: ExportCommand, path: str, file: Path, key: str) -> UploadedFile:
-        with open(file, "rb") as handle:
+    def _post(
+        self, command: ExportCommand, folders: HomeFolders, path: str, located: str, key: str
+    ) -> UploadedFile:
+        with _open_file(folders, located) as handle:
             size = os.fstat(handle.fileno()).st_size
             reader = _HashingReader(handle, size, self.cancelled)
-            upload = (file.name, cast(IO[bytes], reader), "application/octet-stream")
+            upload = (located.rpartition("/")[2], cast(IO[bytes], reader), "application/octet-stream")
             try:
                 response = self.client.post(
                     command.upload_url,
@@ -144,41 +152,89 @@ class Exporter(CommandWorker):
         return UploadedFile(path=path, size=size, sha256=reader.digest.hexdigest(), key=key)
 
 
-def walk(root: Path, home: Path, *, cancelled: Callable[[], bool]) -> Iterator[tuple[str, Path]]:
-    """Every regular file below ``root``: its path relative to ``root`` and a path to open it by.
+def _root(folders: HomeFolders, folder: str) -> str:
+    """The export's folder as a path of real folders in the home (its links followed while they stay in it)."""
+    root = folders.resolve(folder)
+    if root.split("/")[0] == PARTIAL_FOLDER:
+        raise PlacementError(f"folder {folder!r} leads into the shovel's own folder {PARTIAL_FOLDER}")
+    with folders.folder(root):
+        pass  # a folder, not a file
+    return root
 
-    Symbolic links are followed only where they stay in the home; the shovel's partial folder,
-    links that lead out, and pipes, sockets and devices (reading a pipe would wait for ever) are
-    skipped. Each real folder is visited once, so link loops end.
+
+@contextmanager
+def _open_file(folders: HomeFolders, located: str) -> Iterator[BinaryIO]:
+    """The regular file at ``located`` (a path of real folders in the home), opened to read.
+
+    Opened by name in its folder's descriptor and not through a link, so a folder or file swapped
+    for a link since the walk found it cannot make the shovel read anything outside the home."""
+    parent, _, name = located.rpartition("/")
+    with folders.folder(parent) as folder:
+        try:
+            handle = os.open(name, OPEN_FILE, dir_fd=folder)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise PlacementError(f"{located!r} has become a symbolic link") from None
+            raise
+    with open(handle, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise PlacementError(f"{located!r} is no longer a regular file")
+        yield reader  # O_NONBLOCK, which kept a pipe from holding up the open, changes nothing for a file
+
+
+def walk(folders: HomeFolders, root: str, *, cancelled: Callable[[], bool]) -> Iterator[tuple[str, str]]:
+    """Every regular file below ``root`` (a path of real folders in the home): its path relative to
+    ``root``, and where it is in the home (a path of real folders, to open it by).
+
+    Symbolic links are followed only where they stay in the home (``HomeFolders.resolve``); the
+    shovel's partial folder, links that lead out, and pipes, sockets and devices (reading a pipe would
+    wait for ever) are skipped. Each real folder is visited once, so link loops end.
     """
-    partial = home / PARTIAL_FOLDER
     seen: set[tuple[int, int]] = set()
-    pending: list[tuple[Path, str]] = [(root, "")]
+    pending: list[tuple[str, str]] = [(root, "")]
     while pending:
         if cancelled():
             raise Stopping
         folder, prefix = pending.pop()
-        info = os.stat(folder)
-        if (info.st_dev, info.st_ino) in seen:
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        with os.scandir(folder) as entries:
-            found = sorted(entries, key=lambda entry: entry.name)
-        for entry in found:
-            path = Path(entry.path)
-            name = prefix + entry.name
-            if entry.is_symlink():
-                path = Path(os.path.realpath(path))
-                if not inside(path, home):
-                    log.info("export: skipping %s, a link that leads out of the home", name)
+        try:
+            with folders.folder(folder) as descriptor:
+                info = os.fstat(descriptor)
+                if (info.st_dev, info.st_ino) in seen:
                     continue
-            if inside(path, partial):
+                seen.add((info.st_dev, info.st_ino))
+                with os.scandir(descriptor) as entries:
+                    found = sorted(
+                        ((entry.name, entry.stat(follow_symlinks=False).st_mode) for entry in entries),
+                        key=lambda item: item[0],
+                    )
+        except (PlacementError, OSError) as error:
+            # Swapped for a link or removed since it was listed.
+            log.info("export: skipping folder %r: %s", folder, getattr(error, "message", error))
+            continue
+        for name, mode in found:
+            shown = prefix + name
+            located = f"{folder}/{name}" if folder else name
+            if stat.S_ISLNK(mode):
+                try:
+                    located = folders.resolve(located)
+                    mode = _mode(folders, located)
+                except PlacementError as error:
+                    log.info("export: skipping %s: %s", shown, error.message)
+                    continue
+                except OSError:
+                    continue  # removed meanwhile
+            if located.split("/")[0] == PARTIAL_FOLDER:
                 continue
-            try:
-                mode = os.stat(path).st_mode
-            except OSError:
-                continue  # a dangling link, or removed meanwhile
             if stat.S_ISDIR(mode):
-                pending.append((path, name + "/"))
+                pending.append((located, shown + "/"))
             elif stat.S_ISREG(mode):
-                yield name, path
+                yield shown, located
+
+
+def _mode(folders: HomeFolders, located: str) -> int:
+    """The type and permissions of ``located`` (a path of real folders in the home, "" the home)."""
+    parent, _, name = located.rpartition("/")
+    if not name:
+        return stat.S_IFDIR
+    with folders.folder(parent) as folder:
+        return os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode

@@ -1,4 +1,5 @@
-"""Putting finished files into the user's home: safe folders, conflict names, atomic links and the ledger."""
+"""Putting finished files into the user's home, relative to open folders: conflict names, atomic links
+and the ledger."""
 
 from __future__ import annotations
 
@@ -62,54 +63,6 @@ def inside(path: Path, folder: Path) -> bool:
     return path == folder or path.is_relative_to(folder)
 
 
-def real_home(home: Path) -> Path:
-    return Path(os.path.realpath(home))
-
-
-def folder_in_home(home: Path, folder: str, *, create: bool, resolved: bool = False) -> Path:
-    """The real path of ``<home>/<folder>`` (a clean relative path, or "" for the home itself).
-
-    Walks one component at a time, making missing folders when ``create`` is set, so that a symbolic
-    link the user made cannot lead the shovel out of the home, not even to make a folder.
-    ``resolved``: ``home`` is already its real path (``real_home``), so it is not resolved again.
-    """
-    base = home if resolved else real_home(home)
-    current = base
-    for part in folder.split("/") if folder else []:
-        candidate = current / part
-        try:
-            info = os.lstat(candidate)
-        except FileNotFoundError:
-            if not create:
-                raise PlacementError(f"folder {folder!r} does not exist in the home") from None
-            with suppress(FileExistsError):  # another file of the same command may have made it first
-                os.mkdir(candidate)
-            info = os.lstat(candidate)
-        if stat.S_ISLNK(info.st_mode):
-            candidate = Path(os.path.realpath(candidate))
-            if not inside(candidate, base):
-                raise PlacementError(f"folder {folder!r}: {part!r} is a link that leads out of the home")
-            if not candidate.is_dir():
-                raise PlacementError(f"folder {folder!r}: {part!r} is a link to something not a folder")
-        elif not stat.S_ISDIR(info.st_mode):
-            raise PlacementError(f"folder {folder!r}: {part!r} exists and is not a folder")
-        current = candidate
-    if inside(current, base / PARTIAL_FOLDER):
-        raise PlacementError(f"folder {folder!r} leads into the shovel's own folder {PARTIAL_FOLDER}")
-    return current
-
-
-def partial_folder(home: Path) -> Path:
-    """``<home>/.workbench-partial``, made when missing; refused when the user replaced it with a link."""
-    path = real_home(home) / PARTIAL_FOLDER
-    with suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        raise PlacementError(f"{PARTIAL_FOLDER} in the home is not a plain folder")
-    return path
-
-
 @dataclass(frozen=True)
 class LedgerEntry:
     placed: str
@@ -133,8 +86,13 @@ class Ledger:
 
     @classmethod
     @contextmanager
-    def open(cls, path: Path) -> Iterator[Ledger]:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    def open(cls, path: Path, *, folder: int | None = None) -> Iterator[Ledger]:
+        """The ledger at ``path``; with ``folder``, the file ``path.name`` in that open folder."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        if folder is None:
+            handle = os.open(path, flags, 0o600)
+        else:
+            handle = os.open(path.name, flags, 0o600, dir_fd=folder)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             ledger = cls(handle, _entries(path, handle))
@@ -264,76 +222,94 @@ def conflict_name(name: str, number: int) -> str:
     return stem + mark + extension
 
 
-def same_content(existing: Path, partial: Path, sha256: str | None) -> bool:
-    """Whether ``existing`` already is what ``partial`` holds (a file placed before a crash, say)."""
+def same_content(folder: int, name: str, work: int, partial: str, sha256: str | None) -> bool:
+    """Whether ``name`` in ``folder`` already is what ``partial`` in ``work`` holds (a file placed
+    before a crash, say)."""
     try:
-        there = os.lstat(existing)
-        here = os.lstat(partial)
+        there = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        here = os.stat(partial, dir_fd=work, follow_symlinks=False)
     except FileNotFoundError:
         return False
     if stat.S_ISLNK(here.st_mode):
-        return stat.S_ISLNK(there.st_mode) and os.readlink(existing) == os.readlink(partial)
+        return stat.S_ISLNK(there.st_mode) and os.readlink(name, dir_fd=folder) == os.readlink(
+            partial, dir_fd=work
+        )
     if not stat.S_ISREG(there.st_mode) or there.st_size != here.st_size:
         return False
     if there.st_ino == here.st_ino and there.st_dev == here.st_dev:
         return True
-    return file_sha256(existing) == (sha256 or file_sha256(partial))
+    existing = file_sha256(folder, name)
+    return existing is not None and existing == (sha256 or file_sha256(work, partial))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_SIZE):
+def file_sha256(folder: int, name: str) -> str | None:
+    """The sha256 of the regular file ``name`` in ``folder``; None where it is something else."""
+    try:
+        # Not through a link, and without waiting should a pipe have taken the file's place.
+        handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENXIO):
+            return None
+        raise
+    with open(handle, "rb", buffering=0) as reader:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return None
+        digest = hashlib.sha256()
+        while chunk := reader.read(READ_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
 
 
 def place(
-    partial: Path,
-    folder: Path,
+    work: int,
+    partial: str,
+    folder: int,
     name: str,
     *,
     policy: ConflictPolicy,
     sha256: str | None,
     durable: bool = True,
-) -> Path:
-    """Move the finished ``partial`` (a file or a symbolic link) to ``folder/name``; returns where it went.
+) -> str:
+    """Move the finished ``partial`` (a file or a symbolic link in the open folder ``work``) to
+    ``name`` in the open folder ``folder``; returns the name it got there.
 
-    Never replaces a different file unless the policy is ``overwrite``; an identical file already
-    there counts as placed. A hard link makes the file appear at its final path complete or not at
-    all, and fails when the name is taken, so no check-then-write race can lose a user's file.
-    With ``durable`` false the caller makes the new name durable itself (``sync_folder``), say once
-    for many files of one folder.
+    Both folders are descriptors, so a folder the user swaps for a symbolic link meanwhile cannot
+    send the file elsewhere. Never replaces a different file unless the policy is ``overwrite``; an
+    identical file already there counts as placed. A hard link makes the file appear at its final
+    path complete or not at all, and fails when the name is taken, so no check-then-write race can
+    lose a user's file. With ``durable`` false the caller makes the new name durable itself
+    (``sync_folder``), say once for many files of one folder.
     """
     for number in range(MAX_CONFLICT_NAMES):
-        candidate = folder / (name if number == 0 else conflict_name(name, number))
-        if _link(partial, candidate):
-            discard(partial)
+        candidate = name if number == 0 else conflict_name(name, number)
+        if _link(work, partial, folder, candidate):
+            discard(work, partial)
             if durable:
                 sync_folder(folder)
             return candidate
-        if same_content(candidate, partial, sha256):
-            discard(partial)
+        if same_content(folder, candidate, work, partial, sha256):
+            discard(work, partial)
             return candidate
         if policy == "skip":
-            discard(partial)
+            discard(work, partial)
             raise PlacementError(f"{name!r} exists with other content and the conflict policy is skip")
         if policy == "overwrite":
-            if os.path.isdir(candidate) and not os.path.islink(candidate):
-                discard(partial)
-                raise PlacementError(f"{name!r} exists as a folder")
-            os.replace(partial, candidate)
+            with suppress(FileNotFoundError):
+                if stat.S_ISDIR(os.stat(candidate, dir_fd=folder, follow_symlinks=False).st_mode):
+                    discard(work, partial)
+                    raise PlacementError(f"{name!r} exists as a folder")
+            os.replace(partial, candidate, src_dir_fd=work, dst_dir_fd=folder)
             if durable:
                 sync_folder(folder)
             return candidate
-    discard(partial)
+    discard(work, partial)
     raise PlacementError(f"{name!r}: every one of {MAX_CONFLICT_NAMES} alternative names is taken")
 
 
-def _link(partial: Path, candidate: Path) -> bool:
+def _link(work: int, partial: str, folder: int, candidate: str) -> bool:
     """Give ``partial`` the name ``candidate`` unless the name is taken; False when it is."""
     try:
-        os.link(partial, candidate, follow_symlinks=False)
+        os.link(partial, candidate, src_dir_fd=work, dst_dir_fd=folder, follow_symlinks=False)
         return True
     except FileExistsError:
         return False
@@ -343,26 +319,22 @@ def _link(partial: Path, candidate: Path) -> bool:
     # Volumes without hard links (some network filesystems): check and rename under a lock, which
     # guards against other threads of this shovel, the only writer apart from the user.
     with _rename_lock:
-        if os.path.lexists(candidate):
+        try:
+            os.stat(candidate, dir_fd=folder, follow_symlinks=False)
             return False
-        os.rename(partial, candidate)
+        except FileNotFoundError:
+            pass
+        os.rename(partial, candidate, src_dir_fd=work, dst_dir_fd=folder)
         return True
 
 
-def discard(path: Path) -> None:
+def discard(folder: int, name: str) -> None:
+    """Remove ``name`` from the open folder ``folder``, if it is there."""
     with suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(name, dir_fd=folder)
 
 
-def sync_folder(folder: Path) -> None:
-    """Make the new names in ``folder`` durable (before the command is acknowledged)."""
-    try:
-        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass  # some filesystems cannot sync a folder; the ledger still has the record
-    finally:
-        os.close(handle)
+def sync_folder(folder: int) -> None:
+    """Make the new names in the open folder ``folder`` durable (before the command is acknowledged)."""
+    with suppress(OSError):  # some filesystems cannot sync a folder; the ledger still has the record
+        os.fsync(folder)

@@ -8,7 +8,6 @@ import itertools
 import logging
 import os
 import re
-import shutil
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -26,17 +25,16 @@ from shared.durable import DurableWriter
 from shared.messages import SyncCommand, SyncFile
 from shared.objectstore import blob_key
 from shared.paths import MAX_PATH_BYTES
+from shovel.folders import HomeFolders, open_folder
 from shovel.placing import (
+    PARTIAL_FOLDER,
     Ledger,
     LedgerEntry,
     PlacementError,
     check_transfer_id,
     discard,
-    folder_in_home,
     inside,
-    partial_folder,
     place,
-    real_home,
     relative,
     sync_folder,
 )
@@ -46,6 +44,7 @@ from shovel.worker import CommandWorker
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
+NEW_PARTIAL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 DOWNLOAD_BUFFER = 1 << 20
 ATTEMPTS = 3
@@ -69,8 +68,8 @@ class FileOutcome:
     error: str | None = None
     record: tuple[str, LedgerEntry] | None = None
     """For a file placed now: its ledger line (path in the home, entry), written once its folder is synced."""
-    folder: Path | None = None
-    """The folder that got a new name, to be made durable before the command is acknowledged."""
+    folder: str | None = None
+    """The folder (in the home) that got a new name, made durable before the command is acknowledged."""
 
 
 @dataclass
@@ -80,6 +79,10 @@ class _OpenTransfer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     users: int = 0
     ledger: Ledger | None = None
+    partial: int = -1
+    """The open partial folder, which holds the ledger and the work folder."""
+    work: int = -1
+    """The open work folder, where the transfer's files are written before they are placed."""
     close: Callable[[], None] | None = None
     numbers: Iterator[int] = field(default_factory=itertools.count)
     """Names of the partial files: unique while the transfer is open here."""
@@ -95,8 +98,8 @@ class _OpenTransfers:
         self._open: dict[str, _OpenTransfer] = {}
 
     @contextmanager
-    def use(self, partial_root: Path, transfer_id: str) -> Iterator[tuple[Ledger, Path, Iterator[int]]]:
-        work = partial_root / transfer_id
+    def use(self, folders: HomeFolders, transfer_id: str) -> Iterator[tuple[Ledger, int, Iterator[int]]]:
+        """The transfer's ledger, its open work folder and the numbers of its partial files."""
         with self._lock:
             entry = self._open.setdefault(transfer_id, _OpenTransfer())
             entry.users += 1
@@ -104,13 +107,24 @@ class _OpenTransfers:
             with entry.lock:
                 if entry.ledger is None:
                     with ExitStack() as stack:
-                        ledger = stack.enter_context(Ledger.open(partial_root / f"{transfer_id}.ledger"))
+                        # Descriptors of its own: the commands sharing them may outlive this one's folders.
+                        partial = folders.open_partial()
+                        stack.callback(os.close, partial)
+                        ledger = stack.enter_context(
+                            Ledger.open(
+                                folders.home / PARTIAL_FOLDER / f"{transfer_id}.ledger", folder=partial
+                            )
+                        )
+                        work = open_folder(
+                            partial, transfer_id, create=True, shown=f"{PARTIAL_FOLDER}/{transfer_id}"
+                        )
+                        stack.callback(os.close, work)
                         # Holding the lock, nobody else works on this transfer: what the folder holds
                         # was left by a shovel that crashed.
                         _empty(work)
-                        work.mkdir(exist_ok=True)
-                        entry.ledger, entry.close = ledger, stack.pop_all().close
-            yield entry.ledger, work, entry.numbers
+                        entry.ledger, entry.partial, entry.work = ledger, partial, work
+                        entry.close = stack.pop_all().close
+            yield entry.ledger, entry.work, entry.numbers
         finally:
             with self._lock:
                 entry.users -= 1
@@ -122,15 +136,16 @@ class _OpenTransfers:
                     # Removed under the ledger's lock: a command of the same transfer waiting for the
                     # lock (here or in another shovel) then makes the folder afresh.
                     with suppress(OSError):
-                        work.rmdir()
+                        os.rmdir(transfer_id, dir_fd=entry.partial)
                     entry.close()
 
 
-def _empty(folder: Path) -> None:
-    with suppress(FileNotFoundError):
-        for leftover in folder.iterdir():
-            if leftover.is_symlink() or not leftover.is_dir():
-                discard(leftover)
+def _empty(folder: int) -> None:
+    """Remove the files (not folders) left in the open folder ``folder``."""
+    with os.scandir(folder) as entries:
+        leftovers = [entry.name for entry in entries if not entry.is_dir(follow_symlinks=False)]
+    for name in leftovers:
+        discard(folder, name)
 
 
 class Syncer(CommandWorker):
@@ -163,11 +178,16 @@ class Syncer(CommandWorker):
             return self._progress(
                 command, [FileOutcome(file.path, False, error=problem) for file in command.files]
             )
-        partial_root = partial_folder(self.settings.home)
-        home = real_home(self.settings.home)
-        with self._transfers.use(partial_root, transfer_id) as (ledger, work, numbers):
+        with ExitStack() as stack:
+            folders = stack.enter_context(HomeFolders(self.settings.home))
+            try:
+                ledger, work, numbers = stack.enter_context(self._transfers.use(folders, transfer_id))
+            except PlacementError as error:
+                return self._progress(
+                    command, [FileOutcome(file.path, False, error=error.message) for file in command.files]
+                )
             futures: list[Future[FileOutcome]] = [
-                self.pool.submit(self._place_one, command, home, target, work, ledger, next(numbers), file)
+                self.pool.submit(self._place_one, command, folders, target, work, ledger, next(numbers), file)
                 for file in command.files
             ]
             # Every file finishes (or stops) before the command is settled, so nothing writes on behind it.
@@ -175,8 +195,9 @@ class Syncer(CommandWorker):
             outcomes = [future.result() for future in futures]
             # The files placed from the command's own bytes, durable before it is acknowledged: first
             # the new names, then the ledger lines that say where they are (a redelivery trusts them).
-            for folder in {outcome.folder for outcome in outcomes if outcome.folder is not None}:
-                sync_folder(folder)
+            for placed_in in {outcome.folder for outcome in outcomes if outcome.folder is not None}:
+                with suppress(PlacementError), folders.folder(placed_in) as folder:
+                    sync_folder(folder)
             ledger.record_all([outcome.record for outcome in outcomes if outcome.record is not None])
         progress = self._progress(command, outcomes)
         log.info(
@@ -205,17 +226,17 @@ class Syncer(CommandWorker):
     def _place_one(
         self,
         command: SyncCommand,
-        home: Path,
+        folders: HomeFolders,
         target: str,
-        work: Path,
+        work: int,
         ledger: Ledger,
         number: int,
         file: SyncFile,
     ) -> FileOutcome:
-        """One file into ``home`` (the home's real path)."""
+        """One file into the home, written first to ``work`` (the transfer's open work folder)."""
         if self.cancelled():
             raise Stopping
-        partial = work / f"{number}.part"
+        partial = f"{number}.part"
         try:
             clean = relative(file.path, field="path")
             joined = f"{target}/{clean}" if target else clean
@@ -230,53 +251,62 @@ class Syncer(CommandWorker):
                 )
                 return FileOutcome(file.path, True, known.size)
             parent, _, name = joined.rpartition("/")
-            folder = folder_in_home(home, parent, create=True, resolved=True)
-            if file.source is not None:
-                sha256 = self._link_in(file, partial, symlink=command.link == "symlink")
-            elif file.content is not None:
-                sha256 = _write_content(file, file.content, partial)
-            elif file.url is not None:
-                sha256 = self._download(file, partial)
-            else:
-                raise PlacementError("the command gives neither a url nor a source for it")
-            # A file that came in the command costs nothing to place again: its new name and ledger
-            # line are made durable with the rest of the command. Any other is recorded at once, so
-            # that a redelivery after a crash does not fetch it again.
-            later = file.content is not None
-            final = place(
-                partial, folder, name, policy=self.settings.conflict_policy, sha256=sha256, durable=not later
-            )
-            placed = final.relative_to(home).as_posix()
+            # Opened before the file is fetched, and placed into by this descriptor afterwards: what
+            # becomes of the path meanwhile (a folder swapped for a link) cannot redirect the file.
+            with folders.folder(parent, create=True) as folder:
+                if file.source is not None:
+                    sha256 = self._link_in(file, work, partial, symlink=command.link == "symlink")
+                elif file.content is not None:
+                    sha256 = _write_content(file, file.content, work, partial)
+                elif file.url is not None:
+                    sha256 = self._download(file, work, partial)
+                else:
+                    raise PlacementError("the command gives neither a url nor a source for it")
+                # A file that came in the command costs nothing to place again: its new name and
+                # ledger line are made durable with the rest of the command. Any other is recorded at
+                # once, so that a redelivery after a crash does not fetch it again.
+                later = file.content is not None
+                final = place(
+                    work,
+                    partial,
+                    folder,
+                    name,
+                    policy=self.settings.conflict_policy,
+                    sha256=sha256,
+                    durable=not later,
+                )
+            placed = f"{parent}/{final}" if parent else final
             log.debug("transfer %s: placed %s (%d bytes)", command.transfer_id, placed, file.size)
             entry = LedgerEntry(placed=placed, sha256=sha256, size=file.size)
             if not later:
                 ledger.record(joined, entry)
                 return FileOutcome(file.path, True, file.size)
-            return FileOutcome(file.path, True, file.size, record=(joined, entry), folder=final.parent)
+            return FileOutcome(file.path, True, file.size, record=(joined, entry), folder=parent)
         except PlacementError as error:
-            discard(partial)
+            discard(work, partial)
             log.warning("transfer %s: %r failed: %s", command.transfer_id, file.path, error.message)
             return FileOutcome(file.path, False, error=error.message)
         except OSError as error:
             # A full or read-only volume fails the file; sending the command round again would not help.
-            discard(partial)
+            discard(work, partial)
             log.warning("transfer %s: %r failed: %s", command.transfer_id, file.path, error)
             return FileOutcome(file.path, False, error=f"could not write it: {error.strerror or error}")
         except BaseException:
-            discard(partial)
+            discard(work, partial)
             raise
 
-    def _download(self, file: SyncFile, partial: Path) -> str:
+    def _download(self, file: SyncFile, work: int, partial: str) -> str:
         assert file.url is not None
-        free = shutil.disk_usage(partial.parent).free
+        volume = os.fstatvfs(work)
+        free = volume.f_bavail * volume.f_frsize
         if file.size > free:
             raise PlacementError(f"needs {file.size} bytes; the volume has {free} free")
-        copied = self._copy_staged(file, partial)
+        copied = self._copy_staged(file, work, partial)
         if copied is not None:
             return copied
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return self._fetch(file.url, file, partial)
+                return self._fetch(file.url, file, work, partial)
             except Retry as error:
                 if attempt == ATTEMPTS:
                     raise PlacementError(f"the download failed {ATTEMPTS} times, last: {error}") from None
@@ -286,9 +316,9 @@ class Syncer(CommandWorker):
                     raise Stopping from None
         raise AssertionError("unreachable")
 
-    def _fetch(self, url: str, file: SyncFile, partial: Path) -> str:
+    def _fetch(self, url: str, file: SyncFile, work: int, partial: str) -> str:
         digest = hashlib.sha256()
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        descriptor = _new_partial(work, partial)
         output = DurableWriter(descriptor, size=file.size)
         try:
 
@@ -310,7 +340,7 @@ class Syncer(CommandWorker):
             os.close(descriptor)
         return _verified(file, output.size, digest.hexdigest())
 
-    def _copy_staged(self, file: SyncFile, partial: Path) -> str | None:
+    def _copy_staged(self, file: SyncFile, work: int, partial: str) -> str | None:
         """The file copied from the mounted staging folder, where its blob is (checked like a download:
         size and sha256); None where there is no such folder or blob, and the file is downloaded."""
         staging = self.settings.staging_dir
@@ -325,17 +355,18 @@ class Syncer(CommandWorker):
         try:
             if not stat.S_ISREG(os.fstat(handle).st_mode):
                 return None
-            return self._copy_verified(handle, file, partial, str(source))
+            return self._copy_verified(handle, file, work, partial, str(source))
         finally:
             os.close(handle)
 
-    def _copy_verified(self, source: int, file: SyncFile, partial: Path, name: str) -> str:
-        """The open file ``source`` copied to ``partial`` (made durable), its size and sha256 checked."""
+    def _copy_verified(self, source: int, file: SyncFile, work: int, partial: str, name: str) -> str:
+        """The open file ``source`` copied to ``partial`` in ``work`` (made durable), its size and
+        sha256 checked."""
         digest = hashlib.sha256()
         buffer = bytearray(min(CHUNK_SIZE, file.size + 1))  # one byte more shows a longer source
         view = memoryview(buffer)
         copied = 0
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        descriptor = _new_partial(work, partial)
         output = DurableWriter(descriptor, size=file.size)
         try:
             with open(source, "rb", buffering=0, closefd=False) as reader:
@@ -367,7 +398,7 @@ class Syncer(CommandWorker):
         except httpx.TransportError as error:
             raise Retry(f"{type(error).__name__}: {error}") from None
 
-    def _link_in(self, file: SyncFile, partial: Path, *, symlink: bool) -> str | None:
+    def _link_in(self, file: SyncFile, work: int, partial: str, *, symlink: bool) -> str | None:
         """Link mode: a copy of (or a symbolic link to) a file on storage mounted below a link root."""
         assert file.source is not None
         source = self._linked_source(file.source)
@@ -375,11 +406,12 @@ class Syncer(CommandWorker):
         if size != file.size:
             raise PlacementError(f"source {file.source!r} has {size} bytes where {file.size} were expected")
         if symlink:
-            os.symlink(source, partial)
+            discard(work, partial)
+            os.symlink(source, partial, dir_fd=work)
             return None
         handle = os.open(source, os.O_RDONLY)
         try:
-            return self._copy_verified(handle, file, partial, file.source)
+            return self._copy_verified(handle, file, work, partial, file.source)
         finally:
             os.close(handle)
 
@@ -484,10 +516,16 @@ class Downloads:
         return value
 
 
-def _write_content(file: SyncFile, content: bytes, partial: Path) -> str:
+def _new_partial(work: int, partial: str) -> int:
+    """``partial`` made afresh in the open work folder, for writing (an earlier attempt's removed)."""
+    discard(work, partial)
+    return os.open(partial, NEW_PARTIAL, 0o666, dir_fd=work)
+
+
+def _write_content(file: SyncFile, content: bytes, work: int, partial: str) -> str:
     """A file that came inside the command: checked first, then written (and made durable)."""
     sha256 = _verified(file, len(content), hashlib.sha256(content).hexdigest())
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    descriptor = _new_partial(work, partial)
     output = DurableWriter(descriptor, size=len(content))
     try:
         output.write(content)

@@ -383,19 +383,32 @@ def test_hostile_paths_are_refused_by_name(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["home"]
 
 
-def test_link_in_the_target_cannot_lead_out(
+def test_links_on_the_way_to_a_file_are_refused_by_name(
     settings: ShovelSettings, staging: Staging, tmp_path: Path
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (settings.home / "data").symlink_to(outside)
+    (settings.home / "real").mkdir()
+    (settings.home / "alias").symlink_to(settings.home / "real")  # a link that stays in the home
+    (settings.home / "in").mkdir()
+    (settings.home / "in" / "sub").symlink_to(outside)
     bus = MemoryBus()
     with running(settings, bus) as emitted:
         send(bus, SyncCommand(transfer_id="t6", user=USER, target="data", files=[staged(staging, "f", b"x")]))
-        [progress] = progress_of(emitted)
-    assert progress.placed == []
-    assert "leads out of the home" in progress.errors[0].error
-    assert list(outside.iterdir()) == []
+        send(
+            bus, SyncCommand(transfer_id="t6b", user=USER, target="alias", files=[staged(staging, "f", b"x")])
+        )
+        send(
+            bus,
+            SyncCommand(transfer_id="t6c", user=USER, target="in", files=[staged(staging, "sub/f", b"x")]),
+        )
+        reports = {report.transfer_id: report for report in progress_of(emitted, 3)}
+    for transfer, link in [("t6", "data"), ("t6b", "alias"), ("t6c", "in/sub")]:
+        assert reports[transfer].placed == []
+        [problem] = reports[transfer].errors
+        assert f"folder {link!r}" in problem.error and "is a symbolic link" in problem.error, problem.error
+    assert list(outside.iterdir()) == [] and list((settings.home / "real").iterdir()) == []
 
 
 @pytest.mark.parametrize(

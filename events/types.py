@@ -3,9 +3,11 @@
 # No ``from __future__ import annotations``: the field types are objects when each class is made,
 # so that pydantic has no strings to compile and evaluate for every field of every model.
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from events.ids import CLOWDER_ID_PATTERN
 
 # The type names live in events.names (cheap to import); they are part of this module's interface too.
 from events.names import EXPORT_COMPLETED as EXPORT_COMPLETED
@@ -27,6 +29,11 @@ from events.names import TRANSFER_STAGED as TRANSFER_STAGED
 SCHEMA_BASE = "https://workbench.ndslabs.org/events/schemas/"
 """``dataschema`` of an event: this base followed by ``<type>.json`` (the files in events/schemas/)."""
 
+ClowderId = Annotated[
+    str, Field(pattern=CLOWDER_ID_PATTERN, description="A Clowder id (letters, digits, '-' and '_')")
+]
+"""An id that goes into a Clowder URL: ``.``, ``..`` and anything else that would name another path are refused."""
+
 
 class Payload(BaseModel):
     """Base of every event's data: unknown fields are refused, so a typo is a clear 400. Each model is
@@ -39,9 +46,9 @@ class TransferRequested(Payload):
     """Send a Clowder dataset (or part of it) into a user's workbench."""
 
     clowder_url: str = Field(description="Base URL of the Clowder instance, e.g. https://clowder.example.org")
-    dataset_id: str
+    dataset_id: ClowderId
     email: str = Field(description="The Clowder user's e-mail; it names the Workbench account")
-    files: list[str] | None = Field(default=None, description="Only these Clowder file ids")
+    files: list[ClowderId] | None = Field(default=None, description="Only these Clowder file ids")
     folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
     stack_id: str | None = Field(default=None, description="A stack of the user's that should receive it")
     target_folder: str | None = Field(
@@ -61,7 +68,7 @@ class ExportRequested(Payload):
     folder: str = Field(description="Folder relative to the user's home")
     dataset_name: str
     description: str = ""
-    space_id: str | None = None
+    space_id: ClowderId | None = None
 
 
 class StackActionRequested(Payload):

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from events.ids import CLOWDER_ID_PATTERN, CLOWDER_ID_RULE
 from shared.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ MAX_BACKOFF_SECONDS = 30.0
 #: Clowder 2 refuses to create a dataset without a licence; this is one of its standard licence ids.
 DEFAULT_LICENSE_ID = "CC BY"
 
+_CLOWDER_ID = re.compile(CLOWDER_ID_PATTERN)
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 # Requests that cannot have reached the server's handler: repeating them cannot create anything twice.
 _NEVER_ARRIVED = (
@@ -380,9 +382,9 @@ class ClowderClient:
     def dataset(self, dataset_id: str) -> ClowderDataset:
         subject = ("Clowder dataset", dataset_id)
         if self.version == 1:
-            path = f"/api/datasets/{_segment(dataset_id)}"
+            path = f"/api/datasets/{_segment(dataset_id, 'dataset_id')}"
         else:
-            path = f"/api/v2/datasets/{_segment(dataset_id)}"
+            path = f"/api/v2/datasets/{_segment(dataset_id, 'dataset_id')}"
         item = _object(self._get_json(path, operation="read the dataset", subject=subject), self._where)
         return ClowderDataset(
             id=_string(item.get("id")) or dataset_id,
@@ -400,7 +402,7 @@ class ClowderClient:
         # Clowder 1 lists every file without saying where it is; /listFiles gives those at the top, and
         # only /files/{id}/paths tells the folders of the others, one file at a time.
         subject = ("Clowder dataset", dataset_id)
-        base = f"/api/datasets/{_segment(dataset_id)}"
+        base = f"/api/datasets/{_segment(dataset_id, 'dataset_id')}"
         listed = _list(
             self._get_json(f"{base}/files", operation="list the dataset's files", subject=subject),
             self._where,
@@ -441,7 +443,7 @@ class ClowderClient:
         ``/files/{id}/paths`` answers ``{"paths": [[dataset names], [dataset, folder, subfolder, ...]]}``;
         a file can sit in folders of several datasets, so the path that starts with this dataset's name wins."""
         answer = self._get_json(
-            f"/api/files/{_segment(file_id)}/paths",
+            f"/api/files/{_segment(file_id, 'file_id')}/paths",
             operation="find the folder of a file",
             subject=("Clowder file", file_id),
         )
@@ -459,7 +461,7 @@ class ClowderClient:
         subject = ("Clowder dataset", dataset_id)
         items = list(
             self._pages(
-                f"/api/v2/datasets/{_segment(dataset_id)}/files",
+                f"/api/v2/datasets/{_segment(dataset_id, 'dataset_id')}/files",
                 operation="list the dataset's files",
                 subject=subject,
             )
@@ -503,7 +505,7 @@ class ClowderClient:
                 continue
             expanded.add(parent)
             for item in self._pages(
-                f"/api/v2/datasets/{_segment(dataset_id)}/folders",
+                f"/api/v2/datasets/{_segment(dataset_id, 'dataset_id')}/folders",
                 params={} if parent is None else {"parent_folder": parent},
                 operation="list the dataset's folders",
                 subject=("Clowder dataset", dataset_id),
@@ -528,9 +530,10 @@ class ClowderClient:
             seen.add(current)
             if current not in tree:
                 # Created after the tree was listed: ask for that one folder.
+                folders = f"/api/v2/datasets/{_segment(dataset_id, 'dataset_id')}/folders"
                 item = _object(
                     self._get_json(
-                        f"/api/v2/datasets/{_segment(dataset_id)}/folders/{_segment(current)}",
+                        f"{folders}/{_segment(current, 'folder_id')}",
                         operation="read a folder",
                         subject=("Clowder folder", current),
                     ),
@@ -556,9 +559,9 @@ class ClowderClient:
         ``download_to``). With ``size`` (as listed) a body of any other length is refused."""
         subject = ("Clowder file", file_id)
         if self.version == 1:
-            path = f"/api/files/{_segment(file_id)}/blob"
+            path = f"/api/files/{_segment(file_id, 'file_id')}/blob"
         else:
-            path = f"/api/v2/files/{_segment(file_id)}"
+            path = f"/api/v2/files/{_segment(file_id, 'file_id')}"
         operation = f"download file '{file_id}'"
         position = offset
         total: int | None = None
@@ -739,6 +742,19 @@ class ClowderClient:
             )
         return self._new_id(response, "create a dataset")
 
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset with its folders and files; one Clowder no longer has is gone already."""
+        prefix = "/api" if self.version == 1 else "/api/v2"
+        self._call(
+            "DELETE",
+            f"{prefix}/datasets/{_segment(dataset_id, 'dataset_id')}",
+            operation="delete the dataset",
+            subject=("Clowder dataset", dataset_id),
+            accept_statuses=(404,),
+        )
+        with self._lock:
+            self._folder_indexes.pop(dataset_id, None)
+
     def create_folder(self, dataset_id: str, name: str, parent_folder_id: str | None = None) -> str:
         """A new folder in the dataset (at its top, or in ``parent_folder_id``); returns its id."""
         with self._lock:
@@ -758,7 +774,7 @@ class ClowderClient:
                 document["parent_folder"] = parent_folder_id
             response = self._call(
                 "POST",
-                f"/api/v2/datasets/{_segment(dataset_id)}/folders",
+                f"/api/v2/datasets/{_segment(dataset_id, 'dataset_id')}/folders",
                 json=document,
                 operation="create a folder",
                 subject=subject,
@@ -766,7 +782,7 @@ class ClowderClient:
             return self._new_id(response, "create a folder")
         response = self._call(
             "POST",
-            f"/api/datasets/{_segment(dataset_id)}/newFolder",
+            f"/api/datasets/{_segment(dataset_id, 'dataset_id')}/newFolder",
             json={
                 "name": name,
                 "parentId": parent_folder_id or dataset_id,
@@ -820,9 +836,9 @@ class ClowderClient:
         )
         params = {"folder_id": parent} if parent else {}
         if self.version == 1:
-            path = f"/api/uploadToDataset/{_segment(dataset_id)}"
+            path = f"/api/uploadToDataset/{_segment(dataset_id, 'dataset_id')}"
         else:
-            path = f"/api/v2/datasets/{_segment(dataset_id)}/files"
+            path = f"/api/v2/datasets/{_segment(dataset_id, 'dataset_id')}/files"
         operation = f"upload {relative_path!r}"
         try:
             response = self._call(
@@ -890,7 +906,7 @@ class ClowderClient:
             return index
         # Clowder 1 names each folder by its path of display names, "/top/sub".
         listed = self._get_json(
-            f"/api/datasets/{_segment(dataset_id)}/folders",
+            f"/api/datasets/{_segment(dataset_id, 'dataset_id')}/folders",
             operation="list the dataset's folders",
             subject=("Clowder dataset", dataset_id),
         )
@@ -978,7 +994,7 @@ class ClowderClient:
         authenticate: bool = True,
     ) -> httpx.Response:
         """One request with retries; a 2xx (or an accepted status) is returned, anything else raised."""
-        idempotent = method in ("GET", "HEAD")
+        idempotent = method in ("GET", "HEAD", "DELETE")
         accepted = set(accept_statuses)
         attempt = 0
         while True:
@@ -1091,8 +1107,12 @@ class ClowderClient:
             ) from None
 
 
-def _segment(value: str) -> str:
-    """An id as one URL path segment: ids come from events, and must not reach other paths."""
+def _segment(value: str, field: str) -> str:
+    """An id as one URL path segment: ids come from events and from Clowder's answers, and must not
+    reach other paths. Quoting alone is not enough: ``.`` and ``..`` stay themselves, and a server
+    or proxy resolves them as a step up the path."""
+    if not _CLOWDER_ID.fullmatch(value):
+        raise InvalidInput(f"{value[:80]!r} is not a Clowder id: {CLOWDER_ID_RULE}", field=field)
     return quote(value, safe="")
 
 

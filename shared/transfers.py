@@ -13,10 +13,11 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
+from events.ids import CLOWDER_ID_PATTERN
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.messages import SyncCommand, SyncFile, queue_for
 from shared.models import FileError, Model, Transfer, TransferFile, TransferState
@@ -89,13 +90,16 @@ def printable(path: str) -> str:
     )
 
 
+ClowderId = Annotated[str, Field(pattern=CLOWDER_ID_PATTERN, description="A Clowder id")]
+
+
 class TransferRequest(Model):
     """``POST /api/transfers``: send a Clowder dataset (or part of it) into the caller's home."""
 
-    datasetId: str = Field(min_length=1)
+    datasetId: ClowderId
     clowderUrl: str | None = Field(default=None, description="Default: the paired Clowder instance")
     target: str | None = Field(default=None, description="Folder in the home; default Clowder/<dataset name>")
-    files: list[str] | None = Field(default=None, description="Only these Clowder file ids")
+    files: list[ClowderId] | None = Field(default=None, description="Only these Clowder file ids")
     folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
 
 

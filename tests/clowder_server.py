@@ -320,6 +320,17 @@ class ClowderServer:
             self.datasets[dataset.id] = dataset
             return dataset.id
 
+    def delete_dataset(self, dataset_id: str) -> bool:
+        """Remove a dataset with its folders and files (Clowder cascades); False if there is none."""
+        with self._lock:
+            if self.datasets.pop(dataset_id, None) is None:
+                return False
+            for folder_id in [key for key, folder in self.folders.items() if folder.dataset_id == dataset_id]:
+                del self.folders[folder_id]
+            for file_id in [key for key, file in self.files.items() if file.dataset_id == dataset_id]:
+                del self.files[file_id]
+            return True
+
     def add_folder(self, dataset_id: str, name: str, parent_id: str | None = None) -> str:
         with self._lock:
             folder = Folder(new_id(), dataset_id, name, parent_id, order=next(self._order))
@@ -599,6 +610,11 @@ class ClowderServer:
             return self._missing("dataset", id)
         return _json(self._v1_dataset_json(self.datasets[id]))
 
+    def _v1_delete_dataset(self, request: Request, id: str) -> Response:
+        if not self.delete_dataset(id):
+            return self._missing("dataset", id)
+        return _json({"status": "success"})
+
     def _v1_dataset_files(self, request: Request, id: str) -> Response:
         """Every file, in folders or not: top-level files first, then folder by folder, as Clowder 1 does."""
         if id not in self.datasets:
@@ -808,6 +824,11 @@ class ClowderServer:
             return self._missing("Dataset", dataset_id)
         return _json(self._v2_dataset_json(self.datasets[dataset_id]))
 
+    def _v2_delete_dataset(self, request: Request, dataset_id: str) -> Response:
+        if not self.delete_dataset(dataset_id):
+            return self._missing("Dataset", dataset_id)
+        return _json({"deleted": dataset_id})
+
     def _v2_files(self, request: Request, dataset_id: str) -> Response:
         if dataset_id not in self.datasets:
             return self._missing("Dataset", dataset_id)
@@ -877,6 +898,7 @@ _ROUTES: dict[int, list[tuple[str, str, list[str]]]] = {
     1: [
         ("/api/datasets/createempty", "v1_create_dataset", ["POST"]),
         ("/api/datasets/<id>", "v1_dataset", ["GET"]),
+        ("/api/datasets/<id>", "v1_delete_dataset", ["DELETE"]),
         ("/api/datasets/<id>/files", "v1_dataset_files", ["GET"]),
         ("/api/datasets/<id>/listFiles", "v1_top_files", ["GET"]),
         ("/api/datasets/<ds_id>/folders", "v1_folders", ["GET"]),
@@ -890,6 +912,7 @@ _ROUTES: dict[int, list[tuple[str, str, list[str]]]] = {
         ("/api/v2/status", "v2_status", ["GET"]),
         ("/api/v2/datasets", "v2_create_dataset", ["POST"]),
         ("/api/v2/datasets/<dataset_id>", "v2_dataset", ["GET"]),
+        ("/api/v2/datasets/<dataset_id>", "v2_delete_dataset", ["DELETE"]),
         ("/api/v2/datasets/<dataset_id>/files", "v2_files", ["GET", "POST"]),
         ("/api/v2/datasets/<dataset_id>/folders", "v2_folders", ["GET", "POST"]),
         ("/api/v2/datasets/<dataset_id>/folders/<folder_id>", "v2_folder", ["GET"]),

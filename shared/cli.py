@@ -49,7 +49,7 @@ def run(arguments: argparse.Namespace) -> int:
     """Serve every function behind one gateway until interrupted."""
     from werkzeug.serving import make_server
 
-    from shared import stacks
+    from shared import recovery, stacks
     from shared.bootstrap import platform
     from shared.gateway import Gateway
     from shovel.local import attach_shovels
@@ -61,10 +61,15 @@ def run(arguments: argparse.Namespace) -> int:
     restored = stacks.restore(current)
     if restored:
         log.info("starting again the stacks that were running: %s", ", ".join(restored))
+    # Claimed before serving, so that what the last process left unfinished is told from new work.
+    abandoned = recovery.claim_abandoned(current, restarted=True)
+    if abandoned:
+        log.info("resuming %d transfers and exports the last run left unfinished", len(abandoned))
 
     gateway = Gateway(data_dir=current.data_dir)
     server = make_server(settings.host, settings.port, gateway, threaded=True)
     stop = threading.Event()
+    sweeper = recovery.Sweeper(current, abandoned, stop).start()
 
     def shut_down(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -80,9 +85,29 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     finally:
+        stop.set()
+        sweeper.join(SWEEP_SHUTDOWN_SECONDS)  # work cut off here is resumed by the next run
         server.server_close()
         _end_processes(current)
         current.close()
+    return 0
+
+
+SWEEP_SHUTDOWN_SECONDS = 5.0
+
+
+def sweep(arguments: argparse.Namespace) -> int:
+    """One pass of the sweep for abandoned work, as ``workbench run`` makes every minute (on a cluster,
+    the CronJob ``workbench-sweep`` runs it)."""
+    from shared import recovery
+    from shared.bootstrap import platform
+
+    current = platform()
+    try:
+        taken = recovery.sweep(current)
+    finally:
+        current.close()
+    print(f"{taken} abandoned transfers and exports taken up")
     return 0
 
 
@@ -260,6 +285,11 @@ def parser() -> argparse.ArgumentParser:
         "init", help="bring a deployment up to date: schema, admin account, system catalog (idempotent)"
     )
     init_command.set_defaults(handler=init)
+
+    sweep_command = commands.add_parser(
+        "sweep", help="resume (or fail, saying why) the accepted transfers and exports whose work stopped"
+    )
+    sweep_command.set_defaults(handler=sweep)
 
     catalog_command = commands.add_parser("catalog", help="manage service catalogs")
     catalog_commands = catalog_command.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")

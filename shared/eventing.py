@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import Unavailable, WorkbenchError
@@ -65,6 +67,68 @@ def verify(platform: Platform, event: Event) -> None:
     signing.verify(event.attributes, event.data, secret)
 
 
+CLOCK_SKEW_SECONDS = 60
+"""How far in the future an event's ``time`` may lie: the sender's clock may be ahead of ours."""
+
+
+def made_at(platform: Platform, event: Event) -> int:
+    """When the event was made, by its ``time``; refused when older than the window
+    (``WORKBENCH_EVENT_MAX_AGE_SECONDS``), in the future, or missing where events must be signed
+    (its ``time`` is signed, so a captured event cannot be made younger)."""
+    from events.errors import InvalidEvent
+
+    now = time.time()
+    given = event.attributes.get("time")
+    if given is None:
+        if platform.settings.clowder.require_signatures:
+            raise InvalidEvent("the event carries no time attribute; it says when it was made", field="time")
+        return int(now)
+    try:
+        moment = datetime.fromisoformat(given)
+    except ValueError:
+        raise InvalidEvent(f"time {given[:40]!r} is not an RFC 3339 timestamp", field="time") from None
+    if moment.tzinfo is None:
+        raise InvalidEvent(f"time {given[:40]!r} has no time zone offset", field="time")
+    made = moment.timestamp()
+    window = platform.settings.clowder.event_max_age
+    if now - made > window:
+        raise InvalidEvent(
+            f"the event's time {given} is {now - made:.0f} s ago; events older than {window} s are "
+            "refused (WORKBENCH_EVENT_MAX_AGE_SECONDS)",
+            field="time",
+        )
+    if made - now > CLOCK_SKEW_SECONDS:
+        raise InvalidEvent(f"the event's time {given} lies {made - now:.0f} s in the future", field="time")
+    return int(made)
+
+
+def _first_delivery(platform: Platform, event: Event, made: int) -> bool:
+    """Whether this delivery is to act on the event: (source, id) names one event, so a redelivery or a
+    replay of one already taken does nothing."""
+    lease = platform.settings.recovery.resume_after
+    return platform.store.claim_event(event.source, event.id, event.type, made, lease)
+
+
+def _handle_once(platform: Platform, event: Event, handle: Callable[[], None]) -> None:
+    """Run the handler of a claimed event; the claim is kept when it acted or refused the event for good
+    (so a replay cannot make it act later, when it might succeed), and given up when the event is to
+    be delivered again (a 503 or an unexpected error)."""
+    from events.errors import InvalidEvent
+
+    try:
+        handle()
+    except Unavailable:
+        platform.store.release_event(event.source, event.id)
+        raise
+    except (WorkbenchError, InvalidEvent):
+        platform.store.finish_event(event.source, event.id)
+        raise
+    except Exception:
+        platform.store.release_event(event.source, event.id)
+        raise
+    platform.store.finish_event(event.source, event.id)
+
+
 def serve_event(function_name: str, request: Request, handlers: Mapping[str, EventHandler]) -> Response:
     """Answer a delivered CloudEvent: 202 and an empty body when handled, 400 when it can never succeed
     (Knative does not retry it), 503 when a dependency is down (retried)."""
@@ -86,7 +150,15 @@ def serve_event(function_name: str, request: Request, handlers: Mapping[str, Eve
         current = platform()
         verify(current, event)
         data: Payload = codec.parse_data(event)
-        handler(EventCall(current, event, data))
+        if not _first_delivery(current, event, made_at(current, event)):
+            log.info(
+                "event %s (%s) from %s was taken before; nothing more to do",
+                event.id,
+                event.type,
+                event.source,
+            )
+            return _answer(202)
+        _handle_once(current, event, lambda: handler(EventCall(current, event, data)))
     except InvalidEvent as error:
         log.warning("refused event %s (%s) from %s: %s", event.id, event.type, event.source, error)
         return _answer(400, str(error))

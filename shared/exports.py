@@ -7,7 +7,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from shared.errors import Conflict, InvalidInput, NotFound, WorkbenchError
+from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.leases import lease_kept
 from shared.messages import ExportCommand, queue_for
 from shared.models import Export, FileError
 from shared.paths import safe_relative
@@ -61,11 +62,17 @@ def request(
         existing = platform.store.get_export(export.id)
         assert existing is not None
         return existing  # a redelivered event
+    return _ask_shovels(platform, export)
+
+
+def _ask_shovels(platform: Platform, export: Export) -> Export:
+    """Send the user's shovels the command to upload the folder, with a grant of its own."""
+    user = export.user
     grant = platform.objects.upload_grant(f"exports/{export.id}/", GRANT_SECONDS)
     command = ExportCommand(
         export_id=export.id,
         user=user,
-        folder=folder,
+        folder=export.folder,
         upload_url=grant.url,
         upload_fields=grant.fields,
         key_prefix=grant.prefix,
@@ -84,9 +91,6 @@ def export_id_for(source: str, event_id: str) -> str:
 
 def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
     """The shovel put the folder's files in staging: create the dataset and stream them into it."""
-    from events import types
-    from shared.eventing import emit
-
     export = platform.store.get_export(uploaded.export_id)
     if export is None or export.user != uploaded.user:
         raise NotFound("export", uploaded.export_id)
@@ -105,48 +109,40 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
         return current.model_copy(update={"state": "creating", "updateTime": _now()})
 
     try:
-        platform.store.update_export(export.id, creating)
+        # The report is kept with the export: resuming its creation after a crash or an outage needs it.
+        export = platform.store.update_export(export.id, creating, work=uploaded.model_dump_json())
     except Conflict:
         found = platform.store.get_export(export.id)
         assert found is not None
         return found
+    return _create(platform, export, uploaded)
+
+
+def _create(platform: Platform, export: Export, uploaded: ExportUploaded) -> Export:
+    """Create the dataset (unless an earlier attempt did) and upload the staged files into it. Clowder
+    unavailable leaves the export ``creating``, to be resumed; any other refusal fails it, and the
+    dataset it made is deleted, so that a failed export leaves no empty dataset behind."""
     errors = [FileError(path=problem.path, error=problem.error) for problem in uploaded.errors]
+    if errors and not uploaded.files:
+        return give_up(platform, export.id, "no file of the folder could be uploaded", uploaded)
+    export_id = export.id
     try:
-        client = platform.clowder()
-        dataset_id = export.datasetId or client.create_dataset(
-            export.name, export.description, export.spaceId
-        )
+        with lease_kept(
+            lambda: platform.store.update_export(export_id, _touch),
+            platform.settings.recovery.resume_after / 4,
+            what=f"export {export_id}",
+        ):
+            _fill_dataset(platform, export, uploaded)
+    except Unavailable as error:
+        message = f"Clowder could not take the export; retrying: {error.message}"
+        log.warning("export %s: %s", export_id, message)
 
-        def created(current: Export) -> Export:
-            return current.model_copy(update={"datasetId": dataset_id, "updateTime": _now()})
+        def waiting(current: Export) -> Export:
+            return current.model_copy(update={"message": message, "updateTime": _now()})
 
-        platform.store.update_export(export.id, created)
-        for file in uploaded.files:
-            client.upload(dataset_id, safe_relative(file.path), platform.objects.read(file.key), file.size)
+        return platform.store.update_export(export_id, waiting)
     except WorkbenchError as error:
-        message = f"Clowder could not take the export: {error.message}"
-
-        def failed(current: Export) -> Export:
-            return current.model_copy(
-                update={"state": "failed", "message": message, "errors": errors, "updateTime": _now()}
-            )
-
-        final = platform.store.update_export(export.id, failed)
-        _discard_staged(platform, uploaded)  # a failed export is final: nothing will read them again
-        emit(
-            platform,
-            types.EXPORT_FAILED,
-            types.ExportOutcome(
-                export_id=final.id,
-                user=final.user,
-                dataset_id=final.datasetId or None,
-                clowder_url=final.source,
-                files=0,
-                error=message,
-            ),
-            subject=final.id,
-        )
-        return final
+        return give_up(platform, export_id, f"Clowder could not take the export: {error.message}", uploaded)
     _discard_staged(platform, uploaded)
 
     def completed(current: Export) -> Export:
@@ -156,26 +152,126 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
                 "files": len(uploaded.files),
                 "bytes": sum(file.size for file in uploaded.files),
                 "errors": errors,
+                "message": "",
                 "updateTime": _now(),
             }
         )
 
-    final = platform.store.update_export(export.id, completed)
-    kind = types.EXPORT_FAILED if errors else types.EXPORT_COMPLETED
+    final = platform.store.update_export(export_id, completed)
+    _announce(platform, final, "; ".join(f"{e.path}: {e.error}" for e in errors) or None)
+    return final
+
+
+def _fill_dataset(platform: Platform, export: Export, uploaded: ExportUploaded) -> None:
+    """The dataset with every uploaded file; a file an earlier attempt put there is not sent again."""
+    client = platform.clowder()
+    present: set[tuple[str, int | None]] = set()
+    if export.datasetId:
+        dataset_id = export.datasetId
+        present = {(file.path, file.size) for file in client.files(dataset_id)}
+    else:
+        dataset_id = client.create_dataset(export.name, export.description, export.spaceId)
+
+        def created(current: Export) -> Export:
+            return current.model_copy(update={"datasetId": dataset_id, "updateTime": _now()})
+
+        platform.store.update_export(export.id, created)
+    for file in uploaded.files:
+        path = safe_relative(file.path)
+        if (path, file.size) not in present:
+            client.upload(dataset_id, path, platform.objects.read(file.key), file.size)
+
+
+def give_up(platform: Platform, export_id: str, message: str, uploaded: ExportUploaded | None) -> Export:
+    """Fail the export for good, saying why: the dataset it created is deleted (a failed export leaves
+    no dataset behind), its staged files too, and the failure is announced."""
+    export = platform.store.get_export(export_id)
+    if export is None:
+        raise NotFound("export", export_id)
+    kept_dataset = export.datasetId
+    if export.datasetId:
+        try:
+            platform.clowder().delete_dataset(export.datasetId)
+        except WorkbenchError as error:
+            message += f"; the dataset {export.datasetId} it created could not be deleted: {error.message}"
+        else:
+            message += f"; the dataset {export.datasetId} it created was deleted"
+            kept_dataset = ""
+    errors = [
+        FileError(path=problem.path, error=problem.error) for problem in (uploaded.errors if uploaded else [])
+    ]
+
+    def failed(current: Export) -> Export:
+        return current.model_copy(
+            update={
+                "state": "failed",
+                "message": message,
+                "errors": errors or current.errors,
+                "datasetId": kept_dataset,
+                "updateTime": _now(),
+            }
+        )
+
+    final = platform.store.update_export(export_id, failed)
+    if uploaded is not None:
+        _discard_staged(platform, uploaded)
+    else:
+        for key, _ in platform.objects.list(f"exports/{export_id}/"):
+            platform.objects.delete(key)  # what a shovel staged before the export was given up
+    _announce(platform, final, message)
+    return final
+
+
+def _announce(platform: Platform, export: Export, error: str | None) -> None:
+    from events import types
+    from shared.eventing import emit
+
     emit(
         platform,
-        kind,
+        types.EXPORT_FAILED if export.state == "failed" else types.EXPORT_COMPLETED,
         types.ExportOutcome(
-            export_id=final.id,
-            user=final.user,
-            dataset_id=final.datasetId,
-            clowder_url=final.source,
-            files=final.files,
-            error="; ".join(f"{e.path}: {e.error}" for e in errors) or None,
+            export_id=export.id,
+            user=export.user,
+            dataset_id=export.datasetId or None,
+            clowder_url=export.source,
+            files=export.files,
+            error=error,
         ),
-        subject=final.id,
+        subject=export.id,
     )
-    return final
+
+
+def _touch(current: Export) -> Export:
+    return current.model_copy(update={"updateTime": _now()})
+
+
+def resumed(current: Export, attempt: int, attempts: int) -> Export:
+    """An export as a resumption claims it: failed once it was resumed ``attempts`` times."""
+    if attempt > attempts:
+        reason = current.message or f"its work stopped while it was {current.state}"
+        return current.model_copy(
+            update={
+                "state": "failed",
+                "message": f"gave up after {attempts} attempts to resume it: {reason}",
+                "updateTime": _now(),
+            }
+        )
+    return current.model_copy(update={"updateTime": _now()})
+
+
+def resume(platform: Platform, export: Export, work: str | None) -> Export:
+    """Go on with an export whose work stopped: ask the shovels again for the upload whose command was
+    lost, create the dataset from the kept report, or, given up, clean up after it."""
+    from events.types import ExportUploaded
+
+    uploaded = ExportUploaded.model_validate_json(work) if work else None
+    if export.state == "failed":
+        return give_up(platform, export.id, export.message, uploaded)
+    if export.state in ("requested", "uploading"):
+        return _ask_shovels(platform, export)
+    if uploaded is None:
+        return give_up(platform, export.id, "the shovel's report of the upload was lost", None)
+    return _create(platform, export, uploaded)
 
 
 def _discard_staged(platform: Platform, uploaded: ExportUploaded) -> None:

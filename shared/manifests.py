@@ -103,7 +103,9 @@ FILE_NOTES: dict[str, str] = {
         "The namespace and the non-secret settings (ConfigMap workbench-settings: placeholders to set). "
         "The Secret workbench-secrets is not generated: the operator creates it, so no secret value is "
         'ever in this folder (see the README, "Deploy on a cluster"). Its keys: {secret_keys}. The '
-        "namespace label lets the SinkBindings inject K_SINK into the functions of this namespace."
+        "namespace label lets the SinkBindings inject K_SINK into the functions of this namespace. The "
+        "Job workbench-init prepares the database; the CronJob workbench-sweep resumes (or fails, saying "
+        "why) the accepted transfers and exports whose work stopped, every two minutes."
     ),
     "rbac.yaml": (
         "One ServiceAccount per function. Only the functions that manage stacks may touch workloads: the "
@@ -383,6 +385,66 @@ def init_job(target: Target) -> Manifest:
                             },
                         }
                     ],
+                },
+            },
+        },
+    }
+
+
+SWEEP_SCHEDULE = "*/2 * * * *"
+"""How often the cluster looks for abandoned transfers and exports (``workbench run`` does every minute)."""
+
+
+def sweep_cron_job(target: Target) -> Manifest:
+    """``workbench sweep`` on a schedule: accepted transfers and exports whose work stopped (a function
+    instance ended mid-way, Clowder was away past the Broker's retries) are resumed, or failed saying
+    why; events past their window are forgotten. Each item is claimed in the database first, so a run
+    overlapping another (or a slow one) does no work twice. Its outcome events go to the Broker's ingress."""
+    labels = {**APP_LABELS, "app.kubernetes.io/component": "sweep"}
+    broker_ingress = f"http://{BROKER}-broker-ingress.{target.namespace}.svc.{CLUSTER_DOMAIN}/"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata("workbench-sweep", target, **{"app.kubernetes.io/component": "sweep"}),
+        "spec": {
+            "schedule": SWEEP_SCHEDULE,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 300,
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "automountServiceAccountToken": False,
+                            "containers": [
+                                {
+                                    "name": "sweep",
+                                    "image": target.image,
+                                    "command": ["workbench", "sweep"],
+                                    "env": [
+                                        {"name": "WORKBENCH_EVENTS_URL", "value": broker_ingress},
+                                        *_environment_of_settings(),
+                                    ],
+                                    "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIG_MAP}}],
+                                    "resources": {
+                                        "requests": {"cpu": "100m", "memory": "128Mi"},
+                                        "limits": {"cpu": "1", "memory": "512Mi"},
+                                    },
+                                    "securityContext": {
+                                        "runAsNonRoot": True,
+                                        "allowPrivilegeEscalation": False,
+                                        "capabilities": {"drop": ["ALL"]},
+                                        "seccompProfile": {"type": "RuntimeDefault"},
+                                    },
+                                }
+                            ],
+                        },
+                    },
                 },
             },
         },
@@ -682,7 +744,7 @@ def documents(target: Target = Target()) -> dict[str, list[Manifest]]:
     """Each file's objects, in a stable order (functions by name)."""
     functions = sorted(registry.FUNCTIONS, key=lambda function: function.name)
     return {
-        "config.yaml": [*config(target), init_job(target)],
+        "config.yaml": [*config(target), init_job(target), sweep_cron_job(target)],
         "rbac.yaml": rbac(target, functions),
         "services.yaml": [knative_service(function, target) for function in functions],
         "eventing.yaml": eventing(target, functions),

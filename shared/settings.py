@@ -205,6 +205,21 @@ class ClowderSettings(NamedTuple):
     link_roots: tuple[Path, ...] = ()
     events_url: str | None = None
     """Where outbound events go (the Broker, or K_SINK from a SinkBinding); default: this platform's /events."""
+    event_max_age: int = 600
+    """Events whose ``time`` is older than this many seconds are refused (each is acted on once
+    within it): longer than the Broker's retries of one event take."""
+
+
+class RecoverySettings(NamedTuple):
+    """Accepted transfers and exports whose work stopped (a crash, an outage) are resumed, then failed."""
+
+    resume_after: int = 120
+    """Seconds of silence after which accepted, unfinished work is taken for abandoned and resumed
+    (work in progress renews its lease every quarter of this)."""
+    resume_attempts: int = 5
+    """How often one transfer or export is resumed before it fails, saying why."""
+    sweep_seconds: float = 60.0
+    """How often ``workbench run`` looks for abandoned work."""
 
 
 class CatalogSettings(NamedTuple):
@@ -222,6 +237,7 @@ class Settings(NamedTuple):
     s3: S3Settings = S3Settings()
     amqp: AmqpSettings = AmqpSettings()
     clowder: ClowderSettings = ClowderSettings()
+    recovery: RecoverySettings = RecoverySettings()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -316,5 +332,11 @@ class Settings(NamedTuple):
                 service_token=read.optional("WORKBENCH_CLOWDER_SERVICE_TOKEN"),
                 link_roots=read.folders("WORKBENCH_LINK_ROOTS"),
                 events_url=read.optional("WORKBENCH_EVENTS_URL") or read.optional("K_SINK"),
+                event_max_age=read.integer("WORKBENCH_EVENT_MAX_AGE_SECONDS", 600, minimum=1),
+            ),
+            recovery=RecoverySettings(
+                resume_after=read.integer("WORKBENCH_RESUME_AFTER_SECONDS", 120, minimum=1),
+                resume_attempts=read.integer("WORKBENCH_RESUME_ATTEMPTS", 5, minimum=1),
+                sweep_seconds=read.seconds("WORKBENCH_SWEEP_SECONDS", 60.0),
             ),
         )

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from events.ids import CLOWDER_ID_PATTERN
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.leases import lease_kept
 from shared.messages import SyncCommand, SyncFile, queue_for
 from shared.models import FileError, Model, Transfer, TransferFile, TransferState
 from shared.objectstore import Blob, blob_key
@@ -46,8 +47,6 @@ STAGING_PARALLEL = 4
 SMALL_STAGING_PARALLEL = 8
 """Files downloaded from Clowder at once, small ones (up to ``INLINE_BYTES``) included."""
 RESTARTS = 3
-STAGING_LEASE_SECONDS = 120
-"""A delivery that staged nothing for this long is taken for dead, and a redelivery resumes its work."""
 URL_SECONDS = 24 * 3600
 """How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
 
@@ -144,14 +143,16 @@ def _accept(platform: Platform, user: str, transfer_id: str, request: TransferRe
         createdTime=_now(),
         updateTime=_now(),
     )
-    platform.store.insert_transfer(transfer)
+    # The request is kept with the transfer: what resuming it after a crash or an outage needs.
+    platform.store.insert_transfer(transfer, work=request.model_dump_json())
+    lease = platform.settings.recovery.resume_after
 
     def claim(current: Transfer) -> Transfer:
         """Only one delivery stages at a time: a redelivery while another stages leaves it be,
         unless that one has gone quiet for a lease's length (it crashed; this one resumes)."""
         if current.stagingDone or current.state in ("completed", "failed"):
             raise Conflict("staging already finished")
-        if current.state == "staging" and _now() - current.updateTime < STAGING_LEASE_SECONDS:
+        if current.state == "staging" and _now() - current.updateTime < lease:
             raise Conflict("another delivery is staging this transfer")
         return current.model_copy(update={"state": "staging", "updateTime": _now()})
 
@@ -222,7 +223,18 @@ def _distinct(path: str, taken: set[str]) -> str:
 
 def stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
     """Stream every wanted file from Clowder into the object store and send sync commands in batches,
-    so that the first files are placed while later ones still stage."""
+    so that the first files are placed while later ones still stage. The claim on the staging is
+    renewed meanwhile (however long one file takes), so that no sweep takes it for abandoned."""
+    transfer_id = transfer.id
+    with lease_kept(
+        lambda: platform.store.update_transfer(transfer_id, _touch),
+        platform.settings.recovery.resume_after / 4,
+        what=f"transfer {transfer_id}",
+    ):
+        return _stage(platform, transfer, request)
+
+
+def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
     store = platform.store
     client = platform.clowder()
     try:
@@ -280,33 +292,7 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
         )
 
     transfer = store.update_transfer(transfer.id, begin)
-    batch = _Batch(platform, transfer, target, request.link)
-    touched = time.monotonic()
-    downloads: list[tuple[TransferFile, ClowderFile]] = []
-    for row in store.list_transfer_files(transfer.id):
-        if row.state in ("placed", "failed") or row.path not in sources:
-            continue
-        file = sources[row.path]
-        if transfer.mode == "link" and _on_link_root(platform, file):
-            sync_file = _link_file(platform, transfer, row, file)
-            if sync_file is not None:
-                batch.add(None, sync_file)
-        else:
-            downloads.append((row, file))
-    staged_before = store.find_blobs(
-        transfer.source, [(file.id, row.size) for row, file in downloads if row.sha256 is None]
-    )
-    for outcome in _stage_files(platform, transfer, downloads, staged_before):
-        if time.monotonic() - touched > STAGING_LEASE_SECONDS / 4:
-            store.update_transfer(transfer.id, _touch)  # keeps this delivery's claim on the staging
-            touched = time.monotonic()
-        if outcome.error is not None:
-            batch.fail(outcome.row.path, outcome.error)
-            continue
-        assert outcome.sync_file is not None
-        batch.add(outcome.row, outcome.sync_file, new_blob=outcome.downloaded)
-    batch.send()
-    _write_manifest(platform, transfer.id)
+    _stage_listed(platform, transfer, target, request, sources)
 
     def finish_staging(current: Transfer) -> Transfer:
         return current.model_copy(update={"stagingDone": True, "state": "syncing", "updateTime": _now()})
@@ -328,6 +314,40 @@ def stage(platform: Platform, transfer: Transfer, request: TransferRequested) ->
         subject=final.id,
     )
     return final
+
+
+def _stage_listed(
+    platform: Platform,
+    transfer: Transfer,
+    target: str,
+    request: TransferRequested,
+    sources: dict[str, ClowderFile],
+) -> None:
+    """Stage the files listed and not yet placed or failed, sending their sync commands as batches fill."""
+    store = platform.store
+    batch = _Batch(platform, transfer, target, request.link)
+    downloads: list[tuple[TransferFile, ClowderFile]] = []
+    for row in store.list_transfer_files(transfer.id):
+        if row.state in ("placed", "failed") or row.path not in sources:
+            continue
+        file = sources[row.path]
+        if transfer.mode == "link" and _on_link_root(platform, file):
+            sync_file = _link_file(platform, transfer, row, file)
+            if sync_file is not None:
+                batch.add(None, sync_file)
+        else:
+            downloads.append((row, file))
+    staged_before = store.find_blobs(
+        transfer.source, [(file.id, row.size) for row, file in downloads if row.sha256 is None]
+    )
+    for outcome in _stage_files(platform, transfer, downloads, staged_before):
+        if outcome.error is not None:
+            batch.fail(outcome.row.path, outcome.error)
+            continue
+        assert outcome.sync_file is not None
+        batch.add(outcome.row, outcome.sync_file, new_blob=outcome.downloaded)
+    batch.send()
+    _write_manifest(platform, transfer.id)
 
 
 class _Batch:
@@ -629,6 +649,56 @@ def _announce(platform: Platform, transfer: Transfer) -> None:
     )
     kind = types.TRANSFER_COMPLETED if transfer.state == "completed" else types.TRANSFER_FAILED
     emit(platform, kind, outcome, subject=transfer.id)
+
+
+def resumed(current: Transfer, attempt: int, attempts: int) -> Transfer:
+    """A transfer as a resumption claims it: staging again (where its sync commands were lost too, all
+    of it that is not placed), or failed once it was resumed ``attempts`` times."""
+    if attempt > attempts:
+        reason = current.message or f"its work stopped while it was {current.state}"
+        return current.model_copy(
+            update={
+                "state": "failed",
+                "message": f"gave up after {attempts} attempts to resume it: {reason}",
+                "updateTime": _now(),
+            }
+        )
+    return current.model_copy(update={"state": "staging", "stagingDone": False, "updateTime": _now()})
+
+
+def resume(platform: Platform, transfer: Transfer, work: str | None) -> Transfer:
+    """Go on with a transfer whose work stopped: staging is idempotent (blobs are found by content,
+    placed files are left alone), so it simply runs again; one given up is announced as failed."""
+    from pydantic import ValidationError
+
+    from events.types import TransferRequested
+
+    if transfer.state == "failed":
+        _announce(platform, transfer)
+        return transfer
+    try:
+        if work:
+            request = TransferRequested.model_validate_json(work)
+        else:  # recorded before requests were kept with their transfers: what the transfer says
+            request = TransferRequested(
+                clowder_url=transfer.source,
+                dataset_id=transfer.datasetId,
+                email="",
+                mode=transfer.mode,
+                stack_id=transfer.stackId or None,
+            )
+    except ValidationError as error:
+        _fail(
+            platform, transfer.id, f"cannot be resumed: its request is not valid ({error.errors()[0]['msg']})"
+        )
+        return refresh(platform, transfer.id)
+    try:
+        return stage(platform, transfer, request)
+    except WorkbenchError as error:  # recorded on the transfer: failed, or waiting for Clowder
+        log.warning("resuming transfer %s: %s", transfer.id, error.message)
+        found = platform.store.get_transfer(transfer.id)
+        assert found is not None
+        return found
 
 
 def record_progress(platform: Platform, progress: TransferProgress) -> Transfer:

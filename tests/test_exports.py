@@ -237,12 +237,16 @@ def test_clowder_refusing_the_upload_fails_the_export_clearly(
     started_stack(api, alice)
     write_folder(platform, "alice", "results", FOLDER)
     upload = "/api/uploadToDataset/*" if clowder.version == 1 else "/api/v2/datasets/*/files"
-    clowder.fail(upload, 500, method="POST")
+    clowder.fail(upload, 400, method="POST")
 
     response = post_export(api, alice, folder="results", name="Never complete")
     assert response.status_code == 202, response.get_json()
     failed = wait_for_export(api, alice, response.get_json()["id"], "failed")
     assert failed["message"].startswith("Clowder could not take the export"), failed
-    assert "500" in failed["message"]
-    assert not any(clowder.read_tree(dataset_id) for dataset_id in clowder.datasets)
+    assert "400" in failed["message"]
+    # The dataset it created is deleted again: a failed export leaves nothing behind in Clowder.
+    assert "it created was deleted" in failed["message"], failed
+    assert failed["datasetId"] == ""
+    assert len(clowder.requests_to("*/datasets/*", method="DELETE")) == 1
+    assert clowder.datasets == {}
     assert staged_exports(platform) == []  # a failed export is final: its staged copies are gone

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -313,6 +314,7 @@ def raw_event(event_type: str, data: Mapping[str, Any], *, secret: bytes | None 
         "id": str(uuid.uuid4()),
         "source": SOURCE,
         "type": event_type,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "datacontenttype": "application/json",
     }
     event = Event(attributes, canonical_json(dict(data)))

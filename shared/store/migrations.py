@@ -110,4 +110,27 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         # Rows from before stay NULL: of an older model, so they are read by validating them.
         ("ALTER TABLE stacks ADD COLUMN model_version TEXT",),
     ),
+    (
+        5,
+        "resuming accepted work (what it needs, how often it was resumed); events already handled",
+        (
+            # ``work``: a transfer's request, an export's upload report; ``updated_at`` is the lease.
+            "ALTER TABLE transfers ADD COLUMN work TEXT",
+            "ALTER TABLE transfers ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX transfers_unfinished ON transfers (state, updated_at)",
+            "ALTER TABLE exports ADD COLUMN work TEXT",
+            "ALTER TABLE exports ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX exports_unfinished ON exports (state, updated_at)",
+            """CREATE TABLE seen_events (
+                source TEXT NOT NULL,
+                id TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                event_time BIGINT NOT NULL,
+                claimed_at BIGINT NOT NULL,
+                done INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (source, id)
+            )""",
+            "CREATE INDEX seen_events_time ON seen_events (event_time)",
+        ),
+    ),
 )

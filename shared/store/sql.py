@@ -16,6 +16,7 @@ from shared.models import Account, ServiceSpec, Stack, Vocabulary
 from shared.store import AccountRecord, StoredStack
 from shared.store.migrations import MIGRATIONS
 from shared.store.sql_deadletters import DeadLetterTables
+from shared.store.sql_events import EventTables
 from shared.store.sql_transfers import TransferTables
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ IDLE_CONNECTIONS = 8
 use at once (under full load, one per server thread), so that a steady load opens none."""
 
 
-class SqlStore(TransferTables, DeadLetterTables):
+class SqlStore(TransferTables, DeadLetterTables, EventTables):
     """The store over one dialect; one transaction per method, on a connection from a small pool.
 
     Connections are pooled rather than kept per thread: a threaded server (the local gateway's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -34,16 +34,65 @@ class TransferTables:
 
     # --- transfers --------------------------------------------------------------------
 
-    def insert_transfer(self, transfer: Transfer) -> bool:
-        """Record a new transfer; False (and nothing changed) when one with its id exists."""
+    def insert_transfer(self, transfer: Transfer, work: str | None = None) -> bool:
+        """Record a new transfer (``work``: what resuming it needs, its request); False (and nothing
+        changed) when one with its id exists."""
         with self._transaction(write=True) as db:
             if db.one("SELECT 1 FROM transfers WHERE id = ?", (transfer.id,)):
                 return False
             db.run(
-                "INSERT INTO transfers (id, owner, state, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (transfer.id, transfer.user, transfer.state, transfer.model_dump_json(), _now(), _now()),
+                "INSERT INTO transfers (id, owner, state, data, work, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    transfer.id,
+                    transfer.user,
+                    transfer.state,
+                    transfer.model_dump_json(),
+                    work,
+                    _now(),
+                    _now(),
+                ),
             )
             return True
+
+    def transfer_work(self, transfer_id: str) -> str | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT work FROM transfers WHERE id = ?", (transfer_id,))
+        return str(row[0]) if row and row[0] is not None else None
+
+    def unfinished_transfers(self, states: Sequence[str], before: int, limit: int = 100) -> list[str]:
+        """Ids of transfers in one of ``states`` last written before ``before``, the longest untouched first."""
+        with self._transaction(write=False) as db:
+            rows = db.all(
+                f"SELECT id FROM transfers WHERE state IN ({', '.join('?' * len(states))})"
+                " AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
+                (*states, before, limit),
+            )
+        return [str(row[0]) for row in rows]
+
+    def claim_transfer(
+        self, transfer_id: str, before: int, change: Callable[[Transfer, int], Transfer]
+    ) -> tuple[Transfer, str | None] | None:
+        """Take over a transfer nobody has written since ``before``: one conditional update counts the
+        attempt, applies ``change`` (given the transfer and the attempt's number) and renews the lease
+        (``updated_at``); None when it was written meanwhile, so someone else holds it."""
+        with self._transaction(write=True) as db:
+            row = db.one(
+                "SELECT data, work, attempts FROM transfers WHERE id = ? AND updated_at < ?"
+                + self.dialect.for_update(),
+                (transfer_id, before),
+            )
+            if row is None:
+                return None
+            transfer = change(Transfer.model_validate_json(row[0]), int(row[2]) + 1)
+            claimed = db.run(
+                "UPDATE transfers SET state = ?, data = ?, attempts = attempts + 1, updated_at = ?"
+                " WHERE id = ? AND updated_at < ?",
+                (transfer.state, transfer.model_dump_json(), _now(), transfer_id, before),
+            )
+            if claimed != 1:
+                return None
+            return transfer, (str(row[1]) if row[1] is not None else None)
 
     def get_transfer(self, transfer_id: str, owner: str | None = None) -> Transfer | None:
         with self._transaction(write=False) as db:
@@ -205,17 +254,57 @@ class TransferTables:
             rows = db.all("SELECT data FROM exports WHERE owner = ? ORDER BY created_at DESC, id", (owner,))
         return [Export.model_validate_json(row[0]) for row in rows]
 
-    def update_export(self, export_id: str, change: Callable[[Export], Export]) -> Export:
+    def update_export(
+        self, export_id: str, change: Callable[[Export], Export], *, work: str | None = None
+    ) -> Export:
+        """Change an export; ``work`` (what resuming it needs: the shovel's upload report) is kept with it."""
         with self._transaction(write=True) as db:
             row = db.one("SELECT data FROM exports WHERE id = ?" + self.dialect.for_update(), (export_id,))
             if row is None:
                 raise NotFound("export", export_id)
             export = change(Export.model_validate_json(row[0]))
             db.run(
-                "UPDATE exports SET state = ?, data = ?, updated_at = ? WHERE id = ?",
-                (export.state, export.model_dump_json(), _now(), export_id),
+                "UPDATE exports SET state = ?, data = ?, work = COALESCE(?, work), updated_at = ? WHERE id = ?",
+                (export.state, export.model_dump_json(), work, _now(), export_id),
             )
         return export
+
+    def export_work(self, export_id: str) -> str | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT work FROM exports WHERE id = ?", (export_id,))
+        return str(row[0]) if row and row[0] is not None else None
+
+    def unfinished_exports(self, states: Sequence[str], before: int, limit: int = 100) -> list[str]:
+        """Ids of exports in one of ``states`` last written before ``before``, the longest untouched first."""
+        with self._transaction(write=False) as db:
+            rows = db.all(
+                f"SELECT id FROM exports WHERE state IN ({', '.join('?' * len(states))})"
+                " AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
+                (*states, before, limit),
+            )
+        return [str(row[0]) for row in rows]
+
+    def claim_export(
+        self, export_id: str, before: int, change: Callable[[Export, int], Export]
+    ) -> tuple[Export, str | None] | None:
+        """``claim_transfer`` for an export."""
+        with self._transaction(write=True) as db:
+            row = db.one(
+                "SELECT data, work, attempts FROM exports WHERE id = ? AND updated_at < ?"
+                + self.dialect.for_update(),
+                (export_id, before),
+            )
+            if row is None:
+                return None
+            export = change(Export.model_validate_json(row[0]), int(row[2]) + 1)
+            claimed = db.run(
+                "UPDATE exports SET state = ?, data = ?, attempts = attempts + 1, updated_at = ?"
+                " WHERE id = ? AND updated_at < ?",
+                (export.state, export.model_dump_json(), _now(), export_id, before),
+            )
+            if claimed != 1:
+                return None
+            return export, (str(row[1]) if row[1] is not None else None)
 
     # --- shovel heartbeats ------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -92,9 +93,7 @@ def resume(platform: Platform, claimed: Claimed) -> None:
     except WorkbenchError as error:
         log.warning("could not resume %s %s: %s", claimed.kind, item.id, error.message)
         return
-    log.info(
-        "%s %s is %s%s", claimed.kind, item.id, outcome.state, f": {outcome.message}" * bool(outcome.message)
-    )
+    log.info("%s %s is %s %s", claimed.kind, item.id, outcome.state, outcome.message)
 
 
 def sweep(platform: Platform) -> int:
@@ -130,7 +129,7 @@ class Sweeper:
         for claimed in self.claimed:
             if self.stop.is_set():
                 return
-            resume(self.platform, claimed)
+            _logged(functools.partial(resume, self.platform, claimed))
         interval = self.platform.settings.recovery.sweep_seconds
         while not self.stop.wait(interval):
             _logged(lambda: sweep(self.platform))
@@ -140,7 +139,10 @@ class Sweeper:
 
 
 def _logged(work: Callable[[], object]) -> None:
+    """Run one piece of the sweep; whatever it raises is logged, and the sweep goes on with the next."""
     try:
         work()
     except WorkbenchError as error:  # e.g. the database away for a while: the next pass tries again
         log.warning("the sweep for abandoned work failed: %s", error.message)
+    except Exception:
+        log.exception("the sweep for abandoned work failed")

@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote
 
 from pydantic import ValidationError
 
-from events import signing
+from events import safe_json, signing
 from events.errors import InvalidEvent, UnknownEventType
 from events.types import DATA_MODELS, Payload, dataschema
 
@@ -41,6 +41,9 @@ _HEADER_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) not 
 
 # CloudEvents attribute names: lower-case ASCII letters and digits (spec 1.0, "Attribute Naming").
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+# A lone surrogate (from a "\ud800" escape) cannot be encoded as UTF-8, so cannot be signed or sent on;
+# NUL cannot be kept in PostgreSQL's text (a dead letter's attributes).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class Event:
                 )
             if not isinstance(value, str):
                 raise InvalidEvent(f"attribute '{name}' is not a string", field=name)
+            if _NOT_TEXT.search(value):
+                raise InvalidEvent(
+                    f"attribute '{name}' holds a NUL character or a lone surrogate", field=name
+                )
         missing = [name for name in REQUIRED_ATTRIBUTES if not self.attributes.get(name)]
         if missing:
             raise InvalidEvent(f"the event lacks the attribute(s) {', '.join(missing)}", field=missing[0])
@@ -239,8 +246,11 @@ def _binary_attribute_names(headers: Mapping[str, str]) -> set[str]:
 def _structured_attribute_names(body: bytes) -> set[str]:
     """The attributes of a structured-mode envelope, once it is known to be one with the required ones."""
     try:
-        envelope = json.loads(body)
-    except ValueError as error:
+        envelope = safe_json.loads(body)
+    except safe_json.RefusedJson as error:
+        if error.path:
+            field = error.field("")
+            raise InvalidEvent(f"{field}: {error.message}", field=field) from None
         raise InvalidEvent(
             f"not a CloudEvent: no ce-* headers, and the body is not a JSON envelope ({error})"
         ) from None
@@ -322,9 +332,14 @@ def _checked(attributes: dict[str, str], data: bytes) -> Event:
         )
     if data:
         try:
-            json.loads(data)
-        except ValueError as error:
-            raise InvalidEvent(f"the event's data is not valid JSON: {error}", field="data") from None
+            safe_json.loads(data)
+        except safe_json.RefusedJson as error:
+            if not error.path:
+                raise InvalidEvent(f"the event's data is not valid JSON: {error}", field="data") from None
+            field = error.field("data")
+            raise InvalidEvent(
+                f"the event's data is refused at {field}: {error.message}", field=field
+            ) from None
     return Event(attributes, data)
 
 

@@ -53,7 +53,7 @@ def verify(attributes: Mapping[str, str], data: bytes, secret: bytes) -> None:
     if not given:
         raise InvalidSignature(f"the event carries no {SIGNATURE_ATTRIBUTE} attribute")
     scheme, separator, _ = given.partition("=")
-    if not separator or scheme != SCHEME:
+    if not separator or scheme != SCHEME or not given.isascii():
         raise InvalidSignature(f"{SIGNATURE_ATTRIBUTE} is not of the form '{SCHEME}=<hex>'")
     try:
         expected = sign(attributes, data, secret)
@@ -61,7 +61,7 @@ def verify(attributes: Mapping[str, str], data: bytes, secret: bytes) -> None:
         raise InvalidSignature(error.message) from error
     # compare_digest takes the same time wherever the first difference is, so an attacker cannot
     # learn the signature byte by byte from response times.
-    if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
+    if not hmac.compare_digest(expected.encode("ascii"), given.encode("ascii")):
         raise InvalidSignature(f"{SIGNATURE_ATTRIBUTE} does not match the event's attributes and data")
 
 

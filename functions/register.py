@@ -7,6 +7,7 @@ from flask import Request, Response
 
 from shared import accounts
 from shared.api import Call, json_errors, serve
+from shared.errors import InvalidInput
 from shared.models import Account, Message
 
 
@@ -14,17 +15,24 @@ def register_account(call: Call) -> Account:
     return accounts.register(call.platform, call.body)
 
 
+def _token(value: str) -> str:
+    """The ``t`` of a link; every token issued is ASCII, so other text is refused as no token."""
+    if not value.isascii():
+        raise InvalidInput("a token is ASCII text", field="t")
+    return value
+
+
 def verify(call: Call) -> Message:
-    return Message(message=accounts.verify(call.platform, call.body.u, call.body.t))
+    return Message(message=accounts.verify(call.platform, call.body.u, _token(call.body.t)))
 
 
 def approve(call: Call) -> Message:
-    user, token = call.query("u") or "", call.query("t") or ""
+    user, token = call.query("u") or "", _token(call.query("t") or "")
     return Message(message=accounts.decide(call.platform, user, token, approve=True))
 
 
 def deny(call: Call) -> Message:
-    user, token = call.query("u") or "", call.query("t") or ""
+    user, token = call.query("u") or "", _token(call.query("t") or "")
     return Message(message=accounts.decide(call.platform, user, token, approve=False))
 
 

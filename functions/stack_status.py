@@ -29,10 +29,14 @@ def _answer(status: int, message: str | None = None) -> Response:
 def stack_status(request: Request) -> Response:
     from events import codec
     from events.errors import InvalidEvent
+    from shared.bodies import event_body, refusal
     from shared.bootstrap import platform
+    from shared.errors import ContentTooLarge
 
     try:
-        event = codec.from_http(dict(request.headers), request.get_data())
+        event = codec.from_http(dict(request.headers), event_body(request))
+    except ContentTooLarge as error:
+        return refusal(error)
     except InvalidEvent as error:
         return _answer(400, f"not a valid CloudEvent: {error}")
     if event.type not in APISERVER_EVENTS:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
-from shared import registry
+from shared import bodies, registry
 from shared import ui as page
 from shared.api import error_response, json_errors
 
@@ -47,6 +47,9 @@ json_errors()
 
 @functions_framework.http
 def ui(request: Request) -> Response:
+    refused = bodies.guard(request)  # the page takes no body, yet one sent would be read after the answer
+    if refused is not None:
+        return _secured(refused)
     adapter = _routing().bind("", default_method="GET")
     try:
         endpoint, params = adapter.match(request.path, method=request.method)

@@ -14,16 +14,22 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, MapAdapter, Rule
 
 from shared import registry
-from shared.errors import Forbidden, InvalidInput, Unauthorized, WorkbenchError
+from shared.errors import ContentTooLarge, Forbidden, InvalidInput, Unauthorized, WorkbenchError
 
 if TYPE_CHECKING:
     from flask import Request, Response
     from pydantic import BaseModel, TypeAdapter, ValidationError
+    from werkzeug.datastructures import MultiDict
 
     from shared.auth import Principal
     from shared.bootstrap import Platform
 
 log = logging.getLogger("workbench.api")
+
+COOKIE_ROUTES = frozenset({("GET", "/api/check_token")})
+"""The only route that also takes the token from a ``token`` cookie: forward authentication, which
+changes nothing and is sent the browser's cookie by the ingress (as the Go apiserver's nginx auth-url
+was). Anywhere else a cookie would let any page the browser opens act as its user (CSRF)."""
 
 
 @dataclass
@@ -63,7 +69,9 @@ class Call:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-        return self.request.cookies.get("token") or None
+        if (self.route.method, self.route.path) in COOKIE_ROUTES:
+            return self.request.cookies.get("token") or None
+        return None
 
     @property
     def principal(self) -> Principal:
@@ -150,14 +158,14 @@ def _list_of(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
-def _parse_body(request: Request, route: registry.Route) -> Any:
-    raw = request.get_data(cache=True)
+def _parse_body(request: Request, route: registry.Route, limit: int) -> Any:
+    """The route's body, read only up to ``limit`` bytes (413 past it), parsed and validated (400)."""
+    from shared import bodies
+
+    raw = bodies.read(request, limit, "WORKBENCH_MAX_BODY_BYTES")
     if not raw.strip():
         raise InvalidInput("a JSON body is required")
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"malformed JSON: {error}") from None
+    document = bodies.json_document(raw)
     if route.validated_by_handler or route.body is None:
         return document
     return validate(registry.model(route.body), document)
@@ -180,10 +188,21 @@ def invalid_input(error: ValidationError) -> InvalidInput:
     return InvalidInput(f"{first['msg']}{more}", field=location)
 
 
+def _refuse_nul(params: Mapping[str, str], query: MultiDict[str, str]) -> None:
+    """NUL is in no name or value here, and PostgreSQL cannot even look one up (a 503, not a 404)."""
+    for name, value in (*params.items(), *query.items(multi=True)):
+        if "\x00" in value:
+            raise InvalidInput("holds a NUL character", field=name)
+
+
 def serve(function_name: str, request: Request, handlers: Mapping[str, Handler]) -> Response:
     """Answer ``request`` with the handler bound to the matching route of ``function_name``."""
+    from shared import bodies
     from shared.bootstrap import platform
 
+    refused = bodies.guard(request)  # first: whatever the answer, the body may be read after it
+    if refused is not None:
+        return refused
     try:
         route, params = _routing(function_name).match(request.path, method=request.method)
     except MethodNotAllowed as error:
@@ -197,14 +216,17 @@ def serve(function_name: str, request: Request, handlers: Mapping[str, Handler])
         return error_response(404, f"no route {request.method} {request.path} in function '{function_name}'")
 
     try:
+        _refuse_nul(params, request.args)
         call = Call(request, route, params, platform())
         if route.access in ("user", "admin"):
             principal = call.principal
             if route.access == "admin" and not principal.admin:
                 raise Forbidden("only the admin may do this")
         if route.body is not None:
-            call.body = _parse_body(request, route)
+            call.body = _parse_body(request, route, call.platform.settings.server.max_body_bytes)
         result = handlers[route.endpoint](call)
+    except ContentTooLarge as error:
+        return bodies.refusal(error)
     except WorkbenchError as error:
         if error.status >= 500:
             log.warning("%s %s: %s", request.method, request.path, error.message)

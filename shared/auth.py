@@ -126,7 +126,7 @@ def _unbase64url(segment: str) -> bytes:
 def _json_object(segment: str, part: str) -> dict[str, Any]:
     try:
         document = json.loads(_unbase64url(segment))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, a number too long
         raise Unauthorized(f"invalid token: the {part} is not JSON") from None
     if not isinstance(document, dict):
         raise Unauthorized(f"invalid token: the {part} is not a JSON object")

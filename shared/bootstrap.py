@@ -228,12 +228,16 @@ class Platform:
                     access_key=s3.access_key,
                     secret_key=s3.secret_key,
                     presign_endpoint_url=s3.public_endpoint,
+                    max_upload_bytes=s3.max_upload_bytes,
                 )
             from shared.objectstore_local import LocalObjectStore
 
             secret = _read_or_create_secret(self.data_dir / "secrets" / "object-url-secret")
             return LocalObjectStore(
-                self.data_dir / "objects", public_url=self.settings.server.origin, secret=secret.encode()
+                self.data_dir / "objects",
+                public_url=self.settings.server.origin,
+                secret=secret.encode(),
+                max_upload_bytes=s3.max_upload_bytes,
             )
 
         return self._once("objects", build)

@@ -30,6 +30,8 @@ ERROR_DATA_LIMIT = 1024
 """Knative truncates the failed reply to this many bytes before encoding it into ``knativeerrordata``."""
 DATA_LIMIT = 16 * 1024
 """How much of a dead letter's data is kept: enough to see what it was about, bounded for junk."""
+TEXT_LIMIT = 1024
+"""How much of each attribute (type, source, subject, …) and of the error a dead letter keeps."""
 DEFAULT_LIST = 100
 MAX_LIST = 1000
 
@@ -48,6 +50,19 @@ class DeadLetter(Model):
     errorDestination: str = Field(default="", description="Where delivery failed (a URL, or a function)")
     data: str = Field(default="", description="The start of the event's data")
     receivedTime: int = 0
+
+
+def excerpt(data: bytes, limit: int = DATA_LIMIT) -> str:
+    """The start of ``data`` as text, at most ``limit`` bytes of it, marked when the rest was left out."""
+    if len(data) <= limit:
+        return data.decode("utf-8", "replace")
+    return data[:limit].decode("utf-8", "replace") + f"… [{len(data) - limit} more bytes not kept]"
+
+
+def _excerpt_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"… [{len(text) - limit} more characters not kept]"
 
 
 def error_data(reply: bytes) -> str:
@@ -91,12 +106,12 @@ def lenient_event(headers: Mapping[str, str], body: bytes) -> Event:
 
 
 def _structured_without_data(body: bytes) -> Event:
-    from events import codec
+    from events import codec, safe_json
     from events.errors import InvalidEvent
 
     try:
-        envelope = json.loads(body)
-    except ValueError as error:
+        envelope = safe_json.loads(body)
+    except safe_json.RefusedJson as error:
         raise InvalidEvent(f"not a CloudEvent envelope: {error}") from None
     if not isinstance(envelope, dict):
         raise InvalidEvent("not a CloudEvent envelope: not a JSON object")
@@ -132,15 +147,15 @@ def from_event(event: Event, *, now: int | None = None) -> DeadLetter:
         )
     return DeadLetter(
         id=dead_letter_id(event.source, event.id, destination),
-        type=event.type,
-        eventId=event.id,
-        source=event.source,
-        subject=attributes.get("subject", ""),
-        eventTime=attributes.get("time", ""),
-        errorCode=attributes.get(ERROR_CODE, ""),
-        errorData=_decoded(attributes.get(ERROR_DATA, "")),
-        errorDestination=destination,
-        data=event.data[:DATA_LIMIT].decode("utf-8", "replace"),
+        type=_excerpt_text(event.type),
+        eventId=_excerpt_text(event.id),
+        source=_excerpt_text(event.source),
+        subject=_excerpt_text(attributes.get("subject", "")),
+        eventTime=_excerpt_text(attributes.get("time", "")),
+        errorCode=_excerpt_text(attributes.get(ERROR_CODE, "")),
+        errorData=_excerpt_text(_decoded(attributes.get(ERROR_DATA, ""))),
+        errorDestination=_excerpt_text(destination),
+        data=excerpt(event.data),
         receivedTime=int(time.time()) if now is None else now,
     )
 
@@ -177,11 +192,14 @@ def serve(request: Request) -> Response:
 
     from events.errors import InvalidEvent
     from shared.api import error_response
+    from shared.bodies import event_body, refusal
     from shared.bootstrap import platform
-    from shared.errors import Unavailable, WorkbenchError
+    from shared.errors import ContentTooLarge, Unavailable, WorkbenchError
 
     try:
-        dead_letter = record(platform(), lenient_event(dict(request.headers), request.get_data()))
+        dead_letter = record(platform(), lenient_event(dict(request.headers), event_body(request)))
+    except ContentTooLarge as error:
+        return refusal(error)
     except InvalidEvent as error:
         return error_response(400, str(error))
     except Unavailable as error:

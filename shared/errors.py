@@ -54,6 +54,12 @@ class Conflict(WorkbenchError):
     status = 409
 
 
+class ContentTooLarge(WorkbenchError):
+    """A request body larger than its documented limit; refused before (or while) it is read."""
+
+    status = 413
+
+
 class Unprocessable(WorkbenchError):
     """Well-formed, but cannot be carried out as asked (e.g. quickstart of a spec with dependencies)."""
 

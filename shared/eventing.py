@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import Unavailable, WorkbenchError
+from shared import bodies
+from shared.errors import ContentTooLarge, Unavailable, WorkbenchError
 
 if TYPE_CHECKING:
     from flask import Request, Response
@@ -137,7 +138,9 @@ def serve_event(function_name: str, request: Request, handlers: Mapping[str, Eve
     from shared.bootstrap import platform
 
     try:
-        event = codec.from_http(dict(request.headers), request.get_data())
+        event = codec.from_http(dict(request.headers), bodies.event_body(request))
+    except ContentTooLarge as error:
+        return bodies.refusal(error)
     except InvalidEvent as error:
         return _answer(400, f"not a valid CloudEvent: {error}")
     handler = handlers.get(event.type)

@@ -29,6 +29,11 @@ class EventIngress:
     """Accepts an event with 202 at once, as a Broker does, then delivers it to the function whose
     Trigger filter names its type (exact match on ``type``), retrying with exponential backoff.
 
+    Before accepting, it checks what the functions would check first: the body's size
+    (``WORKBENCH_MAX_EVENT_BYTES``, else 413, read no further), the CloudEvent itself (else 400), and
+    its signature where signatures are required (else 401), so that no unsigned or forged event is
+    delivered, retried or kept.
+
     What still fails is dead-lettered as the Triggers' delivery spec does it: handed, with the
     ``knativeerror*`` extensions, to the ``deadletter`` function (so both deployments keep and show
     dead letters alike), and written into ``<data dir>/deadletter`` as well, so that nothing is lost
@@ -55,13 +60,26 @@ class EventIngress:
         from werkzeug.wrappers import Request
 
         from events import codec
-        from events.errors import InvalidEvent
+        from events.errors import InvalidEvent, InvalidSignature
+        from shared.bodies import event_body
+        from shared.bootstrap import platform
+        from shared.errors import ContentTooLarge
+        from shared.eventing import verify
 
         request = Request(environ)
         if request.method != "POST":
             return _reply(start_response, 405, {"Error": "send CloudEvents with POST"}, allow="POST")
         try:
-            event = codec.from_http(dict(request.headers), request.get_data())
+            event = codec.from_http(dict(request.headers), event_body(request))
+        except ContentTooLarge as error:
+            return _reply(start_response, 413, {"Error": error.message})
+        except InvalidEvent as error:
+            return _reply(start_response, 400, {"Error": f"not a valid CloudEvent: {error}"})
+        try:
+            verify(platform(), event)
+        except InvalidSignature as error:
+            log.warning("refused event %s (%s) from %s: %s", event.id, event.type, event.source, error)
+            return _reply(start_response, 401, {"Error": f"refused: {error}"})
         except InvalidEvent as error:
             return _reply(start_response, 400, {"Error": f"not a valid CloudEvent: {error}"})
         function = registry.function_for_event(event.type)
@@ -140,19 +158,25 @@ class EventIngress:
             )
 
     def _write_dead_letter(self, event: Event, function_name: str, status: int, answer: bytes) -> None:
+        from shared.deadletters import ERROR_DATA_LIMIT, TEXT_LIMIT, dead_letter_id, excerpt
+
         self.dead_letters.mkdir(parents=True, exist_ok=True)
         record = {
-            "attributes": event.attributes,
-            "data": event.data.decode("utf-8", "replace"),
+            "attributes": {
+                name: excerpt(value.encode(), TEXT_LIMIT) for name, value in event.attributes.items()
+            },
+            "data": excerpt(event.data),
             "knativeerrordest": function_name,
             "knativeerrorcode": status,
-            "knativeerrordata": answer.decode("utf-8", "replace")[:2000],
+            "knativeerrordata": excerpt(answer, ERROR_DATA_LIMIT),
             "time": time.time(),
         }
         descriptor, partial = tempfile.mkstemp(dir=self.dead_letters, prefix=".", suffix=".partial")
         with os.fdopen(descriptor, "w") as handle:
             json.dump(record, handle)
-        os.replace(partial, self.dead_letters / f"{int(time.time() * 1000)}-{event.id}.json")
+        # Named by a digest, not by the event's id: an id may hold a '/' or be longer than a file name.
+        name = f"{int(time.time() * 1000)}-{dead_letter_id(event.source, event.id, function_name)}.json"
+        os.replace(partial, self.dead_letters / name)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every accepted event was delivered or dead-lettered (for tests and shutdown)."""

@@ -12,6 +12,7 @@ from shared.errors import InvalidInput
 BLOB_PREFIX = "blobs/sha256/"
 MAX_KEY_BYTES = 1024  # S3's limit, applied everywhere so that a key valid on one adapter is valid on all
 MAX_EXPIRY_SECONDS = 7 * 24 * 3600  # the longest a SigV4 pre-signed URL may live
+MAX_UPLOAD_BYTES = 5 << 30  # the largest file an upload grant admits unless set: S3's limit for one POST
 
 
 def blob_key(sha256: str) -> str:

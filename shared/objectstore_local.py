@@ -23,8 +23,24 @@ from typing import IO, Any
 from urllib.parse import parse_qs, quote
 
 from shared.durable import DurableWriter
-from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
-from shared.objectstore import Blob, UploadGrant, blob_key, check_expiry, check_key, check_prefix
+from shared.errors import (
+    Conflict,
+    ContentTooLarge,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+    WorkbenchError,
+)
+from shared.objectstore import (
+    MAX_UPLOAD_BYTES,
+    Blob,
+    UploadGrant,
+    blob_key,
+    check_expiry,
+    check_key,
+    check_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +50,7 @@ FORM_READ_SIZE = 64 << 10
 FORM_FIELD_LIMIT = 64 << 10  # policy, signature and key are small; anything bigger is not a grant's form
 FORM_BUFFER_LIMIT = 1 << 20  # bounds what the multipart decoder holds (part headers, a read's worth of data)
 FORM_PART_LIMIT = 32
+FORM_OVERHEAD = FORM_FIELD_LIMIT * FORM_PART_LIMIT  # what an upload's body may hold besides its file
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -44,7 +61,13 @@ class LocalObjectStore:
     """Objects as files under ``root``; writes land in ``root/.partial`` and are renamed into place."""
 
     def __init__(
-        self, root: Path, *, public_url: str, secret: bytes, clock: Callable[[], float] = time.time
+        self,
+        root: Path,
+        *,
+        public_url: str,
+        secret: bytes,
+        clock: Callable[[], float] = time.time,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
         if not secret:
             raise InvalidInput("the local object store needs a signing secret", field="secret")
@@ -52,6 +75,8 @@ class LocalObjectStore:
         self.public_url = public_url.rstrip("/")
         self._secret = secret
         self._clock = clock
+        self.max_upload_bytes = max_upload_bytes
+        """The largest file an upload grant admits (WORKBENCH_MAX_UPLOAD_BYTES); larger ones get 413."""
 
     # -- the ObjectStore port ----------------------------------------------------------------------
 
@@ -194,10 +219,13 @@ class LocalObjectStore:
 
     def verify_get(self, key: str, expires: str, signature: str) -> None:
         """Refuse (Forbidden) a download URL whose signature does not match or that has expired."""
-        if not expires.isdigit() or not signature:
+        if not expires or not signature:
             raise Forbidden("the URL is not signed: it needs 'expires' and 'signature'")
+        # isdigit() alone admits digits int() refuses ("²") and more digits than int() converts.
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+            raise InvalidInput(f"must be a Unix time in seconds, got {expires[:20]!r}", field="expires")
         expected = self._sign(f"GET\n{key}\n{expires}".encode())
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode("ascii"), _ascii(signature, "signature")):
             raise Forbidden("the URL's signature does not match")
         self._check_not_expired(int(expires))
 
@@ -205,8 +233,8 @@ class LocalObjectStore:
         """The prefix of a valid, unexpired upload grant; Forbidden otherwise."""
         if not policy or not signature:
             raise Forbidden("the upload form needs the grant's 'policy' and 'signature' fields")
-        expected = self._sign(b"POST\n" + policy.encode("utf-8"))
-        if not hmac.compare_digest(expected, signature):
+        expected = self._sign(b"POST\n" + _ascii(policy, "policy"))
+        if not hmac.compare_digest(expected.encode("ascii"), _ascii(signature, "signature")):
             raise Forbidden("the upload grant's signature does not match")
         try:
             document = json.loads(base64.b64decode(policy, validate=True))
@@ -283,9 +311,16 @@ class LocalObjectStore:
         return Unavailable(f"the object store directory {self.root} cannot {action} '{key}': {reason}")
 
 
+def _ascii(value: str, field: str) -> bytes:
+    """A signature or policy as bytes; compare_digest cannot compare text that is not ASCII."""
+    if not value.isascii():
+        raise InvalidInput("must be ASCII, as every signature and policy this store issues is", field=field)
+    return value.encode("ascii")
+
+
 # -- the server side: GET /objects/<key> and POST /objects, as S3 answers pre-signed URLs and POST forms --
 
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")  # longer numbers: no range, as S3 ignores it
 
 
 def objects_app(store: LocalObjectStore) -> WSGIApp:
@@ -401,10 +436,18 @@ def _sent_by_kernel(handle: IO[bytes], connection: socket.socket, start: int, le
 
 
 def _receive_upload(store: LocalObjectStore, environ: Environ) -> None:
-    """Check the grant from the fields before the file, then stream the file to its key atomically."""
+    """Check the grant from the fields before the file, then stream the file to its key atomically;
+    a body or file larger than the store admits is refused (413) before or while it is read."""
     from werkzeug.sansio.multipart import Data, Field, File
+    from werkzeug.wsgi import get_content_length
 
-    events = _form_events(environ)
+    from shared.bodies import too_large
+
+    limit = store.max_upload_bytes + FORM_OVERHEAD
+    length = get_content_length(environ)
+    if length is not None and length > limit:
+        raise too_large(length, limit, "WORKBENCH_MAX_UPLOAD_BYTES and the form's fields")
+    events = _form_events(environ, limit)
     fields: dict[str, str] = {}
     for event in events:
         if isinstance(event, Field):
@@ -423,10 +466,17 @@ def _receive_upload(store: LocalObjectStore, environ: Environ) -> None:
                 raise Forbidden(f"key '{key}' is outside the grant's prefix '{prefix}'")
 
             def file_data() -> Iterator[bytes]:
+                received = 0
                 for part in events:
                     if not isinstance(part, Data):
                         raise InvalidInput("the upload's file part is malformed", field="file")
                     if part.data:
+                        received += len(part.data)
+                        if received > store.max_upload_bytes:
+                            raise ContentTooLarge(
+                                f"the file is larger than the {store.max_upload_bytes} bytes allowed "
+                                "(WORKBENCH_MAX_UPLOAD_BYTES)"
+                            )
                         yield part.data
                     if not part.more_data:
                         return
@@ -439,9 +489,9 @@ def _receive_upload(store: LocalObjectStore, environ: Environ) -> None:
     raise InvalidInput("the upload form has no 'file' field", field="file")
 
 
-def _form_events(environ: Environ) -> Iterator[Any]:
-    """The multipart events of the request body, read in small pieces."""
-    from werkzeug.exceptions import HTTPException
+def _form_events(environ: Environ, limit: int) -> Iterator[Any]:
+    """The multipart events of the request body (at most ``limit`` bytes), read in small pieces."""
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
     from werkzeug.http import parse_options_header
     from werkzeug.sansio.multipart import NEED_DATA, Epilogue, MultipartDecoder
     from werkzeug.wsgi import get_input_stream
@@ -453,12 +503,16 @@ def _form_events(environ: Environ) -> Iterator[Any]:
     decoder = MultipartDecoder(
         boundary.encode("latin-1"), max_form_memory_size=FORM_BUFFER_LIMIT, max_parts=FORM_PART_LIMIT
     )
-    stream = get_input_stream(environ)
+    stream = get_input_stream(environ, max_content_length=limit)
     while True:
         try:
             event = decoder.next_event()
             if event is NEED_DATA:
-                decoder.receive_data(stream.read(FORM_READ_SIZE) or None)
+                try:
+                    chunk = stream.read(FORM_READ_SIZE)
+                except RequestEntityTooLarge:  # a chunked body past the limit
+                    raise ContentTooLarge(f"the upload is larger than the {limit} bytes allowed") from None
+                decoder.receive_data(chunk or None)
                 continue
         except (ValueError, HTTPException) as error:
             raise InvalidInput(f"the upload form cannot be read ({error})", field="body") from None

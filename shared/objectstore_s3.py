@@ -11,7 +11,15 @@ from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from shared.errors import InvalidInput, NotFound, Unavailable
-from shared.objectstore import Blob, UploadGrant, blob_key, check_expiry, check_key, check_prefix
+from shared.objectstore import (
+    MAX_UPLOAD_BYTES,
+    Blob,
+    UploadGrant,
+    blob_key,
+    check_expiry,
+    check_key,
+    check_prefix,
+)
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -83,6 +91,7 @@ class S3ObjectStore:
         access_key: str | None = None,
         secret_key: str | None = None,
         presign_endpoint_url: str | None = None,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
         create_bucket: bool = False,
         part_size: int = PART_SIZE,
         concurrency: int = CONCURRENCY,
@@ -95,6 +104,7 @@ class S3ObjectStore:
 
         self.bucket = bucket
         self.endpoint_url = endpoint_url
+        self.max_upload_bytes = max_upload_bytes
         self.region = region or "us-east-1"
         self._where = f"bucket '{bucket}' at {endpoint_url or f'AWS S3 ({self.region})'}"
         # MinIO and Ceph answer path-style requests whatever their DNS; AWS picks its own style.
@@ -191,8 +201,12 @@ class S3ObjectStore:
             )
         with self._errors("sign an upload grant for", prefix):
             # For a key ending in ${filename}, botocore itself adds ["starts-with", "$key", prefix].
+            # S3 refuses a larger file itself (EntityTooLarge), as the local store answers 413.
             post = self._presign_client.generate_presigned_post(
-                self.bucket, prefix + "${filename}", ExpiresIn=check_expiry(expires_seconds)
+                self.bucket,
+                prefix + "${filename}",
+                Conditions=[["content-length-range", 0, self.max_upload_bytes]],
+                ExpiresIn=check_expiry(expires_seconds),
             )
         # The uploader names its own key under the prefix, as with the local store's grant.
         fields = {name: str(value) for name, value in post["fields"].items() if name != "key"}

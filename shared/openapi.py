@@ -84,6 +84,10 @@ def _operation(route: registry.Route) -> dict[str, Any]:
         "security": [] if route.access == "public" else [{"bearer": []}],
     }
     if route.body is not None:
+        responses["413"] = {
+            "description": "The body is larger than the limit (WORKBENCH_MAX_BODY_BYTES, 1 MiB by default)",
+            "content": error,
+        }
         schema = _spec_schema() if route.validated_by_handler else _schema_of(route.body)
         operation["requestBody"] = {
             "required": True,

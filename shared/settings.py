@@ -104,6 +104,10 @@ class ServerSettings(NamedTuple):
     support_email: str = "support@workbench.localhost"
     forum_url: str = ""
     chat_url: str = ""
+    max_body_bytes: int = 1 << 20
+    """Largest API request body; refused with 413 (an account package of the 74 shipped specs is ~0.1 MiB)."""
+    max_event_bytes: int = 1 << 20
+    """Largest CloudEvent (attributes and data) the ingress and the event functions take."""
 
 
 class StoreSettings(NamedTuple):
@@ -186,6 +190,8 @@ class S3Settings(NamedTuple):
     access_key: str | None = None
     secret_key: str | None = None
     public_endpoint: str | None = None
+    max_upload_bytes: int = 5 << 30
+    """Largest file an upload grant admits (S3's own limit for one POST upload is 5 GiB)."""
 
 
 class AmqpSettings(NamedTuple):
@@ -269,6 +275,8 @@ class Settings(NamedTuple):
                 support_email=read.text("WORKBENCH_SUPPORT_EMAIL", "support@workbench.localhost"),
                 forum_url=read.text("WORKBENCH_FORUM_URL", ""),
                 chat_url=read.text("WORKBENCH_CHAT_URL", ""),
+                max_body_bytes=read.integer("WORKBENCH_MAX_BODY_BYTES", 1 << 20, minimum=1024),
+                max_event_bytes=read.integer("WORKBENCH_MAX_EVENT_BYTES", 1 << 20, minimum=1024),
             ),
             store=StoreSettings(
                 database_url=read.text("WORKBENCH_DATABASE_URL", f"sqlite:///{data_dir / 'workbench.db'}"),
@@ -322,6 +330,7 @@ class Settings(NamedTuple):
                 access_key=read.optional("WORKBENCH_S3_ACCESS_KEY"),
                 secret_key=read.optional("WORKBENCH_S3_SECRET_KEY"),
                 public_endpoint=read.optional("WORKBENCH_S3_PUBLIC_ENDPOINT"),
+                max_upload_bytes=read.integer("WORKBENCH_MAX_UPLOAD_BYTES", 5 << 30, minimum=1),
             ),
             amqp=AmqpSettings(url=read.optional("WORKBENCH_AMQP_URL")),
             clowder=ClowderSettings(

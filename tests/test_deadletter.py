@@ -166,27 +166,28 @@ def test_the_list_is_newest_first_and_bounded(api: Api, platform: Platform) -> N
 
 
 def test_the_local_broker_dead_letters_through_the_function_too(api: Api, platform: Platform) -> None:
-    """The /events ingress refuses nothing itself; the transfer function refuses a forged event (400,
-    not retried), and the ingress dead-letters it as a Trigger would: to the deadletter function, with
-    the knativeerror* extensions, and into its folder."""
+    """The /events ingress takes a signed event; the transfer function refuses it for good (400, not
+    retried: nobody has the e-mail), and the ingress dead-letters it as a Trigger would: to the
+    deadletter function, with the knativeerror* extensions, and into its folder. (A forged event is
+    refused by the ingress itself and kept nowhere: tests/test_input_limits.py.)"""
     gateway = Gateway(data_dir=platform.data_dir)
     assert gateway.ingress is not None
     try:
-        forged = codec.new_event(
+        refused = codec.new_event(
             types.TRANSFER_REQUESTED,
-            {"clowder_url": "https://clowder.example.org", "dataset_id": "42", "email": "alice@example.org"},
+            {"clowder_url": "https://clowder.example.org", "dataset_id": "42", "email": "nobody@example.org"},
             source="https://clowder.example.org",
-            secret=b"not-the-pairing-secret",
+            secret=platform.event_secret,
         )
-        headers, body = codec.to_http(forged, "binary")
+        headers, body = codec.to_http(refused, "binary")
         response = WsgiClient(gateway).post("/events", headers=headers, data=body)
         assert response.status_code == 202
         assert gateway.ingress.wait_idle(30)
         (kept,) = listed(api, api.admin()).get_json()
-        assert kept["eventId"] == forged.id
+        assert kept["eventId"] == refused.id
         assert kept["errorDestination"] == "transfer"
         assert kept["errorCode"] == "400"
-        assert "signature" in json.loads(kept["errorData"])["Error"]
+        assert json.loads(kept["errorData"])["Error"]
         files = list(Path(platform.data_dir / "deadletter").glob("*.json"))
         assert len(files) == 1
         assert platform.store.list_transfers() == []

@@ -50,6 +50,7 @@ def run(arguments: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from shared import recovery, stacks
+    from shared.access_log import RedactingRequestHandler
     from shared.bootstrap import platform
     from shared.gateway import Gateway
     from shovel.local import attach_shovels
@@ -67,7 +68,9 @@ def run(arguments: argparse.Namespace) -> int:
         log.info("resuming %d transfers and exports the last run left unfinished", len(abandoned))
 
     gateway = Gateway(data_dir=current.data_dir)
-    server = make_server(settings.host, settings.port, gateway, threaded=True)
+    server = make_server(
+        settings.host, settings.port, gateway, threaded=True, request_handler=RedactingRequestHandler
+    )
     stop = threading.Event()
     sweeper = recovery.Sweeper(current, abandoned, stop).start()
 

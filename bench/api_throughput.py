@@ -104,7 +104,6 @@ class Installation:
 def installation(folder: Path, database_url: str) -> Iterator[Installation]:
     """A database with the benchmark's user and their stacks, made by the service the API uses."""
     from shared import accounts, stacks
-    from shared.auth import Tokens
     from shared.models import Account, Stack
 
     jwt_secret = secrets.token_urlsafe(48)
@@ -129,7 +128,8 @@ def installation(folder: Path, database_url: str) -> Iterator[Installation]:
             stacks.create(platform, USER, Stack(key=SPECS[number % len(SPECS)], name=f"stack {number}"))
             for number in range(STACKS)
         ]
-        token = Tokens(jwt_secret, lifetime_seconds=24 * 3600, refresh_seconds=24 * 3600).issue(USER)
+        # The platform's tokens carry the account's generation, as a login's do.
+        token = platform.tokens.issue(USER, lifetime_seconds=24 * 3600)
         yield Installation(settings, token, sum(len(stack.services) for stack in created))
     finally:
         platform.close()

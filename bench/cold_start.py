@@ -141,7 +141,6 @@ def _events_url() -> str:
 def installation(folder: Path, database_url: str | None = None) -> Iterator[Installation]:
     """A prepared installation for the length of the block; its stack's processes end after it."""
     from shared import accounts, stacks, transfers
-    from shared.auth import Tokens
     from shared.models import Account, Stack, Transfer
 
     jwt_secret, event_secret = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
@@ -177,11 +176,11 @@ def installation(folder: Path, database_url: str | None = None) -> Iterator[Inst
                 stagingDone=True,
             )
         )
-        tokens = Tokens(jwt_secret, lifetime_seconds=24 * 3600, refresh_seconds=24 * 3600)
+        # The platform's tokens carry the account's generation, as a login's do.
         yield Installation(
             settings=settings,
-            user_token=tokens.issue(USER),
-            admin_token=tokens.issue(accounts.ADMIN, admin=True),
+            user_token=platform.tokens.issue(USER, lifetime_seconds=24 * 3600),
+            admin_token=platform.tokens.issue(accounts.ADMIN, admin=True, lifetime_seconds=24 * 3600),
             running_stack=running_stack.id,
             stopped_stack=stopped_stack.id,
             service=running_stack.services[0].id,

@@ -5,17 +5,23 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import accounts
+from shared import accounts, throttle
 from shared.api import Call, json_errors, serve
 from shared.models import Token
 
 
 def login(call: Call) -> Token:
-    return Token(token=accounts.login(call.platform, call.body.username, call.body.password))
+    address = throttle.client_address(
+        call.request.remote_addr,
+        call.request.headers.get("X-Forwarded-For"),
+        call.platform.settings.auth.trusted_proxies,
+    )
+    return Token(token=accounts.login(call.platform, call.body.username, call.body.password, address=address))
 
 
 def logout(call: Call) -> None:
-    """Tokens are stateless, as in the Go apiserver: logging out is the client forgetting it."""
+    """Ends the sessions of the token's account; answers the same with no token or a bad one."""
+    accounts.logout(call.platform, call.bearer_token())
 
 
 json_errors()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import accounts
+from shared import accounts, throttle
 from shared.api import Call, json_errors, serve
 from shared.errors import InvalidInput
 from shared.models import Account, Message
@@ -38,7 +38,12 @@ def deny(call: Call) -> Message:
 
 def reset(call: Call) -> Message:
     name = call.params.get("account_id") or call.query("userId") or ""
-    return Message(message=accounts.request_reset(call.platform, name))
+    address = throttle.client_address(
+        call.request.remote_addr,
+        call.request.headers.get("X-Forwarded-For"),
+        call.platform.settings.auth.trusted_proxies,
+    )
+    return Message(message=accounts.request_reset(call.platform, name, address=address))
 
 
 def change_password(call: Call) -> Message:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from shared.auth import RESET_SCOPE, Principal
+from shared import throttle
+from shared.auth import GENERATION_CLAIM, RESET_SCOPE, Principal
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from shared.models import Account, AccountResourceLimits, ExportPackage, Stack
-from shared.store import AccountRecord
+from shared.store import AccountRecord, EmailChange, Store, new_token_generation
 
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
@@ -19,6 +23,46 @@ ADMIN = "admin"
 USER_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 6
+RESET_TOKEN_SECONDS = 1800
+EMAIL_CHANGE_SECONDS = 24 * 3600
+"""How long the link confirming a new e-mail address stays good."""
+RESET_SENT = "If the account exists, a password reset e-mail has been sent to its address."
+"""The answer to every reset request, whether or not the account exists or a mail went out."""
+
+
+def _clock() -> int:
+    return int(time.time())
+
+
+def _same(secret: str, given: str) -> bool:
+    """Whether ``given`` is the (non-empty) ``secret``, compared in constant time as bytes
+    (``compare_digest`` refuses text that is not ASCII; a lone surrogate still encodes this way)."""
+    return bool(secret) and hmac.compare_digest(
+        secret.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass")
+    )
+
+
+class _TokenRefused(Exception):
+    """Raised inside a store change to leave the account as it was (the transaction rolls back)."""
+
+
+def _spend(platform: Platform, user: str, change: Callable[[AccountRecord], AccountRecord]) -> AccountRecord:
+    """Apply ``change`` to ``user``'s record in one transaction, where it checks (and spends) a token
+    from an e-mail: the row is locked meanwhile, so that a token works once even under concurrency.
+    An unknown user and a refused token answer alike."""
+    try:
+        return platform.store.update_account(user, change)
+    except (NotFound, _TokenRefused):
+        raise NotFound("token", message="Token not found") from None
+
+
+def token_generation(store: Store, user: str) -> str | None:
+    """The generation tokens of ``user`` must carry, or None when the account may use none (it does
+    not exist or is not approved): one primary-key read, on every authenticated call."""
+    standing = store.account_standing(user)
+    if standing is None or standing[0] != "approved" or not standing[1]:
+        return None
+    return standing[1]
 
 
 def public_view(account: Account, *, for_admin: bool) -> Account:
@@ -76,31 +120,83 @@ def _conflict_for(platform: Platform, account: Account) -> None:
 # --- login ---------------------------------------------------------------------------------
 
 
-def login(platform: Platform, username: str, password: str) -> str:
-    """A token for an approved account named by user name or e-mail, or Unauthorized."""
-    record = platform.store.find_account(username.strip()) if username.strip() else None
-    if record is None or not platform.passwords.verify(record.password_hash, password):
+def login(platform: Platform, username: str, password: str, *, address: str = "") -> str:
+    """A token for an approved account named by user name or e-mail, or Unauthorized.
+
+    Failed attempts are counted per client ``address`` and per account (an unknown name counts as
+    one), and past the settings' limits refused with 429 before the password is even checked; each
+    attempt is counted before the check, so that parallel guesses cannot outrun the count, and a
+    success takes its own back. An unknown name costs a password verification as a known one does."""
+    auth = platform.settings.auth
+    name = username.strip()
+    now = _clock()
+    address_key = throttle.counter_key("address", address)
+    if address:
+        throttle.count(
+            platform.store,
+            address_key,
+            limit=auth.login_address_attempts,
+            now=now,
+            window_seconds=auth.login_window,
+            what="failed logins from this address",
+        )
+    record = platform.store.find_account(name) if name else None
+    account_key = throttle.counter_key("login", record.account.id if record else name.lower())
+    throttle.count(
+        platform.store,
+        account_key,
+        limit=auth.login_account_attempts,
+        now=now,
+        window_seconds=auth.login_window,
+        what="failed logins for this account",
+    )
+    if record is None:
+        platform.passwords.verify_nobody(password)
         raise Unauthorized("invalid user name or password")
+    if not platform.passwords.verify(record.password_hash, password):
+        raise Unauthorized("invalid user name or password")
+    platform.store.release_throttles(cleared=[account_key], refunded=[address_key] if address else [])
     account = record.account
     if account.status != "approved":
         raise Unauthorized(f"account '{account.id}' is {account.status or 'not approved'}")
 
     def stamp(stored: AccountRecord) -> AccountRecord:
-        stored.account = stored.account.model_copy(update={"lastLogin": int(time.time())})
+        stored.account = stored.account.model_copy(update={"lastLogin": _clock()})
+        if not stored.token_generation:  # an account from before tokens carried one
+            stored.token_generation = new_token_generation()
         return stored
 
-    platform.store.update_account(account.id, stamp)
-    return platform.tokens.issue(account.id, admin=account.id == ADMIN)
+    stamped = platform.store.update_account(account.id, stamp)
+    return platform.tokens.issue(account.id, admin=account.id == ADMIN, generation=stamped.token_generation)
+
+
+def logout(platform: Platform, token: str | None) -> None:
+    """End every session of the token's account: its tokens (and refreshes of them) are refused from
+    now on. A token that is not (or no longer) good ends nothing, and answers the same."""
+    if token is None:
+        return
+    try:
+        principal = platform.tokens.decode(token, allow_expired=True)  # an expired one can still refresh
+    except Unauthorized:
+        return
+    generation = principal.claims.get(GENERATION_CLAIM)
+    if principal.scope is not None or not isinstance(generation, str) or not generation:
+        return
+
+    def end(stored: AccountRecord) -> AccountRecord:
+        if not _same(stored.token_generation, generation):
+            raise _TokenRefused
+        stored.token_generation = new_token_generation()
+        return stored
+
+    with suppress(NotFound, _TokenRefused):
+        platform.store.update_account(principal.user, end)
 
 
 def refresh(platform: Platform, token: str) -> str:
-    """A fresh token, while the account still exists and is approved (a refresh is a quiet login)."""
-    fresh = platform.tokens.refresh(token)
-    user = platform.tokens.decode(fresh).user
-    record = platform.store.get_account(user)
-    if record is None or record.account.status != "approved":
-        raise Unauthorized(f"account '{user}' can no longer log in")
-    return fresh
+    """A fresh token, while the account still exists, is approved and has not ended the session (a
+    refresh is a quiet login)."""
+    return platform.tokens.refresh(token)
 
 
 def ensure_admin(platform: Platform) -> str | None:
@@ -114,6 +210,7 @@ def ensure_admin(platform: Platform) -> str | None:
 
             def set_password(stored: AccountRecord) -> AccountRecord:
                 stored.password_hash = password_hash
+                stored.token_generation = new_token_generation()
                 return stored
 
             store.update_account(ADMIN, set_password)
@@ -165,47 +262,63 @@ def register(platform: Platform, account: Account) -> Account:
     return public_view(account, for_admin=False)
 
 
-def _by_token(platform: Platform, user: str, token: str, status: str) -> AccountRecord:
-    record = platform.store.get_account(user)
-    if (
-        record is None
-        or record.account.status != status
-        or not record.account.token
-        or not secrets.compare_digest(record.account.token, token)
-    ):
-        raise NotFound("token", message="Token not found")
-    return record
-
-
-def _set_status(platform: Platform, user: str, status: str) -> Account:
-    def change(stored: AccountRecord) -> AccountRecord:
-        stored.account = stored.account.model_copy(update={"status": status})
-        return stored
-
-    return platform.store.update_account(user, change).account
+def _new_status(stored: AccountRecord, status: str) -> None:
+    """Every status change: a new random token for the account's e-mail links (the one sent before
+    is stale), and a new token generation (the sessions before end)."""
+    stored.account = stored.account.model_copy(update={"status": status, "token": secrets.token_urlsafe(24)})
+    stored.token_generation = new_token_generation()
 
 
 def verify(platform: Platform, user: str, token: str) -> str:
-    """Mark a registered address verified; with approval on, ask the support address to approve."""
-    record = _by_token(platform, user, token, "unverified")
-    account = record.account
-    if not platform.settings.auth.require_approval:
-        _set_status(platform, user, "approved")
+    """Spend a token from a verification e-mail: a registration's (the address is verified, and with
+    approval on the support address is asked to approve), or an e-mail change's (the new address
+    takes effect)."""
+    require_approval = platform.settings.auth.require_approval
+    now = _clock()
+    previous_email = ""
+
+    def spend(stored: AccountRecord) -> AccountRecord:
+        nonlocal previous_email
+        account = stored.account
+        if account.status == "unverified" and _same(account.token, token):
+            _new_status(stored, "unapproved" if require_approval else "approved")
+            return stored
+        change = stored.email_change
+        if (
+            change is not None
+            and _same(change.token, token)
+            and now < change.requested_at + EMAIL_CHANGE_SECONDS
+        ):
+            previous_email = account.email
+            stored.account = account.model_copy(update={"email": change.address})
+            stored.email_change = None
+            return stored
+        raise _TokenRefused
+
+    account = _spend(platform, user, spend).account
+    origin = platform.settings.server.origin
+    if previous_email:
+        platform.mailer.send(
+            previous_email,
+            "Workbench: your e-mail address was changed",
+            f"Hello {account.name},\n\nthe e-mail address of the Workbench account '{user}' is now "
+            f"{account.email}. If you did not ask for this, tell {platform.settings.server.support_email}.\n",
+        )
+        return "E-mail address has been changed."
+    if account.status == "approved":
         platform.mailer.send(
             account.email,
             "Workbench: your account is ready",
-            f"Hello {account.name},\n\nyour account '{user}' is ready; log in at "
-            f"{platform.settings.server.origin}\n",
+            f"Hello {account.name},\n\nyour account '{user}' is ready; log in at {origin}\n",
         )
         return "Account has been verified and approved."
-    _set_status(platform, user, "unapproved")
-    origin = platform.settings.server.origin
     platform.mailer.send(
         account.email,
         "Workbench: e-mail address verified",
         f"Hello {account.name},\n\nyour e-mail address is verified. An administrator "
         "will review your account request.\n",
     )
+    # The approval token is new (the registrant's is spent) and goes to the support address only.
     query = f"t={account.token}&u={user}"
     platform.mailer.send(
         platform.settings.server.support_email,
@@ -218,9 +331,15 @@ def verify(platform: Platform, user: str, token: str) -> str:
 
 
 def decide(platform: Platform, user: str, token: str, *, approve: bool) -> str:
-    """Approve or deny an account awaiting approval, by the token from the request e-mail."""
-    record = _by_token(platform, user, token, "unapproved")
-    account = _set_status(platform, user, "approved" if approve else "denied")
+    """Approve or deny an account awaiting approval, by the token from the request e-mail (once)."""
+
+    def spend(stored: AccountRecord) -> AccountRecord:
+        if stored.account.status != "unapproved" or not _same(stored.account.token, token):
+            raise _TokenRefused
+        _new_status(stored, "approved" if approve else "denied")
+        return stored
+
+    account = _spend(platform, user, spend).account
     if approve:
         platform.mailer.send(
             account.email,
@@ -230,21 +349,54 @@ def decide(platform: Platform, user: str, token: str, *, approve: bool) -> str:
         )
         return "Account has been approved."
     platform.mailer.send(
-        record.account.email,
+        account.email,
         "Workbench: your account request was denied",
         f"Hello {account.name},\n\nyour request for the account '{user}' was denied.\n",
     )
     return "Account has been denied."
 
 
-def request_reset(platform: Platform, name_or_email: str) -> str:
-    """E-mail a link with a short-lived reset token (or the verification link, if unverified)."""
+def _current_generation(platform: Platform, record: AccountRecord) -> str:
+    """The record's token generation, given one first if it has none (an account from before)."""
+    if record.token_generation:
+        return record.token_generation
+
+    def assign(stored: AccountRecord) -> AccountRecord:
+        if not stored.token_generation:
+            stored.token_generation = new_token_generation()
+        return stored
+
+    return platform.store.update_account(record.account.id, assign).token_generation
+
+
+def request_reset(platform: Platform, name_or_email: str, *, address: str = "") -> str:
+    """E-mail a link with a short-lived reset token (or the verification link, if unverified).
+
+    The answer is the same whether the account exists or not, and whether a mail went out: within
+    the settings' interval after one, a request sends none. Requests count against the client
+    ``address`` as failed logins do."""
     if not name_or_email:
         raise InvalidInput("is required", field="userId")
+    auth = platform.settings.auth
+    now = _clock()
+    if address:
+        throttle.count(
+            platform.store,
+            throttle.counter_key("address", address),
+            limit=auth.login_address_attempts,
+            now=now,
+            window_seconds=auth.login_window,
+            what="failed logins and reset requests from this address",
+        )
     record = platform.store.find_account(name_or_email)
     if record is None:
-        raise NotFound("account", name_or_email)
+        return RESET_SENT
     account = record.account
+    (sent,) = platform.store.hit_throttles(
+        [throttle.counter_key("reset-mail", account.id)], now, auth.reset_interval
+    )
+    if sent.hits > 1:
+        return RESET_SENT
     origin = platform.settings.server.origin
     if account.status == "unverified":
         platform.mailer.send(
@@ -252,32 +404,55 @@ def request_reset(platform: Platform, name_or_email: str) -> str:
             "Workbench: verify your e-mail address",
             f"{origin}/#/register/verify?t={account.token}&u={account.id}\n",
         )
-    else:
-        token = platform.tokens.issue(account.id, scope=RESET_SCOPE, lifetime_seconds=1800)
-        platform.mailer.send(
-            account.email,
-            "Workbench: reset your password",
-            f"Hello {account.name},\n\nset a new password for '{account.id}' within "
-            f"30 minutes at\n\n{origin}/#/recover?t={token}\n",
-        )
-    return "Password reset e-mail sent."
+        return RESET_SENT
+    token = platform.tokens.issue(
+        account.id,
+        scope=RESET_SCOPE,
+        lifetime_seconds=RESET_TOKEN_SECONDS,
+        generation=_current_generation(platform, record),
+    )
+    platform.mailer.send(
+        account.email,
+        "Workbench: reset your password",
+        f"Hello {account.name},\n\nset a new password for '{account.id}' within "
+        f"{RESET_TOKEN_SECONDS // 60} minutes at\n\n{origin}/#/recover?t={token}\n",
+    )
+    return RESET_SENT
 
 
 def change_password(platform: Platform, token: str | None, password: str) -> str:
-    """Set the caller's password; a reset token from the e-mail is accepted here (and only here)."""
+    """Set the caller's password; a reset token from the e-mail is accepted here (and only here).
+
+    The change ends every session of the account (the caller's too), which spends the reset token:
+    it carries the generation the change replaces."""
     if token is None:
         raise Unauthorized("missing bearer token")
     principal = platform.tokens.decode(token)
-    if principal.scope not in (None, RESET_SCOPE):
+    if principal.scope is None:
+        platform.tokens.check_generation(principal)
+    elif principal.scope != RESET_SCOPE:
         raise Unauthorized(f"a {principal.scope} token cannot change a password")
     _check_password(password)
     password_hash = platform.passwords.hash(password)
+    generation = principal.claims.get(GENERATION_CLAIM)
 
     def change(stored: AccountRecord) -> AccountRecord:
+        if (
+            not isinstance(generation, str)
+            or not _same(stored.token_generation, generation)
+            or stored.account.status == "unverified"
+        ):
+            raise Unauthorized(
+                "this token was used or is no longer valid; ask for a new password reset e-mail"
+            )
         stored.password_hash = password_hash
+        stored.token_generation = new_token_generation()
         return stored
 
-    platform.store.update_account(principal.user, change)
+    try:
+        platform.store.update_account(principal.user, change)
+    except NotFound:
+        raise Unauthorized(f"account '{principal.user}' no longer exists") from None
     return "Password changed."
 
 
@@ -302,6 +477,8 @@ def create(platform: Platform, account: Account) -> Account:
     account = _with_limits(platform, _check_new_account(account))
     _conflict_for(platform, account)
     account = account.model_copy(update={"status": account.status or "approved", "token": ""})
+    # A new record, so a new token generation: tokens of an account deleted before under the same
+    # name carry another and stay refused.
     platform.store.insert_account(
         AccountRecord(account.model_copy(update={"password": ""}), platform.passwords.hash(account.password))
     )
@@ -313,41 +490,70 @@ def read(platform: Platform, principal: Principal, account_id: str) -> Account:
 
 
 def update(platform: Platform, principal: Principal, account_id: str, changes: Account) -> Account:
-    """Change an account; only the admin may change its status or limits."""
+    """Change an account; only the admin may change its status or limits.
+
+    A new e-mail address from the admin takes effect at once (the admin is trusted with addresses, as
+    when creating accounts); one from the user waits for the link mailed to it (until then the
+    account keeps its address, and Clowder events naming the new one find no account). A new
+    password or status ends the account's sessions."""
     _visible(platform, principal, account_id)
     if changes.id and changes.id != account_id:
         raise InvalidInput(f"does not match the path ('{account_id}')", field="id")
     if changes.namespace and changes.namespace != account_id:
         raise InvalidInput(f"cannot be changed (is '{account_id}')", field="namespace")
-    if changes.email and not EMAIL.match(changes.email.strip()):
+    new_email = changes.email.strip()
+    if new_email and not EMAIL.match(new_email):
         raise InvalidInput("must be an e-mail address", field="email")
+    if new_email and not principal.admin:
+        holder = platform.store.find_account(new_email)
+        if holder is not None and holder.account.id != account_id:
+            raise Conflict("Email address is already associated with another account")
     if changes.password:
         _check_password(changes.password)
     password_hash = platform.passwords.hash(changes.password) if changes.password else None
+    requested: EmailChange | None = None
 
     def change(stored: AccountRecord) -> AccountRecord:
+        nonlocal requested
         current = stored.account
         update: dict[str, object] = {
             "name": changes.name or current.name,
             "description": changes.description,
-            "email": changes.email.strip() or current.email,
             "organization": changes.organization,
         }
+        status_changed = False
         if principal.admin:
-            if changes.status:
-                update["status"] = changes.status
+            if new_email:
+                update["email"] = new_email
+            if changes.status and changes.status != current.status:
+                status_changed = True
             if changes.resourceLimits != AccountResourceLimits():
                 update["resourceLimits"] = changes.resourceLimits
         elif changes.status and changes.status != current.status:
             raise Forbidden("only the admin may change an account's status")
         elif changes.resourceLimits not in (AccountResourceLimits(), current.resourceLimits):
             raise Forbidden("only the admin may change an account's limits")
+        elif new_email and new_email.lower() != current.email.strip().lower():
+            requested = EmailChange(new_email, secrets.token_urlsafe(24), _clock())
+            stored.email_change = requested
         stored.account = current.model_copy(update=update)
+        if status_changed:
+            _new_status(stored, changes.status)
         if password_hash:
             stored.password_hash = password_hash
+            stored.token_generation = new_token_generation()
         return stored
 
-    return public_view(platform.store.update_account(account_id, change).account, for_admin=principal.admin)
+    updated = platform.store.update_account(account_id, change).account
+    if requested is not None:
+        platform.mailer.send(
+            requested.address,
+            "Workbench: confirm your new e-mail address",
+            f"Hello {updated.name},\n\nto make {requested.address} the e-mail address of the Workbench "
+            f"account '{account_id}', open within {EMAIL_CHANGE_SECONDS // 3600} hours\n\n"
+            f"{platform.settings.server.origin}/#/register/verify?t={requested.token}&u={account_id}\n",
+        )
+    return public_view(updated, for_admin=principal.admin)
 
 
 def delete(platform: Platform, account_id: str) -> None:

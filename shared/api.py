@@ -230,7 +230,9 @@ def serve(function_name: str, request: Request, handlers: Mapping[str, Handler])
     except WorkbenchError as error:
         if error.status >= 500:
             log.warning("%s %s: %s", request.method, request.path, error.message)
-        return error_response(error.status, error.message)
+        response = error_response(error.status, error.message)
+        response.headers.update(error.headers)
+        return response
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal error; the server log has the details")

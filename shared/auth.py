@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ RESET_SCOPE = "reset"
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("user", "exp", "orig_iat")
 VERIFIED_TOKENS = 4096
+GENERATION_CLAIM = "gen"
+"""The account's token generation when the token was issued (beside the Go apiserver's claims)."""
 
 
 @dataclass(frozen=True)
@@ -34,15 +37,32 @@ class Principal:
         return scope if isinstance(scope, str) else None
 
 
-class Tokens:
-    """Issues and checks tokens with claims ``user``, ``admin``, ``exp`` and ``orig_iat``."""
+GenerationOf = Callable[[str], str | None]
+"""The current token generation of an account that may use tokens; None when it may not (deleted,
+not approved)."""
 
-    def __init__(self, secret: str, *, lifetime_seconds: int, refresh_seconds: int) -> None:
+
+class Tokens:
+    """Issues and checks tokens with claims ``user``, ``admin``, ``exp``, ``orig_iat`` and ``gen``.
+
+    With ``generation_of`` (the store's, in the platform), a token is good only while the account it
+    names still has the generation the token carries: deleting or re-creating the account, a status
+    change, logging out and changing the password each give the account a new one."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        lifetime_seconds: int,
+        refresh_seconds: int,
+        generation_of: GenerationOf | None = None,
+    ) -> None:
         if len(secret) < 32:
             raise ValueError("the token secret must be at least 32 characters")
         self._secret = secret
         self.lifetime_seconds = lifetime_seconds
         self.refresh_seconds = refresh_seconds
+        self._generation_of = generation_of
         self._verified: dict[str, Principal] = {}
         """API tokens checked before, until they expire: a client sends the same one with every call."""
 
@@ -54,7 +74,10 @@ class Tokens:
         orig_iat: int | None = None,
         scope: str | None = None,
         lifetime_seconds: int | None = None,
+        generation: str | None = None,
     ) -> str:
+        """A token for ``user``; without ``generation``, the account's current one is looked up (a
+        token for an account that has none, e.g. not approved, carries none and is refused)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "user": user,
@@ -64,6 +87,10 @@ class Tokens:
         }
         if scope is not None:
             claims["scope"] = scope
+        if generation is None and self._generation_of is not None:
+            generation = self._generation_of(user)
+        if generation is not None:
+            claims[GENERATION_CLAIM] = generation
         return encode_jwt(claims, self._secret.encode("utf-8"))
 
     def decode(self, token: str, *, allow_expired: bool = False) -> Principal:
@@ -74,31 +101,51 @@ class Tokens:
         return Principal(user=user, admin=claims.get("admin") is True, claims=claims)
 
     def verify(self, token: str) -> Principal:
-        """An API token: valid, unexpired, and not a password-reset token.
+        """An API token: valid, unexpired, not a password-reset token, and of the account as it is.
 
-        A token that passed is remembered until its ``exp``: nothing else about it can change (its
+        What a token says is remembered until its ``exp``: nothing about it can change (its
         signature, claims, ``nbf`` and ``iat`` were checked), so a call with it again only checks the
-        time. At most ``VERIFIED_TOKENS`` are remembered; past that the memory starts afresh."""
-        known = self._verified.get(token)
-        if known is not None and known.claims["exp"] > time.time():
-            return known
-        principal = self.decode(token)
-        if principal.scope is not None:
-            raise Unauthorized(f"a {principal.scope} token cannot be used for this call")
-        if len(self._verified) >= VERIFIED_TOKENS:
-            self._verified.clear()
-        self._verified[token] = principal
+        time, and the account's generation: that is read on every call (one primary-key read), since
+        any instance of any function may have ended the account's sessions since. At most
+        ``VERIFIED_TOKENS`` are remembered; past that the memory starts afresh."""
+        principal = self._verified.get(token)
+        if principal is None or principal.claims["exp"] <= time.time():
+            principal = self.decode(token)
+            if principal.scope is not None:
+                raise Unauthorized(f"a {principal.scope} token cannot be used for this call")
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = principal
+        self.check_generation(principal)
         return principal
 
+    def check_generation(self, principal: Principal) -> None:
+        """Refuse a token whose account is gone, cannot log in, or has ended its sessions since."""
+        if self._generation_of is None:
+            return
+        current = self._generation_of(principal.user)
+        if current is None:
+            raise Unauthorized(f"token refused: account '{principal.user}' no longer exists or cannot log in")
+        if principal.claims.get(GENERATION_CLAIM) != current:
+            raise Unauthorized("token refused: its session was ended (logout, password or account change)")
+
     def refresh(self, token: str) -> str:
-        """A fresh token for a valid one issued (``orig_iat``) within the refresh window."""
+        """A fresh token for a valid one issued (``orig_iat``) within the refresh window, of the same
+        account generation."""
         principal = self.decode(token, allow_expired=True)
         if principal.scope is not None:
             raise Unauthorized(f"a {principal.scope} token cannot be refreshed")
         orig_iat = principal.claims.get("orig_iat")
         if not isinstance(orig_iat, int) or orig_iat + self.refresh_seconds < time.time():
             raise Unauthorized("token is too old to refresh; log in again")
-        return self.issue(principal.user, admin=principal.admin, orig_iat=orig_iat)
+        self.check_generation(principal)
+        generation = principal.claims.get(GENERATION_CLAIM)
+        return self.issue(
+            principal.user,
+            admin=principal.admin,
+            orig_iat=orig_iat,
+            generation=generation if isinstance(generation, str) else None,
+        )
 
 
 # --- JWT (RFC 7519) in the JWS compact form, HS256 only -----------------------------------------
@@ -194,9 +241,20 @@ class Passwords:
         from argon2 import PasswordHasher
 
         self._hasher = PasswordHasher()
+        self._dummy_hash: str | None = None
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
+
+    def verify_nobody(self, password: str) -> bool:
+        """As long as ``verify`` takes, for a login naming no account (so that the time taken does not
+        tell a known name from an unknown one); always False."""
+        if self._dummy_hash is None:
+            import secrets
+
+            self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self.verify(self._dummy_hash, password)
+        return False
 
     def verify(self, password_hash: str, password: str) -> bool:
         from argon2.exceptions import InvalidHashError, VerificationError

@@ -96,10 +96,16 @@ class Platform:
             secret = self.settings.auth.jwt_secret or _read_or_create_secret(
                 self.data_dir / "secrets" / "jwt-secret"
             )
+            from shared.accounts import token_generation
+
+            def generation_of(user: str) -> str | None:
+                return token_generation(self.store, user)
+
             return Tokens(
                 secret,
                 lifetime_seconds=self.settings.auth.token_minutes * 60,
                 refresh_seconds=self.settings.auth.refresh_hours * 3600,
+                generation_of=generation_of,
             )
 
         return self._once("tokens", build)

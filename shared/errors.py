@@ -12,6 +12,11 @@ class WorkbenchError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the status (e.g. ``Retry-After``)."""
+        return {}
+
 
 class InvalidInput(WorkbenchError):
     """The request cannot be used as it is; ``field`` names the part at fault when known."""
@@ -64,6 +69,20 @@ class Unprocessable(WorkbenchError):
     """Well-formed, but cannot be carried out as asked (e.g. quickstart of a spec with dependencies)."""
 
     status = 422
+
+
+class TooManyRequests(WorkbenchError):
+    """Too many attempts (e.g. failed logins) in a window; ``retry_after`` seconds until it ends."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Unavailable(WorkbenchError):

@@ -71,6 +71,7 @@ SETTINGS: dict[str, str] = {
     "WORKBENCH_DOMAIN": "workbench.example.org",
     "WORKBENCH_LOG_LEVEL": "INFO",
     "WORKBENCH_REQUIRE_APPROVAL": "true",
+    "WORKBENCH_TRUSTED_PROXIES": "10.0.0.0/8",
     "WORKBENCH_SUPPORT_EMAIL": "support@workbench.example.org",
     "WORKBENCH_MAIL_FROM": "workbench@workbench.example.org",
     "WORKBENCH_SMTP_HOST": "smtp.example.org",
@@ -85,8 +86,9 @@ SETTINGS: dict[str, str] = {
     "WORKBENCH_S3_BUCKET": "workbench-staging",
 }
 """The non-secret settings every function reads (the ConfigMap ``workbench-settings``); placeholders
-for the operator to set. ``WORKBENCH_EVENTS_URL`` is left out on purpose: it would override the
-``K_SINK`` the SinkBindings inject."""
+for the operator to set (``WORKBENCH_TRUSTED_PROXIES``: the cluster's pod network, so that logins are
+throttled by the client's address rather than the ingress's). ``WORKBENCH_EVENTS_URL`` is left out on
+purpose: it would override the ``K_SINK`` the SinkBindings inject."""
 
 RETRIES = 8
 BACKOFF_DELAY = "PT1S"

@@ -23,6 +23,11 @@ ERRORS = {
     422: "Cannot be carried out as asked",
     503: "A dependency (e.g. the database) is unavailable; retry later",
 }
+THROTTLED = {
+    ("authenticate", "login"): "Too many failed logins from this address or for this account",
+    ("register", "reset"): "Too many failed logins and reset requests from this address",
+}
+"""Routes counted against the login limits: (function, endpoint) → what their 429 means."""
 
 
 def _models() -> list[type[BaseModel]]:
@@ -56,7 +61,7 @@ def _spec_schema() -> dict[str, Any]:
     return schema
 
 
-def _operation(route: registry.Route) -> dict[str, Any]:
+def _operation(route: registry.Route, function_name: str) -> dict[str, Any]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"<(\w+)>", route.path)
@@ -76,6 +81,13 @@ def _operation(route: registry.Route) -> dict[str, Any]:
     error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}
     for status, description in ERRORS.items():
         responses.setdefault(str(status), {"description": description, "content": error})
+    throttled = THROTTLED.get((function_name, route.endpoint))
+    if throttled is not None:
+        responses["429"] = {
+            "description": f"{throttled}; Retry-After gives the seconds until the window ends",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            "content": error,
+        }
     operation: dict[str, Any] = {
         "operationId": f"{route.endpoint}_{route.path}".replace("/", "_").replace("<", "").replace(">", ""),
         "summary": route.summary,
@@ -106,7 +118,7 @@ def document() -> dict[str, Any]:
             if not route.path.startswith("/api/"):
                 continue  # the management page and its assets are not part of the API
             path = re.sub(r"<(\w+)>", r"{\1}", route.path)
-            operation = _operation(route)
+            operation = _operation(route, function.name)
             operation["tags"] = [function.name]
             paths.setdefault(path, {})[route.method.lower()] = operation
     return {

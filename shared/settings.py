@@ -79,6 +79,20 @@ class EnvironmentReader:
             raise InvalidInput("must be a JSON object of strings", field=name)
         return value
 
+    def networks(self, name: str) -> tuple[str, ...]:
+        """Comma-separated IP networks (``10.0.0.0/8``, ``fd00::/8``) or addresses, normalised."""
+        import ipaddress
+
+        found: list[str] = []
+        for part in (self.optional(name) or "").split(","):
+            if not part.strip():
+                continue
+            try:
+                found.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise InvalidInput(f"must hold IP networks, got {part.strip()!r}", field=name) from None
+        return tuple(found)
+
     def folders(self, name: str) -> tuple[Path, ...]:
         """Colon-separated absolute folders, as real paths (sources are compared by their real paths)."""
         roots: list[Path] = []
@@ -120,6 +134,16 @@ class AuthSettings(NamedTuple):
     refresh_hours: int = 24
     admin_password: str | None = None
     require_approval: bool = True
+    login_account_attempts: int = 10
+    """Failed logins one account (or one unknown name) may have in a window; then 429 until it ends."""
+    login_address_attempts: int = 50
+    """Failed logins and reset requests one client address may make in a window; then 429."""
+    login_window: int = 900
+    """Seconds of a throttling window, from its first attempt."""
+    reset_interval: int = 300
+    """Seconds after a password reset e-mail during which another request for it sends none."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Networks of the proxies in front of the functions, whose ``X-Forwarded-For`` names the client."""
 
 
 class MailSettings(NamedTuple):
@@ -287,6 +311,11 @@ class Settings(NamedTuple):
                 refresh_hours=read.integer("WORKBENCH_REFRESH_HOURS", 24, minimum=1),
                 admin_password=read.optional("WORKBENCH_ADMIN_PASSWORD"),
                 require_approval=read.flag("WORKBENCH_REQUIRE_APPROVAL", True),
+                login_account_attempts=read.integer("WORKBENCH_LOGIN_ACCOUNT_ATTEMPTS", 10, minimum=1),
+                login_address_attempts=read.integer("WORKBENCH_LOGIN_ADDRESS_ATTEMPTS", 50, minimum=1),
+                login_window=read.integer("WORKBENCH_LOGIN_WINDOW_SECONDS", 900, minimum=1),
+                reset_interval=read.integer("WORKBENCH_RESET_INTERVAL_SECONDS", 300, minimum=0),
+                trusted_proxies=read.networks("WORKBENCH_TRUSTED_PROXIES"),
             ),
             mail=MailSettings(
                 smtp_host=read.optional("WORKBENCH_SMTP_HOST"),

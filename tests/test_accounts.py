@@ -12,6 +12,7 @@ import pytest
 from shared.bootstrap import Platform
 from tests.conftest import ROOT, Client
 from tests.test_auth import RecordingApi, error_of, recording_api
+from tests.test_register import verification_link
 
 MONGO = ROOT / "shared" / "data" / "catalog" / "mongo" / "mongo.json"
 
@@ -136,7 +137,8 @@ def approved_by_registration(api: RecordingApi, platform: Platform, user: str) -
     assert api.call("POST", "/api/register", json=account(user)).status_code == 200
     token = stored(platform, user).account.token
     assert api.call("PUT", "/api/register/verify", json={"u": user, "t": token}).status_code == 200
-    assert api.call("GET", f"/api/register/approve?u={user}&t={token}").status_code == 200
+    approval = stored(platform, user).account.token  # a new one, for the support address
+    assert api.call("GET", f"/api/register/approve?u={user}&t={approval}").status_code == 200
     return api.login(user, f"{user}-password")
 
 
@@ -197,9 +199,14 @@ def test_users_change_their_name_description_and_email(api: RecordingApi, platfo
     read = api.call("GET", "/api/accounts/alice", token).get_json()
     assert read["name"] == "Alice Smith"
     assert read["description"] == "Now with a description"
-    assert read["email"] == "a.smith@example.org"
     assert read["status"] == "approved"
     assert read["resourceLimits"] == current["resourceLimits"]
+    # The new address takes effect once the link mailed to it is opened.
+    assert read["email"] == "alice@example.org"
+    user, link_token = verification_link(platform, "a.smith@example.org")
+    verified = api.call("PUT", "/api/register/verify", json={"u": user, "t": link_token})
+    assert verified.status_code == 200, verified.get_json()
+    assert api.call("GET", "/api/accounts/alice", token).get_json()["email"] == "a.smith@example.org"
     assert can_log_in(api, "a.smith@example.org", "alice-password")
     assert not can_log_in(api, "alice@example.org", "alice-password")
 

@@ -109,6 +109,13 @@ def claims_of(token: str, key: str | None = None) -> dict[str, Any]:
     return decoded
 
 
+def generation(platform: Platform, user: str = "alice") -> str:
+    """The token generation ``user``'s tokens carry now (claim ``gen``)."""
+    record = platform.store.get_account(user)
+    assert record is not None and record.token_generation
+    return record.token_generation
+
+
 def craft(key: str | None = None, **claims: Any) -> str:
     """A token signed with ``key`` (the platform's secret by default)."""
     now = int(time.time())
@@ -141,7 +148,7 @@ def test_login_by_user_name_gives_an_hs256_token_with_the_go_claims(api: Recordi
     token = response.get_json()["token"]
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     claims = claims_of(token)
-    assert set(claims) == {"user", "admin", "exp", "orig_iat"}
+    assert set(claims) == {"user", "admin", "exp", "orig_iat", "gen"}  # Go's, and the account generation
     assert claims["user"] == "alice"
     assert claims["admin"] is False
     assert before <= claims["orig_iat"] <= after
@@ -414,10 +421,12 @@ def test_a_crafted_admin_reset_token_is_refused_on_admin_routes(api: RecordingAp
 # --- refresh_token -----------------------------------------------------------------------------
 
 
-def test_refresh_gives_a_new_valid_token_with_the_same_orig_iat(api: RecordingApi) -> None:
+def test_refresh_gives_a_new_valid_token_with_the_same_orig_iat(
+    api: RecordingApi, platform: Platform
+) -> None:
     api.make_user()
     orig_iat = int(time.time()) - 3600
-    old = craft(orig_iat=orig_iat, exp=int(time.time()) + 60)
+    old = craft(orig_iat=orig_iat, exp=int(time.time()) + 60, gen=generation(platform))
 
     response = api.call("GET", "/api/refresh_token", old)
     assert response.status_code == 200, response.get_json()
@@ -427,6 +436,7 @@ def test_refresh_gives_a_new_valid_token_with_the_same_orig_iat(api: RecordingAp
     assert claims["user"] == "alice"
     assert claims["admin"] is False
     assert claims["orig_iat"] == orig_iat
+    assert claims["gen"] == generation(platform)
     assert claims["exp"] >= int(time.time()) + 30 * 60 - 5
     assert api.call("GET", "/api/stacks", fresh).status_code == 200
 
@@ -439,10 +449,10 @@ def test_refresh_keeps_the_admin_claim(api: RecordingApi) -> None:
     assert api.call("GET", "/api/accounts", fresh).status_code == 200
 
 
-def test_an_expired_token_issued_recently_can_be_refreshed(api: RecordingApi) -> None:
+def test_an_expired_token_issued_recently_can_be_refreshed(api: RecordingApi, platform: Platform) -> None:
     api.make_user()
     now = int(time.time())
-    expired = craft(orig_iat=now - 2 * 3600, exp=now - 3600)
+    expired = craft(orig_iat=now - 2 * 3600, exp=now - 3600, gen=generation(platform))
     assert api.call("GET", "/api/stacks", expired).status_code == 401
 
     response = api.call("GET", "/api/refresh_token", expired)
@@ -462,9 +472,12 @@ def test_a_token_first_issued_over_24_hours_ago_cannot_be_refreshed(api: Recordi
     assert "log in again" in error_of(response)
 
 
-def test_a_token_issued_just_inside_the_window_can_be_refreshed(api: RecordingApi) -> None:
+def test_a_token_issued_just_inside_the_window_can_be_refreshed(
+    api: RecordingApi, platform: Platform
+) -> None:
     api.make_user()
-    response = api.call("GET", "/api/refresh_token", craft(orig_iat=int(time.time()) - DAY + 120))
+    token = craft(orig_iat=int(time.time()) - DAY + 120, gen=generation(platform))
+    response = api.call("GET", "/api/refresh_token", token)
     assert response.status_code == 200
 
 

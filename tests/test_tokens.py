@@ -114,3 +114,35 @@ def test_only_tokens_that_passed_are_remembered_and_the_memory_is_bounded(
     issued = [tokens.issue(f"user{number}") for number in range(5)]
     assert [tokens.verify(token).user for token in issued] == [f"user{number}" for number in range(5)]
     assert len(tokens._verified) <= 3
+
+
+def test_a_remembered_token_is_refused_once_its_account_generation_changes() -> None:
+    """Only the signature check is remembered: the account's generation is asked on every call."""
+    from shared import auth
+
+    generations: dict[str, str | None] = {"alice": "first"}
+    asked: list[str] = []
+
+    def generation_of(user: str) -> str | None:
+        asked.append(user)
+        return generations.get(user)
+
+    tokens = auth.Tokens(KEY, lifetime_seconds=60, refresh_seconds=600, generation_of=generation_of)
+    token = tokens.issue("alice")
+    assert jwt.decode(token, KEY, algorithms=["HS256"])["gen"] == "first"
+    assert tokens.verify(token).user == "alice"
+    assert tokens.verify(token).user == "alice"
+    generations["alice"] = "second"
+    with pytest.raises(Unauthorized, match="ended"):
+        tokens.verify(token)
+    with pytest.raises(Unauthorized, match="ended"):
+        tokens.refresh(token)
+    generations["alice"] = None  # deleted, or no longer approved
+    with pytest.raises(Unauthorized, match="no longer exists or cannot log in"):
+        tokens.verify(tokens.issue("alice", generation="second"))
+    assert asked.count("alice") >= 5
+
+    generations["alice"] = "third"
+    fresh = tokens.refresh(tokens.issue("alice"))
+    assert jwt.decode(fresh, KEY, algorithms=["HS256"])["gen"] == "third"
+    assert tokens.verify(fresh).user == "alice"

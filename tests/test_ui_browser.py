@@ -328,7 +328,13 @@ def test_a_session_is_refreshed_before_it_expires_and_ends_when_refused(
 
     log_in(page, workbench.url, "carol", PASSWORD)
     secret = (workbench.data_dir / "secrets" / "jwt-secret").read_text().strip()
-    expiring = Tokens(secret, lifetime_seconds=60, refresh_seconds=3600).issue("carol")
+    session = Tokens(secret, lifetime_seconds=60, refresh_seconds=3600).decode(
+        page.evaluate("sessionStorage.getItem('workbench.token')")
+    )
+    # Of the session the page logged in to.
+    expiring = Tokens(secret, lifetime_seconds=60, refresh_seconds=3600).issue(
+        "carol", generation=session.claims["gen"]
+    )
     page.evaluate("token => sessionStorage.setItem('workbench.token', token)", expiring)
     view(page, "Transfers")
     expect(page.get_by_role("heading", name="Transfers and exports", level=1)).to_be_visible()

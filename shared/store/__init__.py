@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from shared.deadletters import DeadLetter
@@ -13,12 +14,40 @@ SYSTEM_CATALOG = ""
 """The owner under which the system catalog's specs are stored; user catalogs use the user's id."""
 
 
+def new_token_generation() -> str:
+    """A fresh value for ``AccountRecord.token_generation``."""
+    return secrets.token_urlsafe(12)
+
+
+@dataclass
+class EmailChange:
+    """A new e-mail address of an account, waiting for the link sent to it to be opened."""
+
+    address: str
+    token: str
+    requested_at: int
+
+
 @dataclass
 class AccountRecord:
-    """An account as stored: the API model and the password hash that never leaves the store."""
+    """An account as stored: the API model and what never leaves the store (the password hash, the
+    generation of its tokens, an e-mail change waiting for verification)."""
 
     account: Account
     password_hash: str
+    token_generation: str = field(default_factory=new_token_generation)
+    """Carried by every token issued for this account (claim ``gen``); a token carrying another is
+    refused. A new record (a new account, or one re-created under a name used before) gets a new
+    value, and so does every event that ends the account's sessions (logout, password change, status
+    change): one value per account keeps the check to one primary-key read per call."""
+    email_change: EmailChange | None = None
+
+
+class Throttle(NamedTuple):
+    """A counter of attempts in a fixed window: how many so far, and when the window ends."""
+
+    hits: int
+    window_ends: int
 
 
 class StoredStack(NamedTuple):
@@ -48,6 +77,18 @@ class Store(Protocol):
         self, account_id: str, change: Callable[[AccountRecord], AccountRecord]
     ) -> AccountRecord: ...
     def delete_account(self, account_id: str) -> bool: ...
+    def account_standing(self, account_id: str) -> tuple[str, str] | None:
+        """(status, token generation) of an account, by its primary key alone (read on every call)."""
+        ...
+
+    def hit_throttles(self, keys: Sequence[str], now: int, window_seconds: int) -> list[Throttle]:
+        """Count one attempt against each key (a window of ``window_seconds`` starts with a key's
+        first attempt, or its first after the last window ended); the counters after it, in order."""
+        ...
+
+    def release_throttles(self, *, cleared: Sequence[str] = (), refunded: Sequence[str] = ()) -> None:
+        """Forget the counters ``cleared``; take one attempt back from each of ``refunded``."""
+        ...
 
     def get_spec(self, owner: str, key: str) -> ServiceSpec | None: ...
     def list_specs(self, owner: str) -> list[ServiceSpec]: ...

@@ -133,4 +133,21 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX seen_events_time ON seen_events (event_time)",
         ),
     ),
+    (
+        6,
+        "accounts: the generation of their tokens, an e-mail change awaiting verification; throttles",
+        (
+            # Rows from before get a generation at their next login (tokens from before carry none).
+            "ALTER TABLE accounts ADD COLUMN token_generation TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE accounts ADD COLUMN pending_email TEXT",
+            "ALTER TABLE accounts ADD COLUMN pending_email_token TEXT",
+            "ALTER TABLE accounts ADD COLUMN pending_email_at BIGINT",
+            """CREATE TABLE throttles (
+                key TEXT PRIMARY KEY,
+                hits INTEGER NOT NULL,
+                window_ends BIGINT NOT NULL
+            )""",
+            "CREATE INDEX throttles_window_ends ON throttles (window_ends)",
+        ),
+    ),
 )

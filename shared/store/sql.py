@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shared.models import Account, ServiceSpec, Stack, Vocabulary
-from shared.store import AccountRecord, StoredStack
+from shared.store import AccountRecord, EmailChange, StoredStack, Throttle
 from shared.store.migrations import MIGRATIONS
 from shared.store.sql_deadletters import DeadLetterTables
 from shared.store.sql_events import EventTables
@@ -316,25 +316,34 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
 
     @staticmethod
     def _account(row: Row) -> AccountRecord:
-        return AccountRecord(Account.model_validate_json(row[0]), row[1])
+        data, password_hash, generation, pending_email, pending_token, pending_at = row
+        change = None
+        if pending_email and pending_token:
+            change = EmailChange(pending_email, pending_token, int(pending_at or 0))
+        return AccountRecord(Account.model_validate_json(data), password_hash, generation or "", change)
 
     def get_account(self, account_id: str) -> AccountRecord | None:
         with self._transaction(write=False) as db:
-            row = db.one("SELECT data, password_hash FROM accounts WHERE id = ?", (account_id,))
+            row = db.one(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,))
         return self._account(row) if row else None
 
     def find_account(self, name_or_email: str) -> AccountRecord | None:
         with self._transaction(write=False) as db:
             row = db.one(
-                "SELECT data, password_hash FROM accounts WHERE id = ? OR email = ?",
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ? OR email = ?",
                 (name_or_email, name_or_email.strip().lower()),
             )
         return self._account(row) if row else None
 
     def list_accounts(self) -> list[AccountRecord]:
         with self._transaction(write=False) as db:
-            rows = db.all("SELECT data, password_hash FROM accounts ORDER BY id")
+            rows = db.all(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
         return [self._account(row) for row in rows]
+
+    def account_standing(self, account_id: str) -> tuple[str, str] | None:
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT status, token_generation FROM accounts WHERE id = ?", (account_id,))
+        return (row[0], row[1]) if row else None
 
     def insert_account(self, record: AccountRecord) -> None:
         account = record.account
@@ -345,13 +354,16 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
             if email and db.one("SELECT 1 FROM accounts WHERE email = ?", (email,)):
                 raise Conflict(f"e-mail address '{account.email}' is already in use")
             db.run(
-                "INSERT INTO accounts (id, email, status, password_hash, data, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO accounts (id, email, status, password_hash, token_generation, pending_email,"
+                " pending_email_token, pending_email_at, data, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     account.id,
                     email,
                     account.status,
                     record.password_hash,
+                    record.token_generation,
+                    *_email_change_columns(record),
                     account.model_dump_json(),
                     _now(),
                     _now(),
@@ -363,7 +375,7 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
     ) -> AccountRecord:
         with self._transaction(write=True) as db:
             row = db.one(
-                "SELECT data, password_hash FROM accounts WHERE id = ?" + self.dialect.for_update(),
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?" + self.dialect.for_update(),
                 (account_id,),
             )
             if row is None:
@@ -373,12 +385,15 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
             if email and db.one("SELECT 1 FROM accounts WHERE email = ? AND id <> ?", (email, account_id)):
                 raise Conflict(f"e-mail address '{record.account.email}' is already in use")
             db.run(
-                "UPDATE accounts SET email = ?, status = ?, password_hash = ?, data = ?, updated_at = ?"
+                "UPDATE accounts SET email = ?, status = ?, password_hash = ?, token_generation = ?,"
+                " pending_email = ?, pending_email_token = ?, pending_email_at = ?, data = ?, updated_at = ?"
                 " WHERE id = ?",
                 (
                     email,
                     record.account.status,
                     record.password_hash,
+                    record.token_generation,
+                    *_email_change_columns(record),
                     record.account.model_dump_json(),
                     _now(),
                     account_id,
@@ -399,6 +414,36 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
             db.run("DELETE FROM transfers WHERE owner = ?", (account_id,))
             db.run("DELETE FROM exports WHERE owner = ?", (account_id,))
             return db.run("DELETE FROM accounts WHERE id = ?", (account_id,)) > 0
+
+    # --- throttles --------------------------------------------------------------------
+
+    def hit_throttles(self, keys: Sequence[str], now: int, window_seconds: int) -> list[Throttle]:
+        counted: list[Throttle] = []
+        with self._transaction(write=True) as db:
+            db.run("DELETE FROM throttles WHERE window_ends <= ?", (now,))
+            for key in keys:
+                # One statement, so that concurrent attempts (other instances) each count.
+                db.run(
+                    "INSERT INTO throttles (key, hits, window_ends) VALUES (?, 1, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET"
+                    " hits = CASE WHEN throttles.window_ends > ? THEN throttles.hits + 1 ELSE 1 END,"
+                    " window_ends = CASE WHEN throttles.window_ends > ?"
+                    " THEN throttles.window_ends ELSE excluded.window_ends END",
+                    (key, now + window_seconds, now, now),
+                )
+                row = db.one("SELECT hits, window_ends FROM throttles WHERE key = ?", (key,))
+                assert row is not None  # written just now, in this transaction
+                counted.append(Throttle(int(row[0]), int(row[1])))
+        return counted
+
+    def release_throttles(self, *, cleared: Sequence[str] = (), refunded: Sequence[str] = ()) -> None:
+        if not cleared and not refunded:
+            return
+        with self._transaction(write=True) as db:
+            for key in cleared:
+                db.run("DELETE FROM throttles WHERE key = ?", (key,))
+            for key in refunded:
+                db.run("UPDATE throttles SET hits = hits - 1 WHERE key = ? AND hits > 0", (key,))
 
     # --- catalogs ---------------------------------------------------------------------
 
@@ -570,6 +615,19 @@ def _stack_document(stack: Stack) -> tuple[str, str | None]:
 def _email_key(account: Account) -> str | None:
     email = account.email.strip().lower()
     return email or None
+
+
+_ACCOUNT_COLUMNS = (
+    "data, password_hash, token_generation, pending_email, pending_email_token, pending_email_at"
+)
+"""What ``SqlStore._account`` reads, in its order."""
+
+
+def _email_change_columns(record: AccountRecord) -> tuple[str | None, str | None, int | None]:
+    change = record.email_change
+    if change is None:
+        return None, None, None
+    return change.address, change.token, change.requested_at
 
 
 class _Statements:

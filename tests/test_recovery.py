@@ -306,6 +306,9 @@ def _kill_and_restart(workbench: PlatformProcess, clowder: ClowderServer) -> Non
 
     def reaches(transfer_id: str, state: str, seconds: float = 40) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
+            # The Broker answers 202 before the function records the transfer: not there yet is not yet.
+            if http.get(f"/api/transfers/{transfer_id}", headers=dora).status_code == 404:
+                return None
             found = state_of(transfer_id)
             assert found["state"] != "failed" or state == "failed", found
             return found if found["state"] == state else None

@@ -161,9 +161,7 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
 
     # A forged event (wrong secret) is refused and records nothing.
     forged = signed_request(clowder, dataset_id, secret="not-the-secret")
-    assert send(forged, f"{workbench.url}/events") == 202  # the broker takes it; the function refuses it
-    deadline = time.monotonic() + 20
-    while not list((workbench.data_dir / "deadletter").glob("*.json")):
-        assert time.monotonic() < deadline, "the forged event was not dead-lettered"
-        time.sleep(0.2)
+    # The local Broker checks the signature before it accepts an event, so it keeps nothing of it.
+    assert send(forged, f"{workbench.url}/events") == 401
+    assert not list((workbench.data_dir / "deadletter").glob("*.json"))
     assert len(http.get("/api/transfers", headers=bearer(carol)).json()) == 2

@@ -8,7 +8,7 @@ from typing import Any
 from werkzeug.serving import WSGIRequestHandler
 
 SECRET_PARAMETERS = re.compile(
-    r"(?i)(?<=[?&])(t|token|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=[^&\s\"]*"
+    r"(?i)(?<=[?&])(t|token|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=[^&\s]*"
 )
 """Query parameters that carry a credential: the e-mailed links' tokens (verification, approval,
 denial), tokens, and the signatures of pre-signed object URLs."""

@@ -12,7 +12,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared import specs
+from shared import datafolder, specs
 from shared.api import RawJson, Reply
 from shared.errors import Conflict, InvalidInput, NotFound, Unprocessable, WorkbenchError
 from shared.models import AccountResourceLimits, ServiceSpec, Stack, StackService
@@ -332,6 +332,7 @@ def plan_for(platform: Platform, owner: str, stack: Stack) -> StackPlan:
                 requires=tuple(d.key for d in present if d.required),
                 uses=tuple(d.key for d in present),
                 image_tag=service.imageTag,
+                data_mount=datafolder.mount_path(spec),
                 system_spec=service.service in system_specs,
             )
         )

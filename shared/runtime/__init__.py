@@ -30,6 +30,9 @@ class ServicePlan:
     """Keys of every dependency present in the stack (their addresses go into the environment)."""
     image_tag: str = ""
     """The tag of the spec's image the stack chose (empty: the spec's first, else ``latest``)."""
+    data_mount: str = ""
+    """Where the user's data folder (``shared.datafolder.DATA_FOLDER`` of the home) is mounted inside
+    the service; every runtime mounts it there, nested in the service's own folder where it has one."""
     system_spec: bool = False
     """The spec is the admin's, from the system catalog (not the owner's own): only such a service
     may run a command the admin set for the local runtime."""

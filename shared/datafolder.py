@@ -1,0 +1,44 @@
+"""The user's data folder: where sent datasets land in the home, and where every app sees it."""
+
+from __future__ import annotations
+
+import posixpath
+
+from shared.errors import InvalidInput
+from shared.models import ServiceSpec
+from shared.paths import safe_relative
+
+DATA_FOLDER = "Clowder"
+"""The folder of the home that holds what Clowder sent; every app container of the user mounts it."""
+MOUNT_NAME = "clowder"
+"""Its name inside the app, beneath the app's own working folder (the spec's first volume mount)."""
+FALLBACK_MOUNT = "/data/clowder"
+"""Where an app whose spec mounts no folder sees it."""
+
+
+def mount_path(spec: ServiceSpec) -> str:
+    """The path inside the app's container where the data folder is mounted."""
+    for mount in spec.volumeMounts or ():
+        if mount.mountPath:
+            return posixpath.join(posixpath.normpath(mount.mountPath), MOUNT_NAME)
+    return FALLBACK_MOUNT
+
+
+def target_in_home(target: str, *, field: str = "target") -> str:
+    """A transfer's target as a path of the home inside the data folder.
+
+    ``target`` is relative to the data folder (``Soil samples``), or names it (``Clowder/Soil
+    samples``); anything that would lead elsewhere is refused."""
+    clean = safe_relative(target, field=field)
+    if clean == DATA_FOLDER:
+        raise InvalidInput(f"{target!r} is the data folder itself; name a folder inside it", field=field)
+    if clean.startswith(DATA_FOLDER + "/"):
+        return clean
+    return f"{DATA_FOLDER}/{clean}"
+
+
+def in_app(spec: ServiceSpec, home_path: str) -> str | None:
+    """Where a path of the home inside the data folder is seen inside the app; None outside it."""
+    if home_path != DATA_FOLDER and not home_path.startswith(DATA_FOLDER + "/"):
+        return None
+    return posixpath.join(mount_path(spec), home_path[len(DATA_FOLDER) + 1 :]).rstrip("/")

@@ -1,0 +1,55 @@
+"""The data folder's place in the home and in every app."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import datafolder
+from shared.errors import InvalidInput
+from shared.models import ServiceSpec
+
+
+def spec(*mounts: str) -> ServiceSpec:
+    return ServiceSpec.model_validate(
+        {
+            "key": "app",
+            "label": "App",
+            "image": {"name": "example/app"},
+            "volumeMounts": [{"mountPath": mount} for mount in mounts],
+        }
+    )
+
+
+def test_the_data_folder_is_mounted_beneath_the_apps_first_folder() -> None:
+    assert datafolder.mount_path(spec("/home/jovyan/work", "/srv")) == "/home/jovyan/work/clowder"
+    assert datafolder.mount_path(spec("/home/rstudio/")) == "/home/rstudio/clowder"
+
+
+def test_an_app_without_a_folder_sees_the_data_folder_at_the_fixed_path() -> None:
+    assert datafolder.mount_path(spec()) == "/data/clowder"
+
+
+@pytest.mark.parametrize(
+    ("target", "in_home"),
+    [
+        ("Soil samples", "Clowder/Soil samples"),
+        ("Clowder/Soil samples", "Clowder/Soil samples"),
+        ("a/b", "Clowder/a/b"),
+    ],
+)
+def test_targets_are_folders_inside_the_data_folder(target: str, in_home: str) -> None:
+    assert datafolder.target_in_home(target) == in_home
+
+
+@pytest.mark.parametrize("target", ["../AppData", "/etc", "Clowder", "Clowder/../x", ""])
+def test_targets_outside_the_data_folder_are_refused(target: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        datafolder.target_in_home(target)
+    assert refused.value.field == "target"
+
+
+def test_a_home_path_is_said_in_the_apps_terms() -> None:
+    jupyter = spec("/home/jovyan/work")
+    assert datafolder.in_app(jupyter, "Clowder/Soil samples") == "/home/jovyan/work/clowder/Soil samples"
+    assert datafolder.in_app(jupyter, "Clowder") == "/home/jovyan/work/clowder"
+    assert datafolder.in_app(jupyter, "AppData/x") is None

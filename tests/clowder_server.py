@@ -7,7 +7,7 @@
         ...  # point a ClowderClient at clowder.url
         assert clowder.read_tree(dataset_id) == {...}
 
-Paths, parameters, field names, the auth header and paging follow the anchors in ``../shared/anchors``
+Paths, parameters, field names, the auth header and paging follow the API documents in ``tests/data/clowder``
 (``clowder-v1-swagger.yml``, ``clowder2-openapi.json``); where the v1 spec leaves an answer undocumented
 (``content: {}``) the fields are those Clowder 1.x's own code sends. Every request is recorded.
 """

@@ -21,7 +21,7 @@ from shared.clowder import ClowderClient, RestartRequired
 from shared.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from tests.clowder_server import ClowderServer, route_templates
 
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+API_DOCUMENTS = Path(__file__).resolve().parent / "data" / "clowder"
 API_KEY = "test-api-key-5d1f0c9e"
 MEGABYTE = 1 << 20
 
@@ -464,10 +464,10 @@ def test_an_upload_path_must_be_relative(client: ClowderClient, server: ClowderS
 
 def test_the_server_routes_are_in_the_spec(server: ClowderServer) -> None:
     if server.version == 1:
-        spec = yaml.safe_load((ANCHORS / "clowder-v1-swagger.yml").read_text())
+        spec = yaml.safe_load((API_DOCUMENTS / "clowder-v1-swagger.yml").read_text())
         prefix = "/api"  # the v1 spec's paths are relative to its server URL, .../api
     else:
-        spec = json.loads((ANCHORS / "clowder2-openapi.json").read_text())
+        spec = json.loads((API_DOCUMENTS / "clowder2-openapi.json").read_text())
         prefix = ""
     documented = {
         (method.upper(), _shape(prefix + path))
@@ -485,7 +485,7 @@ def _shape(template: str) -> str:
 
 
 def test_clowder2_answers_match_the_spec_schemas(tmp_path: Path) -> None:
-    spec = json.loads((ANCHORS / "clowder2-openapi.json").read_text())
+    spec = json.loads((API_DOCUMENTS / "clowder2-openapi.json").read_text())
 
     def check(document: Any, schema_name: str) -> None:
         schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}

@@ -52,7 +52,9 @@ class TransferRequested(Payload):
     folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
     stack_id: str | None = Field(default=None, description="A stack of the user's that should receive it")
     target_folder: str | None = Field(
-        default=None, description="Folder in the user's home; default Clowder/<dataset name>"
+        default=None,
+        description="Folder inside the user's data folder (Clowder/ of the home), e.g. `Soil samples` or "
+        "`Clowder/Soil samples`; default Clowder/<dataset name>. A folder outside it is refused",
     )
     mode: Literal["stage", "link"] = "stage"
     link: Literal["copy", "symlink"] = Field(

@@ -592,7 +592,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sending.add_argument("dataset", help="the dataset's id or its Clowder URL (…/datasets/<id>)")
     sending.add_argument("--clowder", help="the Clowder instance's URL (default the paired one)")
     sending.add_argument(
-        "--to", metavar="FOLDER", help="folder in your home (default Clowder/<dataset name>)"
+        "--to",
+        metavar="FOLDER",
+        help="folder inside your data folder, Clowder/ of your home (default Clowder/<dataset name>)",
     )
     sending.add_argument(
         "--wait", action="store_true", help="show the progress until the transfer has finished"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from events.ids import CLOWDER_ID_PATTERN
+from shared import datafolder
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.leases import lease_kept
 from shared.messages import SyncCommand, SyncFile, queue_for
@@ -97,7 +98,11 @@ class TransferRequest(Model):
 
     datasetId: ClowderId
     clowderUrl: str | None = Field(default=None, description="Default: the paired Clowder instance")
-    target: str | None = Field(default=None, description="Folder in the home; default Clowder/<dataset name>")
+    target: str | None = Field(
+        default=None,
+        description="Folder inside the data folder (Clowder/ of the home), e.g. `Soil samples` or "
+        "`Clowder/Soil samples`; default Clowder/<dataset name>. A folder outside it is refused",
+    )
     files: list[ClowderId] | None = Field(default=None, description="Only these Clowder file ids")
     folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
 
@@ -117,7 +122,7 @@ def request_for(platform: Platform, user: str, body: TransferRequest) -> Transfe
         clowder_url=body.clowderUrl or platform.settings.clowder.url or "",
         dataset_id=body.datasetId,
         email=record.account.email if record is not None else "",
-        target_folder=safe_relative(body.target, field="target") if body.target else None,
+        target_folder=datafolder.target_in_home(body.target) if body.target else None,
         files=body.files,
         folders=body.folders,
     )
@@ -129,7 +134,9 @@ def _accept(platform: Platform, user: str, transfer_id: str, request: TransferRe
     source = paired_clowder(platform, request.clowder_url)
     if request.stack_id and platform.store.get_stack(user, request.stack_id) is None:
         raise Forbidden(f"stack '{request.stack_id}' is not one of {user}'s stacks")
-    target = safe_relative(request.target_folder, field="target_folder") if request.target_folder else ""
+    target = ""
+    if request.target_folder:
+        target = datafolder.target_in_home(request.target_folder, field="target_folder")
     if request.mode == "link" and not platform.settings.clowder.link_roots:
         raise InvalidInput("link mode needs Clowder's storage mounted (WORKBENCH_LINK_ROOTS)", field="mode")
     transfer = Transfer(
@@ -256,7 +263,7 @@ def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -
         message = f"Clowder refused to list the dataset: {error.message}"
         _fail(platform, transfer.id, message)
         raise InvalidInput(message) from None
-    target = transfer.target or f"Clowder/{_folder_name(dataset)}"
+    target = transfer.target or f"{datafolder.DATA_FOLDER}/{_folder_name(dataset)}"
 
     known = {file.path: file for file in store.list_transfer_files(transfer.id)}
     rows: list[TransferFile] = []

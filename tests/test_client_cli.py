@@ -251,13 +251,15 @@ def test_send_a_dataset_follow_it_and_export_a_folder(
     wait_for_stack(cli, sid, "started")
 
     output = cli.ok("send", f"{clowder.url}/datasets/{dataset_id}", "--to", "incoming", "--wait")
-    assert "Completed: 2 files in incoming" in output
+    assert "Completed: 2 files in Clowder/incoming" in output
     home = paired.data_dir / "home" / "carol"
-    assert (home / "incoming" / "readme.txt").read_bytes() == content["readme.txt"]
-    assert (home / "incoming" / "raw" / "data.bin").read_bytes() == content["raw/data.bin"]
+    assert (home / "Clowder" / "incoming" / "readme.txt").read_bytes() == content["readme.txt"]
+    assert (home / "Clowder" / "incoming" / "raw" / "data.bin").read_bytes() == content["raw/data.bin"]
+    refusal = cli.failed("send", dataset_id, "--to", "../AppData")
+    assert "target" in refusal and "../AppData" in refusal
 
     (listed,) = cli.json("transfers", "list")
-    assert (listed["state"], listed["filesDone"], listed["target"]) == ("completed", 2, "incoming")
+    assert (listed["state"], listed["filesDone"], listed["target"]) == ("completed", 2, "Clowder/incoming")
     assert cli.json("transfers", "show", listed["id"])["id"] == listed["id"]
     assert "Field Study" in cli.ok("transfers", "list")
     assert "completed" in cli.ok("transfers", "show", listed["id"])
@@ -296,7 +298,8 @@ def test_a_user_asks_for_a_transfer_of_their_own(
     response = api.call("POST", "/api/transfers", alice, json={"datasetId": dataset_id, "target": "in/here"})
     assert response.status_code == 202, response.get_json()
     transfer = response.get_json()
-    assert (transfer["user"], transfer["target"], transfer["datasetName"]) == ("alice", "in/here", "Shared")
+    assert (transfer["user"], transfer["datasetName"]) == ("alice", "Shared")
+    assert transfer["target"] == "Clowder/in/here"
     assert (transfer["filesTotal"], transfer["bytesTotal"]) == (2, 3)
     assert transfer["state"] in ("staging", "syncing")
 
@@ -325,6 +328,11 @@ def test_a_bad_transfer_request_is_refused(
         "target",
     )
     refused(api.call("POST", "/api/transfers", alice, json={"datasetId": dataset_id, "target": "/abs"}))
+    for outside in ("Clowder/../AppData", "Clowder"):
+        refused(
+            api.call("POST", "/api/transfers", alice, json={"datasetId": dataset_id, "target": outside}),
+            "target",
+        )
     refused(api.call("POST", "/api/transfers", alice, json={"target": "x"}), "datasetId")
     refused(
         api.call(

@@ -547,6 +547,8 @@ def test_requests_for_unknown_people_other_clowders_and_foreign_stacks_are_refus
     refused(deliver(client, "transfer", foreign, mode), bobs_stack, "alice")
     outside = transfer_request(clowder, dataset_id, target_folder="../bob")
     refused(deliver(client, "transfer", outside, mode), "target_folder", "..")
+    the_data_folder_itself = transfer_request(clowder, dataset_id, target_folder="Clowder")
+    refused(deliver(client, "transfer", the_data_folder_itself, mode), "target_folder", "data folder")
 
     nothing_recorded(platform, clowder)
     assert queued(platform, "bob") == 0

@@ -647,7 +647,9 @@ def logs(platform: Platform, owner: str, ssid: str, lines: str | None) -> str:
     service = next((s for s in stack.services if s.id == ssid), None) if stack else None
     if service is None:
         raise NotFound("stack service", ssid)
-    text = "KUBERNETES LOG\n=====================\n"
+    # The Go apiserver's title of the status messages; a runtime other than Kubernetes names them as such.
+    title = "KUBERNETES LOG" if platform.settings.runtime.kind == "kubernetes" else "STATUS MESSAGES"
+    text = f"{title}\n=====================\n"
     text += "".join(message + "\n" for message in service.statusMessages)
     text += "\nSERVICE LOG\n=====================\n"
     return text + platform.runtime.logs(owner, ssid, tail)

@@ -182,7 +182,7 @@ def test_the_whole_journey(workbench: Platform) -> None:
 
     logs = http.get(f"/api/logs/{sid}-notebook", params={"lines": "20"}, headers=bearer(carol))
     assert logs.status_code == 200
-    assert logs.json().startswith("KUBERNETES LOG\n=====================\n")
+    assert logs.json().startswith("STATUS MESSAGES\n=====================\n")
     assert "SERVICE LOG" in logs.json()
     assert (
         http.get(f"/api/logs/{sid}-notebook", params={"lines": "x"}, headers=bearer(carol)).status_code == 400

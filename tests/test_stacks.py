@@ -25,7 +25,7 @@ from tests.test_services import Users
 STACK_ID = re.compile(r"^s[a-z0-9]{5}$")
 WAIT_SECONDS = 15.0
 POLL_SECONDS = 0.05
-LOG_HEADER = "KUBERNETES LOG\n=====================\n"
+LOG_HEADER = "STATUS MESSAGES\n=====================\n"  # the local runtime's title of them
 
 # Listens on PORT half a second after it starts, and records when it began to listen.
 BACKEND = """
@@ -511,7 +511,7 @@ def test_start_serve_check_logs_stop_and_delete(api: Api, platform: Platform, al
     assert isinstance(text, str)
     assert text.startswith(LOG_HEADER)
     assert "\nSERVICE LOG\n=====================\n" in text
-    assert "Serving on" in text  # a status message
+    assert "File preview: serving the service's folder read-only on" in text  # a status message
     assert "Serving" in text.split("SERVICE LOG")[1]  # the static site's own log line
     refused(api.call("GET", f"/api/logs/{ssid}?lines=abc", alice), 400, "lines", "abc")
     refused(api.call("GET", f"/api/logs/{ssid}?lines=-1", alice), 400, "lines")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -18,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from shared import datafolder
 from shared.errors import Unavailable
 from shared.models import Endpoint, ServiceStatus
 from shared.runtime import Reporter, ServicePlan, StackPlan, StatusReport, static_site
@@ -30,6 +33,7 @@ from shared.runtime.processes import (
     end_group,
     free_port,
     last_line_since,
+    port_is_free,
     process_start_time,
     tail,
     volume_problem,
@@ -72,8 +76,59 @@ ISOLATED_PYTHON = {"PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1"}
 """For an admin's command: any Python it starts puts neither its working directory (the home) nor
 the user site (under HOME, the home) on its path."""
 
+PREVIEW = "File preview"
+"""How the status messages of a service that runs the static site for want of a command begin (the
+page and the command line look for it)."""
+REAL_APP_HINT = (
+    "For the real app, run Docker or Podman so that `workbench run` starts the catalog's containers, "
+    "or set WORKBENCH_LOCAL_COMMANDS."
+)
+REAL_APP_HINT_OWN_SPEC = (
+    "For the real app, run Docker or Podman so that `workbench run` starts its container."
+)
+"""A spec of the user's own catalog never runs an admin's command: only a container runs it for real."""
+
 Phase = Literal["waiting", "launched", "ready", "failed"]
 ReadyOutcome = Literal["ready", "exited", "timeout", "halted"]
+
+
+# --- The data folder -----------------------------------------------------------------------
+
+
+def make_data_folder(home: Path) -> str | None:
+    """Create the home's data folder, where the shovel places what Clowder sends; why not, when the
+    name is taken by something else (a symbolic link included: the shovel never follows one)."""
+    folder = home / datafolder.DATA_FOLDER
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        return f"The data folder {datafolder.DATA_FOLDER!r} of the home is not a folder; move it away"
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as error:
+        return f"Could not create the data folder {datafolder.DATA_FOLDER!r}: {error.strerror or error}"
+    return None
+
+
+def link_data_folder(home: Path, plan: ServicePlan) -> None:
+    """An admin's command has no mount namespace: the data folder is a symbolic link beneath the
+    service's own folder, where a container would mount it (made again where it went missing). The
+    shovel places into the data folder itself and never follows the link."""
+    first = next(iter(plan.volumes), None)
+    if first is None:
+        return  # it runs in the home, where the data folder is, and WORKBENCH_DATA names it
+    link = home / first / datafolder.beneath(plan.volumes[first], plan.data_mount)
+    target = os.path.relpath(home / datafolder.DATA_FOLDER, link.parent)
+    try:
+        if link.is_symlink():
+            if os.readlink(link) == target:
+                return
+            link.unlink()
+        elif link.exists():
+            log.warning("%s is not linked to the data folder: %s is taken", plan.ssid, link)
+            return
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
+    except OSError as error:
+        log.warning("could not link the data folder into %s: %s", plan.ssid, error)
 
 
 # --- Ordering and per-run state ------------------------------------------------------------
@@ -115,6 +170,8 @@ class ServiceRun:
     secret: bytes = b""
     """Written to the process's standard input and closed: a key that must not be in its environment."""
     phase: Phase = "waiting"
+    preview: bool = False
+    """It runs the static site because no command runs its spec here: a file preview, not the app."""
     process: subprocess.Popen[bytes] | None = None
     launched_at: float = 0.0
     log_offset: int = 0
@@ -294,8 +351,9 @@ class LocalRuntime:
 
     def _prepare(self, run: StackRun) -> None:
         """Create the home and volume folders, assign ports, and work out every command."""
+        taken: set[int] = set()
         for service_plan in run.plan.services:
-            ports = [free_port() for _ in service_plan.spec.ports or []]
+            ports = self._assign_ports(run.plan.owner, service_plan, taken)
             run.services[service_plan.key] = ServiceRun(service_plan, ports, [], {})
         run.home.mkdir(parents=True, exist_ok=True)
         for service in run.services.values():
@@ -320,7 +378,7 @@ class LocalRuntime:
                 (home / relative).mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 return f"Could not create the volume folder {relative!r}: {error.strerror or error}"
-        return None
+        return make_data_folder(home)
 
     def _fail_all(self, run: StackRun, message: str) -> None:
         for service_plan in run.plan.services:
@@ -340,6 +398,7 @@ class LocalRuntime:
         plan = service.plan
         line = self._settings.local_commands.get(plan.spec.key or plan.key) if plan.system_spec else None
         if line is None:
+            service.preview = True
             self._static_site(run, service)
             return
         try:
@@ -372,6 +431,8 @@ class LocalRuntime:
             for spec_port, assigned in zip(dependency.plan.spec.ports or [], dependency.ports, strict=True):
                 env[f"{prefix}_PORT_{spec_port.port}_TCP_ADDR"] = LOOPBACK
                 env[f"{prefix}_PORT_{spec_port.port}_TCP_PORT"] = str(assigned)
+        env["WORKBENCH_DATA"] = str(run.home / datafolder.DATA_FOLDER)
+        link_data_folder(run.home, plan)
         service.argv, service.env, service.cwd = argv, env, run.home
 
     def _static_site(self, run: StackRun, service: ServiceRun) -> None:
@@ -380,6 +441,14 @@ class LocalRuntime:
         directory = run.home / next(iter(plan.volumes)) if plan.volumes else run.home
         port = service.ports[0] if service.ports else free_port()
         argv = [sys.executable, "-I", str(STATIC_SITE), "--port", str(port), "--directory", str(directory)]
+        # The data folder, at the place beneath the site's folder where a container would mount it.
+        first = next(iter(plan.volumes), None)
+        beneath = datafolder.beneath(plan.volumes[first] if first else "", plan.data_mount)
+        argv.append(f"--mount={beneath}={run.home / datafolder.DATA_FOLDER}")
+        if first is not None and "/" not in beneath:
+            # Its mount point, as a container runtime makes it, so that the folder's listing shows it.
+            with contextlib.suppress(OSError):
+                (directory / beneath).mkdir()
         if run.plan.secure:
             argv += ["--access-cookie", static_site.cookie_name(plan.ssid)]
             key = static_site.service_key(self._site_key, run.plan.owner, plan.ssid)
@@ -475,6 +544,8 @@ class LocalRuntime:
                 # This runtime can still stop the process through its handle; only a stop from
                 # another process or after a restart depends on the record.
                 log.warning("could not record process %d of %s: %s", process.pid, ssid, error)
+            if service.preview:
+                message = f"{PREVIEW}: {message[0].lower()}{message[1:]}"
             self._report(run, service, "starting", f"{message} (process {process.pid})")
         return True
 
@@ -549,6 +620,9 @@ class LocalRuntime:
                 return "halted"
 
     def _mark_ready(self, run: StackRun, service: ServiceRun) -> None:
+        # An internal service (a database, a queue) is for the stack's other services: its address
+        # is listed, but it gets no URL, so no Connect link (as on a cluster, where it has no Ingress).
+        internal = service.plan.spec.access == "internal"
         endpoints = [
             Endpoint(
                 host=LOOPBACK,
@@ -556,11 +630,19 @@ class LocalRuntime:
                 nodePort=assigned,
                 protocol=spec.protocol,
                 path=spec.contextPath,
-                url=f"http://{LOOPBACK}:{assigned}{self._url_path(spec.contextPath)}",
+                url="" if internal else f"http://{LOOPBACK}:{assigned}{self._url_path(spec.contextPath)}",
             )
             for spec, assigned in zip(service.plan.spec.ports or [], service.ports, strict=True)
         ]
-        message = f"Serving on {endpoints[0].url}" if endpoints else "Running"
+        where = (endpoints[0].url or f"{LOOPBACK}:{endpoints[0].nodePort}") if endpoints else ""
+        if service.preview:
+            hint = REAL_APP_HINT if service.plan.system_spec else REAL_APP_HINT_OWN_SPEC
+            doing = f"serving the service's folder read-only on {where}" if where else "nothing runs"
+            message = f"{PREVIEW}: {doing}, not {service.plan.key} itself. {hint}"
+        elif internal and endpoints:
+            message = f"Listening on {where} for the stack's own services (internal: no Connect link)"
+        else:
+            message = f"Serving on {where}" if endpoints else "Running"
         with run.lock:
             service.phase = "ready"
             run.changed.notify_all()
@@ -706,6 +788,34 @@ class LocalRuntime:
 
     def _log_path(self, owner: str, ssid: str) -> Path:
         return self._data_dir / "logs" / owner / f"{ssid}.log"
+
+    def _assign_ports(self, owner: str, plan: ServicePlan, taken: set[int]) -> list[int]:
+        """A port for each of the spec's ports: the one the service had last time where it is still
+        free, so that its Connect link outlives a restart, else a new free one; remembered for next
+        time in ``run/<owner>/ports/<ssid>.json``."""
+        path = self._ports_path(owner, plan.ssid)
+        remembered: dict[str, int] = {}
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            remembered = {str(spec): int(port) for spec, port in json.loads(path.read_text()).items()}
+        assigned = []
+        for spec_port in plan.spec.ports or []:
+            port = remembered.get(str(spec_port.port))
+            if port is None or port in taken or not port_is_free(port):
+                port = free_port()
+                while port in taken:
+                    port = free_port()
+            taken.add(port)
+            assigned.append(port)
+        if assigned:
+            ports = {str(spec.port): port for spec, port in zip(plan.spec.ports or [], assigned, strict=True)}
+            try:
+                write_json_atomically(path, ports)
+            except OSError as error:
+                log.warning("could not remember the ports of %s: %s", plan.ssid, error)
+        return assigned
+
+    def _ports_path(self, owner: str, ssid: str) -> Path:
+        return self._data_dir / "run" / owner / "ports" / f"{ssid}.json"
 
     def _record_path(self, owner: str, ssid: str) -> Path:
         return self._data_dir / "run" / owner / f"{ssid}.json"

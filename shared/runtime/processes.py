@@ -121,6 +121,18 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on the loopback port now (binding as servers do, with
+    SO_REUSEADDR, so that connections of an ended process still closing do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
 def accepts_connections(port: int) -> bool:
     try:
         with socket.create_connection((LOOPBACK, port), timeout=0.5):

@@ -11,18 +11,22 @@ from shared.models import Transfer
 
 
 def list_transfers(call: Call) -> list[Transfer]:
-    return call.platform.store.list_transfers(call.principal.user)
+    return transfer_service.as_owner_sees(
+        call.platform, call.platform.store.list_transfers(call.principal.user)
+    )
 
 
 def create(call: Call) -> Transfer:
-    return transfer_service.request_for(call.platform, call.principal.user, call.body)
+    transfer = transfer_service.request_for(call.platform, call.principal.user, call.body)
+    return transfer_service.as_owner_sees(call.platform, [transfer])[0]
 
 
 def read(call: Call) -> Transfer:
     principal = call.principal
-    return transfer_service.read(
+    transfer = transfer_service.read(
         call.platform, principal.user, call.params["transfer_id"], admin=principal.admin
     )
+    return transfer_service.as_owner_sees(call.platform, [transfer])[0]
 
 
 json_errors()

@@ -21,6 +21,17 @@ POLL_SECONDS = 0.5
 STAGING_SECONDS = 3600.0
 """How long ``POST /api/transfers`` may take: the platform stages the dataset before it answers."""
 FINISHED = ("completed", "failed")
+PREVIEW = "File preview"
+"""How a service's status messages begin when the platform serves its folder for want of a way to run
+it (the local runtime's ``PREVIEW``)."""
+REAL_APP = (
+    "file preview: the service's folder, read-only, not the app itself. For the real app, run Docker or "
+    "Podman so that `workbench run` starts the catalog's containers, or set WORKBENCH_LOCAL_COMMANDS."
+)
+WAITING_FOR_STACK = (
+    "None of your stacks is running: files arrive when one of your stacks starts "
+    "(`workbench stacks list`, then `workbench stacks start ID`)."
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -168,13 +179,24 @@ def human_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def endpoints_of(stack: dict[str, Any]) -> list[str]:
-    return [
-        endpoint.get("url", "")
-        for service in stack.get("services") or []
-        for endpoint in service.get("endpoints") or []
-        if endpoint.get("url")
-    ]
+def is_preview(service: dict[str, Any]) -> bool:
+    return any(str(message).startswith(PREVIEW) for message in service.get("statusMessages") or [])
+
+
+def connect_rows(stacks: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Each Connect URL of the stacks that are not stopped, labelled with its service, and each file
+    preview; an internal service's endpoints have no URL, so it gets no row unless it is a preview."""
+    rows = []
+    for stack in stacks:
+        if stack.get("status") == "stopped":
+            continue
+        for service in stack.get("services") or []:
+            note = "file preview" if is_preview(service) else ""
+            urls = [endpoint["url"] for endpoint in service.get("endpoints") or [] if endpoint.get("url")]
+            rows += [(service.get("id", ""), url, note) for url in urls]
+            if not urls and note:
+                rows.append((service.get("id", ""), "-", note))
+    return rows
 
 
 # --- login ------------------------------------------------------------------------------------------
@@ -218,12 +240,16 @@ def stacks_list(arguments: argparse.Namespace) -> int:
         print("No stacks yet: `workbench catalog list`, then `workbench stacks create KEY`.")
     else:
         print_table(
-            ("ID", "KEY", "NAME", "STATUS", "CONNECT"),
-            (
-                (stack["id"], stack["key"], stack["name"], stack["status"], " ".join(endpoints_of(stack)))
-                for stack in stacks
-            ),
+            ("ID", "KEY", "NAME", "STATUS"),
+            ((stack["id"], stack["key"], stack["name"], stack["status"]) for stack in stacks),
         )
+        rows = connect_rows(stacks)
+        if rows:
+            print()
+            print_table(("SERVICE", "CONNECT", ""), rows)
+        if any(note for _, _, note in rows):
+            print()
+            print(REAL_APP)
     return 0
 
 
@@ -358,6 +384,8 @@ def send(arguments: argparse.Namespace) -> int:
     transfer = current.call("POST", "/api/transfers", body=body, read_seconds=STAGING_SECONDS)
     if not arguments.json:
         print(f"Transfer {transfer['id']}: {describe_transfer(transfer)}")
+        if transfer.get("waitingForStack") and not arguments.wait:
+            print(WAITING_FOR_STACK)
     if arguments.wait:
         transfer = follow(current, "transfer", transfer, quiet=arguments.json)
     if arguments.json:
@@ -406,8 +434,13 @@ def follow(current: Session, kind: str, item: dict[str, Any], *, quiet: bool) ->
     path = f"/api/{kind}s/{item['id']}"
     live = not quiet and sys.stdout.isatty()
     shown = ""
+    told = False
     try:
         while True:
+            if kind == "transfer" and item.get("waitingForStack") and not told and not quiet:
+                # Once: the files stay queued until a stack (and so its shovel) runs.
+                print(("\r\033[K" if live and shown else "") + WAITING_FOR_STACK, flush=True)
+                told = True
             if kind == "transfer":
                 line = (
                     progress_bar(item, shutil.get_terminal_size().columns - 1)
@@ -466,6 +499,8 @@ def transfers_show(arguments: argparse.Namespace) -> int:
         return 0
     print(f"Transfer {transfer['id']} from {transfer['source']}")
     print(f"  {describe_transfer(transfer)}")
+    if transfer.get("waitingForStack"):
+        print(f"  {WAITING_FOR_STACK}")
     if transfer.get("message"):
         print(f"  {transfer['message']}")
     for error in transfer.get("errors") or []:

@@ -298,6 +298,11 @@ class Transfer(Model):
     message: str = ""
     createdTime: int = 0
     updateTime: int = 0
+    waitingForStack: bool = Field(
+        default=False,
+        description="Its files wait for one of the user's stacks to start: none runs to place them "
+        "(worked out when the transfer is read, never stored)",
+    )
 
 
 class TransferFile(Model):

@@ -724,3 +724,25 @@ def read(platform: Platform, user: str, transfer_id: str, *, admin: bool = False
     if transfer is None:
         raise NotFound("transfer", transfer_id)
     return transfer
+
+
+PLACING = ("staging", "syncing")
+"""The states in which a transfer's files go to the user's shovels, which only running stacks have."""
+SHOVELLING = ("starting", "started")
+"""The states of a stack whose shovel runs beside it (it starts with the stack)."""
+
+
+def as_owner_sees(platform: Platform, transfers: list[Transfer]) -> list[Transfer]:
+    """The transfers, each telling whether its files wait for one of its user's stacks to start: it
+    is placing them and none of the user's stacks runs, so no shovel takes them yet (they stay queued)."""
+    running: dict[str, bool] = {}
+    seen = []
+    for transfer in transfers:
+        waiting = False
+        if transfer.state in PLACING:
+            if transfer.user not in running:
+                stacks = platform.store.list_stacks(transfer.user)
+                running[transfer.user] = any(stack.status in SHOVELLING for stack in stacks)
+            waiting = not running[transfer.user]
+        seen.append(transfer.model_copy(update={"waitingForStack": waiting}))
+    return seen

@@ -177,3 +177,13 @@ def test_the_readme_shows_a_screenshot_of_the_page() -> None:
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert image.stat().st_size < 300_000
     assert "(docs/management-page.png)" in (ROOT / "README.md").read_text()
+
+
+def test_the_page_knows_a_file_preview_by_the_runtimes_own_words() -> None:
+    from shared.runtime.local import PREVIEW
+
+    stacks = (ASSETS / "js" / "views" / "stacks.js").read_text()
+    assert f'const PREVIEW = "{PREVIEW}";' in stacks
+    # A Connect link only for an endpoint with a URL: an internal service's endpoint has none.
+    assert "const endpoints = connectable(service);" in stacks
+    assert ".filter((endpoint) => endpoint.url)" in stacks

@@ -2,6 +2,7 @@
 
 import { api } from "../api.js";
 import { act, announce, field, h, showError } from "../dom.js";
+import { WAITING } from "./transfers.js";
 
 /** A dataset id, or a Clowder dataset URL (…/datasets/<id>) that also names its Clowder. */
 export function datasetAndClowder(text) {
@@ -15,7 +16,8 @@ export function datasetAndClowder(text) {
 const PATIENCE_MILLISECONDS = 1500;
 
 function sentMessage(transfer) {
-  return `Sending ${transfer.datasetName || transfer.datasetId}: ${transfer.filesTotal} files to ${transfer.target || "your home"}.`;
+  const sending = `Sending ${transfer.datasetName || transfer.datasetId}: ${transfer.filesTotal} files to ${transfer.target || "your home"}.`;
+  return transfer.waitingForStack ? `${sending} ${WAITING}` : sending;
 }
 
 export function render(main, { navigate }) {

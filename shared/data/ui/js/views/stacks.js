@@ -8,6 +8,22 @@ const LOG_LINES = 200;
 const CAN_START = new Set(["stopped", "error"]);
 const CAN_STOP = new Set(["starting", "started", "error"]);
 const CAN_DELETE = new Set(["stopped", "error"]);
+// How the status messages of a service begin when, with no engine or command for it, the platform
+// serves its folder instead of running it (shared/runtime/local.py, PREVIEW).
+const PREVIEW = "File preview";
+const REAL_APP =
+  "This serves the service's folder read-only, not the app itself. For the real app, run Docker or Podman " +
+  "so that workbench run starts the catalog's containers, or have the admin set WORKBENCH_LOCAL_COMMANDS.";
+
+/** Whether the service runs as a file preview rather than as its app. */
+export function isPreview(service) {
+  return (service.statusMessages || []).some((message) => message.startsWith(PREVIEW));
+}
+
+/** The endpoints with a Connect link: an internal service's (a database's) have an address but no URL. */
+export function connectable(service) {
+  return (service.endpoints || []).filter((endpoint) => endpoint.url);
+}
 const CHANGED = {
   starting: "is starting",
   started: "is started",
@@ -136,7 +152,8 @@ function card(stack, { refresh, logs, confirm }) {
 }
 
 function serviceItem(stack, service, logs) {
-  const endpoints = service.endpoints || [];
+  const endpoints = connectable(service);
+  const preview = isPreview(service);
   const failed = service.status === "error" || service.status === "timeout";
   const messages = service.statusMessages || [];
   return h(
@@ -146,6 +163,7 @@ function serviceItem(stack, service, logs) {
       "div",
       { class: "service-line" },
       h("span", { class: "service-name" }, service.service),
+      preview ? h("span", { class: "badge preview" }, "file preview") : null,
       badge(service.status || (stack.status === "stopped" ? "stopped" : "waiting")),
       endpoints.map((endpoint, index) =>
         h(
@@ -175,6 +193,7 @@ function serviceItem(stack, service, logs) {
       ),
     ),
     endpoints.length ? h("p", { class: "endpoint" }, endpoints.map((endpoint) => endpoint.url).join(" ")) : null,
+    preview && stack.status !== "stopped" ? h("p", { class: "service-note" }, h("strong", {}, `${PREVIEW}: `), REAL_APP) : null,
     failed && messages.length
       ? h("p", { class: "service-error" }, h("strong", {}, `${service.service} ${service.status}: `), messages.at(-1))
       : null,
@@ -234,7 +253,8 @@ function logPanel() {
     },
     show(stack, service) {
       shown = { id: service.id, stack: stack.id };
-      title.textContent = `Logs of ${service.service} in ${stack.name} (${service.id})`;
+      const what = isPreview(service) ? ", a file preview" : "";
+      title.textContent = `Logs of ${service.service} in ${stack.name} (${service.id})${what}`;
       output.textContent = "Loading…";
       element.hidden = false;
       refresh().catch((error) => showError(error.message));

@@ -1,10 +1,12 @@
 // My transfers (Clowder → home) and exports (home → Clowder), with live progress and per-file errors.
 
 import { api, every } from "../api.js";
-import { announce, badge, bytes, h, keyed, plural, showError, when } from "../dom.js";
+import { act, announce, badge, bytes, h, keyed, plural, showError, when } from "../dom.js";
 
 const POLL_MILLISECONDS = 2000;
 const FINISHED = new Set(["completed", "failed"]);
+const CAN_START = new Set(["stopped", "error"]);
+export const WAITING = "None of your stacks is running: the files arrive when one of your stacks starts.";
 
 export function render(main) {
   const transfers = h("div", { class: "transfer-list", id: "transfer-list", "aria-busy": "true" });
@@ -22,6 +24,15 @@ export function render(main) {
 
   async function refresh() {
     const [transferList, exportList] = await Promise.all([api.transfers(), api.exports()]);
+    // A transfer waiting for a stack offers to start one of the user's stacks (else to make one).
+    const waiting = transferList.filter((item) => item.waitingForStack);
+    if (waiting.length) {
+      const stacks = await api.stacks();
+      stacks.sort((a, b) => (a.createdTime || 0) - (b.createdTime || 0) || a.id.localeCompare(b.id));
+      const stopped = stacks.find((stack) => CAN_START.has(stack.status));
+      const offer = stopped ? { id: stopped.id, name: stopped.name || stopped.key } : null;
+      for (const item of waiting) item.offer = offer;
+    }
     const newestFirst = (a, b) => (b.createdTime || 0) - (a.createdTime || 0) || a.id.localeCompare(b.id);
     transferList.sort(newestFirst);
     exportList.sort(newestFirst);
@@ -29,7 +40,7 @@ export function render(main) {
     for (const item of exportList) tell("export", item, `The export of ${item.folder}`);
     noTransfers.hidden = transferList.length > 0;
     noExports.hidden = exportList.length > 0;
-    keyed(transfers, transferList, (item) => item.id, transferCard);
+    keyed(transfers, transferList, (item) => item.id, (item) => transferCard(item, refresh));
     keyed(exports, exportList, (item) => item.id, exportCard);
     transfers.setAttribute("aria-busy", "false");
     exports.setAttribute("aria-busy", "false");
@@ -60,7 +71,29 @@ function errorList(item) {
   );
 }
 
-function transferCard(transfer) {
+function waitingNote(transfer, refresh) {
+  if (!transfer.waitingForStack) return null;
+  const offer = transfer.offer;
+  const action = offer
+    ? h(
+        "button",
+        {
+          type: "button",
+          dataset: { focus: `start-for-${transfer.id}` },
+          onclick: (event) =>
+            act(event.currentTarget, async () => {
+              await api.start(offer.id);
+              announce(`Starting ${offer.name} (${offer.id}); the files arrive once it runs.`);
+              await refresh();
+            }),
+        },
+        `Start ${offer.name}`,
+      )
+    : h("a", { class: "button", href: "#/catalog" }, "Create a stack from the catalog");
+  return h("div", { class: "waiting" }, h("p", {}, WAITING), h("div", { class: "actions" }, action));
+}
+
+function transferCard(transfer, refresh) {
   const titleId = `transfer-${transfer.id}-title`;
   const progressId = `transfer-${transfer.id}-progress`;
   const total = transfer.bytesTotal || 0;
@@ -87,6 +120,7 @@ function transferCard(transfer) {
       { class: "counts" },
       `${transfer.filesDone} of ${transfer.filesTotal} files · ${bytes(transfer.bytesDone)} of ${bytes(total)}`,
     ),
+    waitingNote(transfer, refresh),
     errorList(transfer),
   );
 }

@@ -42,3 +42,14 @@ def in_app(spec: ServiceSpec, home_path: str) -> str | None:
     if home_path != DATA_FOLDER and not home_path.startswith(DATA_FOLDER + "/"):
         return None
     return posixpath.join(mount_path(spec), home_path[len(DATA_FOLDER) + 1 :]).rstrip("/")
+
+
+def beneath(folder_mount: str, data_mount: str) -> str:
+    """Where ``data_mount`` lies relative to a folder mounted at ``folder_mount`` (``clowder`` for
+    ``/home/jovyan/work`` and ``/home/jovyan/work/clowder``); MOUNT_NAME where it is not beneath it,
+    as for an app whose spec mounts no folder (the runtime then shows it at that name in the home)."""
+    folder = posixpath.normpath(folder_mount)
+    data = posixpath.normpath(data_mount) if data_mount else ""
+    if folder and data.startswith(folder.rstrip("/") + "/"):
+        return data[len(folder.rstrip("/")) + 1 :]
+    return MOUNT_NAME

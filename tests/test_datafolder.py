@@ -53,3 +53,10 @@ def test_a_home_path_is_said_in_the_apps_terms() -> None:
     assert datafolder.in_app(jupyter, "Clowder/Soil samples") == "/home/jovyan/work/clowder/Soil samples"
     assert datafolder.in_app(jupyter, "Clowder") == "/home/jovyan/work/clowder"
     assert datafolder.in_app(jupyter, "AppData/x") is None
+
+
+def test_the_data_folder_is_found_beneath_the_apps_folder() -> None:
+    assert datafolder.beneath("/home/jovyan/work", "/home/jovyan/work/clowder") == "clowder"
+    assert datafolder.beneath("/home/jovyan/work/", "/home/jovyan/work/clowder") == "clowder"
+    assert datafolder.beneath("/srv", "/data/clowder") == "clowder"
+    assert datafolder.beneath("/", "/clowder") == "clowder"

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -627,7 +628,14 @@ def test_an_admin_command_gets_the_allowed_names_and_config_only_as_prefixed_val
     }
     assert environment["WORKBENCH_CONFIG_LD_PRELOAD"] == "/tmp/evil.so"
     assert environment["NDSLABS_STACK"] == "s30"
-    platform_names = {"HOME", "WORKBENCH_HOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "NDSLABS_STACK"}
+    platform_names = {
+        "HOME",
+        "WORKBENCH_HOME",
+        "WORKBENCH_DATA",
+        "PYTHONSAFEPATH",
+        "PYTHONNOUSERSITE",
+        "NDSLABS_STACK",
+    }
     addresses = {"DB_PORT_5432_TCP_ADDR", "DB_PORT_5432_TCP_PORT"}
     # Python's own additions to os.environ aside (none are set here), nothing else.
     assert set(environment) - config_names <= set(INHERITED) | platform_names | addresses
@@ -823,3 +831,76 @@ def test_concurrent_starts_and_stops_settle_on_the_last_call(harness: Harness) -
     for plan in plans[1:]:
         ssid = plan.services[0].ssid
         assert running(int(json.loads(harness.record("pat", ssid).read_text())["pid"]))
+
+
+# --- The data folder -----------------------------------------------------------------------
+
+
+def test_a_static_site_serves_the_data_folder_where_the_app_sees_it(harness: Harness, tmp_path: Path) -> None:
+    runtime = harness.runtime()
+    volume = "AppData/s40-web-x2k9p"
+    web = replace(
+        service("s40", "web", ports=(80,), volumes={volume: "/home/jovyan/work"}),
+        data_mount="/home/jovyan/work/clowder",
+    )
+    bare = replace(service("s40", "files", ports=(8080,)), data_mount="/data/clowder")
+    harness.start(runtime, stack("uma", "s40", web, bare))
+    web_port = harness.reports.wait("s40-web", "ready").endpoints[0].nodePort  # type: ignore[index]
+    bare_port = harness.reports.wait("s40-files", "ready").endpoints[0].nodePort  # type: ignore[index]
+
+    data = harness.home("uma") / "Clowder"
+    (data / "Soil samples").mkdir(parents=True)
+    (data / "Soil samples" / "ph.csv").write_bytes(b"site,ph\na,6.5\n")
+    assert fetch(web_port, "GET", "/clowder/Soil%20samples/ph.csv") == (200, b"site,ph\na,6.5\n")
+    assert fetch(bare_port, "GET", "/clowder/Soil%20samples/ph.csv") == (200, b"site,ph\na,6.5\n")
+    status, listing = fetch(web_port, "GET", "/")
+    assert (status, b"clowder/" in listing) == (200, True)
+    status, listing = fetch(web_port, "GET", "/clowder/")
+    assert (status, b"Soil samples/" in listing) == (200, True)
+    assert fetch(web_port, "GET", "/clowder")[0] == 301
+
+    # Neither a link inside the data folder nor the data folder swapped for a link leads out of it.
+    (tmp_path / "secret.txt").write_text("secret")
+    (data / "escape").symlink_to(tmp_path / "secret.txt")
+    assert fetch(web_port, "GET", "/clowder/escape")[0] == 404
+    assert fetch(web_port, "GET", "/clowder/../../../secret.txt")[0] == 404
+    data.rename(harness.home("uma") / "Moved")
+    data.symlink_to(tmp_path)
+    assert fetch(web_port, "GET", "/clowder/secret.txt")[0] == 404
+    assert fetch(bare_port, "GET", "/clowder/secret.txt")[0] == 404
+
+
+def test_an_admin_command_finds_the_data_folder_linked_into_its_folder(harness: Harness) -> None:
+    runtime = harness.runtime({"app": IDLE})
+    volume = "AppData/s41-app-x2k9p"
+    app = replace(
+        service("s41", "app", volumes={volume: "/home/jovyan/work"}), data_mount="/home/jovyan/work/clowder"
+    )
+    harness.start(runtime, stack("vic", "s41", app))
+    harness.reports.wait("s41-app", "ready")
+
+    home = harness.home("vic")
+    [(_, environment)] = launched(home, "s41-app")
+    assert environment["WORKBENCH_DATA"] == str(home / "Clowder")
+    link = home / volume / "clowder"
+    assert link.is_symlink() and link.resolve() == (home / "Clowder").resolve()
+    (home / "Clowder" / "a.txt").write_text("placed")
+    assert (link / "a.txt").read_text() == "placed"
+
+    # Made again on the next start where it went missing.
+    link.unlink()
+    runtime.stop(stack("vic", "s41", app))
+    harness.reports.wait("s41-app", "stopped")
+    harness.start(runtime, stack("vic", "s41", app))
+    harness.reports.wait("s41-app", "ready", count=2)
+    assert (link / "a.txt").read_text() == "placed"
+
+
+def test_a_data_folder_that_is_not_a_folder_fails_the_start(harness: Harness, tmp_path: Path) -> None:
+    runtime = harness.runtime()
+    home = harness.home("wes")
+    home.mkdir(parents=True)
+    (home / "Clowder").symlink_to(tmp_path)
+    harness.start(runtime, stack("wes", "s42", service("s42", "web", ports=(80,))))
+    failed = harness.reports.wait("s42-web", "error")
+    assert failed.message is not None and "'Clowder'" in failed.message

@@ -122,6 +122,8 @@ def link_data_folder(home: Path, plan: ServicePlan) -> None:
             if os.readlink(link) == target:
                 return
             link.unlink()
+        elif link.is_dir() and not any(link.iterdir()):
+            link.rmdir()  # an empty mount point, as the static site leaves it
         elif link.exists():
             log.warning("%s is not linked to the data folder: %s is taken", plan.ssid, link)
             return

@@ -1,5 +1,8 @@
 """A read-only HTTP server for one directory: what the local runtime runs for a service without a command.
 
+Further directories may be mounted at paths beneath it (``--mount clowder=<home>/Clowder``), as a
+container runtime mounts the user's data folder inside the app's own folder.
+
 It is run by its file path under isolated Python (``python -I``), so it imports the standard library
 only: nothing of the project, the user's home or the working directory is on its path. A secure
 stack's site admits only visitors who bring an access grant the platform signed for this service
@@ -22,7 +25,7 @@ from http.cookies import CookieError, SimpleCookie
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from typing import Any, BinaryIO
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 LOOPBACK = "127.0.0.1"
 ACCESS_PARAMETER = "workbench-access"
@@ -92,28 +95,77 @@ class Access:
         self.cookie = cookie
 
 
+class Mount:
+    """A directory served beneath the site's own at ``prefix`` (URL path words, e.g. ``("clowder",)``).
+
+    Its folder's parent is resolved once, at start (the platform's own path); the folder itself is
+    resolved at each request and must still be that very folder, not a symlink put in its place."""
+
+    def __init__(self, prefix: str, directory: str) -> None:
+        self.words = tuple(word for word in prefix.split("/") if word)
+        parent, name = os.path.split(os.path.abspath(directory))
+        self.directory = os.path.join(os.path.realpath(parent), name)
+
+    def root(self) -> str | None:
+        """The folder's real path, or None when it is missing or no longer itself."""
+        if os.path.realpath(self.directory) != self.directory or not os.path.isdir(self.directory):
+            return None
+        return self.directory
+
+
+def _words(path: str) -> tuple[list[str], bool]:
+    """A request path's words as the base class reads them (query and fragment dropped, ``.`` and
+    ``..`` skipped), and whether it ends with a slash."""
+    path = unquote(path.split("?", 1)[0].split("#", 1)[0])
+    words = [word for word in path.split("/") if word and word not in (os.curdir, os.pardir)]
+    return words, path.rstrip().endswith("/")
+
+
 class DirectoryHandler(SimpleHTTPRequestHandler):
-    """Serves files and listings below ``directory`` and nothing else, not even through symlinks."""
+    """Serves files and listings below ``directory`` (and each mount below its own folder) and nothing
+    else, not even through symlinks."""
 
     # Only GET and HEAD are defined, so every other method is answered 501 by the base class.
 
-    def __init__(self, *args: Any, access: Access | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, access: Access | None = None, mounts: Sequence[Mount] = (), **kwargs: Any
+    ) -> None:
         self.access = access  # before the base class, which handles the request as it is made
+        # The longest prefix first, so a mount nested in another is found before it.
+        self.mounts = sorted(mounts, key=lambda mount: len(mount.words), reverse=True)
         super().__init__(*args, **kwargs)
+
+    def _served(self, path: str) -> tuple[str | None, str]:
+        """The root that serves a request path (None: a mount that is gone) and the path within it."""
+        words, trailing = _words(path)
+        for mount in self.mounts:
+            if tuple(words[: len(mount.words)]) == mount.words:
+                rest = words[len(mount.words) :]
+                inner = "/" + "/".join(rest) + ("/" if trailing and rest else "")
+                return mount.root(), quote(inner)
+        return os.path.realpath(self.directory), path
 
     def translate_path(self, path: str) -> str:
         # The base class drops ".." but follows symlinks; resolving them here means the file
         # opened is the one whose location was checked.
-        requested = super().translate_path(path)
+        root, inner = self._served(path)
+        if root is None:
+            return os.devnull + "/missing"
+        directory = self.directory
+        self.directory = root
+        try:
+            requested = super().translate_path(inner)
+        finally:
+            self.directory = directory
         resolved = os.path.realpath(requested)
         return resolved + "/" if requested.endswith("/") and resolved != "/" else resolved
 
     def send_head(self) -> BinaryIO | BytesIO | None:
         if self.access is not None and not self._admitted(self.access):
             return None
-        root = os.path.realpath(self.directory)
+        root, _ = self._served(self.path)
         target = self.translate_path(self.path).rstrip("/") or "/"
-        if target != root and not target.startswith(root + os.sep):
+        if root is None or (target != root and not target.startswith(root + os.sep)):
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None
         return super().send_head()
@@ -158,11 +210,14 @@ class DirectoryHandler(SimpleHTTPRequestHandler):
         self.send_error(HTTPStatus.FORBIDDEN, "Forbidden", explanation)
 
 
-def serve(directory: str, port: int, access: Access | None = None) -> None:
-    """Serve ``directory`` on 127.0.0.1:``port`` until the process is stopped."""
-    handler = partial(DirectoryHandler, directory=directory, access=access)
+def serve(directory: str, port: int, access: Access | None = None, mounts: Sequence[Mount] = ()) -> None:
+    """Serve ``directory`` (and each mount at its prefix) on 127.0.0.1:``port`` until the process is
+    stopped."""
+    handler = partial(DirectoryHandler, directory=directory, access=access, mounts=mounts)
     with ThreadingHTTPServer((LOOPBACK, port), handler) as server:
         secured = ", to holders of an access grant only" if access is not None else ""
+        for mount in mounts:
+            print(f"Serving {mount.directory} at /{'/'.join(mount.words)}/", flush=True)
         print(f"Serving {directory} on http://{LOOPBACK}:{port}/{secured}", flush=True)
         server.serve_forever()
 
@@ -171,6 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
     parser.add_argument("--directory", required=True, help="the directory to serve")
+    parser.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="PREFIX=DIRECTORY",
+        help="also serve DIRECTORY at the URL path PREFIX (e.g. clowder=/home/alice/Clowder)",
+    )
     parser.add_argument(
         "--access-cookie",
         help="admit only holders of a grant (its key, in hex, is read from standard input) and name "
@@ -181,6 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isdir(directory):
         print(f"Not a directory: {arguments.directory}", file=sys.stderr, flush=True)
         return 2
+    mounts = []
+    for given in arguments.mount:
+        prefix, separator, mounted = given.partition("=")
+        if not separator or not prefix.strip("/") or not mounted:
+            print(f"A mount is PREFIX=DIRECTORY, not {given!r}", file=sys.stderr, flush=True)
+            return 2
+        mounts.append(Mount(prefix, mounted))
     access = None
     if arguments.access_cookie is not None:
         # The key comes through a pipe from the platform: not in the environment or the command
@@ -193,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("A secure site needs its access key on standard input", file=sys.stderr, flush=True)
             return 2
         access = Access(key, arguments.access_cookie)
-    serve(directory, arguments.port, access)
+    serve(directory, arguments.port, access, mounts)
     return 0
 
 

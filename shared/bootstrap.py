@@ -149,8 +149,12 @@ class Platform:
                 stacks.report(self, status_report)
 
             runtime: Runtime
-            if self.settings.runtime.kind == "kubernetes":
+            if self.runtime_kind == "kubernetes":
                 runtime = self._kubernetes_runtime(report)
+            elif self.runtime_kind == "docker":
+                from shared.runtime.docker_engine import DockerRuntime
+
+                runtime = DockerRuntime(self.settings.runtime, data_dir=self.data_dir, report=report)
             else:
                 from shared.runtime.local import LocalRuntime
 
@@ -162,6 +166,21 @@ class Platform:
             return runtime
 
         return self._once("runtime", build)
+
+    @property
+    def runtime_kind(self) -> str:
+        """Where stacks run: the setting, or for ``auto`` a container engine when one answers (asked
+        once, only when an address is set or a default socket exists), else local processes."""
+
+        def build() -> str:
+            kind = self.settings.runtime.kind
+            if kind != "auto":
+                return kind
+            from shared.runtime.docker_engine import engine_answers
+
+            return "docker" if engine_answers(self.settings.runtime.docker) else "local"
+
+        return self._once("runtime_kind", build)
 
     def _kubernetes_runtime(self, report: Reporter) -> Runtime:
         from events.signing import derive_key

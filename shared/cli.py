@@ -85,6 +85,7 @@ def run(arguments: argparse.Namespace) -> int:
         f"under /api/, data in {current.data_dir})",
         flush=True,
     )
+    print(_runtime_banner(current), flush=True)
     try:
         server.serve_forever()
     finally:
@@ -97,6 +98,22 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 SWEEP_SHUTDOWN_SECONDS = 5.0
+
+
+def _runtime_banner(current: Platform) -> str:
+    """Which runtime runs the stacks, and how to choose another."""
+    kind = current.runtime_kind
+    if kind == "docker":
+        from shared.runtime.docker_engine import engine_url
+
+        where = engine_url(current.settings.runtime.docker) or "the default socket"
+        return f"Stacks run as containers on the engine at {where} (WORKBENCH_RUNTIME=local for processes)"
+    if kind == "kubernetes":
+        return "Stacks run on Kubernetes"
+    return (
+        "Stacks run as local processes: no Docker or Podman answers (set DOCKER_HOST, or "
+        "WORKBENCH_RUNTIME=docker to insist)"
+    )
 
 
 def sweep(arguments: argparse.Namespace) -> int:
@@ -128,8 +145,8 @@ def _end_processes(current: Platform) -> None:
     """End the local services on the way out; their stacks start again with the next run."""
     from shared import stacks
 
-    if not current.has("runtime") or current.settings.runtime.kind != "local":
-        return  # stacks on a cluster run on without this process: they are not ended with it
+    if not current.has("runtime") or current.runtime_kind != "local":
+        return  # stacks on a cluster or in containers run on without this process: not ended with it
     runtime = current.runtime
     for owner, stack in current.store.list_all_stacks():
         if stack.status in ("starting", "started", "error", "stopping"):

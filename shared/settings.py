@@ -195,14 +195,27 @@ class KubernetesSettings(NamedTuple):
     """The kubeconfig outside a cluster (``$KUBECONFIG``, as kubectl reads it); unset: ``~/.kube/config``."""
 
 
+class DockerSettings(NamedTuple):
+    """Where the container runtime finds its engine (Docker Engine, or Podman's Docker-compatible service)."""
+
+    host: str | None = None
+    """The engine's address as the docker CLI reads it (``$DOCKER_HOST``); unset: the default sockets."""
+
+
+RUNTIME_KINDS = ("local", "kubernetes", "docker", "auto")
+
+
 class RuntimeSettings(NamedTuple):
     kind: str = "local"
+    """``auto`` (a container engine when one answers, else local processes), ``local``, ``docker``
+    or ``kubernetes``."""
     local_commands: Mapping[str, str] = MappingProxyType({})
     ready_timeout: int = 120
     domain: str | None = None
     inherited_environment: Mapping[str, str] = MappingProxyType({})
     """The variables of INHERITED_VARIABLES as the platform had them, passed on to local services."""
     kubernetes: KubernetesSettings = KubernetesSettings()
+    docker: DockerSettings = DockerSettings()
 
 
 class S3Settings(NamedTuple):
@@ -276,10 +289,11 @@ class Settings(NamedTuple):
         data_dir = Path(read.text("WORKBENCH_DATA_DIR", "var")).resolve()
         port = read.integer("WORKBENCH_PORT", 8080, minimum=1)
         host = read.text("WORKBENCH_HOST", "127.0.0.1")
-        runtime_kind = read.text("WORKBENCH_RUNTIME", "local")
-        if runtime_kind not in {"local", "kubernetes"}:
+        runtime_kind = read.text("WORKBENCH_RUNTIME", "auto")
+        if runtime_kind not in RUNTIME_KINDS:
             raise InvalidInput(
-                f"unknown runtime {runtime_kind!r}; known: local, kubernetes", field="WORKBENCH_RUNTIME"
+                f"unknown runtime {runtime_kind!r}; known: {', '.join(RUNTIME_KINDS)}",
+                field="WORKBENCH_RUNTIME",
             )
         namespace_mode = read.text("WORKBENCH_KUBE_NAMESPACE_MODE", "per-user")
         if namespace_mode not in NAMESPACE_MODES:
@@ -350,6 +364,7 @@ class Settings(NamedTuple):
                     forward_auth_url=read.text("WORKBENCH_CHECK_TOKEN_URL", f"{origin}/api/check_token"),
                     kubeconfig=read.optional("KUBECONFIG"),
                 ),
+                docker=DockerSettings(host=read.optional("DOCKER_HOST")),
             ),
             catalog=CatalogSettings(catalog_dir=Path(catalog_dir) if catalog_dir else None),
             s3=S3Settings(

@@ -552,7 +552,7 @@ def reconcile(platform: Platform, owner: str, stack: Stack, *, quiet: bool = Tru
 def _reconciled_states(platform: Platform) -> tuple[str, ...]:
     """The stack states a read checks against the runtime: none for local stacks, which their
     supervisors report on."""
-    return () if platform.settings.runtime.kind == "local" else RECONCILED
+    return () if platform.runtime_kind == "local" else RECONCILED
 
 
 def read(platform: Platform, owner: str, sid: str) -> Stack:
@@ -588,7 +588,7 @@ SECURE = '"secure":true'
 def _grants_access(platform: Platform) -> bool:
     """Whether secure stacks' Connect URLs carry access grants: on the local runtime, whose static
     sites check them (on a cluster the ingress checks the visitor's token instead)."""
-    return platform.settings.runtime.kind == "local"
+    return platform.runtime_kind == "local"
 
 
 def connectable(platform: Platform, owner: str, stack: Stack) -> Stack:

@@ -195,8 +195,8 @@ class ShovelingRuntime:
 
 def attach_shovels(platform: Platform, *, heartbeat_seconds: float = 30.0) -> None:
     """Give every stack the platform runs a shovel beside it (call before the runtime is first used)."""
-    if platform.settings.runtime.kind != "local":
-        return  # on a cluster the shovel is a sidecar in each stack's pod
+    if platform.runtime_kind == "kubernetes":
+        return  # on a cluster the shovel is a sidecar in each stack's pod; containers here share the home
     template = shovel_template(platform, heartbeat_seconds=heartbeat_seconds)
     platform.wrap_runtime(lambda runtime: ShovelingRuntime(runtime, LocalShovels(template, platform.bus)))
 

@@ -46,6 +46,8 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("WORKBENCH_JWT_SECRET", secrets.token_urlsafe(48))
     monkeypatch.setenv("WORKBENCH_ADMIN_PASSWORD", ADMIN_PASSWORD)
     monkeypatch.setenv("WORKBENCH_READY_TIMEOUT", "20")
+    # Stacks run as local processes unless a test says otherwise, whether or not an engine answers here.
+    monkeypatch.setenv("WORKBENCH_RUNTIME", "local")
     previous = use_platform(None)
     yield data_dir
     current = use_platform(previous)

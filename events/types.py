@@ -103,6 +103,13 @@ class TransferProgress(Payload):
     errors: list[FileProblem] = Field(default=[])
 
 
+class FileLocation(Payload):
+    """Where a running stack service sees a folder: the path inside its container."""
+
+    service: str = Field(description="The stack service's id, e.g. s1abcd-jupyter")
+    path: str = Field(description="The path inside it, e.g. /home/jovyan/work/clowder/Soil samples")
+
+
 class TransferOutcome(Payload):
     transfer_id: str
     user: str
@@ -112,6 +119,12 @@ class TransferOutcome(Payload):
     bytes_done: int
     bytes_total: int
     errors: list[FileProblem] = Field(default=[])
+    target: str = Field(default="", description="The folder of the user's home the files went to")
+    locations: list[FileLocation] = Field(
+        default=[],
+        description="Where each of the user's stack services running when the transfer ended sees the "
+        "folder, in the app's own terms",
+    )
 
 
 class UploadedFile(Payload):

@@ -19,7 +19,8 @@ FALLBACK_MOUNT = "/data/clowder"
 def mount_path(spec: ServiceSpec) -> str:
     """The path inside the app's container where the data folder is mounted."""
     for mount in spec.volumeMounts or ():
-        if mount.mountPath:
+        # A "docker" mount is the engine's socket, not a folder of the home (stacks mount none for it).
+        if mount.mountPath and mount.type != "docker":
             return posixpath.join(posixpath.normpath(mount.mountPath), MOUNT_NAME)
     return FALLBACK_MOUNT
 

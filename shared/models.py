@@ -277,6 +277,13 @@ class FileError(Model):
     error: str
 
 
+class FileLocation(Model):
+    """Where a running stack service sees a folder of the home: the path inside its container."""
+
+    service: str = Field(description="The stack service's id, e.g. s1abcd-jupyter")
+    path: str = Field(description="The folder's path inside it, e.g. /home/jovyan/work/clowder/Soil samples")
+
+
 class Transfer(Model):
     """A Clowder dataset (or part of it) on its way into a user's home."""
 
@@ -302,6 +309,12 @@ class Transfer(Model):
         default=False,
         description="Its files wait for one of the user's stacks to start: none runs to place them "
         "(worked out when the transfer is read, never stored)",
+    )
+    locations: list[FileLocation] = Field(
+        default=[],
+        description="Where each of the user's running stack services sees the target folder, in the "
+        "app's own terms (worked out when the transfer is read, from the stacks running then; never "
+        "stored)",
     )
 
 

@@ -22,7 +22,7 @@ from shared import datafolder
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.leases import lease_kept
 from shared.messages import SyncCommand, SyncFile, queue_for
-from shared.models import FileError, Model, Transfer, TransferFile, TransferState
+from shared.models import FileError, FileLocation, Model, ServiceSpec, Transfer, TransferFile, TransferState
 from shared.objectstore import Blob, blob_key
 from shared.paths import MAX_COMPONENT_BYTES, safe_name, safe_relative
 
@@ -653,6 +653,11 @@ def _announce(platform: Platform, transfer: Transfer) -> None:
         bytes_done=transfer.bytesDone,
         bytes_total=transfer.bytesTotal,
         errors=[types.FileProblem(path=error.path, error=error.error) for error in transfer.errors],
+        target=transfer.target,
+        locations=[
+            types.FileLocation(service=location.service, path=location.path)
+            for location in locations(data_mounts(platform, transfer.user), transfer.target)
+        ],
     )
     kind = types.TRANSFER_COMPLETED if transfer.state == "completed" else types.TRANSFER_FAILED
     emit(platform, kind, outcome, subject=transfer.id)
@@ -732,17 +737,51 @@ SHOVELLING = ("starting", "started")
 """The states of a stack whose shovel runs beside it (it starts with the stack)."""
 
 
+SEEING = ("starting", "ready")
+"""The states of a stack service whose container (or process) mounts the user's data folder."""
+
+
+def data_mounts(platform: Platform, user: str) -> list[tuple[str, ServiceSpec]]:
+    """The id and spec of each of the user's stack services that runs now: each sees the data folder."""
+    from shared.specs import lookup
+
+    found = []
+    for stack in platform.store.list_stacks(user):
+        if stack.status not in SHOVELLING:
+            continue
+        for service in stack.services:
+            spec = lookup(platform.store, user, service.service) if service.status in SEEING else None
+            if spec is not None:
+                found.append((service.id, spec))
+    return found
+
+
+def locations(mounts: list[tuple[str, ServiceSpec]], target: str) -> list[FileLocation]:
+    """Where each of ``mounts`` sees ``target``, a folder of the home inside the data folder."""
+    seen = []
+    for ssid, spec in mounts:
+        path = datafolder.in_app(spec, target) if target else None
+        if path is not None:
+            seen.append(FileLocation(service=ssid, path=path))
+    return seen
+
+
 def as_owner_sees(platform: Platform, transfers: list[Transfer]) -> list[Transfer]:
     """The transfers, each telling whether its files wait for one of its user's stacks to start: it
-    is placing them and none of the user's stacks runs, so no shovel takes them yet (they stay queued)."""
+    is placing them and none of the user's stacks runs, so no shovel takes them yet (they stay queued);
+    and where each running stack service sees its target folder."""
     running: dict[str, bool] = {}
+    mounts: dict[str, list[tuple[str, ServiceSpec]]] = {}
     seen = []
     for transfer in transfers:
+        if transfer.user not in mounts:
+            mounts[transfer.user] = data_mounts(platform, transfer.user)
         waiting = False
         if transfer.state in PLACING:
             if transfer.user not in running:
                 stacks = platform.store.list_stacks(transfer.user)
                 running[transfer.user] = any(stack.status in SHOVELLING for stack in stacks)
             waiting = not running[transfer.user]
-        seen.append(transfer.model_copy(update={"waitingForStack": waiting}))
+        where = locations(mounts[transfer.user], transfer.target)
+        seen.append(transfer.model_copy(update={"waitingForStack": waiting, "locations": where}))
     return seen

@@ -60,3 +60,14 @@ def test_the_data_folder_is_found_beneath_the_apps_folder() -> None:
     assert datafolder.beneath("/home/jovyan/work/", "/home/jovyan/work/clowder") == "clowder"
     assert datafolder.beneath("/srv", "/data/clowder") == "clowder"
     assert datafolder.beneath("/", "/clowder") == "clowder"
+
+
+def test_the_engines_socket_is_not_the_apps_folder() -> None:
+    app = ServiceSpec.model_validate(
+        {
+            "key": "app",
+            "image": {"name": "example/app"},
+            "volumeMounts": [{"type": "docker", "mountPath": "/var/run/docker.sock"}, {"mountPath": "/srv"}],
+        }
+    )
+    assert datafolder.mount_path(app) == "/srv/clowder"

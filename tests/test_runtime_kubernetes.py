@@ -122,7 +122,7 @@ def service_plan(
     } | {
         name: value
         for name, value in fields.items()
-        if name not in ("requires", "uses", "volumes", "image_tag")
+        if name not in ("requires", "uses", "volumes", "image_tag", "data_mount")
     }
     return ServicePlan(
         ssid=f"{sid}-{key}",
@@ -133,6 +133,7 @@ def service_plan(
         requires=tuple(fields.get("requires", ())),
         uses=tuple(fields.get("uses", ())),
         image_tag=fields.get("image_tag", ""),
+        data_mount=fields.get("data_mount", ""),
     )
 
 
@@ -147,6 +148,7 @@ def two_service_plan(*, secure: bool = True, sid: str = SID, owner: str = "alice
         readinessProbe={"type": "http", "path": "/api", "port": 8888, "initialDelay": 3, "timeout": 90},
         resourceLimits={"cpuMax": 1000, "cpuDefault": 250, "memMax": 2048, "memDefault": 512},
         volumes={"AppData/work": "/home/user/work", "Data": "/data"},
+        data_mount="/home/user/work/clowder",
         requires=("backend",),
         uses=("backend",),
         image_tag="2.0",
@@ -410,6 +412,8 @@ def test_mounts_probes_resources_and_image(kube: KubeServer, runtime: Kubernetes
     assert app["volumeMounts"] == [
         {"name": "home", "mountPath": "/home/user/work", "subPath": "AppData/work"},
         {"name": "home", "mountPath": "/data", "subPath": "Data"},
+        # The data folder, nested in the app's own folder (the stand-in validates the pod spec).
+        {"name": "home", "mountPath": "/home/user/work/clowder", "subPath": "Clowder"},
     ]
     assert pod_spec["volumes"][0] == {"name": "home", "persistentVolumeClaim": {"claimName": "alice-home"}}
     assert app["readinessProbe"] == {
@@ -1022,3 +1026,47 @@ def test_a_local_platform_does_not_reconcile(tmp_path: Path) -> None:
         assert not local.has("runtime")
     finally:
         local.close()
+
+
+def test_the_pod_mounts_the_data_folder_where_a_transfer_says_its_files_are(
+    api: Api, platform: Platform, alice: str, kube: KubeServer, deliveries: Deliveries
+) -> None:
+    from shared.models import Transfer
+
+    sid = create(api, alice, {"key": "frontend"})["id"]
+    assert api.call("GET", f"/api/start/{sid}", alice).status_code == 202
+    deliveries.deliver()
+    kube.ready_all(NAMESPACE, f"workbench/service={sid}-backend")
+    deliveries.deliver()
+    kube.ready_all(NAMESPACE, f"workbench/service={sid}-frontend")
+    deliveries.deliver()
+    assert stored(platform, sid).status == "started"
+    # What the shovel placed: the files of Clowder/Soil samples of alice's home volume.
+    transfer = Transfer(id="t-kube", user="alice", source="https://clowder.example.org", datasetId="d1")
+    platform.store.insert_transfer(
+        transfer.model_copy(update={"target": "Clowder/Soil samples", "state": "completed"})
+    )
+
+    read_back = api.call("GET", "/api/transfers/t-kube", alice).get_json()
+    assert sorted(location["service"] for location in read_back["locations"]) == [
+        f"{sid}-backend",
+        f"{sid}-frontend",
+    ]
+    for location in read_back["locations"]:
+        assert location["path"] == "/home/user/work/clowder/Soil samples"
+        pod = one_pod(kube, location["service"])
+        claims = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+        # The mount that holds the path (the deepest one), on the home claim, with the data folder's subPath.
+        [app] = [container for container in pod["spec"]["containers"]]
+        holding = max(
+            (
+                mount
+                for mount in app["volumeMounts"]
+                if location["path"] == mount["mountPath"]
+                or location["path"].startswith(mount["mountPath"] + "/")
+            ),
+            key=lambda mount: len(mount["mountPath"]),
+        )
+        assert claims[holding["name"]]["persistentVolumeClaim"]["claimName"] == "alice-home"
+        rest = location["path"][len(holding["mountPath"]) :].lstrip("/")
+        assert f"{holding['subPath']}/{rest}" == read_back["target"] == "Clowder/Soil samples"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.datafolder import DATA_FOLDER
 from shared.errors import InvalidInput
 from shared.models import AccountResourceLimits, Endpoint, Port, ServiceStatus
 from shared.runtime import ServicePlan, StackPlan
@@ -520,6 +521,11 @@ def _mounts(stack_service: ServicePlan) -> list[Manifest]:
         if not mount_path.startswith("/"):
             raise InvalidInput("must be an absolute path", field=f"volumeMounts.{relative}")
         mounts.append({"name": HOME_VOLUME, "mountPath": mount_path, "subPath": normal})
+    data_mount = stack_service.data_mount
+    if data_mount and data_mount not in {mount["mountPath"] for mount in mounts}:
+        # The user's data folder, nested in the app's own folder; after it, so that the runtime
+        # mounts the app's folder first and this one on top (a stack's own folder at the same path wins).
+        mounts.append({"name": HOME_VOLUME, "mountPath": data_mount, "subPath": DATA_FOLDER})
     return mounts
 
 

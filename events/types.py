@@ -67,7 +67,10 @@ class ExportRequested(Payload):
 
     clowder_url: str
     email: str
-    folder: str = Field(description="Folder relative to the user's home")
+    folder: str = Field(
+        description="The folder as one of the user's apps sees it (e.g. /home/jovyan/work/clowder/results) "
+        "or relative to the user's data folder, Clowder/ of the home (results, or Clowder/results)"
+    )
     dataset_name: str
     description: str = ""
     space_id: ClowderId | None = None

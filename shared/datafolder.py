@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 
 from shared.errors import InvalidInput
 from shared.models import ServiceSpec
@@ -54,3 +55,34 @@ def beneath(folder_mount: str, data_mount: str) -> str:
     if folder and data.startswith(folder.rstrip("/") + "/"):
         return data[len(folder.rstrip("/")) + 1 :]
     return MOUNT_NAME
+
+
+def folder_in_home(folder: str, mounts: Iterable[tuple[str, str]], *, field: str = "folder") -> str:
+    """A folder an app wrote (an export's) as a path of the home.
+
+    An absolute ``folder`` is a path inside an app: it is mapped back through ``mounts`` (each folder
+    of the home an app of the user mounts, with where it mounts it; the deepest that holds the path
+    wins). A relative one is relative to the data folder (``results``), or names it (``Clowder/…``).
+    Anything that would lead out of the home is refused."""
+    if not folder.startswith("/"):
+        clean = safe_relative(folder, field=field)
+        return (
+            clean if clean == DATA_FOLDER or clean.startswith(DATA_FOLDER + "/") else f"{DATA_FOLDER}/{clean}"
+        )
+    path = posixpath.normpath(folder)
+    found: dict[str, set[str]] = {}
+    for home_path, mount_path in mounts:
+        mount = posixpath.normpath(mount_path)
+        if path == mount or path.startswith(mount.rstrip("/") + "/"):
+            rest = path[len(mount) :].strip("/")
+            found.setdefault(mount, set()).add(posixpath.join(home_path, rest) if rest else home_path)
+    if not found:
+        raise InvalidInput(f"{folder!r} is not a folder any of your apps sees", field=field)
+    deepest = max(found, key=len)
+    meanings = set().union(*(homes for mount, homes in found.items() if len(mount) == len(deepest)))
+    if len(meanings) > 1:
+        raise InvalidInput(
+            f"{folder!r} is a different folder in each of your stacks; name it relative to your data folder",
+            field=field,
+        )
+    return safe_relative(meanings.pop(), field=field)

@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from shared import datafolder
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.leases import lease_kept
 from shared.messages import ExportCommand, queue_for
@@ -44,7 +45,7 @@ def request(
     if clowder_url is None:
         clowder_url = platform.settings.clowder.url or ""
     source = paired_clowder(platform, clowder_url)
-    folder = safe_relative(folder, field="folder")
+    folder = datafolder.folder_in_home(folder, app_mounts(platform, user))
     if not name.strip():
         raise InvalidInput("must not be empty", field="name")
     export = Export(
@@ -63,6 +64,21 @@ def request(
         assert existing is not None
         return existing  # a redelivered event
     return _ask_shovels(platform, export)
+
+
+def app_mounts(platform: Platform, user: str) -> list[tuple[str, str]]:
+    """Each folder of the home an app of the user's stacks mounts, with where it mounts it: the
+    service's own folders and the data folder beneath them."""
+    from shared.specs import lookup
+
+    mounts: list[tuple[str, str]] = []
+    for stack in platform.store.list_stacks(user):
+        for service in stack.services:
+            mounts.extend((service.volumeMounts or {}).items())
+            spec = lookup(platform.store, user, service.service)
+            if spec is not None:
+                mounts.append((datafolder.DATA_FOLDER, datafolder.mount_path(spec)))
+    return mounts
 
 
 def _ask_shovels(platform: Platform, export: Export) -> Export:

@@ -335,7 +335,11 @@ ExportState = Literal["requested", "uploading", "creating", "completed", "failed
 class ExportRequest(Model):
     """``POST /api/exports``: make a new Clowder dataset from a folder of the caller's home."""
 
-    folder: str
+    folder: str = Field(
+        description="The folder as an app sees it (e.g. /home/jovyan/work/clowder/results, mapped back "
+        "through the folders your stacks mount) or relative to your data folder, Clowder/ of your home "
+        "(results, or Clowder/results)"
+    )
     name: str
     description: str = ""
     spaceId: str | None = None

@@ -269,7 +269,7 @@ def test_send_a_dataset_follow_it_and_export_a_folder(
     assert (second["state"], second["target"]) == ("completed", "Clowder/Field Study")
     assert "no-such-dataset" in cli.failed("send", "no-such-dataset")
 
-    results = home / "results"
+    results = home / "Clowder" / "results"  # "results" is a folder of the data folder
     results.mkdir()
     (results / "summary.txt").write_bytes(b"all fine\n")
     output = cli.ok("export", "results", "--name", "Results", "--wait")

@@ -71,3 +71,27 @@ def test_the_engines_socket_is_not_the_apps_folder() -> None:
         }
     )
     assert datafolder.mount_path(app) == "/srv/clowder"
+
+
+def test_an_apps_folder_is_mapped_back_to_the_home() -> None:
+    mounts = [("AppData/s1-jupyter-x", "/home/jovyan/work"), ("Clowder", "/home/jovyan/work/clowder")]
+    assert datafolder.folder_in_home("/home/jovyan/work/clowder/results", mounts) == "Clowder/results"
+    assert datafolder.folder_in_home("/home/jovyan/work/clowder", mounts) == "Clowder"
+    assert datafolder.folder_in_home("/home/jovyan/work/notes/", mounts) == "AppData/s1-jupyter-x/notes"
+    assert datafolder.folder_in_home("results", mounts) == "Clowder/results"
+    assert datafolder.folder_in_home("Clowder/results", []) == "Clowder/results"
+    two_stacks = [
+        *mounts,
+        ("AppData/s2-jupyter-y", "/home/jovyan/work"),
+        ("Clowder", "/home/jovyan/work/clowder"),
+    ]
+    assert datafolder.folder_in_home("/home/jovyan/work/clowder/r", two_stacks) == "Clowder/r"
+    for folder, seen_by in (
+        ("/home/jovyan/work/notes", two_stacks),  # a different folder in each stack
+        ("/etc", mounts),
+        ("/home/jovyan/work/../../../etc", mounts),
+        ("../x", mounts),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            datafolder.folder_in_home(folder, seen_by)
+        assert refused.value.field == "folder"

@@ -56,7 +56,8 @@ FOLDER = {
 
 
 def write_folder(platform: Platform, user: str, folder: str, content: dict[str, bytes]) -> None:
-    root = platform.data_dir / "home" / user / folder
+    """Files an app wrote into ``folder`` of the user's data folder."""
+    root = platform.data_dir / "home" / user / "Clowder" / folder
     for path, data in content.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(data)
@@ -108,7 +109,8 @@ def test_a_folder_becomes_a_new_clowder_dataset(
     response = post_export(api, alice, folder="results", name="My results", description="Made in a notebook")
     assert response.status_code == 202, response.get_json()
     requested = response.get_json()
-    assert (requested["state"], requested["folder"], requested["user"]) == ("uploading", "results", "alice")
+    assert (requested["state"], requested["user"]) == ("uploading", "alice")
+    assert requested["folder"] == "Clowder/results"  # relative to the data folder
 
     done = wait_for_export(api, alice, requested["id"], "completed")
     assert done["datasetId"] in clowder.datasets
@@ -139,6 +141,38 @@ def test_an_export_requested_event_does_the_same_once(
     assert [export["id"] for export in api.call("GET", "/api/exports", alice).get_json()] == [export_id]
     assert len(clowder.datasets) == 1
     assert queued(platform, "alice") == 0
+
+
+def test_a_folder_is_named_as_the_app_sees_it_or_relative_to_the_data_folder(
+    api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str
+) -> None:
+    sid = started_stack(api, alice)  # its app mounts its folder at /home/user/work
+    write_folder(platform, "alice", "results", FOLDER)
+    response = post_export(api, alice, folder="/home/user/work/clowder/results", name="Seen in the app")
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["folder"] == "Clowder/results"
+    done = wait_for_export(api, alice, response.get_json()["id"], "completed")
+    assert clowder.read_tree(done["datasetId"]) == FOLDER
+    for same in ("Clowder/results", "results/"):
+        assert post_export(api, alice, folder=same, name="Same").get_json()["folder"] == "Clowder/results"
+
+    # The app's own folder is a folder of the home too.
+    (own,) = api.call("GET", f"/api/stacks/{sid}", alice).get_json()["services"][0]["volumeMounts"]
+    notes = post_export(api, alice, folder="/home/user/work/notes", name="Notes").get_json()
+    assert notes["folder"] == f"{own}/notes"
+    event = export_request(clowder, "/home/user/work/clowder/results")
+    accepted(deliver(client, "export", event))
+    assert (
+        api.call("GET", f"/api/exports/{exports.export_id_for(event.source, event.id)}", alice).get_json()[
+            "folder"
+        ]
+        == "Clowder/results"
+    )
+
+    # A path no app of hers sees, or one that climbs out of the app's folder, is refused.
+    for folder in ("/srv/results", "/home/user/work/../../../etc", "/home/user"):
+        refused(post_export(api, alice, folder=folder, name="Elsewhere"), "folder")
+    refused(deliver(client, "export", export_request(clowder, "/srv/results")), "folder")
 
 
 def test_hostile_or_missing_folders_and_names_are_refused(

@@ -404,9 +404,16 @@ def describe_transfer(transfer: dict[str, Any]) -> str:
     )
 
 
+def where_seen(transfer: dict[str, Any]) -> list[str]:
+    """Where each running app of the user sees the transfer's folder: ``in s1abcd-jupyter: /home/…``."""
+    return [f"in {location['service']}: {location['path']}" for location in transfer.get("locations") or []]
+
+
 def report_transfer(transfer: dict[str, Any]) -> None:
     if transfer["state"] == "completed":
         print(f"Completed: {transfer['filesDone']} files in {transfer.get('target') or 'the home'}.")
+        for line in where_seen(transfer):
+            print(f"  {line}")
         return
     print(f"Transfer {transfer['id']} {transfer['state']}", file=sys.stderr)
     if transfer.get("message"):
@@ -499,6 +506,8 @@ def transfers_show(arguments: argparse.Namespace) -> int:
         return 0
     print(f"Transfer {transfer['id']} from {transfer['source']}")
     print(f"  {describe_transfer(transfer)}")
+    for line in where_seen(transfer):
+        print(f"  {line}")
     if transfer.get("waitingForStack"):
         print(f"  {WAITING_FOR_STACK}")
     if transfer.get("message"):

@@ -252,6 +252,8 @@ def test_send_a_dataset_follow_it_and_export_a_folder(
 
     output = cli.ok("send", f"{clowder.url}/datasets/{dataset_id}", "--to", "incoming", "--wait")
     assert "Completed: 2 files in Clowder/incoming" in output
+    # Where the app sees them: STATIC_SPEC mounts its folder at /home/user/work.
+    assert f"in {sid}-notebook: /home/user/work/clowder/incoming" in output
     home = paired.data_dir / "home" / "carol"
     assert (home / "Clowder" / "incoming" / "readme.txt").read_bytes() == content["readme.txt"]
     assert (home / "Clowder" / "incoming" / "raw" / "data.bin").read_bytes() == content["raw/data.bin"]
@@ -262,7 +264,8 @@ def test_send_a_dataset_follow_it_and_export_a_folder(
     assert (listed["state"], listed["filesDone"], listed["target"]) == ("completed", 2, "Clowder/incoming")
     assert cli.json("transfers", "show", listed["id"])["id"] == listed["id"]
     assert "Field Study" in cli.ok("transfers", "list")
-    assert "completed" in cli.ok("transfers", "show", listed["id"])
+    shown = cli.ok("transfers", "show", listed["id"])
+    assert "completed" in shown and f"in {sid}-notebook: /home/user/work/clowder/incoming" in shown
     assert "nothing-such" in cli.failed("transfers", "show", "nothing-such")
 
     second = cli.json("send", dataset_id, "--wait")  # the id alone: the paired Clowder

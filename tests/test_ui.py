@@ -187,3 +187,11 @@ def test_the_page_knows_a_file_preview_by_the_runtimes_own_words() -> None:
     # A Connect link only for an endpoint with a URL: an internal service's endpoint has none.
     assert "const endpoints = connectable(service);" in stacks
     assert ".filter((endpoint) => endpoint.url)" in stacks
+
+
+def test_the_send_page_says_where_apps_see_the_data_and_transfers_show_it() -> None:
+    send = (ASSETS / "js" / "views" / "send.js").read_text()
+    assert "which every one of your stacks mounts" not in send
+    assert "sees at …/clowder inside its own folder" in send and "/data/clowder" in send
+    transfers = (ASSETS / "js" / "views" / "transfers.js").read_text()
+    assert "transfer.locations" in transfers and "location.path" in transfers

@@ -214,7 +214,7 @@ def test_create_start_connect_send_export_stop_and_delete(
     # send a dataset by its Clowder URL, and watch its files arrive
     view(page, "Send & export")
     page.get_by_label("Clowder dataset URL or id").fill(f"{clowder.url}/datasets/{dataset_id}")
-    page.get_by_label("Target folder in my home (optional)").fill("incoming")
+    page.get_by_label("Folder in my data folder (optional)").fill("incoming")
     page.get_by_role("button", name="Send to my home").click()
     expect(page.get_by_role("heading", name="Transfers and exports", level=1)).to_be_visible()
     transfer = page.get_by_role("article", name="Field Study")
@@ -225,8 +225,13 @@ def test_create_start_connect_send_export_stop_and_delete(
     progress = transfer.get_by_role("progressbar", name="Progress of Field Study")
     expect(progress).to_have_attribute("value", str(sum(len(data) for data in content.values())))
     home = workbench.data_dir / "home" / "carol"
-    assert (home / "incoming" / "readme.txt").read_bytes() == content["readme.txt"]
-    assert (home / "incoming" / "raw" / "data.bin").read_bytes() == content["raw/data.bin"]
+    assert (home / "Clowder" / "incoming" / "readme.txt").read_bytes() == content["readme.txt"]
+    assert (home / "Clowder" / "incoming" / "raw" / "data.bin").read_bytes() == content["raw/data.bin"]
+    # where the running app sees them, and the app serving them there
+    seen = transfer.get_by_role("list", name="Where your running apps see the files")
+    expect(seen).to_contain_text("/home/user/work/clowder/incoming")
+    app_url = stack["services"][0]["endpoints"][0]["url"]
+    assert httpx.get(app_url + "clowder/incoming/readme.txt", timeout=10).content == content["readme.txt"]
 
     # a dataset with a file Clowder cannot hand out: that file's error is shown
     broken_id = clowder.add_dataset("Broken Study")
@@ -240,15 +245,15 @@ def test_create_start_connect_send_export_stop_and_delete(
     expect(failed.get_by_role("list", name="Files that failed")).to_contain_text("bad.txt")
 
     # export a folder of the home to a new Clowder dataset
-    results = home / "results"
+    results = home / "Clowder" / "results"
     results.mkdir()
     (results / "summary.txt").write_bytes(b"all fine\n")
     view(page, "Send & export")
-    page.get_by_label("Folder in my home", exact=True).fill("results")
+    page.get_by_label("Folder", exact=True).fill("/home/user/work/clowder/results")
     page.get_by_label("Name of the new dataset").fill("Results")
     page.get_by_label("Description (optional)").fill("What the notebook found")
     page.get_by_role("button", name="Export to Clowder").click()
-    exported = page.get_by_role("article", name="results → Results")
+    exported = page.get_by_role("article", name="Clowder/results → Results")
     expect(exported.get_by_text("completed", exact=True)).to_be_visible(timeout=SLOW)
     (made,) = [dataset for dataset in clowder.datasets.values() if dataset.name == "Results"]
     expect(exported.get_by_role("link", name=made.id)).to_be_visible()
@@ -258,7 +263,7 @@ def test_create_start_connect_send_export_stop_and_delete(
     # a folder outside the home is refused with the server's message
     view(page, "Send & export")
     screenshot(page, "send")
-    page.get_by_label("Folder in my home", exact=True).fill("../outside")
+    page.get_by_label("Folder", exact=True).fill("../outside")
     page.get_by_label("Name of the new dataset").fill("No")
     page.get_by_role("button", name="Export to Clowder").click()
     expect(page.get_by_role("alert")).to_contain_text("../outside")

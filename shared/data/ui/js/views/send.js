@@ -22,7 +22,7 @@ function sentMessage(transfer) {
 
 export function render(main, { navigate }) {
   const dataset = h("input", { name: "dataset", required: true, autocomplete: "off", spellcheck: "false" });
-  const target = h("input", { name: "target", autocomplete: "off", spellcheck: "false", placeholder: "Clowder/<dataset name>" });
+  const target = h("input", { name: "target", autocomplete: "off", spellcheck: "false", placeholder: "<dataset name>" });
   const sendButton = h("button", { type: "submit" }, "Send to my home");
   const sendForm = h(
     "form",
@@ -52,7 +52,7 @@ export function render(main, { navigate }) {
     },
     h("h2", { id: "send-title" }, "Send a Clowder dataset to my home"),
     field("Clowder dataset URL or id", dataset, "For example https://clowder.example.org/datasets/64f0…, or the id alone for the paired Clowder."),
-    field("Target folder in my home (optional)", target, "A folder relative to your home; by default Clowder/<the dataset's name>."),
+    field("Folder in my data folder (optional)", target, "A folder inside your data folder (Clowder/ of your home), e.g. Soil samples; by default the dataset's name."),
     h("div", { class: "actions" }, sendButton),
   );
 
@@ -75,7 +75,7 @@ export function render(main, { navigate }) {
       },
     },
     h("h2", { id: "export-title" }, "Export a folder of my home to a new Clowder dataset"),
-    field("Folder in my home", folder, "Relative to your home, e.g. results or AppData/…; every file below it is uploaded."),
+    field("Folder", folder, "As your app sees it, e.g. /home/jovyan/work/clowder/results, or relative to your data folder, e.g. results; every file below it is uploaded."),
     field("Name of the new dataset", name),
     field("Description (optional)", description),
     h("div", { class: "actions" }, exportButton),
@@ -83,7 +83,11 @@ export function render(main, { navigate }) {
 
   main.append(
     h("h1", {}, "Send and export"),
-    h("p", { class: "lead" }, "Data moves between Clowder and your home folder, which every one of your stacks mounts; one of your stacks must be running to receive or export it."),
+    h(
+      "p",
+      { class: "lead" },
+      "Data moves between Clowder and your data folder (Clowder/ of your home), which every app of yours sees at …/clowder inside its own folder (e.g. /home/jovyan/work/clowder; /data/clowder for an app without a folder). One of your stacks must be running to receive or export it; Transfers shows where each running app sees what arrived.",
+    ),
     h("div", { class: "two-columns" }, sendForm, exportForm),
   );
   return null;

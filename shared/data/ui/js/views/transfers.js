@@ -120,8 +120,20 @@ function transferCard(transfer, refresh) {
       { class: "counts" },
       `${transfer.filesDone} of ${transfer.filesTotal} files · ${bytes(transfer.bytesDone)} of ${bytes(total)}`,
     ),
+    seenIn(transfer),
     waitingNote(transfer, refresh),
     errorList(transfer),
+  );
+}
+
+// Where each running app sees the transfer's folder, in the app's own terms (worked out when read).
+function seenIn(transfer) {
+  const locations = transfer.locations || [];
+  if (!locations.length) return null;
+  return h(
+    "ul",
+    { class: "meta locations", "aria-label": "Where your running apps see the files" },
+    locations.map((location) => h("li", {}, `In ${location.service}: `, h("code", {}, location.path))),
   );
 }
 

@@ -550,9 +550,9 @@ def reconcile(platform: Platform, owner: str, stack: Stack, *, quiet: bool = Tru
 
 
 def _reconciled_states(platform: Platform) -> tuple[str, ...]:
-    """The stack states a read checks against the runtime: none for local stacks, which their
-    supervisors report on."""
-    return () if platform.runtime_kind == "local" else RECONCILED
+    """The stack states a read checks against the runtime: none for stacks on this machine (local
+    processes or containers), whose supervising threads report on them."""
+    return () if platform.runtime_kind in ("local", "docker") else RECONCILED
 
 
 def read(platform: Platform, owner: str, sid: str) -> Stack:

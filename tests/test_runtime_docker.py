@@ -183,7 +183,8 @@ class Reports:
 
 def runtime_on(engine: Engine, data_dir: Path, reports: Callable[[StatusReport], None]) -> DockerRuntime:
     settings = RuntimeSettings(kind="docker", ready_timeout=30, docker=DockerSettings(host=engine.url))
-    return DockerRuntime(settings, data_dir=data_dir, report=reports)
+    # busybox as process 1 ignores SIGTERM: it would wait out the whole grace period.
+    return DockerRuntime(settings, data_dir=data_dir, report=reports, stop_grace=1)
 
 
 def spec(key: str, shell: str, *, port: int, image: str = IMAGE, probe: str = "http") -> ServiceSpec:
@@ -364,3 +365,96 @@ def test_the_runtime_is_a_container_engine_when_one_answers_else_local_processes
     assert kind({"DOCKER_HOST": engine.url}) == "docker"
     assert kind({"DOCKER_HOST": engine.url, "WORKBENCH_RUNTIME": "local"}) == "local"
     assert kind({"WORKBENCH_RUNTIME": "docker"}) == "docker"
+
+
+@pytest.mark.e2e
+def test_workbench_run_finds_the_engine_and_a_sent_dataset_is_inside_the_app(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`workbench run` with nothing set but DOCKER_HOST: a user's stack runs in a container, and a
+    dataset Clowder sends is read inside it and through its Connect URL."""
+    import httpx
+
+    from events.producer import send
+    from tests.clowder_server import ClowderServer
+    from tests.conftest import ADMIN_PASSWORD
+    from tests.test_e2e import Platform as Workbench
+    from tests.test_e2e import bearer, wait_for_status
+    from tests.test_transfer_flow import API_KEY, SECRET, signed_request, wait_for_transfer
+
+    content = {"readme.txt": b"hello from Clowder\n", "raw/data.bin": os.urandom(200_000)}
+    app = {
+        "key": "notebook",
+        "label": "Notebook",
+        "description": "busybox httpd serving its folder",
+        "image": {"name": IMAGE, "tags": [TAG]},
+        "access": "external",
+        "display": "stack",
+        "command": ["/bin/sh", "-c"],
+        # A shell as process 1 that ends on SIGTERM (one that ignores it waits out the stop's grace).
+        "args": ["trap 'exit 0' TERM; httpd -f -v -p 8888 -h /home/user/work & wait"],
+        "ports": [{"port": 8888, "protocol": "http"}],
+        "readinessProbe": {"type": "tcp", "path": "", "port": 8888, "initialDelay": 0, "timeout": 30},
+        "volumeMounts": [{"mountPath": "/home/user/work"}],
+        "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 64, "memDefault": 32},
+    }
+    with ClowderServer(tmp_path / "clowder", 2, API_KEY) as clowder:
+        dataset_id = clowder.add_dataset("Field Study")
+        clowder.add_files(dataset_id, content)
+        monkeypatch.delenv("WORKBENCH_RUNTIME")  # as on a machine where nothing is set
+        monkeypatch.setenv("DOCKER_HOST", engine.url)
+        monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
+        monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
+        monkeypatch.setenv("WORKBENCH_EVENT_SECRET", SECRET)
+        workbench = Workbench(
+            tmp_path / "data",
+            passed=("WORKBENCH_CLOWDER_URL", "WORKBENCH_CLOWDER_API_KEY", "WORKBENCH_EVENT_SECRET"),
+        )
+        workbench.start()
+        http = httpx.Client(base_url=workbench.url, timeout=10)
+        try:
+            assert f"Stacks run as containers on the engine at {engine.url}" in workbench.log.read_text()
+            admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD})
+            account = {"namespace": "carol", "name": "Carol", "email": "carol@example.org"}
+            created = http.post(
+                "/api/accounts",
+                headers=bearer(admin.json()["token"]),
+                json={**account, "password": "carol-pw1"},
+            )
+            assert created.status_code == 200, created.text
+            carol = http.post(
+                "/api/authenticate", json={"username": "carol", "password": "carol-pw1"}
+            ).json()["token"]
+            assert http.post("/api/services", json=app, headers=bearer(carol)).status_code == 200
+            sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(carol)).json()["id"]
+            assert http.get(f"/api/start/{sid}", headers=bearer(carol)).status_code == 202
+            stack = wait_for_status(http, sid, "started", carol, seconds=60)
+            url = stack["services"][0]["endpoints"][0]["url"]
+
+            assert send(signed_request(clowder, dataset_id), f"{workbench.url}/events") == 202
+            transfer = wait_for_transfer(http, carol, "completed")
+            assert transfer["target"] == "Clowder/Field Study"
+
+            # Through the Connect URL, and from inside the container, at the data mount.
+            assert fetch(url + "clowder/Field%20Study/readme.txt") == content["readme.txt"]
+            (container,) = ours(engine, **{OWNER_LABEL: "carol", STACK_LABEL: sid})
+            done = container.exec_run(["sha256sum", "/home/user/work/clowder/Field Study/raw/data.bin"])
+            assert done.output.decode().split()[0] == hashlib.sha256(content["raw/data.bin"]).hexdigest()
+
+            # The platform restarts; the app's container runs on and is found again, not replaced.
+            workbench.stop()
+            workbench.start()
+            carol = http.post(
+                "/api/authenticate", json={"username": "carol", "password": "carol-pw1"}
+            ).json()["token"]
+            again = wait_for_status(http, sid, "started", carol, seconds=60)
+            assert again["services"][0]["endpoints"][0]["url"] == url
+            (same,) = ours(engine, **{OWNER_LABEL: "carol", STACK_LABEL: sid})
+            assert same.id == container.id
+
+            assert http.get(f"/api/stop/{sid}", headers=bearer(carol)).status_code == 202
+            wait_for_status(http, sid, "stopped", carol)
+            assert ours(engine, **{OWNER_LABEL: "carol", STACK_LABEL: sid}) == []
+        finally:
+            http.close()
+            workbench.stop()

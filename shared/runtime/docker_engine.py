@@ -151,12 +151,14 @@ class DockerRuntime:
         report: Reporter,
         client_factory: Callable[[], DockerClient] | None = None,
         instance: str | None = None,
+        stop_grace: int = STOP_SECONDS,
     ) -> None:
         self._settings = settings
         self._data_dir = data_dir
         self._report_to = report
         self._client_factory = client_factory
         self._instance = instance or instance_of(data_dir)
+        self._stop_grace = stop_grace
         self._client: DockerClient | None = None
         self._lock = threading.Lock()
         self._runs: dict[tuple[str, str], ContainerRun] = {}
@@ -572,7 +574,7 @@ class DockerRuntime:
     def _remove_container(self, container: Container) -> None:
         try:
             if container.status == "running":
-                container.stop(timeout=STOP_SECONDS)
+                container.stop(timeout=self._stop_grace)
             container.remove(force=True)
         except Exception as error:
             mapped = engine_error(error, f"removing container {container.short_id}")

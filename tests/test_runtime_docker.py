@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -44,6 +45,102 @@ default_ulimits = []
 """
 
 
+class Registry:
+    """A read-only image registry on 127.0.0.1 (the distribution API's pull half): one image per name."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, bytes] = {}
+        registry = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:
+                self.answer(body=False)
+
+            def do_GET(self) -> None:
+                self.answer(body=True)
+
+            def answer(self, *, body: bool) -> None:
+                path = self.path.split("?")[0]
+                kind = "application/json"
+                if path == "/v2/":
+                    data: bytes | None = b"{}"
+                elif "/manifests/" in path:
+                    data = registry.manifests.get(path.split("/v2/", 1)[1])
+                    kind = "application/vnd.oci.image.manifest.v1+json"
+                elif "/blobs/" in path:
+                    data = registry.blobs.get(path.rsplit("/", 1)[1])
+                    kind = "application/octet-stream"
+                else:
+                    data = None
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Docker-Content-Digest", digest(data))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add(self, name: str, tag: str, layer_tar: bytes) -> str:
+        """Serve a one-layer image of ``layer_tar``; its reference."""
+        import gzip
+
+        layer = gzip.compress(layer_tar, mtime=0)
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Cmd": ["/bin/sh"]},
+                "rootfs": {"type": "layers", "diff_ids": [digest(layer_tar)]},
+            }
+        ).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": digest(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": digest(layer),
+                        "size": len(layer),
+                    }
+                ],
+            }
+        ).encode()
+        for blob in (layer, config):
+            self.blobs[digest(blob)] = blob
+        self.manifests[f"{name}/manifests/{tag}"] = manifest
+        self.manifests[f"{name}/manifests/{digest(manifest)}"] = manifest
+        return f"{self.address}/{name}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 class Engine:
     """A Podman service on a socket of its own, with its own storage, for this test session."""
 
@@ -52,7 +149,14 @@ class Engine:
         self.url = f"unix://{folder / 'podman.sock'}"
         conf = folder / "containers.conf"
         conf.write_text(CONTAINERS_CONF)
-        self.environment = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        self.registry = Registry()
+        registries = folder / "registries.conf"
+        registries.write_text(f'[[registry]]\nlocation = "{self.registry.address}"\ninsecure = true\n')
+        self.environment = {
+            **os.environ,
+            "CONTAINERS_CONF": str(conf),
+            "CONTAINERS_REGISTRIES_CONF": str(registries),
+        }
         self.podman = [
             "podman",
             "--root",
@@ -117,8 +221,10 @@ class Engine:
         with tarfile.open(archive, "w") as tar:
             tar.add(rootfs, arcname=".")
         self.run("import", "--change", 'CMD ["/bin/sh"]', str(archive), f"{IMAGE}:{TAG}")
+        self.pullable = self.registry.add("workbench/pulled", TAG, archive.read_bytes())
 
     def stop(self) -> None:
+        self.registry.close()
         if self.service is None:
             return
         try:
@@ -321,6 +427,33 @@ def test_a_stack_runs_in_containers_sees_the_data_folder_and_is_found_again(
         runtime.close()
         stranger.remove(force=True)
         client.close()
+
+
+def test_a_missing_image_is_pulled_with_its_progress_in_the_status_messages(
+    engine: Engine, tmp_path: Path
+) -> None:
+    pulled = spec(
+        "fresh", "trap 'exit 0' TERM; httpd -f -p 80 -h /srv & wait", image=engine.pullable, port=80
+    )
+    plan = plan_of("s4", (pulled, {}, ()))
+    (tmp_path / "data" / "home" / "alice" / "AppData" / "s4-fresh").mkdir(parents=True)
+    (tmp_path / "data" / "home" / "alice" / "AppData" / "s4-fresh" / "index.html").write_text("pulled\n")
+    reports = Reports()
+    runtime = runtime_on(engine, tmp_path / "data", reports)
+    try:
+        runtime.start(plan)
+        ready = reports.wait("s4-fresh", "ready", "error", "timeout", seconds=90)
+        assert ready.status == "ready", reports.of("s4-fresh")
+        messages = [message for _, message in reports.of("s4-fresh")]
+        assert messages[0] == f"Pulling image {engine.pullable}:{TAG}"
+        # Its layers (the root filesystem and the image's configuration) as they arrive.
+        assert f"Pulling image {engine.pullable}:{TAG}: 2 of 2 layers downloaded" in messages
+        assert f"Pulled image {engine.pullable}:{TAG}" in messages
+        assert ready.endpoints is not None and fetch(ready.endpoints[0].url) == b"pulled\n"
+    finally:
+        runtime.remove(plan)
+        runtime.close()
+        engine.run("rmi", "--force", f"{engine.pullable}:{TAG}")
 
 
 def test_an_image_that_cannot_be_pulled_fails_the_start_with_the_engines_reason(

@@ -53,6 +53,8 @@ STOP_SECONDS = 10
 POLL_SECONDS = 0.25
 WATCH_SECONDS = 2.0
 PULL_REPORT_SECONDS = 1.0
+LAYER_DONE = frozenset({"Download complete", "Pull complete", "Already exists"})
+"""A pulled layer's last statuses: Docker Engine's and Podman's (which ends at "Download complete")."""
 CLOSE_WAIT_SECONDS = 2.0
 PROBE_SECONDS = 2.0
 LAST_LINE_LIMIT = 200
@@ -392,6 +394,8 @@ class DockerRuntime:
         self._report(run, service, "starting", f"Pulling image {image}")
         repository, tag = _split_image(image)
         layers: dict[str, str] = {}
+        received: dict[str, tuple[int, int]] = {}
+        reported = (0, 0)
         last_report = time.monotonic()
         try:
             for progress in client.api.pull(repository, tag=tag, stream=True, decode=True):
@@ -401,16 +405,23 @@ class DockerRuntime:
                     reason = progress.get("errorDetail", {}).get("message") or progress["error"]
                     self._fail(run, service, "error", f"Could not pull image {image}: {reason}")
                     return False
-                if progress.get("id"):
-                    layers[str(progress["id"])] = str(progress.get("status", ""))
-                if time.monotonic() - last_report >= PULL_REPORT_SECONDS and layers:
-                    last_report = time.monotonic()
-                    done = sum(
-                        1 for status in layers.values() if status in ("Pull complete", "Already exists")
-                    )
-                    self._report(
-                        run, service, "starting", f"Pulling image {image}: {done} of {len(layers)} layers"
-                    )
+                layer = str(progress.get("id") or "")
+                if not layer:
+                    continue
+                layers[layer] = str(progress.get("status", ""))
+                detail = progress.get("progressDetail") or {}
+                if detail.get("total"):
+                    received[layer] = (int(detail.get("current") or 0), int(detail["total"]))
+                done = sum(1 for status in layers.values() if status in LAYER_DONE)
+                # Each finished layer is told at once; the bytes of the others at most once a second.
+                if (done, len(layers)) != reported or time.monotonic() - last_report >= PULL_REPORT_SECONDS:
+                    reported, last_report = (done, len(layers)), time.monotonic()
+                    message = f"Pulling image {image}: {done} of {len(layers)} layers downloaded"
+                    if received and done < len(layers):
+                        current = sum(item[0] for item in received.values()) / 1e6
+                        total = sum(item[1] for item in received.values()) / 1e6
+                        message += f", {current:.1f} of {total:.1f} MB"
+                    self._report(run, service, "starting", message)
             client.images.get(image)
         except Exception as error:
             reason = _explanation(error) if isinstance(error, errors.APIError) else str(error)

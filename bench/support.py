@@ -56,8 +56,10 @@ def workdir(name: str) -> Path:
 
 
 def clean_environment(extra: Mapping[str, str] = {}) -> dict[str, str]:
-    """This process's environment without any WORKBENCH_ setting, plus ``extra``."""
+    """This process's environment without any WORKBENCH_ setting, plus ``extra``; stacks run as local
+    processes unless ``extra`` says otherwise, whether or not a container engine answers here."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("WORKBENCH_")}
+    environment["WORKBENCH_RUNTIME"] = "local"
     environment.update(extra)
     return environment
 

@@ -41,6 +41,8 @@ class Platform:
             for key, value in os.environ.items()
             if not key.startswith("WORKBENCH_") or key in self.passed
         }
+        # Local processes, whether or not a container engine answers on this machine.
+        environment.setdefault("WORKBENCH_RUNTIME", "local")
         environment.update(
             {
                 "WORKBENCH_PORT": str(self.port),

@@ -456,6 +456,23 @@ def test_a_missing_image_is_pulled_with_its_progress_in_the_status_messages(
         engine.run("rmi", "--force", f"{engine.pullable}:{TAG}")
 
 
+def test_a_ready_container_that_ends_fails_its_service_with_the_exit_code_and_last_line(
+    engine: Engine, tmp_path: Path
+) -> None:
+    brief = spec("brief", "httpd -p 80 -h /srv; sleep 2; echo giving up; exit 3", port=80, probe="tcp")
+    plan = plan_of("s5", (brief, {}, ()))
+    reports = Reports()
+    runtime = runtime_on(engine, tmp_path / "data", reports)
+    try:
+        runtime.start(plan)
+        assert reports.wait("s5-brief", "ready", "error").status == "ready"
+        failed = reports.wait("s5-brief", "error", seconds=30)
+        assert failed.message == "Container exited with code 3; last log line: giving up"
+    finally:
+        runtime.remove(plan)
+        runtime.close()
+
+
 def test_an_image_that_cannot_be_pulled_fails_the_start_with_the_engines_reason(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -534,14 +551,19 @@ def test_workbench_run_finds_the_engine_and_a_sent_dataset_is_inside_the_app(
     with ClowderServer(tmp_path / "clowder", 2, API_KEY) as clowder:
         dataset_id = clowder.add_dataset("Field Study")
         clowder.add_files(dataset_id, content)
-        monkeypatch.delenv("WORKBENCH_RUNTIME")  # as on a machine where nothing is set
+        monkeypatch.setenv("WORKBENCH_RUNTIME", "auto")  # the default, as on a machine where nothing is set
         monkeypatch.setenv("DOCKER_HOST", engine.url)
         monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
         monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
         monkeypatch.setenv("WORKBENCH_EVENT_SECRET", SECRET)
         workbench = Workbench(
             tmp_path / "data",
-            passed=("WORKBENCH_CLOWDER_URL", "WORKBENCH_CLOWDER_API_KEY", "WORKBENCH_EVENT_SECRET"),
+            passed=(
+                "WORKBENCH_CLOWDER_URL",
+                "WORKBENCH_CLOWDER_API_KEY",
+                "WORKBENCH_EVENT_SECRET",
+                "WORKBENCH_RUNTIME",
+            ),
         )
         workbench.start()
         http = httpx.Client(base_url=workbench.url, timeout=10)

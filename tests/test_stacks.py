@@ -734,7 +734,12 @@ def platform_on(database_url: str, data_dir: Path, **settings: str) -> Platform:
 
     instance = Platform(
         Settings.from_env(
-            {"WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_DATABASE_URL": database_url, **settings}
+            {
+                "WORKBENCH_DATA_DIR": str(data_dir),
+                "WORKBENCH_DATABASE_URL": database_url,
+                "WORKBENCH_RUNTIME": "local",
+                **settings,
+            }
         )
     )
     initialise(instance)

@@ -232,6 +232,12 @@ def test_create_start_connect_send_export_stop_and_delete(
     expect(seen).to_contain_text("/home/user/work/clowder/incoming")
     app_url = stack["services"][0]["endpoints"][0]["url"]
     assert httpx.get(app_url + "clowder/incoming/readme.txt", timeout=10).content == content["readme.txt"]
+    in_app = page.context.new_page()
+    in_app.goto(app_url + "clowder/incoming/")
+    expect(in_app.get_by_role("link", name="readme.txt")).to_be_visible()
+    expect(in_app.get_by_role("link", name="raw/")).to_be_visible()
+    screenshot(in_app, "app-sent-files")
+    in_app.close()
 
     # a dataset with a file Clowder cannot hand out: that file's error is shown
     broken_id = clowder.add_dataset("Broken Study")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -64,6 +67,49 @@ class StatusReport:
 
 
 Reporter = Callable[[StatusReport], None]
+
+log = logging.getLogger(__name__)
+
+
+class Workers:
+    """The threads a runtime starts, stops and supervises stacks in, and the reports they send."""
+
+    def __init__(self, name: str, report: Reporter) -> None:
+        self._name = name
+        self._report_to = report
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        def body() -> None:
+            try:
+                target()
+            except Exception:
+                log.exception("%s thread %r failed", self._name, name)
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        # Daemon threads: a platform that exits without close() must not hang on supervision.
+        thread = threading.Thread(target=body, name=f"{self._name}: {name}", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def deliver(self, report: StatusReport) -> None:
+        """Report; a failing reporter must not end the supervision of a running service."""
+        try:
+            self._report_to(report)
+        except Exception:
+            log.exception("reporting %s of %s failed", report.status, report.ssid)
+
+    def join(self, seconds: float) -> None:
+        """Wait up to ``seconds`` in all for the threads running now to end."""
+        with self._lock:
+            threads = list(self._threads)
+        deadline = time.monotonic() + seconds
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class Runtime(Protocol):

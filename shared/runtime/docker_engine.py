@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from shared.datafolder import DATA_FOLDER
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.models import Endpoint, ServiceStatus
-from shared.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES, Reporter, ServicePlan, StackPlan, StatusReport
+from shared.runtime import (
+    LOG_DEFAULT_LINES,
+    LOG_MAX_LINES,
+    Reporter,
+    ServicePlan,
+    StackPlan,
+    StatusReport,
+    Workers,
+)
 from shared.runtime.kube_objects import image_of
 from shared.runtime.processes import (
     LOG_MAX_BYTES,
@@ -157,7 +165,6 @@ class DockerRuntime:
     ) -> None:
         self._settings = settings
         self._data_dir = data_dir
-        self._report_to = report
         self._client_factory = client_factory
         self._instance = instance or instance_of(data_dir)
         self._stop_grace = stop_grace
@@ -165,7 +172,7 @@ class DockerRuntime:
         self._lock = threading.Lock()
         self._runs: dict[tuple[str, str], ContainerRun] = {}
         self._stack_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._threads: set[threading.Thread] = set()
+        self._workers = Workers("container runtime", report)
         self._closed = False
 
     @property
@@ -181,14 +188,14 @@ class DockerRuntime:
         previous = self._replace_run(plan, run)
         if previous is not None:
             previous.halted.set()
-        self._spawn(f"start {plan.sid}", lambda: self._start_stack(run))
+        self._workers.spawn(f"start {plan.sid}", lambda: self._start_stack(run))
 
     def stop(self, plan: StackPlan) -> None:
         self._check(plan)
         previous = self._replace_run(plan, None)
         if previous is not None:
             previous.halted.set()
-        self._spawn(f"stop {plan.sid}", lambda: self._stop_stack(plan, report=True))
+        self._workers.spawn(f"stop {plan.sid}", lambda: self._stop_stack(plan, report=True))
 
     def remove(self, plan: StackPlan) -> None:
         """Stop and remove the stack's containers and network, returning once they are gone."""
@@ -246,12 +253,9 @@ class DockerRuntime:
                 return
             self._closed = True
             runs = list(self._runs.values())
-            threads = list(self._threads)
         for run in runs:
             run.halted.set()
-        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._workers.join(CLOSE_WAIT_SECONDS)
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
@@ -284,7 +288,7 @@ class DockerRuntime:
                         self._fail(run, service, "error", reason)
                 return
         if run.ready:
-            self._spawn(f"watch {plan.sid}", lambda: self._watch(run))
+            self._workers.spawn(f"watch {plan.sid}", lambda: self._watch(run))
 
     def _start_service(self, run: ContainerRun, service: ServicePlan, network: str) -> None:
         failed = [key for key in service.requires if key in run.failed or key not in run.ready]
@@ -580,7 +584,9 @@ class DockerRuntime:
             self._remove_networks(labels)
             if report:
                 for service in reversed(plan.services):
-                    self._deliver(StatusReport(plan.owner, plan.sid, service.ssid, "stopped", "Stopped"))
+                    self._workers.deliver(
+                        StatusReport(plan.owner, plan.sid, service.ssid, "stopped", "Stopped")
+                    )
 
     def _remove_container(self, container: Container) -> None:
         try:
@@ -697,28 +703,9 @@ class DockerRuntime:
     ) -> None:
         if run.halted.is_set():
             return
-        self._deliver(StatusReport(run.plan.owner, run.plan.sid, service.ssid, status, message, endpoints))
-
-    def _deliver(self, report: StatusReport) -> None:
-        try:
-            self._report_to(report)
-        except Exception:
-            log.exception("reporting %s of %s failed", report.status, report.ssid)
-
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        def body() -> None:
-            try:
-                target()
-            except Exception:
-                log.exception("container runtime thread %r failed", name)
-            finally:
-                with self._lock:
-                    self._threads.discard(thread)
-
-        thread = threading.Thread(target=body, name=f"container runtime: {name}", daemon=True)
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()
+        self._workers.deliver(
+            StatusReport(run.plan.owner, run.plan.sid, service.ssid, status, message, endpoints)
+        )
 
 
 def _host_ports(container: Container) -> dict[int, int]:

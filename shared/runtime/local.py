@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -23,7 +22,7 @@ from typing import Literal
 from shared import datafolder
 from shared.errors import Unavailable
 from shared.models import Endpoint, ServiceStatus
-from shared.runtime import Reporter, ServicePlan, StackPlan, StatusReport, static_site
+from shared.runtime import Reporter, ServicePlan, StackPlan, StatusReport, Workers, static_site
 from shared.runtime.processes import (
     LOOPBACK,
     ProcessRecord,
@@ -223,13 +222,12 @@ class LocalRuntime:
         self._settings = settings
         self._site_key = site_key
         self._data_dir = data_dir
-        self._report_to = report
         self._stop_grace = stop_grace
         self._lock = threading.Lock()
         self._runs: dict[tuple[str, str], StackRun] = {}
         self._turns: dict[tuple[str, str], Turns] = {}
         self._children: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
-        self._threads: set[threading.Thread] = set()
+        self._workers = Workers("local runtime", report)
         self._closed = False
 
     # --- The port --------------------------------------------------------------------------
@@ -246,7 +244,7 @@ class LocalRuntime:
             ticket = self._turns_of(key).take()
         if previous is not None:
             previous.halt()
-        self._spawn(f"start {plan.sid}", lambda: self._start_stack(run, previous, ticket))
+        self._workers.spawn(f"start {plan.sid}", lambda: self._start_stack(run, previous, ticket))
 
     def stop(self, plan: StackPlan) -> None:
         self._check_names(plan)
@@ -258,7 +256,7 @@ class LocalRuntime:
             ticket = self._turns_of(key).take()
         if run is not None:
             run.halt()
-        self._spawn(f"stop {plan.sid}", lambda: self._stop_stack(plan, run, ticket, report=True))
+        self._workers.spawn(f"stop {plan.sid}", lambda: self._stop_stack(plan, run, ticket, report=True))
 
     def remove(self, plan: StackPlan) -> None:
         """Stop whatever of ``plan`` still runs and return when it has ended; reports nothing."""
@@ -314,12 +312,9 @@ class LocalRuntime:
                 return
             self._closed = True
             runs = list(self._runs.values())
-            threads = list(self._threads)
         for run in runs:
             run.halt()
-        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._workers.join(CLOSE_WAIT_SECONDS)
 
     # --- Starting --------------------------------------------------------------------------
 
@@ -474,7 +469,7 @@ class LocalRuntime:
                 self._fail(run, service, "error", problem)
                 continue
             if self._launch(run, service, "Starting"):
-                self._spawn(f"supervise {service.plan.ssid}", partial(self._supervise, run, service))
+                self._workers.spawn(f"supervise {service.plan.ssid}", partial(self._supervise, run, service))
 
     def _await_requirements(self, run: StackRun, service: ServiceRun, earlier: list[str]) -> str | None:
         """None once every required service is ready, else why this one cannot start."""
@@ -700,7 +695,9 @@ class LocalRuntime:
             for service in reversed(plan.services):
                 self._end_service(plan.owner, service.ssid)
                 if report:
-                    self._deliver(StatusReport(plan.owner, plan.sid, service.ssid, "stopped", "Stopped"))
+                    self._workers.deliver(
+                        StatusReport(plan.owner, plan.sid, service.ssid, "stopped", "Stopped")
+                    )
             if run is not None:
                 planned = {service.ssid for service in plan.services}
                 for service in reversed(run.plan.services):
@@ -745,32 +742,9 @@ class LocalRuntime:
         with run.lock:
             if run.halted:
                 return
-            self._deliver(
+            self._workers.deliver(
                 StatusReport(run.plan.owner, run.plan.sid, service.plan.ssid, status, message, endpoints)
             )
-
-    def _deliver(self, report: StatusReport) -> None:
-        try:
-            self._report_to(report)
-        except Exception:
-            # A failing reporter must not end the supervision of a running service.
-            log.exception("reporting %s of %s failed", report.status, report.ssid)
-
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        def body() -> None:
-            try:
-                target()
-            except Exception:
-                log.exception("runtime thread %r failed", name)
-            finally:
-                with self._lock:
-                    self._threads.discard(thread)
-
-        # Daemon threads: a platform that exits without close() must not hang on supervision.
-        thread = threading.Thread(target=body, name=f"local runtime: {name}", daemon=True)
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()
 
     def _turns_of(self, key: tuple[str, str]) -> Turns:
         turns = self._turns.get(key)

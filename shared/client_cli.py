@@ -28,6 +28,7 @@ REAL_APP = (
     "file preview: the service's folder, read-only, not the app itself. For the real app, run Docker or "
     "Podman so that `workbench run` starts the catalog's containers, or set WORKBENCH_LOCAL_COMMANDS."
 )
+WAITING_MARK = "waiting for a stack"
 WAITING_FOR_STACK = (
     "None of your stacks is running: files arrive when one of your stacks starts "
     "(`workbench stacks list`, then `workbench stacks start ID`)."
@@ -489,7 +490,7 @@ def transfers_list(arguments: argparse.Namespace) -> int:
                     transfer["id"],
                     transfer.get("datasetName") or transfer["datasetId"],
                     transfer.get("target", ""),
-                    transfer["state"],
+                    listed_state(transfer),
                     f"{transfer['filesDone']}/{transfer['filesTotal']}",
                     f"{human_bytes(transfer['bytesDone'])}/{human_bytes(transfer['bytesTotal'])}",
                 )
@@ -497,6 +498,12 @@ def transfers_list(arguments: argparse.Namespace) -> int:
             ),
         )
     return 0
+
+
+def listed_state(transfer: dict[str, Any]) -> str:
+    """The transfer's state, marked while its files wait for one of the user's stacks to run."""
+    state = str(transfer["state"])
+    return f"{state} ({WAITING_MARK})" if transfer.get("waitingForStack") else state
 
 
 def transfers_show(arguments: argparse.Namespace) -> int:

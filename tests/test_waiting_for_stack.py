@@ -91,6 +91,43 @@ class Answers:
         return self.replies.pop(0)
 
 
+def test_transfers_list_marks_the_transfers_that_wait_for_a_stack(
+    api: Api,
+    platform: Platform,
+    clowder: ClowderServer,
+    alice: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    names = ("Samples", "Cores")
+    ids = {}
+    for name in names:
+        dataset_id = clowder.add_dataset(name)
+        clowder.add_files(dataset_id, {"a.txt": b"a"})
+        response = api.call("POST", "/api/transfers", alice, json={"datasetId": dataset_id})
+        assert response.status_code == 202, response.get_json()
+        ids[name] = response.get_json()["id"]
+    platform.store.update_transfer(ids["Cores"], lambda item: item.model_copy(update={"state": "completed"}))
+
+    # The table of the API's own answer, as `workbench transfers list` prints it.
+    listed = api.call("GET", "/api/transfers", alice).get_json()
+    monkeypatch.setattr(client_cli, "session", lambda: Answers(listed))
+    assert client_cli.transfers_list(argparse.Namespace(json=False)) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    state = header.index("STATE")
+    files = header.index("FILES")
+    by_id = {row.split()[0]: row[state:files].strip() for row in rows}
+    assert by_id == {ids["Samples"]: "syncing (waiting for a stack)", ids["Cores"]: "completed"}
+
+    # Once one of alice's stacks starts, the files no longer wait.
+    sid = new_stack(api, alice)
+    set_status(platform, "alice", sid, "started")
+    listed = api.call("GET", "/api/transfers", alice).get_json()
+    monkeypatch.setattr(client_cli, "session", lambda: Answers(listed))
+    assert client_cli.transfers_list(argparse.Namespace(json=False)) == 0
+    assert "waiting for a stack" not in capsys.readouterr().out
+
+
 def stack(sid: str, status: str, *services: dict[str, Any]) -> dict[str, Any]:
     return {"id": sid, "key": "jupyter", "name": f"Stack {sid}", "status": status, "services": list(services)}
 

@@ -1,26 +1,17 @@
-"""The container runtime on a real engine: Podman's Docker-compatible service, with an image built here."""
+"""The container runtime on real engines: Podman's Docker-compatible service and Docker Engine, each
+with an image built here."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
-import subprocess
-import tarfile
-import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shared.bootstrap import Platform
 from shared.errors import Unavailable
-from shared.models import ServiceSpec
-from shared.runtime import ServicePlan, StackPlan, StatusReport
 from shared.runtime.docker_engine import (
     INSTANCE_LABEL,
     OWNER_LABEL,
@@ -29,327 +20,16 @@ from shared.runtime.docker_engine import (
     DockerRuntime,
 )
 from shared.settings import DockerSettings, RuntimeSettings, Settings
-from tests.conftest import need
+from tests import engines
+from tests.engines import IMAGE, TAG, Engine, Reports, fetch, ours, plan_of, runtime_on, spec
 
-IMAGE = "localhost/workbench-test/busybox"
-TAG = "1"
-BUSYBOX = Path("/bin/busybox")
-CONTAINERS_CONF = """\
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-
-[containers]
-default_ulimits = []
-"""
-
-
-class Registry:
-    """A read-only image registry on 127.0.0.1 (the distribution API's pull half): one image per name."""
-
-    def __init__(self) -> None:
-        import http.server
-
-        self.blobs: dict[str, bytes] = {}
-        self.manifests: dict[str, bytes] = {}
-        registry = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_HEAD(self) -> None:
-                self.answer(body=False)
-
-            def do_GET(self) -> None:
-                self.answer(body=True)
-
-            def answer(self, *, body: bool) -> None:
-                path = self.path.split("?")[0]
-                kind = "application/json"
-                if path == "/v2/":
-                    data: bytes | None = b"{}"
-                elif "/manifests/" in path:
-                    data = registry.manifests.get(path.split("/v2/", 1)[1])
-                    kind = "application/vnd.oci.image.manifest.v1+json"
-                elif "/blobs/" in path:
-                    data = registry.blobs.get(path.rsplit("/", 1)[1])
-                    kind = "application/octet-stream"
-                else:
-                    data = None
-                if data is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Docker-Content-Digest", digest(data))
-                self.end_headers()
-                if body:
-                    self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def add(self, name: str, tag: str, layer_tar: bytes) -> str:
-        """Serve a one-layer image of ``layer_tar``; its reference."""
-        import gzip
-
-        layer = gzip.compress(layer_tar, mtime=0)
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Cmd": ["/bin/sh"]},
-                "rootfs": {"type": "layers", "diff_ids": [digest(layer_tar)]},
-            }
-        ).encode()
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": digest(config),
-                    "size": len(config),
-                },
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": digest(layer),
-                        "size": len(layer),
-                    }
-                ],
-            }
-        ).encode()
-        for blob in (layer, config):
-            self.blobs[digest(blob)] = blob
-        self.manifests[f"{name}/manifests/{tag}"] = manifest
-        self.manifests[f"{name}/manifests/{digest(manifest)}"] = manifest
-        return f"{self.address}/{name}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class Engine:
-    """A Podman service on a socket of its own, with its own storage, for this test session."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.url = f"unix://{folder / 'podman.sock'}"
-        conf = folder / "containers.conf"
-        conf.write_text(CONTAINERS_CONF)
-        self.registry = Registry()
-        registries = folder / "registries.conf"
-        registries.write_text(f'[[registry]]\nlocation = "{self.registry.address}"\ninsecure = true\n')
-        self.environment = {
-            **os.environ,
-            "CONTAINERS_CONF": str(conf),
-            "CONTAINERS_REGISTRIES_CONF": str(registries),
-        }
-        self.podman = [
-            "podman",
-            "--root",
-            str(folder / "storage"),
-            "--runroot",
-            str(folder / "run"),
-            "--storage-driver",
-            "vfs",
-        ]
-        self.service: subprocess.Popen[bytes] | None = None
-
-    def run(self, *arguments: str) -> str:
-        done = subprocess.run(
-            [*self.podman, *arguments], env=self.environment, capture_output=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"podman {' '.join(arguments)}: {done.stderr.decode(errors='replace')}")
-        return done.stdout.decode()
-
-    def start(self) -> None:
-        with (self.folder / "service.log").open("wb") as log:
-            self.service = subprocess.Popen(
-                [*self.podman, "system", "service", "--time=0", self.url],
-                env=self.environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        import docker
-
-        while time.monotonic() < deadline:
-            if self.service.poll() is not None:
-                raise RuntimeError(
-                    f"podman system service ended: {(self.folder / 'service.log').read_text()}"
-                )
-            if not (self.folder / "podman.sock").exists():
-                time.sleep(0.1)
-                continue
-            client = docker.DockerClient(base_url=self.url, timeout=5, version="1.41")
-            try:
-                client.ping()
-                return
-            except Exception:
-                time.sleep(0.2)
-            finally:
-                client.close()
-        raise RuntimeError("podman system service did not answer within 30 s")
-
-    def build_image(self) -> None:
-        """A root filesystem of Debian's static busybox (its applets linked in /bin), imported."""
-        rootfs = self.folder / "rootfs"
-        (rootfs / "bin").mkdir(parents=True)
-        shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
-        applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, check=True).stdout.split()
-        for applet in applets:
-            name = applet.decode()
-            if name != "busybox":
-                (rootfs / "bin" / name).symlink_to("busybox")
-        for folder in ("tmp", "srv", "etc", "proc", "sys", "dev"):
-            (rootfs / folder).mkdir(exist_ok=True)
-        archive = self.folder / "rootfs.tar"
-        with tarfile.open(archive, "w") as tar:
-            tar.add(rootfs, arcname=".")
-        self.run("import", "--change", 'CMD ["/bin/sh"]', str(archive), f"{IMAGE}:{TAG}")
-        self.pullable = self.registry.add("workbench/pulled", TAG, archive.read_bytes())
-
-    def stop(self) -> None:
-        self.registry.close()
-        if self.service is None:
-            return
-        try:
-            self.run("rm", "--all", "--force", "--time", "0")
-            self.run("network", "prune", "--force")
-        except (RuntimeError, subprocess.TimeoutExpired):
-            pass
-        self.service.terminate()
-        try:
-            self.service.wait(10)
-        except subprocess.TimeoutExpired:
-            self.service.kill()
-            self.service.wait()
-
-
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    missing = [name for name in ("podman", "runc") if shutil.which(name) is None]
-    if not BUSYBOX.is_file():
-        missing.append("busybox-static")
-    if missing:
-        need("Podman", f"{', '.join(missing)} not installed (apt-get install podman runc busybox-static)")
-    # A short folder: a unix socket's path is limited to 107 bytes.
-    folder = Path(tmp_path_factory.mktemp("podman"))
-    engine = Engine(folder)
-    try:
-        engine.start()
-        engine.build_image()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-        engine.stop()
-        need("Podman", str(error))
-    yield engine
-    engine.stop()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-class Reports:
-    """The runtime's reports, with a wait for a service to reach a status."""
-
-    def __init__(self) -> None:
-        self.items: list[StatusReport] = []
-        self.changed = threading.Condition()
-
-    def __call__(self, report: StatusReport) -> None:
-        with self.changed:
-            self.items.append(report)
-            self.changed.notify_all()
-
-    def wait(self, ssid: str, *statuses: str, seconds: float = 60) -> StatusReport:
-        def found() -> StatusReport | None:
-            return next((r for r in reversed(self.items) if r.ssid == ssid and r.status in statuses), None)
-
-        with self.changed:
-            self.changed.wait_for(lambda: found() is not None, timeout=seconds)
-            report = found()
-        assert report is not None, f"{ssid} reached none of {statuses}: {self.of(ssid)}"
-        return report
-
-    def of(self, ssid: str) -> list[tuple[str, str | None]]:
-        return [(r.status, r.message) for r in self.items if r.ssid == ssid]
-
-
-def runtime_on(engine: Engine, data_dir: Path, reports: Callable[[StatusReport], None]) -> DockerRuntime:
-    settings = RuntimeSettings(kind="docker", ready_timeout=30, docker=DockerSettings(host=engine.url))
-    # busybox as process 1 ignores SIGTERM: it would wait out the whole grace period.
-    return DockerRuntime(settings, data_dir=data_dir, report=reports, stop_grace=1)
-
-
-def spec(key: str, shell: str, *, port: int, image: str = IMAGE, probe: str = "http") -> ServiceSpec:
-    return ServiceSpec.model_validate(
-        {
-            "key": key,
-            "image": {"name": image, "tags": [TAG]},
-            "command": ["/bin/sh", "-c"],
-            "args": [shell],
-            "ports": [{"port": port, "protocol": "http"}],
-            "readinessProbe": {"type": probe, "path": "/", "port": port, "timeout": 30},
-            "volumeMounts": [{"type": "docker", "mountPath": "/srv"}],
-            "resourceLimits": {"cpuMax": 500, "memMax": 64},
-        }
-    )
-
-
-def plan_of(sid: str, *services: tuple[ServiceSpec, dict[str, str], tuple[str, ...]]) -> StackPlan:
-    return StackPlan(
-        owner="alice",
-        sid=sid,
-        services=tuple(
-            ServicePlan(
-                ssid=f"{sid}-{service.key}",
-                key=service.key,
-                spec=service,
-                env={"NDSLABS_SERVICE": f"{sid}-{service.key}", **env},
-                volumes={f"AppData/{sid}-{service.key}": "/srv"},
-                requires=requires,
-                uses=requires,
-                data_mount="/srv/clowder",
-            )
-            for service, env, requires in services
-        ),
-    )
-
-
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        body: bytes = answer.read()
-        return body
-
-
-def ours(engine: Engine, **labels: str) -> list[Any]:
-    import docker
-
-    client = docker.DockerClient(base_url=engine.url)
-    try:
-        filters = [f"{name}={value}" for name, value in labels.items()]
-        return list(client.containers.list(all=True, filters={"label": filters}))
-    finally:
-        client.close()
+# The fixture: each test that takes it runs on each engine.
+engine = engines.engine
 
 
 def test_a_stack_runs_in_containers_sees_the_data_folder_and_is_found_again(
     engine: Engine, tmp_path: Path
 ) -> None:
-    import docker
-
     data_dir = tmp_path / "data"
     home = data_dir / "home" / "alice"
     (home / "AppData" / "s1-site").mkdir(parents=True)
@@ -365,10 +45,13 @@ def test_a_stack_runs_in_containers_sees_the_data_folder_and_is_found_again(
     plan = plan_of("s1", (store, {}, ()), (site, {"GREETING": "hello there; $HOME"}, ("store",)))
     reports = Reports()
     runtime = runtime_on(engine, data_dir, reports)
-    client = docker.DockerClient(base_url=engine.url)
+    client = engine.client()
     # Someone else's container, with the same owner label but of no platform: never touched.
     stranger = client.containers.create(
-        f"{IMAGE}:{TAG}", ["sleep", "600"], labels={OWNER_LABEL: "alice", STACK_LABEL: "s1"}
+        f"{IMAGE}:{TAG}",
+        ["sleep", "600"],
+        labels={OWNER_LABEL: "alice", STACK_LABEL: "s1"},
+        network_mode="none",
     )
     try:
         runtime.start(plan)
@@ -446,14 +129,24 @@ def test_a_missing_image_is_pulled_with_its_progress_in_the_status_messages(
         assert ready.status == "ready", reports.of("s4-fresh")
         messages = [message for _, message in reports.of("s4-fresh")]
         assert messages[0] == f"Pulling image {engine.pullable}:{TAG}"
-        # Its layers (the root filesystem and the image's configuration) as they arrive.
-        assert f"Pulling image {engine.pullable}:{TAG}: 2 of 2 layers downloaded" in messages
+        # Its layers as they arrive: the root filesystem, and on Podman the image's configuration too.
+        layers = {"podman": 2, "docker": 1}[engine.kind]
+        progress = [message for message in messages if "layers downloaded" in (message or "")]
+        assert (
+            progress[-1] == f"Pulling image {engine.pullable}:{TAG}: {layers} of {layers} layers downloaded"
+        )
+        # The layers the engine names (never Docker Engine's "Pulling from" line), none untold as done.
+        counts = [
+            tuple(map(int, re.findall(r": (\d+) of (\d+) layers", message or "")[0])) for message in progress
+        ]
+        assert all(done <= total <= layers for done, total in counts), progress
+        assert [done for done, _ in counts] == sorted(done for done, _ in counts), progress
         assert f"Pulled image {engine.pullable}:{TAG}" in messages
         assert ready.endpoints is not None and fetch(ready.endpoints[0].url) == b"pulled\n"
     finally:
         runtime.remove(plan)
         runtime.close()
-        engine.run("rmi", "--force", f"{engine.pullable}:{TAG}")
+        engine.remove_image(f"{engine.pullable}:{TAG}")
 
 
 def test_a_ready_container_that_ends_fails_its_service_with_the_exit_code_and_last_line(

@@ -397,7 +397,8 @@ class DockerRuntime:
             return False
         self._report(run, service, "starting", f"Pulling image {image}")
         repository, tag = _split_image(image)
-        layers: dict[str, str] = {}
+        layers: set[str] = set()
+        downloaded: set[str] = set()
         received: dict[str, tuple[int, int]] = {}
         reported = (0, 0)
         last_report = time.monotonic()
@@ -410,13 +411,17 @@ class DockerRuntime:
                     self._fail(run, service, "error", f"Could not pull image {image}: {reason}")
                     return False
                 layer = str(progress.get("id") or "")
-                if not layer:
+                status = str(progress.get("status", ""))
+                # Docker Engine's first line names the repository, with the tag as its id: no layer.
+                if not layer or status.startswith("Pulling from"):
                     continue
-                layers[layer] = str(progress.get("status", ""))
+                layers.add(layer)
+                if status in LAYER_DONE:
+                    downloaded.add(layer)  # and stays so while Docker Engine extracts it
                 detail = progress.get("progressDetail") or {}
-                if detail.get("total"):
+                if detail.get("total") and layer not in downloaded:
                     received[layer] = (int(detail.get("current") or 0), int(detail["total"]))
-                done = sum(1 for status in layers.values() if status in LAYER_DONE)
+                done = len(downloaded)
                 # Each finished layer is told at once; the bytes of the others at most once a second.
                 if (done, len(layers)) != reported or time.monotonic() - last_report >= PULL_REPORT_SECONDS:
                     reported, last_report = (done, len(layers)), time.monotonic()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shared.bus import Bus
     from shared.catalog import SpecValidator
     from shared.clowder import ClowderClient
+    from shared.clowder_amqp import ClowderQueues
     from shared.mail import Mailer
     from shared.objectstore import ObjectStore
     from shared.runtime import Reporter, Runtime, StatusReport
@@ -296,10 +297,24 @@ class Platform:
 
         return self._once("clowder", build)
 
+    def clowder_queues(self) -> ClowderQueues:
+        """Clowder's own RabbitMQ (its extractor jobs and their statuses), apart from the platform's bus."""
+
+        def build() -> ClowderQueues:
+            from shared.clowder_amqp import ClowderQueues
+            from shared.errors import Unavailable
+
+            url = self.settings.clowder.amqp_url
+            if not url:
+                raise Unavailable("Clowder's RabbitMQ is not set (WORKBENCH_CLOWDER_AMQP_URL)")
+            return ClowderQueues(url)
+
+        return self._once("clowder_queues", build)
+
     def close(self) -> None:
         with self._lock:
             parts, self._parts = self._parts, {}
-        for name in ("runtime", "bus", "clowder", "store"):
+        for name in ("runtime", "bus", "clowder", "clowder_queues", "store"):
             part = parts.get(name)
             if part is not None:
                 part.close()

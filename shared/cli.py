@@ -73,6 +73,7 @@ def run(arguments: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     sweeper = recovery.Sweeper(current, abandoned, stop).start()
+    jobs = _clowder_jobs(current, stop)
 
     def shut_down(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -91,6 +92,8 @@ def run(arguments: argparse.Namespace) -> int:
     finally:
         stop.set()
         sweeper.join(SWEEP_SHUTDOWN_SECONDS)  # work cut off here is resumed by the next run
+        if jobs is not None:
+            jobs.join(SWEEP_SHUTDOWN_SECONDS)  # a job cut off here stays on Clowder's queue
         server.server_close()
         _end_processes(current)
         current.close()
@@ -98,6 +101,24 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 SWEEP_SHUTDOWN_SECONDS = 5.0
+
+
+def _clowder_jobs(current: Platform, stop: threading.Event) -> threading.Thread | None:
+    """With Clowder's RabbitMQ set, this process announces the extractors and takes their jobs."""
+    from shared import clowder_jobs
+
+    if not current.settings.clowder.amqp_url:
+        return None
+    consumer = threading.Thread(
+        target=clowder_jobs.run, args=(current, stop), name="clowder-jobs", daemon=True
+    )
+    consumer.start()
+    print(
+        "Taking Clowder's extractor jobs from "
+        f"{current.settings.clowder.extractor_prefix}.send, .start and .stop on Clowder's RabbitMQ",
+        flush=True,
+    )
+    return consumer
 
 
 def _runtime_banner(current: Platform) -> str:

@@ -77,6 +77,14 @@ class ClowderDataset:
     description: str
 
 
+@dataclass(frozen=True)
+class ClowderUser:
+    """The Clowder user an API key belongs to."""
+
+    id: str
+    email: str
+
+
 class RestartRequired(Unavailable):
     """A download broke off and cannot continue where it stopped (Clowder offers no byte ranges).
 
@@ -391,6 +399,16 @@ class ClowderClient:
             name=_string(item.get("name")),
             description=_string(item.get("description")),
         )
+
+    def key_owner(self) -> ClowderUser:
+        """Whom Clowder knows by this client's API key: ``GET /api/me`` (1.x), ``GET /api/v2/users/profile``
+        (2.x, the profile of the key's user); a key Clowder refuses is ``Forbidden``."""
+        path = "/api/me" if self.version == 1 else "/api/v2/users/profile"
+        item = _object(self._get_json(path, operation="tell whose API key this is"), self._where)
+        email = _string(item.get("email"))
+        if not email:
+            raise Unavailable(f"Clowder at {self._where} named no e-mail address for the API key's user")
+        return ClowderUser(id=_string(item.get("id")), email=email)
 
     def files(self, dataset_id: str) -> list[ClowderFile]:
         """Every file of the dataset, in every folder, with its path inside the dataset."""

@@ -251,6 +251,14 @@ class ClowderSettings(NamedTuple):
     event_max_age: int = 600
     """Events whose ``time`` is older than this many seconds are refused (each is acted on once
     within it): longer than the Broker's retries of one event take."""
+    amqp_url: str | None = None
+    """Clowder's own RabbitMQ (may be another server than the platform's): where its extractor jobs
+    come from and their statuses go; unset: no extractor is announced and no job is taken."""
+    extractor_prefix: str = "workbench"
+    """The announced extractors (and their queues) are ``<prefix>.send``, ``.start`` and ``.stop``."""
+    reply_queue: str | None = None
+    """Where statuses go for a job that names no ``reply_to`` (one delivered by a RabbitmqSource):
+    Clowder 2's ``clowder.<instance id>``."""
 
 
 class RecoverySettings(NamedTuple):
@@ -386,6 +394,9 @@ class Settings(NamedTuple):
                 link_roots=read.folders("WORKBENCH_LINK_ROOTS"),
                 events_url=read.optional("WORKBENCH_EVENTS_URL") or read.optional("K_SINK"),
                 event_max_age=read.integer("WORKBENCH_EVENT_MAX_AGE_SECONDS", 600, minimum=1),
+                amqp_url=read.optional("WORKBENCH_CLOWDER_AMQP_URL"),
+                extractor_prefix=read.text("WORKBENCH_CLOWDER_EXTRACTOR_PREFIX", "workbench"),
+                reply_queue=read.optional("WORKBENCH_CLOWDER_REPLY_QUEUE"),
             ),
             recovery=RecoverySettings(
                 resume_after=read.integer("WORKBENCH_RESUME_AFTER_SECONDS", 120, minimum=1),

@@ -113,6 +113,12 @@ def accept(platform: Platform, event_source: str, event_id: str, request: Transf
     return _accept(platform, user, transfer_id_for(event_source, event_id), request)
 
 
+def accept_for_user(platform: Platform, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
+    """Record and stage the transfer of a user known otherwise than by the request's e-mail (a Clowder
+    extractor job's, by whose key it carries); the same ``transfer_id`` names one transfer."""
+    return _accept(platform, user, transfer_id, request)
+
+
 def request_for(platform: Platform, user: str, body: TransferRequest) -> Transfer:
     """Record and stage a transfer the user asked for over HTTP (a new one each time)."""
     from events.types import TransferRequested

@@ -1,15 +1,13 @@
-"""Heartbeats of a shovel: an event, a broadcast on RabbitMQ and, optionally, Clowder's extractor announcement."""
+"""Heartbeats of a shovel: an event and a broadcast on RabbitMQ (the platform, not each shovel, announces
+its actions to Clowder as extractors: shared/clowder_jobs.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
-import uuid
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
 
 from events.codec import new_event, to_amqp
 from events.types import SHOVEL_HEARTBEAT, Payload, ShovelHeartbeat
@@ -19,10 +17,6 @@ from shovel.settings import ShovelSettings
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EXCHANGE = "workbench.heartbeats"
-EXTRACTOR_EXCHANGE = "extractors"
-"""Clowder's own fanout exchange, where pyclowder extractors announce themselves."""
-REPOSITORY_URL = "https://github.com/nds-org/ndslabs"
-
 Emit = Callable[[str, Payload], None]
 
 
@@ -37,30 +31,6 @@ def interval(settings: ShovelSettings, chance: random.Random) -> float:
     """The next wait: the configured interval stretched or shrunk by up to the jitter fraction."""
     spread = settings.heartbeat_jitter
     return settings.heartbeat_seconds * chance.uniform(1 - spread, 1 + spread)
-
-
-def extractor_id(settings: ShovelSettings) -> str:
-    """Stable for one shovel across restarts, so Clowder keeps one entry for it."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"workbench:shovel:{settings.user}:{settings.stack_id}"))
-
-
-def extractor_message(settings: ShovelSettings, shovel_version: str) -> dict[str, Any]:
-    """The body pyclowder sends to ``extractors``, which makes Clowder list "Send to Workbench"."""
-    name = f"workbench.{settings.user}"
-    return {
-        "id": extractor_id(settings),
-        "queue": name,
-        "owner": settings.clowder_owner or settings.user,
-        "extractor_info": {
-            "name": name,
-            "version": shovel_version,
-            "description": "Send to Workbench",
-            "author": "Labs Workbench",
-            "contexts": [],
-            "repository": [{"repType": "git", "repUrl": REPOSITORY_URL}],
-            "process": {"dataset": ["*"]},
-        },
-    }
 
 
 class Heartbeat:
@@ -93,12 +63,6 @@ class Heartbeat:
             confirmed = True
         except Exception as error:
             log.warning("could not broadcast a heartbeat to %s: %s", HEARTBEAT_EXCHANGE, error)
-        if settings.clowder_extractor_heartbeat:
-            try:
-                message = json.dumps(extractor_message(settings, self.version)).encode()
-                self.bus.broadcast(EXTRACTOR_EXCHANGE, message)
-            except Exception as error:
-                log.warning("could not announce the shovel to Clowder on %s: %s", EXTRACTOR_EXCHANGE, error)
         # Last: an events endpoint that is down may take its whole timeout to say so.
         try:
             self.emit(SHOVEL_HEARTBEAT, payload)

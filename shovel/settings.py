@@ -44,9 +44,6 @@ class ShovelSettings:
     staging_dir: Path | None = None
     """The platform's staging folder (its local object store's directory), mounted here read-only:
     staged files are copied from it rather than downloaded; one not found there is downloaded."""
-    clowder_extractor_heartbeat: bool = False
-    clowder_owner: str | None = None
-    """Who Clowder lists the "Send to Workbench" extractor for; default the user's name."""
 
     def __post_init__(self) -> None:
         # Settings may be built directly (the platform's in-process shovels), not only from the environment.
@@ -124,8 +121,6 @@ class ShovelSettings:
             conflict_policy=conflict,
             link_roots=read.folders(f"{PREFIX}LINK_ROOTS"),
             staging_dir=Path(os.path.realpath(staging_dir)) if staging_dir is not None else None,
-            clowder_extractor_heartbeat=read.flag(f"{PREFIX}CLOWDER_EXTRACTOR_HEARTBEAT", False),
-            clowder_owner=read.optional(f"{PREFIX}CLOWDER_OWNER"),
         )
 
 

@@ -20,6 +20,7 @@ import json
 import re
 import secrets
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -255,8 +256,18 @@ class ClowderServer:
         server: HttpServerKind = "werkzeug",
         threads: int = 16,
         port: int = 0,
+        amqp_url: str | None = None,
     ) -> None:
         self.root = root
+        self.amqp_url = amqp_url
+        self.users: dict[str, dict[str, Any]] = {api_key: USER}
+        """Each API key and the user it belongs to (the server's own key is USER's)."""
+        self.statuses: list[dict[str, Any]] = []
+        """Every status an extractor sent to this Clowder's reply queue, as it came."""
+        self.heartbeats: dict[str, dict[str, Any]] = {}
+        """The last heartbeat of each extractor (by queue) seen on the ``extractors`` exchange."""
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._extractors: _ExtractorSide | None = None
         self.version = version
         self.api_key = api_key
         self.ranges = ranges
@@ -284,6 +295,9 @@ class ClowderServer:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> ClowderServer:
+        if self.amqp_url is not None:
+            self._extractors = _ExtractorSide(self, self.amqp_url)
+            self._extractors.start()
         if self.server_kind == "cheroot":
             self._server = _CherootServer(self._wsgi, self.port, self.threads)
         else:
@@ -299,6 +313,9 @@ class ClowderServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None
+        if self._extractors is not None:
+            self._extractors.stop()
+            self._extractors = None
 
     def __enter__(self) -> ClowderServer:
         return self.start()
@@ -311,6 +328,157 @@ class ClowderServer:
         if self._server is None:
             raise RuntimeError("the Clowder test server is not running")
         return f"http://127.0.0.1:{self._server.port}"
+
+    # ------------------------------------------------------------------ extractors
+
+    def add_user(self, email: str) -> str:
+        """A Clowder user with an API key of their own; returns the key."""
+        key = secrets.token_urlsafe(24)
+        with self._lock:
+            self.users[key] = {**USER, "id": new_id(), "email": email, "first_name": email.split("@")[0]}
+        return key
+
+    def publish_job(self, queue: str, body: dict[str, Any] | bytes) -> None:
+        """Put a job on an extractor's queue as Clowder does (default exchange, the queue as routing key,
+        persistent, ``reply_to`` this Clowder's reply queue; Clowder 1 adds a ``correlation_id``)."""
+        if self._extractors is None:
+            raise RuntimeError("the Clowder test server has no RabbitMQ (amqp_url)")
+        self._extractors.publish(queue, body if isinstance(body, bytes) else json.dumps(body).encode())
+
+    def statuses_of(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [status for status in self.statuses if status.get("job_id") == job_id]
+
+    def _submit(
+        self,
+        request: Request,
+        queue: str,
+        resource_id: str,
+        dataset_id: str,
+        file: File | None,
+        parameters: Any,
+    ) -> str:
+        """The job message of a submission, as Clowder 1's ``submitDatasetManually``/``submitFileManually``
+        or Clowder 2's ``submit_dataset_job``/``submit_file_job`` make it; returns the job id."""
+        key = request.headers.get("X-API-Key" if self.version == 1 else "X-API-KEY") or self.api_key
+        job_id = new_id()
+        body: dict[str, Any]
+        if self.version == 1:
+            body = {
+                "notifies": [],
+                "msgid": new_id(),
+                "id": resource_id,
+                "jobid": job_id,
+                "intermediateId": resource_id,
+                "fileSize": str(file.size) if file else "0",
+                "host": self.url + "/",
+                "datasetId": dataset_id,
+                "flags": "",
+                "secretKey": key,
+                "routing_key": "extractors." + queue,
+                "source": {"type": "file" if file else "dataset", "id": resource_id},
+                "activity": "submitted",
+                "target": "{}",
+            }
+            if file:
+                body["filename"] = file.name
+            if parameters is not None:
+                body["parameters"] = parameters
+        else:
+            body = {
+                "host": self.url,
+                "secretKey": key,
+                "retry_count": 0,
+                "resource_type": "file" if file else "dataset",
+                "flags": "",
+                "id": resource_id,
+                "datasetId": dataset_id,
+                "job_id": job_id,
+                "parameters": parameters,
+            }
+            if file:
+                body.update(filename=file.name, fileSize=file.size)
+            else:
+                body["datasetName"] = self.datasets[dataset_id].name
+        self.jobs[job_id] = {"queue": queue, "resource_id": resource_id}
+        self.publish_job(queue, body)
+        return job_id
+
+    def _v1_me(self, request: Request) -> Response:
+        user = self.users[request.headers.get("X-API-Key") or request.args.get("key") or ""]
+        return _json(
+            {
+                "id": user["id"],
+                "firstName": user["first_name"],
+                "lastName": user["last_name"],
+                "fullName": f"{user['first_name']} {user['last_name']}",
+                "email": user["email"],
+                "identityProvider": "Local",
+            }
+        )
+
+    def _v1_extractors(self, request: Request) -> Response:
+        return _json([beat["extractor_info"] for beat in self.heartbeats.values()])
+
+    def _v1_dataset_extraction(self, request: Request, ds_id: str) -> Response:
+        if ds_id not in self.datasets:
+            return self._missing("dataset", ds_id)
+        document = request.get_json(silent=True) or {}
+        extractor = document.get("extractor")
+        if not isinstance(extractor, str) or not extractor:
+            return _json({"status": "error", "msg": "no extractor specified"}, 400)
+        job_id = self._submit(request, extractor, ds_id, ds_id, None, document.get("parameters"))
+        return _json({"status": "OK", "job_id": job_id})
+
+    def _v1_file_extraction(self, request: Request, id: str) -> Response:
+        file = self.files.get(id)
+        if file is None:
+            return self._missing("file", id)
+        document = request.get_json(silent=True) or {}
+        extractor = document.get("extractor")
+        if not isinstance(extractor, str) or not extractor:
+            return _json({"status": "error", "msg": "no extractor specified"}, 400)
+        job_id = self._submit(request, extractor, id, file.dataset_id, file, document.get("parameters"))
+        return _json({"status": "OK", "job_id": job_id})
+
+    def _v2_profile(self, request: Request) -> Response:
+        return _json(self.users[request.headers.get("X-API-KEY") or ""])
+
+    def _v2_listeners(self, request: Request) -> Response:
+        listeners = [
+            {
+                "id": beat["id"],
+                "name": beat["extractor_info"]["name"],
+                "version": beat["extractor_info"]["version"],
+                "description": beat["extractor_info"]["description"],
+                "alive": True,
+                "properties": {
+                    **beat["extractor_info"],
+                    "parameters": beat["extractor_info"]["parameters"]["schema"],
+                },
+            }
+            for beat in self.heartbeats.values()
+        ]
+        return self._v2_paged(request, listeners, lambda item: item)
+
+    def _v2_dataset_extract(self, request: Request, dataset_id: str) -> Response:
+        if dataset_id not in self.datasets:
+            return self._missing("Dataset", dataset_id)
+        name = request.args.get("extractorName")
+        if not name:
+            return _json({"detail": [{"loc": ["query", "extractorName"], "msg": "field required"}]}, 422)
+        parameters = request.get_json(silent=True)
+        return _json(self._submit(request, name, dataset_id, dataset_id, None, parameters))
+
+    def _v2_file_extract(self, request: Request, file_id: str) -> Response:
+        file = self.files.get(file_id)
+        if file is None:
+            return self._missing("File", file_id)
+        name = request.args.get("extractorName")
+        if not name:
+            return _json({"detail": [{"loc": ["query", "extractorName"], "msg": "field required"}]}, 422)
+        parameters = request.get_json(silent=True)
+        return _json(self._submit(request, name, file_id, file.dataset_id, file, parameters))
 
     # ------------------------------------------------------------------ content
 
@@ -501,17 +669,27 @@ class ClowderServer:
             return self._error(error.code or 404, error.description or "not found")
         if endpoint != "v2_status" and not self._authorised(request):
             return self._error(401, "Not authorized" if self.version == 1 else "Not authenticated")
+        if endpoint not in _ANY_USER and not self._platform_key(request):
+            return self._error(403, "Forbidden")
         handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
         with self._lock:
             return handler(request, **arguments)
 
-    def _authorised(self, request: Request) -> bool:
+    def _given_key(self, request: Request) -> str | None:
         if self.version == 1:
             # Clowder 1 reads X-API-Key, and still the deprecated ?key= (recorded, so tests can forbid it).
-            given = request.headers.get("X-API-Key") or request.args.get("key")
-        else:
-            given = request.headers.get("X-API-KEY")
-        return given is not None and secrets.compare_digest(given.encode(), self.api_key.encode())
+            return request.headers.get("X-API-Key") or request.args.get("key")
+        return request.headers.get("X-API-KEY")
+
+    def _authorised(self, request: Request) -> bool:
+        given = self._given_key(request)
+        return given is not None and any(
+            secrets.compare_digest(given.encode(), key.encode()) for key in list(self.users)
+        )
+
+    def _platform_key(self, request: Request) -> bool:
+        given = self._given_key(request) or ""
+        return secrets.compare_digest(given.encode(), self.api_key.encode())
 
     def _error(self, status: int, message: str) -> Response:
         if self.version == 2:
@@ -907,6 +1085,10 @@ _ROUTES: dict[int, list[tuple[str, str, list[str]]]] = {
         ("/api/files/<id>", "v1_blob", ["GET"]),
         ("/api/files/<id>/blob", "v1_blob", ["GET"]),
         ("/api/files/<id>/paths", "v1_paths", ["GET"]),
+        ("/api/me", "v1_me", ["GET"]),
+        ("/api/extractors", "v1_extractors", ["GET"]),
+        ("/api/datasets/<ds_id>/extractions", "v1_dataset_extraction", ["POST"]),
+        ("/api/files/<id>/extractions", "v1_file_extraction", ["POST"]),
     ],
     2: [
         ("/api/v2/status", "v2_status", ["GET"]),
@@ -918,8 +1100,110 @@ _ROUTES: dict[int, list[tuple[str, str, list[str]]]] = {
         ("/api/v2/datasets/<dataset_id>/folders/<folder_id>", "v2_folder", ["GET"]),
         ("/api/v2/files/<file_id>", "v2_download", ["GET"]),
         ("/api/v2/files/<file_id>/summary", "v2_summary", ["GET"]),
+        ("/api/v2/users/profile", "v2_profile", ["GET"]),
+        ("/api/v2/listeners", "v2_listeners", ["GET"]),
+        ("/api/v2/datasets/<dataset_id>/extract", "v2_dataset_extract", ["POST"]),
+        ("/api/v2/files/<file_id>/extract", "v2_file_extract", ["POST"]),
     ],
 }
+_ANY_USER = frozenset(
+    {
+        "v2_status",
+        "v1_me",
+        "v1_extractors",
+        "v1_dataset_extraction",
+        "v1_file_extraction",
+        "v1_dataset",
+        "v2_profile",
+        "v2_listeners",
+        "v2_dataset_extract",
+        "v2_file_extract",
+        "v2_dataset",
+    }
+)
+"""What a user's own key may do here; the rest answers the platform's key only (a user sees every
+dataset: this Clowder has no permissions)."""
+
+
+class _ExtractorSide:
+    """The Clowder side of extractors on a real RabbitMQ: jobs published as Clowder does, a reply queue
+    (Clowder 1: server-named and exclusive; Clowder 2: ``clowder.<instance id>``, durable) whose
+    statuses are recorded, and the heartbeats of the ``extractors`` fanout exchange."""
+
+    def __init__(self, server: ClowderServer, url: str) -> None:
+        import pika
+
+        self.server = server
+        self.parameters = pika.URLParameters(url)
+        self.reply_queue = "" if server.version == 1 else f"clowder.{secrets.token_hex(5)}"
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="clowder-test-replies", daemon=True)
+        self._publish_lock = threading.Lock()
+        self._publisher: Any = None
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the Clowder test server could not reach RabbitMQ")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        with self._publish_lock:
+            if self._publisher is not None and self._publisher.is_open:
+                if self.server.version == 2:
+                    self._publisher.channel().queue_delete(self.reply_queue)
+                self._publisher.close()
+
+    def publish(self, queue: str, body: bytes) -> None:
+        import pika
+
+        properties = pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=2,
+            reply_to=self.reply_queue,
+            correlation_id=str(uuid.uuid4()) if self.server.version == 1 else None,
+        )
+        with self._publish_lock:
+            if self._publisher is None or not self._publisher.is_open:
+                self._publisher = pika.BlockingConnection(self.parameters)
+            channel = self._publisher.channel()
+            channel.basic_publish("", queue, body, properties)
+            channel.close()
+
+    def _listen(self) -> None:
+        import pika
+
+        connection = pika.BlockingConnection(self.parameters)
+        try:
+            channel = connection.channel()
+            if self.server.version == 1:
+                self.reply_queue = channel.queue_declare("", exclusive=True).method.queue
+            else:
+                channel.queue_declare(self.reply_queue, durable=True)
+            channel.exchange_declare("extractors", exchange_type="fanout", durable=True)
+            beats = channel.queue_declare("", exclusive=True).method.queue
+            channel.queue_bind(beats, "extractors")
+            self._ready.set()
+            while not self._stopping.is_set():
+                taken = False
+                for queue in (self.reply_queue, beats):
+                    method, _, body = channel.basic_get(queue, auto_ack=True)
+                    if method is None or body is None:
+                        continue
+                    taken = True
+                    document = json.loads(body)
+                    with self.server._lock:
+                        if queue == beats:
+                            self.server.heartbeats[document["queue"]] = document
+                        else:
+                            self.server.statuses.append(document)
+                if not taken:
+                    connection.sleep(0.05)
+        finally:
+            self._ready.set()
+            connection.close()
 
 
 def route_templates(version: Literal[1, 2]) -> list[tuple[str, str]]:

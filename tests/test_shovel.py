@@ -927,9 +927,7 @@ def test_heartbeats_at_once_on_interval_and_on_shutdown(settings: ShovelSettings
     bus = MemoryBus()
     beats_queue = bus.subscribe("workbench.heartbeats")
     clowder_queue = bus.subscribe("extractors")
-    fast = replace(
-        settings, heartbeat_seconds=0.2, clowder_extractor_heartbeat=True, clowder_owner="alice@example.org"
-    )
+    fast = replace(settings, heartbeat_seconds=0.2)
     started = time.monotonic()
     with running(fast, bus) as emitted:
         time.sleep(1.1)
@@ -946,15 +944,8 @@ def test_heartbeats_at_once_on_interval_and_on_shutdown(settings: ShovelSettings
     broadcast = drain(bus, beats_queue)
     assert len(broadcast) == len(beats)
     assert ShovelHeartbeat.model_validate_json(broadcast[-1]).status == "stopping"
-    announcements = [json.loads(body) for body in drain(bus, clowder_queue)]
-    assert len(announcements) == len(beats)
-    first = announcements[0]
-    assert first["queue"] == "workbench.alice" and first["owner"] == "alice@example.org"
-    assert first["id"] == announcements[-1]["id"] and str(uuid.UUID(first["id"])) == first["id"]
-    info = first["extractor_info"]
-    assert info["name"] == "workbench.alice" and info["description"] == "Send to Workbench"
-    assert info["process"] == {"dataset": ["*"]} and info["contexts"] == []
-    assert info["repository"][0]["repType"] == "git"
+    # The platform announces its actions to Clowder, once; a shovel never does.
+    assert drain(bus, clowder_queue) == []
 
 
 def drain(bus: MemoryBus, queue: str) -> list[bytes]:
@@ -1023,11 +1014,7 @@ def test_settings_from_the_environment(home: Path, tmp_path: Path) -> None:
     }
     defaults = ShovelSettings.from_env(base)
     assert (defaults.prefetch, defaults.parallel, defaults.heartbeat_seconds) == (4, 4, 30.0)
-    assert (defaults.health_port, defaults.conflict_policy, defaults.clowder_extractor_heartbeat) == (
-        8081,
-        "keep-both",
-        False,
-    )
+    assert (defaults.health_port, defaults.conflict_policy) == (8081, "keep-both")
     assert defaults.events_url is None and defaults.link_roots == () and defaults.key is None
     full = ShovelSettings.from_env(
         {
@@ -1039,7 +1026,6 @@ def test_settings_from_the_environment(home: Path, tmp_path: Path) -> None:
             "WORKBENCH_SHOVEL_CONFLICT": "skip",
             "WORKBENCH_SHOVEL_HEARTBEAT_SECONDS": "2.5",
             "WORKBENCH_SHOVEL_HEALTH_PORT": "0",
-            "WORKBENCH_SHOVEL_CLOWDER_EXTRACTOR_HEARTBEAT": "yes",
             "WORKBENCH_SHOVEL_STAGING_DIR": str(tmp_path),
         }
     )
@@ -1056,7 +1042,6 @@ def test_settings_from_the_environment(home: Path, tmp_path: Path) -> None:
         "WORKBENCH_SHOVEL_CONFLICT": "replace",
         "WORKBENCH_SHOVEL_LINK_ROOTS": "relative/root",
         "WORKBENCH_SHOVEL_SIGNING_KEY": "not hex",
-        "WORKBENCH_SHOVEL_CLOWDER_EXTRACTOR_HEARTBEAT": "maybe",
         "WORKBENCH_SHOVEL_HOME": str(tmp_path / "missing"),
         "WORKBENCH_SHOVEL_STAGING_DIR": str(tmp_path / "no-such-folder"),
     }

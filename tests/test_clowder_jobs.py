@@ -1,0 +1,313 @@
+"""Clowder's own extractor jobs on the real RabbitMQ: announced extractors, jobs refused with their error
+in Clowder and a dead letter here, duplicates acknowledged without a second transfer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import clowder_jobs
+from shared.bootstrap import Platform
+from tests.clowder_server import ClowderServer
+from tests.conftest import Api
+from tests.test_shovel import AMQP_URL, require_rabbitmq
+
+API_KEY = "platform-clowder-key"
+PREFIX = f"wbtest{uuid.uuid4().hex[:8]}"
+QUEUES = [f"{PREFIX}.{action}" for action in ("send", "start", "stop")]
+
+
+def delete_queues() -> None:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        for queue in QUEUES:
+            channel.queue_delete(queue)
+            channel.queue_delete(f"error.{queue}")
+    finally:
+        connection.close()
+
+
+def queue_bodies(queue: str) -> list[bytes]:
+    """Every message now on ``queue`` (none where there is no such queue), taken off it."""
+    import pika
+    import pika.exceptions
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    taken: list[bytes] = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, _, body = channel.basic_get(queue, auto_ack=True)
+            if method is None or body is None:
+                return taken
+            taken.append(body)
+    except pika.exceptions.ChannelClosedByBroker:
+        return taken
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def unsettled(queue: str) -> int:
+    """How many messages ``queue`` holds, ready or handed out and not yet acknowledged."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        ready = channel.queue_declare(queue, passive=True).method.message_count
+        return int(ready)
+    finally:
+        connection.close()
+
+
+@pytest.fixture(params=[1, 2], ids=["clowder1", "clowder2"])
+def clowder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClowderServer]:
+    require_rabbitmq()
+    try:
+        with ClowderServer(tmp_path / "clowder", request.param, API_KEY, amqp_url=AMQP_URL) as server:
+            yield server
+    finally:
+        delete_queues()
+
+
+@pytest.fixture
+def environment(clowder: ClowderServer) -> dict[str, str]:
+    return {
+        "WORKBENCH_CLOWDER_URL": clowder.url,
+        "WORKBENCH_CLOWDER_API_KEY": API_KEY,
+        "WORKBENCH_CLOWDER_AMQP_URL": AMQP_URL,
+        "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": PREFIX,
+    }
+
+
+@pytest.fixture
+def consumer(platform: Platform) -> Iterator[threading.Thread]:
+    """The platform taking jobs from Clowder's queues, as ``workbench run`` does."""
+    stop = threading.Event()
+    thread = threading.Thread(target=clowder_jobs.run, args=(platform, stop), daemon=True)
+    thread.start()
+    yield thread
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def wait_for(check: Callable[[], Any], what: str, seconds: float = 20) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.05)
+
+
+def final_status(clowder: ClowderServer, job_id: str) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        for status in clowder.statuses_of(job_id):
+            if status["message_type"] in ("StatusMessage.done", "StatusMessage.error"):
+                return status
+        return None
+
+    found: dict[str, Any] = wait_for(ended, f"the end of job {job_id}")
+    return found
+
+
+def submit(clowder: ClowderServer, key: str, dataset_id: str, queue: str, parameters: Any = None) -> str:
+    """Submit a dataset to an extractor through Clowder's REST route, as its page does."""
+    import httpx
+
+    if clowder.version == 1:
+        response = httpx.post(
+            f"{clowder.url}/api/datasets/{dataset_id}/extractions",
+            headers={"X-API-Key": key},
+            json={"extractor": queue, **({"parameters": parameters} if parameters is not None else {})},
+        )
+        assert response.status_code == 200, response.text
+        job_id: str = response.json()["job_id"]
+        return job_id
+    response = httpx.post(
+        f"{clowder.url}/api/v2/datasets/{dataset_id}/extract",
+        params={"extractorName": queue},
+        headers={"X-API-KEY": key},
+        json=parameters or {},
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json())
+
+
+def test_the_platform_announces_its_three_actions_as_clowder_lists_them(
+    clowder: ClowderServer, consumer: threading.Thread
+) -> None:
+    import httpx
+
+    wait_for(lambda: all(queue in clowder.heartbeats for queue in QUEUES), "the three heartbeats")
+    if clowder.version == 1:
+        listed = httpx.get(f"{clowder.url}/api/extractors", headers={"X-API-Key": API_KEY}).json()
+        names = {info["name"]: info for info in listed}
+    else:
+        page = httpx.get(f"{clowder.url}/api/v2/listeners", headers={"X-API-KEY": API_KEY}).json()
+        names = {listener["name"]: listener["properties"] for listener in page["data"]}
+    assert set(QUEUES) <= set(names)
+    send = names[f"{PREFIX}.send"]
+    assert send["description"].startswith("Send to Workbench")
+    assert send["process"] == {"dataset": ["*"], "file": ["*"]}
+    start = clowder.heartbeats[f"{PREFIX}.start"]["extractor_info"]
+    assert start["description"] == "Start my Workbench stack"
+    assert start["parameters"]["schema"]["required"] == ["stack"]
+    # One announcement per platform: the same id on every beat, whatever process sends it.
+    assert (
+        clowder.heartbeats[f"{PREFIX}.send"]["id"]
+        == json.loads(
+            clowder_jobs.heartbeat(clowder_jobs.extractors(PREFIX)[0], "1", "http://127.0.0.1:8080")
+        )["id"]
+    )
+
+
+def test_a_submitted_dataset_becomes_a_transfer_of_the_keys_user_and_a_duplicate_makes_none(
+    clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+) -> None:
+    api.make_user("dana")
+    key = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Soil samples")
+    clowder.add_files(dataset_id, {"a.csv": b"1,2\n", "raw/b.bin": b"\0" * 1000})
+
+    job_id = submit(clowder, key, dataset_id, f"{PREFIX}.send", {"target": "Soil"})
+    processing = wait_for(
+        lambda: [s for s in clowder.statuses_of(job_id) if s["message_type"] == "StatusMessage.processing"],
+        "a processing status",
+    )
+    first = clowder.statuses_of(job_id)[0]
+    (transfer,) = platform.store.list_transfers("dana")
+    assert transfer.target == "Clowder/Soil" and transfer.filesTotal == 2
+    assert f"transfer {transfer.id}: 0 of 2 files" in processing[0]["message"]
+    assert processing[0]["file_id"] == dataset_id and processing[0]["extractor_id"] == f"{PREFIX}.send"
+    assert first["message_type"] == "StatusMessage.start"
+
+    # The same job again (a redelivery, or Clowder sending it twice): acknowledged, nothing new.
+    queue = f"{PREFIX}.send"
+    body = {"host": clowder.url, "secretKey": key, "id": dataset_id, "datasetId": dataset_id}
+    body |= {"jobid": job_id} if clowder.version == 1 else {"job_id": job_id, "resource_type": "dataset"}
+    count = len(clowder.statuses_of(job_id))
+    clowder.publish_job(queue, body)
+    wait_for(lambda: unsettled(queue) == 0, "the duplicate taken")
+    time.sleep(0.5)  # time enough for a second transfer or status, were one to come
+    assert len(platform.store.list_transfers("dana")) == 1
+    assert len(clowder.statuses_of(job_id)) == count
+    assert queue_bodies(f"error.{queue}") == []
+
+
+def test_a_submitted_file_sends_that_file_only(
+    clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+) -> None:
+    import httpx
+
+    api.make_user("erin")
+    key = clowder.add_user("erin@example.org")
+    dataset_id = clowder.add_dataset("Two files")
+    ids = clowder.add_files(dataset_id, {"one.txt": b"1", "two.txt": b"22"})
+    if clowder.version == 1:
+        answer = httpx.post(
+            f"{clowder.url}/api/files/{ids['two.txt']}/extractions",
+            headers={"X-API-Key": key},
+            json={"extractor": f"{PREFIX}.send"},
+        ).json()["job_id"]
+    else:
+        answer = httpx.post(
+            f"{clowder.url}/api/v2/files/{ids['two.txt']}/extract",
+            params={"extractorName": f"{PREFIX}.send"},
+            headers={"X-API-KEY": key},
+            json={},
+        ).json()
+    wait_for(
+        lambda: [s for s in clowder.statuses_of(str(answer)) if "processing" in s["message_type"]],
+        "a processing status",
+    )
+    (transfer,) = platform.store.list_transfers("erin")
+    files = platform.store.list_transfer_files(transfer.id)
+    assert [(row.path, row.clowderId) for row in files] == [("two.txt", ids["two.txt"])]
+
+
+BAD_JOBS = {
+    "unknown user": "no Workbench account has the e-mail address 'nobody@example.org'",
+    "refused key": "Clowder does not accept the job's key",
+    "no such dataset": "Clowder has no dataset",
+    "another clowder": "not the one this Workbench is paired with",
+    "malformed body": "the job's body is not JSON",
+    "no key": "the job carries no secretKey",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_JOBS))
+def test_a_bad_job_ends_with_its_error_in_clowder_a_dead_letter_and_no_crash(
+    case: str, clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+) -> None:
+    api.make_user("dana")
+    dana = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Soil samples")
+    clowder.add_files(dataset_id, {"a.csv": b"1"})
+    job_id = uuid.uuid4().hex[:24]
+    body: dict[str, Any] = {"host": clowder.url, "secretKey": dana, "id": dataset_id, "datasetId": dataset_id}
+    body["jobid" if clowder.version == 1 else "job_id"] = job_id
+    queue = f"{PREFIX}.send"
+    if case == "unknown user":
+        body["secretKey"] = clowder.add_user("nobody@example.org")
+    elif case == "refused key":
+        body["secretKey"] = "not-a-key-clowder-knows"
+    elif case == "no such dataset":
+        body["id"] = body["datasetId"] = "5f0000000000000000000000"
+    elif case == "another clowder":
+        body["host"] = "https://clowder.elsewhere.example.org/"
+    elif case == "no key":
+        del body["secretKey"]
+    if case == "malformed body":
+        clowder.publish_job(queue, b"{not json")
+        job_id = ""
+    else:
+        clowder.publish_job(queue, body)
+
+    error = final_status(clowder, job_id)
+    assert error["message_type"] == "StatusMessage.error"
+    assert BAD_JOBS[case] in error["message"], error
+    assert error["status"].startswith("StatusMessage.error: ")
+    assert platform.store.list_transfers("dana") == []
+    (letter,) = wait_for(lambda: platform.store.list_dead_letters(10), "the dead letter")
+    assert letter.errorDestination == queue and BAD_JOBS[case] in letter.errorData
+    assert "dana" not in letter.data.split("secretKey")[-1][:40] or case == "malformed body"
+    assert dana not in letter.data  # the key is never kept
+    # As pyclowder does, the job itself goes to error.<queue>, for Clowder's admins.
+    assert len(wait_for(lambda: queue_bodies(f"error.{queue}"), "the job in the error queue")) == 1
+    assert queue_bodies(queue) == []
+
+    # The consumer goes on: a good job after the bad one is carried out.
+    good = submit(clowder, dana, dataset_id, f"{PREFIX}.stop")
+    assert final_status(clowder, good)["message"] == "none of your stacks was running"
+    assert consumer.is_alive()
+
+
+def test_start_and_stop_take_the_stack_from_the_parameters(
+    clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+) -> None:
+    from shared import stacks
+
+    token = api.make_user("dana")
+    key = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Any")
+    response = api.call("GET", "/api/services", token)
+    assert response.status_code == 200
+    missing = submit(clowder, key, dataset_id, f"{PREFIX}.start", {})
+    assert "name the stack" in final_status(clowder, missing)["message"]
+    foreign = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": "s9zzzz"})
+    assert "'s9zzzz' is not one of dana's stacks" in final_status(clowder, foreign)["message"]
+    assert stacks.list_stacks(platform, "dana") == []

@@ -12,6 +12,7 @@ import pytest
 
 from shared.bootstrap import Platform
 from shared.errors import Unavailable
+from shared.models import AccountResourceLimits, ServiceSpec
 from shared.runtime.docker_engine import (
     INSTANCE_LABEL,
     OWNER_LABEL,
@@ -109,6 +110,59 @@ def test_a_stack_runs_in_containers_sees_the_data_folder_and_is_found_again(
         runtime.remove(plan)
         runtime.close()
         stranger.remove(force=True)
+        client.close()
+
+
+def test_cpu_and_memory_are_the_specs_within_the_accounts_limits(engine: Engine, tmp_path: Path) -> None:
+    """What the engine was told, read back from each container's HostConfig: the spec's maximum as the
+    limit and its default as the reservation, the account's defaults for a spec without limits, the
+    account's maximum (and the machine's CPUs) over everything."""
+    mebibyte = 1024 * 1024
+    serve = "httpd -f -p 80 -h /srv"
+
+    def limited(key: str, **limits: int) -> ServiceSpec:
+        return spec(key, serve, port=80, probe="tcp", limits=limits)
+
+    account = AccountResourceLimits(cpuMax=1500, cpuDefault=250, memMax=200, memDefault=48)
+    plan = plan_of(
+        "s6",
+        (limited("own", cpuMax=500, cpuDefault=100, memMax=64, memDefault=32), {}, ()),
+        (limited("bare"), {}, ()),  # the account's defaults, as a LimitRange gives them
+        (limited("maxonly", cpuMax=300, memMax=40), {}, ()),  # reserved as much as limited
+        (limited("greedy", cpuMax=4000, cpuDefault=3000, memMax=16000, memDefault=12000), {}, ()),
+        limits=account,
+    )
+    unlimited = plan_of("s7", (limited("huge", cpuMax=64000), {}, ()), limits=AccountResourceLimits())
+    reports = Reports()
+    runtime = runtime_on(engine, tmp_path / "data", reports)
+    client = engine.client()
+    try:
+        runtime.start(plan)
+        runtime.start(unlimited)
+        for ssid in ("s6-own", "s6-bare", "s6-maxonly", "s6-greedy", "s7-huge"):
+            assert reports.wait(ssid, "ready", "error", "timeout").status == "ready", reports.of(ssid)
+
+        def host(ssid: str) -> tuple[int, int, int, int]:
+            (container,) = ours(engine, **{INSTANCE_LABEL: runtime.instance, SERVICE_LABEL: ssid})
+            config = container.attrs["HostConfig"]
+            return (
+                config["NanoCpus"],
+                config["CpuShares"],
+                config["Memory"],
+                config["MemoryReservation"],
+            )
+
+        assert host("s6-own") == (500_000_000, 102, 64 * mebibyte, 32 * mebibyte)
+        assert host("s6-bare") == (250_000_000, 256, 48 * mebibyte, 48 * mebibyte)
+        assert host("s6-maxonly") == (300_000_000, 307, 40 * mebibyte, 40 * mebibyte)
+        assert host("s6-greedy") == (1_500_000_000, 1536, 200 * mebibyte, 200 * mebibyte)
+        # No account limits at all: a CPU limit above the machine's is the machine's; memory is free.
+        cpus = int(client.info()["NCPU"])
+        assert host("s7-huge") == (cpus * 1_000_000_000, cpus * 1024, 0, 0)
+    finally:
+        runtime.remove(plan)
+        runtime.remove(unlimited)
+        runtime.close()
         client.close()
 
 

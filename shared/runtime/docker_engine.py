@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.datafolder import DATA_FOLDER
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
-from shared.models import Endpoint, ServiceStatus
+from shared.models import AccountResourceLimits, Endpoint, ResourceLimits, ServiceStatus
 from shared.runtime import (
     LOG_DEFAULT_LINES,
     LOG_MAX_LINES,
@@ -66,6 +66,7 @@ LAYER_DONE = frozenset({"Download complete", "Pull complete", "Already exists"})
 CLOSE_WAIT_SECONDS = 2.0
 PROBE_SECONDS = 2.0
 LAST_LINE_LIMIT = 200
+MEBIBYTE = 1024 * 1024
 NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 VARIABLE_NAME = re.compile(r"[^=\0]{1,256}")
 ADDRESS_PREFIX = re.compile(r"[A-Z0-9_]{1,64}")
@@ -169,6 +170,7 @@ class DockerRuntime:
         self._instance = instance or instance_of(data_dir)
         self._stop_grace = stop_grace
         self._client: DockerClient | None = None
+        self._cpus: int | None = None
         self._lock = threading.Lock()
         self._runs: dict[tuple[str, str], ContainerRun] = {}
         self._stack_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -359,13 +361,17 @@ class DockerRuntime:
             options["entrypoint"] = list(spec.command)
         if spec.args:
             options["command"] = list(spec.args)
-        cpu = _limit(spec.resourceLimits.cpuMax or plan.limits.cpuDefault, plan.limits.cpuMax)
-        memory = _limit(spec.resourceLimits.memMax or plan.limits.memDefault, plan.limits.memMax)
-        if cpu:
-            options["nano_cpus"] = cpu * 1_000_000  # millicores
-        if memory:
-            options["mem_limit"] = f"{memory}m"
+        options.update(container_resources(spec.resourceLimits, plan.limits, self._engine_cpus()))
         return options
+
+    def _engine_cpus(self) -> int:
+        """How many CPUs the engine's machine has: Docker Engine refuses a CPU limit above it."""
+        if self._cpus is None:
+            try:
+                self._cpus = int(self._engine().info().get("NCPU") or 0)
+            except Exception as error:
+                raise engine_error(error, "asking the engine for its CPUs") from error
+        return self._cpus
 
     def _adopt(self, plan: StackPlan, service: ServicePlan, digest: str) -> Container | None:
         """The service's running container when it was made from the same options; others go."""
@@ -749,8 +755,46 @@ def _split_image(image: str) -> tuple[str, str]:
     return name, tag
 
 
+def container_resources(
+    wanted: ResourceLimits, account: AccountResourceLimits, engine_cpus: int = 0
+) -> dict[str, int]:
+    """The container's CPU and memory, as Kubernetes gives a container of the spec in the account's
+    namespace (its LimitRange's defaults, the account's maximum), in the engine's terms.
+
+    Limits (NanoCpus, Memory): the spec's maximum, else the account's default, else the account's
+    maximum; clamped to the account's maximum (where Kubernetes refuses the pod) and to the engine's
+    CPUs (which Docker Engine refuses to exceed). Reservations (CpuShares, MemoryReservation), a
+    Kubernetes request: the spec's default, else the limit where the spec sets one, else the
+    account's default; never above the limit. CPU in millicores, memory in MB (MiB, as ``Mi``)."""
+    cpu_limit = _limit(wanted.cpuMax or account.cpuDefault, account.cpuMax)
+    if engine_cpus > 0 and cpu_limit > engine_cpus * 1000:
+        cpu_limit = engine_cpus * 1000
+    cpu_request = _request(wanted.cpuDefault, wanted.cpuMax, account.cpuDefault, cpu_limit)
+    memory_limit = _limit(wanted.memMax or account.memDefault, account.memMax)
+    memory_request = _request(wanted.memDefault, wanted.memMax, account.memDefault, memory_limit)
+    resources = {}
+    if cpu_limit:
+        resources["nano_cpus"] = cpu_limit * 1_000_000
+    if cpu_request:
+        # The kubelet's weight for a request: 1024 a CPU, at least 2.
+        resources["cpu_shares"] = max(2, cpu_request * 1024 // 1000)
+    if memory_limit:
+        resources["mem_limit"] = memory_limit * MEBIBYTE
+    if memory_request:
+        resources["mem_reservation"] = memory_request * MEBIBYTE
+    return resources
+
+
 def _limit(wanted: int, account_max: int) -> int:
     """The service's limit (its spec's, else the account's default), within the account's maximum."""
     if account_max > 0:
         return min(wanted, account_max) if wanted > 0 else account_max
     return max(wanted, 0)
+
+
+def _request(own_default: int, own_max: int, account_default: int, limit: int) -> int:
+    """The service's reservation: its spec's default; else its limit where the spec sets a maximum (as
+    Kubernetes defaults a request to the limit); else the account's default; within the limit."""
+    request = own_default or (limit if own_max or not account_default else account_default)
+    request = max(request, 0)
+    return min(request, limit) if limit > 0 else request

@@ -139,13 +139,20 @@ def _runtime_banner(current: Platform) -> str:
 
 def sweep(arguments: argparse.Namespace) -> int:
     """One pass of the sweep for abandoned work, as ``workbench run`` makes every minute (on a cluster,
-    the CronJob ``workbench-sweep`` runs it)."""
-    from shared import recovery
+    the CronJob ``workbench-sweep`` runs it); with Clowder's RabbitMQ set, also the platform's one
+    announcement of its extractors (on a cluster, no process of its own keeps them alive in Clowder)."""
+    from shared import clowder_jobs, recovery
     from shared.bootstrap import platform
+    from shared.errors import Unavailable
 
     current = platform()
     try:
         taken = recovery.sweep(current)
+        if current.settings.clowder.amqp_url:
+            try:
+                clowder_jobs.announce(current)
+            except Unavailable as error:
+                log.warning("could not announce the extractors to Clowder: %s", error.message)
     finally:
         current.close()
     print(f"{taken} abandoned transfers and exports taken up")

@@ -22,7 +22,7 @@ STACK_LABELS: dict[str, str] = {"app.kubernetes.io/managed-by": "workbench"}
 ApiServerSource watches the pods carrying them, in the namespaces carrying them. Nothing of the
 functions' own deployment carries them, so their pods are never taken for stacks."""
 
-STACK_MANAGERS = frozenset({"accounts", "stacks", "start", "stop", "stack_action"})
+STACK_MANAGERS = frozenset({"accounts", "stacks", "start", "stop", "stack_action", "clowder_job"})
 """Functions that create, scale and delete what a user's account and stacks consist of."""
 STACK_OBSERVERS = frozenset({"stack_status"})
 """Functions that read a stack's deployments and pods, and scale up the services whose required
@@ -62,6 +62,7 @@ SECRET_SETTINGS: dict[str, tuple[str, bool]] = {
     "WORKBENCH_S3_SECRET_KEY": ("s3-secret-key", True),
     "WORKBENCH_CLOWDER_API_KEY": ("clowder-api-key", True),
     "WORKBENCH_CLOWDER_SERVICE_TOKEN": ("clowder-service-token", True),
+    "WORKBENCH_CLOWDER_AMQP_URL": ("clowder-amqp-url", True),
 }
 """Setting → (key in the Secret ``workbench-secrets``, optional). The S3 keys may come from the
 cloud's workload identity instead, and the Clowder credentials are needed only once paired."""
@@ -144,7 +145,10 @@ FILE_NOTES: dict[str, str] = {
         "dead-lettered when they still fail, and wait in RabbitMQ while the function scales from zero "
         "(an ApiServerSource itself has no delivery spec). A stack read also reconciles with the "
         "cluster, so a lost event cannot leave a wrong status. SinkBindings give the functions that "
-        "emit events the Broker's address as K_SINK."
+        "emit events the Broker's address as K_SINK. One RabbitmqSource per Clowder extractor queue "
+        "({clowder_queues}) on Clowder's own RabbitMQ (the Secret {clowder_secret}, keys uri, username "
+        "and password: Clowder's broker may be another server) turns each job into an event for the "
+        "Broker, whose Trigger hands it to clowder_job; the queues are Clowder's, so they are predeclared."
     ),
     "routing.yaml": (
         'The one public entry point: HTTPRoutes on the Gateway "{gateway}" (not generated: it belongs to '
@@ -612,10 +616,45 @@ def eventing(target: Target, functions: Iterable[Function]) -> list[Manifest]:
     return manifests + sorted(triggers, key=lambda trigger: str(trigger["metadata"]["name"]))
 
 
+CLOWDER_RABBITMQ_SECRET = "clowder-rabbitmq"
+"""The Secret (keys ``uri``, ``username``, ``password``) of Clowder's RabbitMQ, read by the RabbitmqSources."""
+CLOWDER_JOB_FUNCTION = "clowder_job"
+
+
+def clowder_job_sources(target: Target) -> list[Manifest]:
+    """A RabbitmqSource per extractor queue of the platform's (``workbench.send``, ``.start``, ``.stop``;
+    the prefix of ``WORKBENCH_CLOWDER_EXTRACTOR_PREFIX``'s default): each job becomes an event of type
+    ``dev.knative.rabbitmq.event`` whose source ends with the RabbitmqSource's name, sent to the Broker
+    and retried from there like every other event."""
+    from shared import clowder_jobs
+
+    labels = {"app.kubernetes.io/component": "eventing"}
+    return [
+        {
+            "apiVersion": "sources.knative.dev/v1alpha1",
+            "kind": "RabbitmqSource",
+            "metadata": _metadata(clowder_jobs.source_name(extractor.action), target, **labels),
+            "spec": {
+                "rabbitmqClusterReference": {"connectionSecret": {"name": CLOWDER_RABBITMQ_SECRET}},
+                "rabbitmqResourcesConfig": {
+                    "predeclared": True,
+                    "queueName": extractor.name,
+                    "parallelism": 1,
+                },
+                "delivery": {"retry": RETRIES, "backoffPolicy": "exponential", "backoffDelay": "1s"},
+                "sink": {"ref": _broker_reference()},
+            },
+        }
+        for extractor in clowder_jobs.extractors("workbench")
+    ]
+
+
 def sources(target: Target, functions: Iterable[Function]) -> list[Manifest]:
     labels = {"app.kubernetes.io/component": "eventing"}
     functions = list(functions)
     manifests: list[Manifest] = []
+    if any(function.name == CLOWDER_JOB_FUNCTION for function in functions):
+        manifests.extend(clowder_job_sources(target))
     status = next((function for function in functions if function.name == STATUS_FUNCTION), None)
     if status is not None:
         manifests.append(
@@ -757,6 +796,8 @@ def documents(target: Target = Target()) -> dict[str, list[Manifest]]:
 
 def _header(file_name: str, target: Target) -> str:
     note = FILE_NOTES[file_name].format(
+        clowder_queues="workbench.send, workbench.start, workbench.stop",
+        clowder_secret=CLOWDER_RABBITMQ_SECRET,
         secret_keys=", ".join(key for key, _ in sorted(SECRET_SETTINGS.values())),
         stack_labels=", ".join(f"{key}={value}" for key, value in STACK_LABELS.items()),
         gateway=target.gateway,

@@ -48,6 +48,10 @@ APISERVER_EVENTS = (
 )
 """What a Knative ApiServerSource (resource mode) sends of the stacks' pods; the cluster's, not signed."""
 
+CLOWDER_JOB_EVENT = "dev.knative.rabbitmq.event"
+"""What a RabbitmqSource makes of each job on Clowder's extractor queues; not signed (the job's key is
+checked with Clowder instead)."""
+
 DEAD_LETTER_FUNCTION = "deadletter"
 """The function every Trigger (and the local ingress) hands an event to once its delivery failed."""
 
@@ -571,6 +575,14 @@ FUNCTIONS: tuple[Function, ...] = (
             Route("GET", "/api/exports/<export_id>", "read", "One export", reply="Export"),
         ),
         events=(event_names.EXPORT_REQUESTED,),
+        concurrency=4,
+        timeout_seconds=600,
+    ),
+    Function(
+        "clowder_job",
+        "Clowder's own extractor jobs (Send to Workbench, start and stop stacks), their status told back",
+        events=(CLOWDER_JOB_EVENT, event_names.TRANSFER_COMPLETED, event_names.TRANSFER_FAILED),
+        max_scale=5,
         concurrency=4,
         timeout_seconds=600,
     ),

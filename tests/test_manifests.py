@@ -29,9 +29,19 @@ CRD_FILES = {
     ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"): "rabbitmq-brokerconfig.yaml",
     ("sources.knative.dev/v1", "ApiServerSource"): "eventing-apiserversource.yaml",
     ("sources.knative.dev/v1", "SinkBinding"): "eventing-sinkbindings.yaml",
+    ("sources.knative.dev/v1alpha1", "RabbitmqSource"): "eventing-rabbitmq-rabbitmqsource.yaml",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway-api-httproutes.yaml",
 }
-WORKLOAD_FUNCTIONS = {"accounts", "logs", "stack_action", "stacks", "start", "stop", "stack_status"}
+WORKLOAD_FUNCTIONS = {
+    "accounts",
+    "logs",
+    "stack_action",
+    "stacks",
+    "start",
+    "stop",
+    "stack_status",
+    "clowder_job",
+}
 """The functions that manage or follow stacks: the only ones allowed to touch workloads. (``containers``
 and ``check_token`` read stacks' status and endpoints from the store, and need none.)"""
 
@@ -606,3 +616,34 @@ def test_an_init_job_prepares_the_deployment_with_settings_by_reference() -> Non
     assert container["command"] == ["workbench", "init"]
     assert all("valueFrom" in entry for entry in container["env"])  # secrets referenced, never inlined
     assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_each_clowder_extractor_queue_has_a_rabbitmq_source_into_the_broker_and_a_trigger() -> None:
+    from shared import clowder_jobs
+
+    found = {item["metadata"]["name"]: item for item in of_kind("RabbitmqSource")}
+    expected = clowder_jobs.extractors("workbench")
+    assert set(found) == {clowder_jobs.source_name(extractor.action) for extractor in expected}
+    for extractor in expected:
+        spec = found[clowder_jobs.source_name(extractor.action)]["spec"]
+        # Clowder's broker, by a Secret of its own: not the platform's RabbitmqCluster.
+        assert spec["rabbitmqClusterReference"] == {"connectionSecret": {"name": "clowder-rabbitmq"}}
+        assert spec["rabbitmqResourcesConfig"]["queueName"] == extractor.name
+        assert spec["rabbitmqResourcesConfig"]["predeclared"] is True
+        assert spec["sink"]["ref"]["kind"] == "Broker"
+    (trigger,) = [
+        item
+        for item in of_kind("Trigger")
+        if item["spec"]["filter"]["attributes"]["type"] == clowder_jobs.JOB_EVENT
+    ]
+    assert trigger["spec"]["subscriber"]["ref"]["name"] == "clowder-job"
+
+
+def test_the_rabbitmq_source_check_refuses_what_its_crd_does_not_allow() -> None:
+    validator = jsonschema.Draft7Validator(crd_schema("sources.knative.dev/v1alpha1", "RabbitmqSource"))
+    (source, *_) = of_kind("RabbitmqSource")
+    assert not list(validator.iter_errors(source))
+    without_sink = {**source, "spec": {key: value for key, value in source["spec"].items() if key != "sink"}}
+    assert any("sink" in error.message for error in validator.iter_errors(without_sink))
+    misspelt = {**source, "spec": {**source["spec"], "rabbitmqClusterRef": {"name": "rabbitmq"}}}
+    assert list(validator.iter_errors(misspelt))

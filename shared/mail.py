@@ -17,13 +17,27 @@ class Mailer(Protocol):
     def send(self, to: str, subject: str, body: str) -> None: ...
 
 
+MAX_LINE = 998
+"""The longest line SMTP carries as it is (RFC 5322), without the line break."""
+
+
+def _transfer_encoding(body: str) -> str:
+    """How the body travels: as it is (7bit) when it is ASCII in lines SMTP carries whole, so that
+    a link reads the same in the raw message as in a mail reader; base64 otherwise. Never
+    quoted-printable, whose soft line breaks (``=`` at the end of a line, ``=3D`` for ``=``) would
+    cut a long link in two for whoever copies it from the source."""
+    if body.isascii() and all(len(line) <= MAX_LINE for line in body.splitlines()):
+        return "7bit"
+    return "base64"
+
+
 def _message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Message-ID"] = f"<{uuid.uuid4()}@workbench>"
-    message.set_content(body)
+    message.set_content(body, cte=_transfer_encoding(body))
     return message
 
 

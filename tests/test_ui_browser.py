@@ -381,7 +381,7 @@ def test_the_admin_approves_an_account_and_sees_shovels_and_dead_letters(
     verify = re.search(r"(/#/register/verify\?\S+)", workbench.mails()[-1].get_content())
     assert verify is not None
     page.goto(workbench.url + verify.group(1))  # the e-mailed link opens this page
-    expect(page.get_by_role("status")).to_contain_text("Account has been verified.")
+    expect(page.get_by_role("status")).to_contain_text("Your e-mail address is verified")
 
     log_in(page, workbench.url, "admin", ADMIN_PASSWORD)
     view(page, "Admin")

@@ -10,7 +10,8 @@ export class ApiError extends Error {
   }
 }
 
-function claimsOf(token) {
+/** The claims of a JWT as the browser reads them (unverified: only to tell what to show). */
+export function claimsOf(token) {
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
     return JSON.parse(atob(payload.padEnd(payload.length + ((4 - (payload.length % 4)) % 4), "=")));
@@ -127,7 +128,11 @@ export const api = {
   deny: (account) => request("GET", `/api/register/deny?${decision(account)}`, undefined, { auth: false }),
   shovels: () => request("GET", "/api/shovels"),
   deadletters: () => request("GET", "/api/deadletters?limit=50"),
+  register: (account) => request("POST", "/api/register", account, { auth: false }),
   verify: (u, t) => request("PUT", "/api/register/verify", { u, t }, { auth: false }),
+  // The user name or e-mail as the userId form value the Go apiserver reads (here from the query).
+  requestReset: (userId) =>
+    request("POST", `/api/reset?${new URLSearchParams({ userId }).toString()}`, undefined, { auth: false }),
   changePassword: (token, password) =>
     fetchWithToken(token, "PUT", "/api/change_password", { password }),
 };
@@ -143,6 +148,7 @@ async function fetchWithToken(token, method, path, body) {
     headers: { "Content-Type": "application/json", Accept: "application/json", Authorization: `Bearer ${token}` },
     body: JSON.stringify(body),
     cache: "no-store",
+    credentials: "omit",
   }).catch(() => {
     throw new ApiError(0, "The Workbench API cannot be reached; check the connection and try again.");
   });

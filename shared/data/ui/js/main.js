@@ -4,14 +4,18 @@ import { api, onSignedOut, session } from "./api.js";
 import { announce, clearError, showError } from "./dom.js";
 import * as admin from "./views/admin.js";
 import * as catalog from "./views/catalog.js";
+import * as forgot from "./views/forgot.js";
 import * as links from "./views/links.js";
 import * as login from "./views/login.js";
 import * as send from "./views/send.js";
+import * as signup from "./views/signup.js";
 import * as stacks from "./views/stacks.js";
 import * as transfers from "./views/transfers.js";
 
 const VIEWS = {
   login: { module: login, title: "Log in", public: true },
+  signup: { module: signup, title: "Sign up", public: true },
+  forgot: { module: forgot, title: "Forgot your password", public: true },
   register: { module: links, title: "Verify your e-mail address", public: true },
   recover: { module: links, title: "Set a new password", public: true },
   stacks: { module: stacks, title: "My stacks" },

@@ -28,7 +28,8 @@ export function render(main, { navigate }) {
     h("p", {}, "Launch research tools in your own stacks and bring in your Clowder datasets."),
     field("User name or e-mail", username),
     field("Password", password),
-    h("div", { class: "actions" }, submit),
+    h("div", { class: "actions" }, submit, h("a", { href: "#/forgot" }, "Forgot your password?")),
+    h("p", { class: "meta" }, "No account yet? ", h("a", { href: "#/signup" }, "Sign up")),
   );
   main.append(form);
   username.focus();

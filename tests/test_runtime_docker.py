@@ -166,6 +166,45 @@ def test_cpu_and_memory_are_the_specs_within_the_accounts_limits(engine: Engine,
         client.close()
 
 
+def test_another_stacks_services_have_no_names_and_their_addresses_are_the_engines_to_isolate(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """As the threat model says: a stack's network names only its own services; whether another
+    stack's container answers at its address is the engine's isolation, which neither test engine
+    (Podman without ``isolate``, Docker Engine with ``--iptables=false``) gives."""
+    home = tmp_path / "data" / "home" / "alice" / "AppData"
+    for sid, key in (("s8", "alpha"), ("s9", "beta")):
+        (home / f"{sid}-{key}").mkdir(parents=True)
+        (home / f"{sid}-{key}" / "index.html").write_text(f"{key}\n")
+    serve = "httpd -f -p 80 -h /srv"
+    first = plan_of("s8", (spec("alpha", serve, port=80), {}, ()))
+    second = plan_of("s9", (spec("beta", serve, port=80), {}, ()))
+    reports = Reports()
+    runtime = runtime_on(engine, tmp_path / "data", reports)
+    try:
+        runtime.start(first)
+        runtime.start(second)
+        assert reports.wait("s8-alpha", "ready", "error").status == "ready", reports.of("s8-alpha")
+        assert reports.wait("s9-beta", "ready", "error").status == "ready", reports.of("s9-beta")
+        (alpha,) = ours(engine, **{INSTANCE_LABEL: runtime.instance, SERVICE_LABEL: "s8-alpha"})
+        (beta,) = ours(engine, **{INSTANCE_LABEL: runtime.instance, SERVICE_LABEL: "s9-beta"})
+
+        def from_alpha(url: str) -> tuple[int, bytes]:
+            # busybox-static's wget crashes with its own -T: the timeout applet bounds it.
+            done = alpha.exec_run(["timeout", "10", "wget", "-q", "-O", "-", url])
+            return done.exit_code, done.output
+
+        assert from_alpha("http://alpha:80/") == (0, b"alpha\n")  # its own stack's service, by its key
+        code, _ = from_alpha("http://beta:80/")
+        assert code != 0  # another stack's service has no name on this network
+        (address,) = [network["IPAddress"] for network in beta.attrs["NetworkSettings"]["Networks"].values()]
+        assert from_alpha(f"http://{address}:80/") == (0, b"beta\n")
+    finally:
+        runtime.remove(first)
+        runtime.remove(second)
+        runtime.close()
+
+
 def test_a_missing_image_is_pulled_with_its_progress_in_the_status_messages(
     engine: Engine, tmp_path: Path
 ) -> None:

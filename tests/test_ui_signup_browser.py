@@ -212,6 +212,8 @@ def test_the_account_views_fit_a_narrow_screen(browser: Any, workbench: Platform
     context = browser.new_context(viewport=NARROW, device_scale_factor=1)
     try:
         page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
         for fragment, heading in (
             ("signup", "Sign up for the Workbench"),
             ("forgot", "Forgot your password?"),
@@ -219,9 +221,10 @@ def test_the_account_views_fit_a_narrow_screen(browser: Any, workbench: Platform
             ("recover?t=not-a-token", "This link is not valid"),
         ):
             page.goto(f"{workbench.url}/#/{fragment}")
-            expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
+            expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible(timeout=10_000)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"#/{fragment} is {overflow} px wider than a narrow screen"
         screenshot(page, "narrow-signup-invalid-link")
+        assert problems == [], "the page logged errors"
     finally:
         context.close()

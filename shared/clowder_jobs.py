@@ -443,11 +443,11 @@ def outcome(platform: Platform, transfer: TransferOutcome, failed: bool, reply: 
         record["resource_id"],
         record["extractor"],
     )
-    where = "; ".join(f"in {location.service}: {location.path}" for location in transfer.locations)
-    seen = where or f"{transfer.target} of your data folder (no stack of yours runs now)"
+    where = "; ".join(f"{location.service}: {location.path}" for location in transfer.locations)
     summary = (
         f"transfer {transfer.transfer_id}: {transfer.files_done} of {transfer.files_total} files "
-        f"({transfer.bytes_done} bytes) at {seen}"
+        f"({transfer.bytes_done} bytes) in {transfer.target}; "
+        + (f"inside your apps: {where}" if where else "no stack of yours runs now to show them")
     )
     if failed:
         problems = "; ".join(f"{problem.path}: {problem.error}" for problem in transfer.errors[:5])

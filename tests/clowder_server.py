@@ -345,6 +345,13 @@ class ClowderServer:
             raise RuntimeError("the Clowder test server has no RabbitMQ (amqp_url)")
         self._extractors.publish(queue, body if isinstance(body, bytes) else json.dumps(body).encode())
 
+    @property
+    def reply_queue(self) -> str:
+        """The queue this Clowder reads statuses from (what it sets as each job's ``reply_to``)."""
+        if self._extractors is None:
+            raise RuntimeError("the Clowder test server has no RabbitMQ (amqp_url)")
+        return self._extractors.reply_queue
+
     def statuses_of(self, job_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return [status for status in self.statuses if status.get("job_id") == job_id]

@@ -9,14 +9,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from shared import clowder_jobs
 from shared.bootstrap import Platform
 from tests.clowder_server import ClowderServer
-from tests.conftest import Api
+from tests.conftest import Api, Client
 from tests.test_shovel import AMQP_URL, require_rabbitmq
 
 API_KEY = "platform-clowder-key"
@@ -88,6 +88,8 @@ def environment(clowder: ClowderServer) -> dict[str, str]:
         "WORKBENCH_CLOWDER_API_KEY": API_KEY,
         "WORKBENCH_CLOWDER_AMQP_URL": AMQP_URL,
         "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": PREFIX,
+        # A RabbitmqSource's event carries no reply_to: the function replies here.
+        "WORKBENCH_CLOWDER_REPLY_QUEUE": clowder.reply_queue,
     }
 
 
@@ -113,14 +115,14 @@ def wait_for(check: Callable[[], Any], what: str, seconds: float = 20) -> Any:
         time.sleep(0.05)
 
 
-def final_status(clowder: ClowderServer, job_id: str) -> dict[str, Any]:
+def final_status(clowder: ClowderServer, job_id: str, seconds: float = 20) -> dict[str, Any]:
     def ended() -> dict[str, Any] | None:
         for status in clowder.statuses_of(job_id):
             if status["message_type"] in ("StatusMessage.done", "StatusMessage.error"):
                 return status
         return None
 
-    found: dict[str, Any] = wait_for(ended, f"the end of job {job_id}")
+    found: dict[str, Any] = wait_for(ended, f"the end of job {job_id}", seconds)
     return found
 
 
@@ -311,3 +313,78 @@ def test_start_and_stop_take_the_stack_from_the_parameters(
     foreign = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": "s9zzzz"})
     assert "'s9zzzz' is not one of dana's stacks" in final_status(clowder, foreign)["message"]
     assert stacks.list_stacks(platform, "dana") == []
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_the_function_carries_out_a_job_as_a_rabbitmq_source_delivers_it_and_tells_its_outcome(
+    mode: Literal["binary", "structured"],
+    clowder: ClowderServer,
+    platform: Platform,
+    api: Api,
+    client: Callable[[str], Client],
+) -> None:
+    from events import codec, types
+
+    api.make_user("dana")
+    key = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Soil samples")
+    clowder.add_files(dataset_id, {"a.csv": b"1,2\n"})
+    job_id = uuid.uuid4().hex[:24]
+    body = {
+        "host": clowder.url,
+        "secretKey": key,
+        "id": dataset_id,
+        "datasetId": dataset_id,
+        "job_id": job_id,
+    }
+    # What a RabbitmqSource sends: its own type and source (ending with its name), the job as data.
+    event = codec.Event(
+        {
+            "specversion": "1.0",
+            "type": clowder_jobs.JOB_EVENT,
+            "source": "/apis/v1/namespaces/workbench/rabbitmqsources/clowder-jobs-send",
+            "id": uuid.uuid4().hex,
+            "datacontenttype": "application/json",
+        },
+        json.dumps(body).encode(),
+    )
+    headers, data = codec.to_http(event, mode)
+    answer = client("clowder_job").post("/", headers=headers, data=data)
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    (transfer,) = platform.store.list_transfers("dana")
+    wait_for(lambda: any("processing" in s["message_type"] for s in clowder.statuses_of(job_id)), "progress")
+
+    # The transfer's outcome event (as the Broker delivers it) ends the job in Clowder.
+    outcome = codec.new_event(
+        types.TRANSFER_COMPLETED,
+        types.TransferOutcome(
+            transfer_id=transfer.id,
+            user="dana",
+            dataset_id=dataset_id,
+            files_done=1,
+            files_total=1,
+            bytes_done=4,
+            bytes_total=4,
+            target=transfer.target,
+        ),
+        source=platform.event_source,
+        secret=platform.event_secret,
+    )
+    headers, data = codec.to_http(outcome, mode)
+    answer = client("clowder_job").post("/", headers=headers, data=data)
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    done = final_status(clowder, job_id)
+    assert done["message_type"] == "StatusMessage.done"
+    assert done["message"].startswith(
+        f"transfer {transfer.id}: 1 of 1 files (4 bytes) in Clowder/Soil samples"
+    )
+    # Told once: the record of the job is gone, so a redelivered outcome tells nothing more.
+    assert not platform.objects.list(clowder_jobs.RECORDS)
+
+
+def test_the_function_refuses_what_is_no_cloud_event(
+    clowder: ClowderServer, platform: Platform, client: Callable[[str], Client]
+) -> None:
+    answer = client("clowder_job").post("/", data=b"{}", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "not a valid CloudEvent" in answer.get_data(as_text=True)
+    assert clowder.statuses == []

@@ -7,6 +7,7 @@ from flask import Request, Response
 
 from shared import accounts as account_service
 from shared.api import Call, json_errors, serve
+from shared.errors import InvalidInput
 from shared.models import Account, ExportPackage
 
 
@@ -35,7 +36,11 @@ def export_package(call: Call) -> ExportPackage:
 
 
 def import_package(call: Call) -> Account:
-    return account_service.import_package(call.platform, call.body)
+    package: ExportPackage = call.body
+    named = call.params.get("account_id")  # /api/import/{userId}: the Go CLI names the account
+    if named is not None and named != (package.account.namespace or package.account.id):
+        raise InvalidInput(f"does not match the path ('{named}')", field="account.namespace")
+    return account_service.import_package(call.platform, package)
 
 
 json_errors()

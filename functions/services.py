@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import functions_framework
 from flask import Request, Response
 
 from shared import specs
-from shared.api import Call, json_errors, serve
+from shared.api import Call, Reply, json_errors, serve, warning_header
 from shared.models import ServiceSpec
+
+if TYPE_CHECKING:
+    from shared.catalog import CheckedSpec
 
 
 def list_specs(call: Call) -> list[ServiceSpec]:
     return specs.list_specs(call.platform, call.principal, call.query("catalog"))
 
 
-def create(call: Call) -> ServiceSpec:
-    return specs.create(call.platform, call.principal, call.body, call.query("catalog"))
+def create(call: Call) -> Reply:
+    return _with_warnings(specs.create(call.platform, call.principal, call.body, call.query("catalog")))
 
 
 def read(call: Call) -> ServiceSpec:
     return specs.read(call.platform, call.principal, call.params["key"], call.query("catalog"))
 
 
-def update(call: Call) -> ServiceSpec:
-    return specs.update(call.platform, call.principal, call.params["key"], call.body, call.query("catalog"))
+def update(call: Call) -> Reply:
+    return _with_warnings(
+        specs.update(call.platform, call.principal, call.params["key"], call.body, call.query("catalog"))
+    )
+
+
+def _with_warnings(checked: CheckedSpec) -> Reply:
+    """The spec, and each warning of the stricter checks as a ``Warning`` header (code 299, as the
+    Kubernetes API sends its warnings)."""
+    return Reply(200, checked.spec, tuple(("Warning", warning_header(text)) for text in checked.warnings))
 
 
 def delete(call: Call) -> None:

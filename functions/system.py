@@ -9,7 +9,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared import __version__, registry
-from shared.api import Call, Reply, json_errors, serve
+from shared.api import Call, Document, Reply, json_errors, serve
 from shared.errors import InvalidInput, NotFound, Unavailable
 from shared.models import Contact, Health, LogLevel, Message, Vocabulary
 
@@ -72,11 +72,40 @@ def support(call: Call) -> Message:
 
 
 def log_level(call: Call) -> LogLevel:
-    level = call.params["level"].upper()
-    if level not in LEVELS:
-        raise InvalidInput(f"must be one of {', '.join(LEVELS)}", field="level")
+    level = _level_name(call.params["level"])
     logging.getLogger().setLevel(level)
     return LogLevel(level=level)
+
+
+def _level_name(given: str) -> str:
+    """A level's name, or a glog verbosity number as the Go apiserver took them: 0 logs what glog
+    logs without ``-v`` (INFO), 1 and above add its verbose messages (DEBUG)."""
+    try:
+        verbosity = int(given)
+    except ValueError:
+        level = given.upper()
+        if level not in LEVELS:
+            raise InvalidInput(
+                f"must be one of {', '.join(LEVELS)}, or a glog verbosity number (0 and above)",
+                field="level",
+            ) from None
+        return level
+    if verbosity < 0:
+        raise InvalidInput("a glog verbosity number must be 0 or above", field="level")
+    return "INFO" if verbosity == 0 else "DEBUG"
+
+
+def download(call: Call) -> Reply:
+    """Go answered 200 with links for an unknown ``os`` and the binary for a known one; here the page
+    for any ``os``, with the steps that install the Python client (shared/download.py)."""
+    from shared import download as client_download
+
+    text = client_download.page(call.platform.settings.server.origin, call.query("os"))
+    return Reply(
+        200,
+        Document(text, "text/html"),
+        (("Content-Security-Policy", "default-src 'none'"), ("X-Content-Type-Options", "nosniff")),
+    )
 
 
 json_errors()
@@ -96,5 +125,6 @@ def system(request: Request) -> Response:
             "contact": contact,
             "support": support,
             "log_level": log_level,
+            "download": download,
         },
     )

@@ -75,9 +75,14 @@ def _check_password(password: str) -> None:
         raise InvalidInput(f"must be at least {MIN_PASSWORD} characters", field="password")
 
 
-def _check_new_account(account: Account) -> Account:
-    """Validate a new account's fields; ``namespace`` (the user name) is also its id."""
-    user = (account.namespace or account.id).strip()
+def _user_name(account: Account) -> str:
+    return (account.namespace or account.id).strip()
+
+
+def _check_new_account(account: Account, *, password_required: bool = True) -> Account:
+    """Validate a new account's fields; ``namespace`` (the user name) is also its id. Without
+    ``password_required`` an empty password is taken: the account cannot log in until one is set."""
+    user = _user_name(account)
     if not USER_NAME.match(user):
         raise InvalidInput(
             "must be 3 to 32 lowercase letters, digits or '-', starting with a letter",
@@ -88,7 +93,8 @@ def _check_new_account(account: Account) -> Account:
         raise InvalidInput("must be an e-mail address", field="email")
     if not account.name.strip():
         raise InvalidInput("must not be empty", field="name")
-    _check_password(account.password)
+    if account.password or password_required:
+        _check_password(account.password)
     return account.model_copy(update={"id": user, "namespace": user, "email": email})
 
 
@@ -159,9 +165,15 @@ def login(platform: Platform, username: str, password: str, *, address: str = ""
     account = record.account
     if account.status != "approved":
         raise Unauthorized(f"account '{account.id}' is {account.status or 'not approved'}")
+    # An imported Go account's APR1 hash (MD5) gives way to argon2 now that the password is known.
+    rehashed = (
+        platform.passwords.hash(password) if platform.passwords.needs_rehash(record.password_hash) else None
+    )
 
     def stamp(stored: AccountRecord) -> AccountRecord:
         stored.account = stored.account.model_copy(update={"lastLogin": _clock()})
+        if rehashed and stored.password_hash == record.password_hash:
+            stored.password_hash = rehashed
         if not stored.token_generation:  # an account from before tokens carried one
             stored.token_generation = new_token_generation()
         return stored
@@ -472,16 +484,21 @@ def list_accounts(platform: Platform) -> list[Account]:
     return [public_view(r.account, for_admin=True) for r in platform.store.list_accounts()]
 
 
-def create(platform: Platform, account: Account) -> Account:
-    """An account made by the admin: approved at once."""
-    account = _with_limits(platform, _check_new_account(account))
+def create(platform: Platform, account: Account, *, password_hash: str | None = None) -> Account:
+    """An account made by the admin: approved at once (server.go PostAccount). A name in use is 409
+    before anything else is checked; an empty password leaves the account without one, so that it
+    cannot log in until its owner sets one by a password reset. ``password_hash``, from an import,
+    is stored as it is instead of hashing ``password``."""
+    if platform.store.get_account(_user_name(account)) is not None:
+        raise Conflict("Username is in use")
+    account = _with_limits(platform, _check_new_account(account, password_required=False))
     _conflict_for(platform, account)
     account = account.model_copy(update={"status": account.status or "approved", "token": ""})
+    if password_hash is None:
+        password_hash = platform.passwords.hash(account.password) if account.password else ""
     # A new record, so a new token generation: tokens of an account deleted before under the same
     # name carry another and stay refused.
-    platform.store.insert_account(
-        AccountRecord(account.model_copy(update={"password": ""}), platform.passwords.hash(account.password))
-    )
+    platform.store.insert_account(AccountRecord(account.model_copy(update={"password": ""}), password_hash))
     return public_view(account, for_admin=True)
 
 
@@ -594,6 +611,9 @@ def _stopped(stack: Stack, sid: str | None = None) -> Stack:
 
 
 def export_package(platform: Platform, principal: Principal, account_id: str) -> ExportPackage:
+    """The account with its catalog and (stopped) stacks. Unlike the Go apiserver's export, it
+    carries no password hash (no answer of this API holds one): an account imported from it gets
+    its password by a reset."""
     record = _visible(platform, principal, account_id)
     return ExportPackage(
         account=public_view(record.account, for_admin=False),
@@ -617,13 +637,30 @@ def _import_stack(platform: Platform, owner: str, stack: Stack) -> None:
     raise Conflict("could not allocate a stack id; try again")
 
 
+def _imported_hash(platform: Platform, password: str) -> str:
+    """The password hash to store for an imported account: the hash its export carries (APR1 from
+    the Go apiserver, argon2), stored as it is; a plain password, hashed; none (the account then gets
+    its password by a reset)."""
+    from shared import apr1
+
+    if not password or apr1.is_apr1(password) or password.startswith(("$argon2id$", "$argon2i$")):
+        return password
+    _check_password(password)
+    return platform.passwords.hash(password)
+
+
 def import_package(platform: Platform, package: ExportPackage) -> Account:
-    """Create an account from an export, with its catalog and (stopped) stacks; all or nothing."""
+    """Create an account from an export, with its catalog and (stopped) stacks; all or nothing. The
+    account keeps the exported password hash (server.go ImportAccount), so its owner logs in with the
+    same password."""
     account = package.account
-    if not account.password:
-        account = account.model_copy(update={"password": secrets.token_urlsafe(16)})
-    checked = [platform.validator.validate(spec.model_dump()) for spec in package.services]
-    created = create(platform, account.model_copy(update={"status": account.status or "approved"}))
+    password_hash = _imported_hash(platform, account.password)
+    checked = [platform.validator.check_posted(spec.model_dump()).spec for spec in package.services]
+    created = create(
+        platform,
+        account.model_copy(update={"status": account.status or "approved", "password": ""}),
+        password_hash=password_hash,
+    )
     try:
         for spec in checked:
             platform.store.replace_spec(created.id, spec)

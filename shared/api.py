@@ -30,6 +30,12 @@ COOKIE_ROUTES = frozenset({("GET", "/api/check_token")})
 """The only route that also takes the token from a ``token`` cookie: forward authentication, which
 changes nothing and is sent the browser's cookie by the ingress (as the Go apiserver's nginx auth-url
 was). Anywhere else a cookie would let any page the browser opens act as its user (CSRF)."""
+WEBSOCKET_ROUTES = frozenset({("GET", "/api/console")})
+"""Routes that upgrade to a websocket, which a browser opens without an ``Authorization`` header: they
+also take the token as an offered subprotocol ``bearer.<token>`` (as Kubernetes takes one), which no
+other page can send for the user, unlike a cookie, and which no access log or history keeps, unlike a
+query parameter."""
+TOKEN_SUBPROTOCOL = "bearer."
 
 
 @dataclass
@@ -38,6 +44,23 @@ class Reply:
 
     status: int
     body: Any = None
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers to send beside the body, e.g. ``Warning`` lines (a header may repeat)."""
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """A handler's own WSGI answer, sent as it is: the end of a connection it took over (a websocket)."""
+
+    response: Response
+
+
+@dataclass(frozen=True)
+class Document:
+    """A reply body that is not JSON, sent as it is with its media type (e.g. an HTML page)."""
+
+    text: str
+    media_type: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,11 @@ class Call:
             return token.strip()
         if (self.route.method, self.route.path) in COOKIE_ROUTES:
             return self.request.cookies.get("token") or None
+        if (self.route.method, self.route.path) in WEBSOCKET_ROUTES:
+            offered = self.request.headers.get("Sec-WebSocket-Protocol", "")
+            for protocol in offered.split(","):
+                if protocol.strip().startswith(TOKEN_SUBPROTOCOL):
+                    return protocol.strip().removeprefix(TOKEN_SUBPROTOCOL) or None
         return None
 
     @property
@@ -96,6 +124,12 @@ def _routing(function_name: str) -> MapAdapter:
         merge_slashes=False,
     )
     return routes.bind("", default_method="GET")
+
+
+def warning_header(text: str) -> str:
+    """A ``Warning`` header's value (RFC 7234: ``299 - "text"``), in ASCII with quotes escaped."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '299 - "' + quoted.encode("ascii", "backslashreplace").decode("ascii") + '"'
 
 
 def error_response(status: int, message: str) -> Response:
@@ -135,6 +169,10 @@ def _json_response(status: int, body: Any) -> Response:
     headers = {"Cache-Control": "no-cache"}
     if body is None:
         return Response(b"", status=status, headers=headers)
+    if isinstance(body, Document):
+        return Response(
+            body.text, status=status, content_type=f"{body.media_type}; charset=utf-8", headers=headers
+        )
     payload: str | bytes
     if isinstance(body, RawJson):
         payload = body.text
@@ -236,6 +274,11 @@ def serve(function_name: str, request: Request, handlers: Mapping[str, Handler])
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal error; the server log has the details")
+    if isinstance(result, Upgraded):
+        return result.response
     if isinstance(result, Reply):
-        return _json_response(result.status, result.body)
+        response = _json_response(result.status, result.body)
+        for name, value in result.headers:
+            response.headers.add(name, value)
+        return response
     return _json_response(route.status, result)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import apr1
 from shared.errors import Unauthorized
 
 RESET_SCOPE = "reset"
@@ -246,6 +247,10 @@ class Passwords:
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether a hash that just verified should be replaced by a current argon2 one."""
+        return password_hash.startswith(apr1.PREFIX) or self._hasher.check_needs_rehash(password_hash)
+
     def verify_nobody(self, password: str) -> bool:
         """As long as ``verify`` takes, for a login naming no account (so that the time taken does not
         tell a known name from an unknown one); always False."""
@@ -257,10 +262,14 @@ class Passwords:
         return False
 
     def verify(self, password_hash: str, password: str) -> bool:
+        """Whether ``password`` matches: an argon2 hash, or the APR1 hash of an account imported
+        from the Go apiserver (replaced on its next login, see ``needs_rehash``)."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
         if not password_hash:
             return False
+        if password_hash.startswith(apr1.PREFIX):
+            return apr1.verify(password_hash, password)
         try:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):

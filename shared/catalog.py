@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -62,6 +62,35 @@ class SpecValidator:
         self.check(document)
         return parse_spec(document)
 
+    def check_posted(self, document: object) -> CheckedSpec:
+        """A spec sent through the API, refused only where the Go apiserver refused it.
+
+        The Go apiserver decoded the body into its ``ServiceSpec`` type and checked the schema on
+        that, encoded again (validate.go): an absent field was there with its zero value, so a spec
+        without a ``description`` or with a probe of empty strings and zeros passed, and one without
+        ``image.tags`` (encoded as null) did not. Then the key's length. What the schema says of the
+        document as sent comes back as warnings. Beyond Go, the rules that keep a spec runnable here
+        still refuse: the key names containers, hosts and folders; ports and mount paths must be real."""
+        import fastjsonschema
+
+        if not isinstance(document, dict):
+            raise InvalidInput("a service spec must be a JSON object")
+        spec = parse_spec(document)
+        encoded = spec.model_dump(mode="json")
+        try:
+            self._schema_check()(encoded)
+        except fastjsonschema.JsonSchemaValueException as error:
+            raise _schema_fault(error) from error
+        _check_runnable(encoded)
+        warnings: list[str] = []
+        try:
+            self._schema_check()(document)
+        except fastjsonschema.JsonSchemaValueException as error:
+            fault = _schema_fault(error)
+            warnings.append(f"the spec schema: {fault.message}")
+        warnings.extend(_config_advice(encoded))
+        return CheckedSpec(spec, tuple(warnings))
+
     def check(self, document: object) -> None:
         """Raise ``InvalidInput`` unless ``document`` meets the schema and the rules beyond it."""
         import fastjsonschema
@@ -87,8 +116,30 @@ def _schema_fault(error: JsonSchemaValueException) -> InvalidInput:
     return InvalidInput(message, field=path or None)
 
 
+class CheckedSpec(NamedTuple):
+    """A spec the API takes, and what the stricter checks found wrong with it."""
+
+    spec: ServiceSpec
+    warnings: tuple[str, ...]
+
+
+def _config_advice(document: dict[str, Any]) -> list[str]:
+    """What ``_check_rules`` refuses in a catalog's config options, as warnings for the API."""
+    try:
+        _check_config(document)
+    except (InvalidInput, KeyError, TypeError) as error:
+        return [str(error)]
+    return []
+
+
 def _check_rules(document: dict[str, Any]) -> None:
     """What the JSON Schema cannot say; ``document`` has already passed the schema."""
+    _check_runnable(document)
+    _check_config(document)
+
+
+def _check_runnable(document: dict[str, Any]) -> None:
+    """The key, ports and mount paths a runtime can use."""
     key = document["key"]
     if len(key) > KEY_MAX_LENGTH:
         raise InvalidInput(f"must be at most {KEY_MAX_LENGTH} characters, not {len(key)}", field="key")
@@ -103,6 +154,10 @@ def _check_rules(document: dict[str, Any]) -> None:
     for index, mount in enumerate(document.get("volumeMounts") or []):
         if not PurePosixPath(mount["mountPath"]).is_absolute():
             raise InvalidInput("must be an absolute path", field=f"volumeMounts.{index}.mountPath")
+
+
+def _check_config(document: dict[str, Any]) -> None:
+    """Config names are unique and each ``useFrom`` names one of the spec's dependencies."""
     dependency_keys = {dependency["key"] for dependency in document.get("depends") or []}
     first_index_of: dict[str, int] = {}
     for index, config in enumerate(document.get("config") or []):
@@ -142,24 +197,29 @@ def parse_spec(document: object) -> ServiceSpec:
         raise InvalidInput(first["msg"], field=_field_path(first["loc"]) or None) from error
 
 
-def check_dependencies(spec: ServiceSpec, lookup: Callable[[str], ServiceSpec | None]) -> None:
-    """Every dependency of ``spec`` exists, and every ``useFrom`` names a config it has."""
-    dependencies: dict[str, ServiceSpec] = {}
+def check_dependencies(spec: ServiceSpec, lookup: Callable[[str], ServiceSpec | None]) -> list[str]:
+    """The Go apiserver's checks (checkDependencies, checkConfigs): every dependency exists, and so
+    does the service each ``useFrom`` and ``setTo`` names before its dot, else ``NotFound`` (404).
+    Returns warnings for a ``useFrom`` naming a config its service does not offer."""
     for dependency in spec.depends or []:
-        found = lookup(dependency.key)
-        if found is None:
+        if lookup(dependency.key) is None:
             raise NotFound(kind="service", id=dependency.key, message=f"Missing dependency {dependency.key}")
-        dependencies[dependency.key] = found
+    warnings: list[str] = []
     for index, config in enumerate(spec.config or []):
-        if not config.useFrom:
-            continue
-        dependency_key, config_name = _split_use_from(config.useFrom, index, set(dependencies))
-        offered = {offered.name for offered in dependencies[dependency_key].config or []}
-        if config_name not in offered:
-            raise InvalidInput(
-                f"dependency '{dependency_key}' has no config '{config_name}'",
-                field=f"config.{index}.useFrom",
-            )
+        for reference in (config.useFrom, config.setTo):
+            if not reference:
+                continue
+            service_key, _, config_name = reference.partition(".")
+            found = lookup(service_key)
+            if found is None:
+                raise NotFound(
+                    kind="service", id=service_key, message=f"Missing config dependency {service_key}"
+                )
+            if reference == config.useFrom and config_name not in {o.name for o in found.config or []}:
+                warnings.append(
+                    f"config.{index}.useFrom: service '{service_key}' has no config '{config_name}'"
+                )
+    return warnings
 
 
 @dataclass

@@ -73,6 +73,8 @@ def _operation(route: registry.Route, function_name: str) -> dict[str, Any]:
         ok["content"] = {"application/json": {"schema": _schema_of(route.reply)}}
     elif route.endpoint == "openapi":
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
+    elif route.endpoint == "download":
+        ok["content"] = {"text/html": {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(route.status): ok}
     if route.status == 202:
         responses["200"] = ok  # quickstart of a stack that already runs

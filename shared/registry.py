@@ -254,6 +254,23 @@ FUNCTIONS: tuple[Function, ...] = (
                 "Export an account with its catalog and stacks",
                 reply="ExportPackage",
             ),
+            Route(
+                "GET",
+                "/api/export/<account_id>",
+                "export_package",
+                "Export an account with its catalog and stacks (the Go apiserver's path)",
+                access="admin",
+                reply="ExportPackage",
+            ),
+            Route(
+                "POST",
+                "/api/import/<account_id>",
+                "import_package",
+                "Import an exported account, keeping its password (the Go apiserver's path)",
+                access="admin",
+                body="ExportPackage",
+                reply="Account",
+            ),
         ),
     ),
     Function(
@@ -430,7 +447,6 @@ FUNCTIONS: tuple[Function, ...] = (
                 "quickstart",
                 "Add (if needed) and start a stack of one spec",
                 reply="Stack",
-                status=202,
                 query=("key",),
             ),
             Route(
@@ -480,6 +496,32 @@ FUNCTIONS: tuple[Function, ...] = (
                 query=("lines",),
             ),
         ),
+    ),
+    Function(
+        "console",
+        "A shell in one of the caller's running stack services, over a websocket",
+        routes=_routes(
+            Route(
+                "GET",
+                "/api/check_console",
+                "check",
+                "Whether the caller may open a console in the stack service now (200; 404 not the "
+                "caller's, 409 not running, 501 no containers here)",
+                query=("ssid", "namespace"),
+            ),
+            Route(
+                "GET",
+                "/api/console",
+                "open",
+                "Upgrade to a websocket carrying an interactive shell in the service's container (the "
+                "token as Authorization or as the subprotocol bearer.<token>)",
+                query=("ssid", "namespace", "cols", "rows"),
+                status=101,
+            ),
+        ),
+        concurrency=25,
+        # A session lasts as long as its user types; the cluster's max-revision-timeout must allow it.
+        timeout_seconds=3600,
     ),
     Function(
         "system",
@@ -537,9 +579,17 @@ FUNCTIONS: tuple[Function, ...] = (
                 "PUT",
                 "/api/log_level/<level>",
                 "log_level",
-                "Set the log level",
+                "Set the log level (a name, or a glog verbosity number)",
                 access="admin",
                 reply="LogLevel",
+            ),
+            Route(
+                "GET",
+                "/api/download",
+                "download",
+                "How to get the command-line client (with os, the steps for that platform)",
+                access="public",
+                query=("os",),
             ),
         ),
         min_scale=1,

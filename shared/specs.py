@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,9 @@ from shared.store import SYSTEM_CATALOG, Store
 
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
+    from shared.catalog import CheckedSpec
+
+log = logging.getLogger("workbench.specs")
 
 CATALOGS = ("system", "user", "all")
 
@@ -62,50 +66,66 @@ def read(platform: Platform, principal: Principal, key: str, catalog: str | None
     return spec
 
 
-def _checked(platform: Platform, principal: Principal, document: Any, catalog: str) -> ServiceSpec:
-    from shared.catalog import check_dependencies
-
-    spec = platform.validator.validate(document)
-    check_dependencies(spec, lambda key: lookup(platform.store, principal.user, key))
-    now = int(time.time())
-    update: dict[str, Any] = {"catalog": catalog, "updateTime": now}
+def _checked(platform: Platform, principal: Principal, document: Any, catalog: str) -> CheckedSpec:
+    """The spec as the Go apiserver's checks take it (400 where they refused), with the stricter
+    checks' findings as warnings, which the log keeps too."""
+    checked = platform.validator.check_posted(document)
+    update: dict[str, Any] = {"catalog": catalog, "updateTime": int(time.time())}
     if catalog == "user":
         update["privileged"] = False  # privileged services only in the admin's catalog
         update["securityContext"] = None
-    return spec.model_copy(update=update)
+    for warning in checked.warnings:
+        log.warning("service spec '%s' of %s: %s", checked.spec.key, principal.user, warning)
+    return checked._replace(spec=checked.spec.model_copy(update=update))
 
 
-def create(platform: Platform, principal: Principal, document: Any, catalog: str | None) -> ServiceSpec:
+def _with_dependencies(platform: Platform, principal: Principal, checked: CheckedSpec) -> CheckedSpec:
+    """404 for a missing dependency, as the Go apiserver answered; more warnings otherwise."""
+    from shared.catalog import check_dependencies
+
+    found = check_dependencies(checked.spec, lambda key: lookup(platform.store, principal.user, key))
+    for warning in found:
+        log.warning("service spec '%s' of %s: %s", checked.spec.key, principal.user, warning)
+    return checked._replace(warnings=checked.warnings + tuple(found))
+
+
+def create(platform: Platform, principal: Principal, document: Any, catalog: str | None) -> CheckedSpec:
+    """Add a spec: 400 for one the Go apiserver refused, 409 for a key in use, 404 for a missing
+    dependency, in that order (server.go PostService)."""
     chosen = _catalog(catalog, default="user")
     if chosen == "all":
         raise InvalidInput("must be system or user when adding a service", field="catalog")
     owner = _owner(principal, chosen)
-    spec = _checked(platform, principal, document, chosen)
+    checked = _checked(platform, principal, document, chosen)
+    spec = checked.spec
     if lookup(platform.store, principal.user, spec.key) is not None:
         raise Conflict(f"Service exists with key '{spec.key}'")
+    checked = _with_dependencies(platform, principal, checked)
     spec = spec.model_copy(update={"createdTime": spec.updateTime})
     platform.store.insert_spec(owner, spec)
-    return spec
+    return checked._replace(spec=spec)
 
 
 def update(
     platform: Platform, principal: Principal, key: str, document: Any, catalog: str | None
-) -> ServiceSpec:
+) -> CheckedSpec:
     chosen = _catalog(catalog, default="user")
     if chosen == "all":
         raise InvalidInput("must be system or user when replacing a service", field="catalog")
     owner = _owner(principal, chosen)
-    spec = _checked(platform, principal, document, chosen)
+    checked = _checked(platform, principal, document, chosen)
+    spec = checked.spec
     if spec.key != key:
         raise InvalidInput(f"does not match the path ('{key}')", field="key")
     current = platform.store.get_spec(owner, key)
     if current is None:
         raise NotFound("service", key)
+    checked = _with_dependencies(platform, principal, checked)
     if platform.store.count_stacks_using(key, None if owner == SYSTEM_CATALOG else owner):
         raise Conflict("Service is in use")
     spec = spec.model_copy(update={"createdTime": current.createdTime})
     platform.store.replace_spec(owner, spec)
-    return spec
+    return checked._replace(spec=spec)
 
 
 def delete(platform: Platform, principal: Principal, key: str, catalog: str | None) -> None:

@@ -418,7 +418,9 @@ def stop_all(platform: Platform, owner: str) -> list[Stack]:
 
 
 def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
-    """Add (if needed) and start a stack of the one spec ``key``; 422 when it needs other services."""
+    """Add (if needed) and start a stack of the one spec ``key``; 422 when it needs other services.
+    The answer is 200 with the stack, starting or already running, as the Go apiserver's (server.go
+    QuickstartStack: the start goes on in the background, the stack is written at once)."""
     if not key:
         raise InvalidInput("is required: the key of the service to start", field="key")
     spec = specs.lookup(platform.store, owner, key)
@@ -435,7 +437,7 @@ def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
     if stack.status != "stopped":
         return Reply(200, stack)
     try:
-        return Reply(202, start(platform, owner, stack.id))
+        return Reply(200, start(platform, owner, stack.id))
     except Conflict:
         return Reply(200, get(platform, owner, stack.id))
 

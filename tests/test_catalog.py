@@ -294,7 +294,8 @@ def test_a_type_the_schema_leaves_open_is_refused_by_the_model(validator: SpecVa
     assert "boolean" in str(error)
 
 
-def test_use_from_must_name_a_config_the_dependency_has(validator: SpecValidator) -> None:
+def test_use_from_naming_a_config_the_dependency_lacks_is_a_warning(validator: SpecValidator) -> None:
+    """server.go checkConfigs: only the service before the dot must exist (else 404)."""
     postgres = validator.validate(
         minimal_spec(key="postgres", config=[{"name": "POSTGRES_DB", "value": "db"}])
     )
@@ -306,10 +307,12 @@ def test_use_from_must_name_a_config_the_dependency_has(validator: SpecValidator
         ],
     )
     spec = validator.validate(document)
-    with pytest.raises(InvalidInput) as caught:
-        check_dependencies(spec, {postgres.key: postgres}.get)
-    assert caught.value.field == "config.1.useFrom"
-    assert "'postgres' has no config 'POSTGRES_SCHEMA'" in str(caught.value)
+    (warning,) = check_dependencies(spec, {postgres.key: postgres}.get)
+    assert warning.startswith("config.1.useFrom:")
+    assert "'postgres' has no config 'POSTGRES_SCHEMA'" in warning
+    with pytest.raises(NotFound) as caught:
+        check_dependencies(spec, {}.get)
+    assert str(caught.value) == "Missing dependency postgres"
 
 
 # --- loading and importing folders -------------------------------------------------------------

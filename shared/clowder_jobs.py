@@ -260,13 +260,28 @@ def carry_out(platform: Platform, received: Received, reply: Reply, reject: Call
     except Unavailable:
         raise
     except WorkbenchError as error:
-        if not address.job_id:  # refused before it was read: what of its ids can be told still is
-            job_id, resource_id = _ids_of(received.body)
-            address = Address(reply_to, received.correlation_id, job_id, resource_id, received.queue)
-        log.warning("refused Clowder job %s on %s: %s", address.job_id or "?", received.queue, error.message)
-        _tell(reply, address, "error", error.message)
-        _dead_letter(platform, received, address, error.message)
-        reject()
+        _refuse(platform, received, address, error.message, reply, reject)
+    except Exception:
+        # Never a crash loop: the job ends, saying so, and the consumer goes on with the next one.
+        log.exception("Clowder job %s on %s failed", address.job_id or "?", received.queue)
+        _refuse(platform, received, address, "internal error; the server log has the details", reply, reject)
+
+
+def _refuse(
+    platform: Platform,
+    received: Received,
+    address: Address,
+    reason: str,
+    reply: Reply,
+    reject: Callable[[], None],
+) -> None:
+    if not address.job_id:  # refused before it was read: what of its ids can be told still is
+        job_id, resource_id = _ids_of(received.body)
+        address = Address(address.queue, address.correlation_id, job_id, resource_id, received.queue)
+    log.warning("refused Clowder job %s on %s: %s", address.job_id or "?", received.queue, reason)
+    _tell(reply, address, "error", reason)
+    _dead_letter(platform, received, address, reason)
+    reject()
 
 
 def _ids_of(body: bytes) -> tuple[str, str]:
@@ -364,20 +379,26 @@ def _key_owner(platform: Platform, paired: str, job: Job) -> str:
 
 
 def _send(platform: Platform, paired: str, user: str, job: Job, address: Address, reply: Reply) -> None:
+    from pydantic import ValidationError
+
     from events.types import TransferRequested
     from shared import transfers
 
     parameters = job.parameters
     folder = parameters.get("folder")
-    request = TransferRequested(
-        clowder_url=paired,
-        dataset_id=job.dataset_id,
-        email="",
-        files=[job.resource_id] if job.resource == "file" else None,
-        folders=[folder] if folder else None,
-        stack_id=parameters.get("stack") or None,
-        target_folder=parameters.get("target") or None,
-    )
+    try:
+        request = TransferRequested(
+            clowder_url=paired,
+            dataset_id=job.dataset_id,
+            email="",
+            files=[job.resource_id] if job.resource == "file" else None,
+            folders=[folder] if folder else None,
+            stack_id=parameters.get("stack") or None,
+            target_folder=parameters.get("target") or None,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InvalidInput(f"the job's parameters: {first['msg']}", field=str(first["loc"][0])) from None
     transfer_id = transfers.transfer_id_for(JOB_SOURCE, job.job_id)
     # Kept before the transfer starts: its outcome may come before this call returns.
     record = {

@@ -248,12 +248,18 @@ BAD_JOBS = {
     "another clowder": "not the one this Workbench is paired with",
     "malformed body": "the job's body is not JSON",
     "no key": "the job carries no secretKey",
+    "target outside the data folder": "target_folder",
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_JOBS))
 def test_a_bad_job_ends_with_its_error_in_clowder_a_dead_letter_and_no_crash(
-    case: str, clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+    case: str,
+    clowder: ClowderServer,
+    platform: Platform,
+    api: Api,
+    consumer: threading.Thread,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     api.make_user("dana")
     dana = clowder.add_user("dana@example.org")
@@ -273,6 +279,8 @@ def test_a_bad_job_ends_with_its_error_in_clowder_a_dead_letter_and_no_crash(
         body["host"] = "https://clowder.elsewhere.example.org/"
     elif case == "no key":
         del body["secretKey"]
+    elif case == "target outside the data folder":
+        body["parameters"] = {"target": "../../.ssh"}
     if case == "malformed body":
         clowder.publish_job(queue, b"{not json")
         job_id = ""
@@ -287,7 +295,8 @@ def test_a_bad_job_ends_with_its_error_in_clowder_a_dead_letter_and_no_crash(
     (letter,) = wait_for(lambda: platform.store.list_dead_letters(10), "the dead letter")
     assert letter.errorDestination == queue and BAD_JOBS[case] in letter.errorData
     assert "dana" not in letter.data.split("secretKey")[-1][:40] or case == "malformed body"
-    assert dana not in letter.data  # the key is never kept
+    assert dana not in letter.data  # the key is never kept, nor logged
+    assert dana not in caplog.text and body.get("secretKey", dana) not in caplog.text
     # As pyclowder does, the job itself goes to error.<queue>, for Clowder's admins.
     assert len(wait_for(lambda: queue_bodies(f"error.{queue}"), "the job in the error queue")) == 1
     assert queue_bodies(queue) == []
@@ -388,3 +397,20 @@ def test_the_function_refuses_what_is_no_cloud_event(
     answer = client("clowder_job").post("/", data=b"{}", headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and "not a valid CloudEvent" in answer.get_data(as_text=True)
     assert clowder.statuses == []
+
+
+def test_the_sweep_announces_the_extractors_as_the_cluster_s_cron_job_does(
+    clowder: ClowderServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.cli import main
+
+    for name, value in {
+        "WORKBENCH_CLOWDER_URL": clowder.url,
+        "WORKBENCH_CLOWDER_AMQP_URL": AMQP_URL,
+        "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": PREFIX,
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert clowder.heartbeats == {}
+    assert main(["sweep"]) == 0
+    assert "abandoned transfers and exports taken up" in capsys.readouterr().out
+    wait_for(lambda: set(QUEUES) <= set(clowder.heartbeats), "the heartbeats of one sweep")

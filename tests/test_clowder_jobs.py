@@ -315,13 +315,24 @@ def test_start_and_stop_take_the_stack_from_the_parameters(
     token = api.make_user("dana")
     key = clowder.add_user("dana@example.org")
     dataset_id = clowder.add_dataset("Any")
-    response = api.call("GET", "/api/services", token)
-    assert response.status_code == 200
+    from tests.test_e2e import STATIC_SPEC
+
+    assert api.call("POST", "/api/services", token, json=STATIC_SPEC).status_code == 200
+    sid = api.call("POST", "/api/stacks", token, json={"key": "notebook"}).get_json()["id"]
+    started = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": sid})
+    assert final_status(clowder, started)["message"] in (
+        f"stack {sid} is starting",
+        f"stack {sid} is started",
+    )
+    wait_for(lambda: stacks.get(platform, "dana", sid).status == "started", "the stack started", 30)
+    stopped = submit(clowder, key, dataset_id, f"{PREFIX}.stop")  # no stack named: all of them
+    assert final_status(clowder, stopped)["message"] == f"stopping {sid}"
+    wait_for(lambda: stacks.get(platform, "dana", sid).status == "stopped", "the stack stopped", 30)
     missing = submit(clowder, key, dataset_id, f"{PREFIX}.start", {})
     assert "name the stack" in final_status(clowder, missing)["message"]
     foreign = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": "s9zzzz"})
     assert "'s9zzzz' is not one of dana's stacks" in final_status(clowder, foreign)["message"]
-    assert stacks.list_stacks(platform, "dana") == []
+    assert [stack.status for stack in stacks.list_stacks(platform, "dana")] == ["stopped"]
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])

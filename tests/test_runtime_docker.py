@@ -129,6 +129,8 @@ def test_cpu_and_memory_are_the_specs_within_the_accounts_limits(engine: Engine,
         (limited("own", cpuMax=500, cpuDefault=100, memMax=64, memDefault=32), {}, ()),
         (limited("bare"), {}, ()),  # the account's defaults, as a LimitRange gives them
         (limited("maxonly", cpuMax=300, memMax=40), {}, ()),  # reserved as much as limited
+        # A default above the account's default limit: the reservation is held to the limit.
+        (limited("defaultonly", cpuDefault=400, memDefault=80), {}, ()),
         (limited("greedy", cpuMax=4000, cpuDefault=3000, memMax=16000, memDefault=12000), {}, ()),
         limits=account,
     )
@@ -139,7 +141,7 @@ def test_cpu_and_memory_are_the_specs_within_the_accounts_limits(engine: Engine,
     try:
         runtime.start(plan)
         runtime.start(unlimited)
-        for ssid in ("s6-own", "s6-bare", "s6-maxonly", "s6-greedy", "s7-huge"):
+        for ssid in ("s6-own", "s6-bare", "s6-maxonly", "s6-defaultonly", "s6-greedy", "s7-huge"):
             assert reports.wait(ssid, "ready", "error", "timeout").status == "ready", reports.of(ssid)
 
         def host(ssid: str) -> tuple[int, int, int, int]:
@@ -155,6 +157,7 @@ def test_cpu_and_memory_are_the_specs_within_the_accounts_limits(engine: Engine,
         assert host("s6-own") == (500_000_000, 102, 64 * mebibyte, 32 * mebibyte)
         assert host("s6-bare") == (250_000_000, 256, 48 * mebibyte, 48 * mebibyte)
         assert host("s6-maxonly") == (300_000_000, 307, 40 * mebibyte, 40 * mebibyte)
+        assert host("s6-defaultonly") == (250_000_000, 256, 48 * mebibyte, 48 * mebibyte)
         assert host("s6-greedy") == (1_500_000_000, 1536, 200 * mebibyte, 200 * mebibyte)
         # No account limits at all: a CPU limit above the machine's is the machine's; memory is free.
         cpus = int(client.info()["NCPU"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -12,7 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from shared import client_cli
-from shared.errors import NotFound, WorkbenchError
+from shared.errors import Conflict, NotFound, WorkbenchError
 
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
@@ -57,6 +59,8 @@ def run(arguments: argparse.Namespace) -> int:
 
     current = platform()
     settings = current.settings.server
+    # The address first: a port in use fails here, before a database or an admin password is made.
+    listener = _listen(settings.host, settings.port)
     attach_shovels(current)
     initialise(current)
     restored = stacks.restore(current)
@@ -68,9 +72,15 @@ def run(arguments: argparse.Namespace) -> int:
         log.info("resuming %d transfers and exports the last run left unfinished", len(abandoned))
 
     gateway = Gateway(data_dir=current.data_dir)
-    server = make_server(
-        settings.host, settings.port, gateway, threaded=True, request_handler=RedactingRequestHandler
-    )
+    with listener:  # the server serves a duplicate of it
+        server = make_server(
+            settings.host,
+            settings.port,
+            gateway,
+            threaded=True,
+            request_handler=RedactingRequestHandler,
+            fd=listener.fileno(),
+        )
     stop = threading.Event()
     sweeper = recovery.Sweeper(current, abandoned, stop).start()
     jobs = _clowder_jobs(current, stop)
@@ -101,6 +111,25 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 SWEEP_SHUTDOWN_SECONDS = 5.0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port``, or ``Conflict`` saying what holds the address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug's own server does
+        listener.bind((host, port))
+        listener.listen(socket.SOMAXCONN)
+    except OSError as error:
+        listener.close()
+        if error.errno == errno.EADDRINUSE:
+            raise Conflict(
+                f"cannot serve on {host}:{port}: another program is listening there; stop it, or set "
+                "WORKBENCH_PORT to a free port (nothing was changed)"
+            ) from error
+        raise Conflict(f"cannot serve on {host}:{port}: {error.strerror or error}") from error
+    return listener
 
 
 def _clowder_jobs(current: Platform, stop: threading.Event) -> threading.Thread | None:

@@ -166,7 +166,9 @@ def print_json(document: Any) -> None:
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     lines = [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(header), *(len(line[index]) for line in lines)) for index, header in enumerate(headers)]
+    widths = [
+        max([len(header), *(len(line[index]) for line in lines)]) for index, header in enumerate(headers)
+    ]
     for line in [list(headers), *lines]:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
@@ -310,11 +312,20 @@ def stacks_logs(arguments: argparse.Namespace) -> int:
 # --- catalog ----------------------------------------------------------------------------------------
 
 
+EMPTY_CATALOG = {
+    "user": "Your own catalog is empty: `workbench catalog list` shows the system's services.",
+    "system": "The system catalog is empty: the admin loads it with `workbench catalog import DIR`.",
+    "all": "No services yet: the admin loads the system catalog with `workbench catalog import DIR`.",
+}
+
+
 def catalog_list(arguments: argparse.Namespace) -> int:
     query = {"catalog": arguments.catalog} if arguments.catalog else None
-    specs = session().call("GET", "/api/services", query=query)
+    specs = session().call("GET", "/api/services", query=query) or []
     if arguments.json:
         print_json(specs)
+    elif not specs:
+        print(EMPTY_CATALOG.get(arguments.catalog or "all", EMPTY_CATALOG["all"]))
     else:
         print_table(
             ("KEY", "LABEL", "DISPLAY", "DESCRIPTION"),

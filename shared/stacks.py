@@ -433,7 +433,8 @@ def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
     # A running stack of the spec is the one to navigate to; otherwise the oldest.
     stack = next((s for s in of_key if s.status != "stopped"), of_key[0] if of_key else None)
     if stack is None:
-        stack = create(platform, owner, Stack(key=key))
+        # As the Go apiserver's quickstart made it: named by the spec's label, and secure.
+        stack = create(platform, owner, Stack(key=key, secure=True))
     if stack.status != "stopped":
         return Reply(200, stack)
     try:

@@ -348,7 +348,8 @@ def test_quickstart_answers_200_with_the_stack(api: RecordingApi) -> None:
     response = api.call("GET", "/api/start?key=quick", alice)
     assert response.status_code == 200, response.get_json()
     stack = response.get_json()
-    assert (stack["key"], stack["status"]) == ("quick", "starting")
+    assert (stack["key"], stack["name"], stack["status"]) == ("quick", "Quick", "starting")
+    assert stack["secure"] is True  # the Go apiserver's quickstart stack: Name spec.Label, Secure true
     assert [service["service"] for service in stack["services"]] == ["quick"]
 
     again = api.call("GET", "/api/start?key=quick", alice)

@@ -35,7 +35,7 @@ WEBSOCKET_ROUTES = frozenset({("GET", "/api/console")})
 also take the token as an offered subprotocol ``bearer.<token>`` (as Kubernetes takes one), which no
 other page can send for the user, unlike a cookie, and which no access log or history keeps, unlike a
 query parameter."""
-TOKEN_SUBPROTOCOL = "bearer."
+TOKEN_SUBPROTOCOL = "bearer."  # noqa: S105 (the prefix a token comes after, not a secret)
 
 
 @dataclass

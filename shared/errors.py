@@ -85,6 +85,12 @@ class TooManyRequests(WorkbenchError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class NotSupported(WorkbenchError):
+    """This deployment cannot do what is asked (e.g. a console where stacks are local processes)."""
+
+    status = 501
+
+
 class Unavailable(WorkbenchError):
     """A dependency (database, broker, object store, Clowder, cluster) cannot be reached; retry later."""
 

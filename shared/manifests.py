@@ -29,7 +29,9 @@ STACK_OBSERVERS = frozenset({"stack_status"})
 services became ready (the runtime's observation moves a starting stack on)."""
 LOG_READERS = frozenset({"logs"})
 """Functions that read the log tail of a stack's pods."""
-STACK_FUNCTIONS = STACK_MANAGERS | STACK_OBSERVERS | LOG_READERS
+CONSOLE_OPENERS = frozenset({"console"})
+"""Functions that open a shell in a stack's pods (pods/exec), for the pod's owner only."""
+STACK_FUNCTIONS = STACK_MANAGERS | STACK_OBSERVERS | LOG_READERS | CONSOLE_OPENERS
 """The only functions with any Kubernetes permission. ``containers`` and ``check_token`` read stacks'
 status and endpoints from the store (kept current by ``stack_status`` and by reconciling reads)."""
 EVENT_EMITTERS = STACK_MANAGERS | STACK_OBSERVERS | {"transfer", "transfers", "shovel_reports", "export"}
@@ -114,7 +116,8 @@ FILE_NOTES: dict[str, str] = {
         "One ServiceAccount per function. Only the functions that manage stacks may touch workloads: the "
         "ones that set up accounts and start, stop and delete stacks (stack-manager), the one that "
         "follows stack pods (stack-observer, which may also scale up a service whose required services "
-        "became ready) and the one that reads logs (stack-logs); the other functions have no rights and "
+        "became ready), the one that reads logs (stack-logs) and the one that opens consoles in pods "
+        "(stack-console: pods/exec, for the pod's owner only); the other functions have no rights and "
         "mount no token. The rights are cluster-wide (ClusterRoles) because each user's stacks live in "
         "a namespace of their own, created at account setup. stack-manager includes secrets (each "
         "user's shovel credentials) and roles (the shovel's, which may only grant what its creator "
@@ -275,6 +278,14 @@ def log_rules() -> list[Manifest]:
     ]
 
 
+def console_rules() -> list[Manifest]:
+    # A websocket exec is a GET; API servers since 1.30 also ask for create on pods/exec.
+    return [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+    ]
+
+
 def pod_watcher_rules() -> list[Manifest]:
     return [{"apiGroups": [""], "resources": ["namespaces", "pods"], "verbs": _READ}]
 
@@ -283,6 +294,7 @@ FUNCTION_ROLES = (
     ("stack-manager", manager_rules, STACK_MANAGERS),
     ("stack-observer", observer_rules, STACK_OBSERVERS),
     ("stack-logs", log_rules, LOG_READERS),
+    ("stack-console", console_rules, CONSOLE_OPENERS),
 )
 """Each ClusterRole of the functions, its rules and the functions bound to it."""
 

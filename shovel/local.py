@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shared.bootstrap import Platform
 from shared.bus import Bus
-from shared.runtime import Runtime, StackPlan, StatusReport
+from shared.runtime import ConsoleSession, Runtime, StackPlan, StatusReport
 from shovel.settings import PREFIX, ShovelSettings
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,13 @@ class ShovelingRuntime:
 
     def logs(self, owner: str, ssid: str, lines: int | None) -> str:
         return self.inner.logs(owner, ssid, lines)
+
+    @property
+    def consoles(self) -> bool:
+        return self.inner.consoles
+
+    def console(self, owner: str, ssid: str, columns: int, rows: int) -> ConsoleSession:
+        return self.inner.console(owner, ssid, columns, rows)
 
     def remove_account(self, owner: str) -> None:
         self.shovels.stop_user(owner)

@@ -41,6 +41,7 @@ WORKLOAD_FUNCTIONS = {
     "stop",
     "stack_status",
     "clowder_job",
+    "console",
 }
 """The functions that manage or follow stacks: the only ones allowed to touch workloads. (``containers``
 and ``check_token`` read stacks' status and endpoints from the store, and need none.)"""
@@ -415,6 +416,7 @@ WORKLOADS = {
     ("", "persistentvolumeclaims"),
     ("", "pods"),
     ("", "pods/log"),
+    ("", "pods/exec"),
     ("", "namespaces"),
     ("", "resourcequotas"),
     ("", "limitranges"),
@@ -442,6 +444,16 @@ def test_only_the_functions_that_manage_stacks_may_touch_workloads() -> None:
         )
     registered = {function.name for function in registry.FUNCTIONS}
     assert allowed == WORKLOAD_FUNCTIONS & registered
+
+
+def test_the_console_may_only_find_pods_and_exec_in_them() -> None:
+    rights = rights_of(manifests.account_name(registry.function("console")))
+    assert rights == {
+        ("", "pods", "get"),
+        ("", "pods", "list"),
+        ("", "pods/exec", "create"),
+        ("", "pods/exec", "get"),
+    }
 
 
 def test_functions_that_follow_stacks_change_nothing_but_a_deployments_scale() -> None:

@@ -112,6 +112,59 @@ class Workers:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+CONSOLE_MARK = "WORKBENCH_CONSOLE"
+"""Names a console session in its shell's command line (and environment), by the session's id."""
+CONSOLE_SHELL = (
+    "export {mark}={session} TERM=xterm-256color; cd 2>/dev/null; "
+    "if command -v bash >/dev/null 2>&1; then bash; else sh; fi; status=$?; exit $status"
+)
+# The session's first shell stays (it has work after the shell, so it does not replace itself by it),
+# its command line naming the session: the processes to end are it and its descendants (by their
+# parents in /proc/*/stat, readable by all), and whatever is of its terminal session. A closed
+# terminal alone ends nothing in a container: the engine keeps its end of the terminal open.
+CONSOLE_END = (
+    'mark="{mark}""={session}"; members=""; '
+    "for process in /proc/[0-9]*; do "
+    "if tr '\\0' ' ' < \"$process/cmdline\" 2>/dev/null | grep -qF -- \"$mark\"; then "
+    'members="$members ${{process#/proc/}}"; fi; done; '
+    '[ -n "$members" ] || exit 0; grew=1; while [ "$grew" = 1 ]; do grew=0; '
+    "for process in /proc/[0-9]*; do id=${{process#/proc/}}; "
+    'case " $members " in *" $id "*) continue;; esac; '
+    'line=$(cat "$process/stat" 2>/dev/null) || continue; set -- ${{line##*) }}; '
+    'case " $members " in *" $2 "*|*" $4 "*) members="$members $id"; grew=1;; esac; done; done; '
+    "kill -HUP $members 2>/dev/null; sleep 1; kill -KILL $members 2>/dev/null; true"
+)
+
+
+def console_command(session: str) -> list[str]:
+    """The command a console runs: the container's bash (else sh) on the terminal, in its home,
+    named as ``session``'s. ``session`` is the platform's own random id, never user input."""
+    return ["/bin/sh", "-c", CONSOLE_SHELL.format(mark=CONSOLE_MARK, session=session)]
+
+
+def console_end_command(session: str) -> list[str]:
+    """The command that ends every process of ``session``'s terminal in the container: a hang-up,
+    then a kill a second later for whatever ignored it."""
+    return ["/bin/sh", "-c", CONSOLE_END.format(mark=CONSOLE_MARK, session=session)]
+
+
+class ConsoleSession(Protocol):
+    """An interactive shell in a service's container, on a terminal of the given size."""
+
+    def read(self) -> bytes:
+        """The terminal's next output, waiting for it; ``b""`` once the shell has ended."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Keystrokes (or pasted text) to the terminal."""
+        ...
+
+    def resize(self, columns: int, rows: int) -> None: ...
+    def close(self) -> None:
+        """End the shell and every process started from it, and the connection to it."""
+        ...
+
+
 class Runtime(Protocol):
     """Runs stacks. ``start`` and ``stop`` return at once and report progress through the reporter."""
 
@@ -127,5 +180,16 @@ class Runtime(Protocol):
         ...
 
     def logs(self, owner: str, ssid: str, lines: int | None) -> str: ...
+    @property
+    def consoles(self) -> bool:
+        """Whether ``console`` can open a shell in a service: a container runtime's services have
+        one, a local process has none."""
+        ...
+
+    def console(self, owner: str, ssid: str, columns: int, rows: int) -> ConsoleSession:
+        """A shell in the service's app container; ``NotSupported`` where ``consoles`` is false,
+        ``NotFound`` when the service has no running container."""
+        ...
+
     def remove_account(self, owner: str) -> None: ...
     def close(self) -> None: ...

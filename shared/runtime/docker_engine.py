@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,11 +25,14 @@ from shared.models import AccountResourceLimits, Endpoint, ResourceLimits, Servi
 from shared.runtime import (
     LOG_DEFAULT_LINES,
     LOG_MAX_LINES,
+    ConsoleSession,
     Reporter,
     ServicePlan,
     StackPlan,
     StatusReport,
     Workers,
+    console_command,
+    console_end_command,
 )
 from shared.runtime.kube_objects import image_of
 from shared.runtime.processes import (
@@ -228,6 +234,20 @@ class DockerRuntime:
                 return ""
             raise mapped from error
         return bytes(output[-LOG_MAX_BYTES:]).decode("utf-8", "replace")
+
+    consoles = True
+
+    def console(self, owner: str, ssid: str, columns: int, rows: int) -> ConsoleSession:
+        checked_name(owner, "owner")
+        checked_name(ssid, "ssid")
+        running = [
+            container
+            for container in self._containers({OWNER_LABEL: owner, SERVICE_LABEL: ssid})
+            if container.status == "running"
+        ]
+        if not running:
+            raise NotFound("running container of stack service", ssid)
+        return EngineConsole(self._engine(), str(running[0].id), columns, rows)
 
     def remove_account(self, owner: str) -> None:
         checked_name(owner, "owner")
@@ -717,6 +737,73 @@ class DockerRuntime:
         self._workers.deliver(
             StatusReport(run.plan.owner, run.plan.sid, service.ssid, status, message, endpoints)
         )
+
+
+class EngineConsole:
+    """A shell in a container through the engine's exec, on a terminal: the output and the input
+    travel on the one connection the engine hands over (no multiplexing with a terminal)."""
+
+    def __init__(self, client: DockerClient, container_id: str, columns: int, rows: int) -> None:
+        self._client = client
+        self._container_id = container_id
+        self._session = secrets.token_hex(12)
+        self._closed = threading.Event()
+        try:
+            created = client.api.exec_create(
+                container_id, console_command(self._session), stdin=True, tty=True
+            )
+            self._exec_id = str(created["Id"])
+            stream = client.api.exec_start(self._exec_id, tty=True, socket=True)
+        except Exception as error:
+            raise engine_error(error, "opening a console in the container") from error
+        # The SDK hands over a SocketIO around the connection: reads go to the socket itself.
+        handed: Any = stream
+        self._socket: socket.socket = getattr(handed, "_sock", handed)
+        self._socket.settimeout(None)
+        self._response = stream  # keeps the SDK's response (and so the connection) alive
+        self.resize(columns, rows)
+
+    def read(self) -> bytes:
+        if self._closed.is_set():
+            return b""
+        try:
+            return self._socket.recv(CONSOLE_READ_BYTES)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if self._closed.is_set():
+            return
+        try:
+            self._socket.sendall(data)
+        except OSError as error:
+            log.debug("console input to %s not sent: %s", self._container_id[:12], error)
+
+    def resize(self, columns: int, rows: int) -> None:
+        try:
+            self._client.api.exec_resize(self._exec_id, height=rows, width=columns)
+        except Exception as error:
+            # The shell may have ended meanwhile; the terminal keeps its size.
+            log.debug("console of %s not resized: %s", self._container_id[:12], error)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._socket.close()
+        try:
+            ending = self._client.api.exec_create(self._container_id, console_end_command(self._session))
+            self._client.api.exec_start(ending["Id"])
+        except Exception as error:
+            mapped = engine_error(error, "ending the console's processes")
+            if not isinstance(mapped, NotFound):  # the container itself has gone: so have they
+                log.warning("%s in %s", mapped.message, self._container_id[:12])
+
+
+CONSOLE_READ_BYTES = 65536
 
 
 def _host_ports(container: Container) -> dict[int, int]:

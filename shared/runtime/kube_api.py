@@ -136,7 +136,7 @@ class ClusterConflict(Conflict):
         self.reason = reason
 
 
-Verb = Literal["get", "list", "create", "apply", "patch", "delete", "read the log of"]
+Verb = Literal["get", "list", "create", "apply", "patch", "delete", "read the log of", "exec in"]
 
 
 class KubeApi:
@@ -224,6 +224,40 @@ class KubeApi:
                 raise self._unreachable(error) from error
             raise
         return text if isinstance(text, str) else ""
+
+    def exec(self, namespace: str, pod: str, container: str, command: list[str], *, tty: bool) -> Any:
+        """A command in a pod's container over the API's exec websocket (channel protocol v4/v5): the
+        official client's ``WSClient``, in bytes. Its own ApiClient, as the client's ``stream`` swaps
+        the transport of the one it is given while it connects."""
+        from kubernetes.client.api.core_v1_api import CoreV1Api
+        from kubernetes.client.api_client import ApiClient
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream import stream
+
+        api = CoreV1Api(ApiClient(self._client.configuration))
+        try:
+            return stream(
+                api.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                container=container,
+                command=command,
+                stdin=tty,
+                stdout=True,
+                stderr=True,
+                tty=tty,
+                binary=True,
+                _preload_content=not tty,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            # A refused upgrade comes as status 0, the websocket client's error (with the status) inside.
+            refused = error.__context__
+            status = getattr(refused, "status_code", None) or error.status
+            body = getattr(refused, "resp_body", None) or error.body
+            if not status:
+                raise self._unreachable(error) from error
+            raise self._error("exec in", PODS, namespace, pod, status, body) from error
 
     # --- Writing ---------------------------------------------------------------------------
 

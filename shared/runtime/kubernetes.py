@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -10,7 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import InvalidInput, NotFound, WorkbenchError
-from shared.runtime import Reporter, ServicePlan, StackPlan, StatusReport
+from shared.runtime import (
+    ConsoleSession,
+    Reporter,
+    ServicePlan,
+    StackPlan,
+    StatusReport,
+    console_command,
+    console_end_command,
+)
 from shared.runtime import kube_objects as objects
 from shared.runtime.kube_api import (
     CLAIMS,
@@ -146,6 +156,23 @@ class KubernetesRuntime:
             )
         except (NotFound, InvalidInput):
             return ""  # gone meanwhile, or its container has not started: no log yet
+
+    consoles = True
+
+    def console(self, owner: str, ssid: str, columns: int, rows: int) -> ConsoleSession:
+        placement = self._placement(owner)
+        pods = [
+            pod
+            for pod in self._api.select(PODS, placement.namespace, placement.selector(ssid))
+            if pod.get("status", {}).get("phase") == "Running"
+            and not pod.get("metadata", {}).get("deletionTimestamp")
+        ]
+        if not pods:
+            raise NotFound("running pod of stack service", ssid)
+        pod = _newest(pods)
+        # The app's container comes first; the shovel is a sidecar among the init containers.
+        container = str((pod.get("spec", {}).get("containers") or [{}])[0].get("name", ""))
+        return PodConsole(self._api, placement.namespace, pod["metadata"]["name"], container, columns, rows)
 
     def remove_account(self, owner: str) -> None:
         placement = self._placement(owner)
@@ -357,6 +384,70 @@ class KubernetesRuntime:
             except Exception:
                 # A failing reporter must not undo a start or stop the cluster has taken on.
                 log.exception("reporting %s of %s failed", status_report.status, status_report.ssid)
+
+
+class PodConsole:
+    """A shell in a pod's container over the API's exec websocket: stdin on channel 0, the terminal's
+    output on 1, its size as JSON on 4."""
+
+    def __init__(
+        self, api: KubeApi, namespace: str, pod: str, container: str, columns: int, rows: int
+    ) -> None:
+        self._api = api
+        self._where = (namespace, pod, container)
+        self._session = secrets.token_hex(12)
+        self._closed = threading.Event()
+        self._socket = api.exec(namespace, pod, container, console_command(self._session), tty=True)
+        self.resize(columns, rows)
+
+    def read(self) -> bytes:
+        while not self._closed.is_set():
+            try:
+                if not self._socket.is_open():
+                    return b""
+                self._socket.update(timeout=CONSOLE_POLL_SECONDS)
+                # All output in arrival order, taken whole, so the client keeps no copy of it.
+                output = self._socket.read_all()
+            except Exception as error:
+                if not self._closed.is_set():
+                    log.debug("console of %s ended: %s", self._where[1], error)
+                return b""
+            if output:
+                return bytes(output)
+        return b""
+
+    def write(self, data: bytes) -> None:
+        self._send(STDIN_CHANNEL, data)
+
+    def resize(self, columns: int, rows: int) -> None:
+        self._send(RESIZE_CHANNEL, json.dumps({"Width": columns, "Height": rows}).encode())
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._socket.close()
+        except Exception as error:
+            log.debug("closing the console of %s: %s", self._where[1], error)
+        try:
+            self._api.exec(*self._where, console_end_command(self._session), tty=False)
+        except WorkbenchError as error:
+            if not isinstance(error, NotFound):  # the pod itself has gone: so have they
+                log.warning("ending the console's processes in %s: %s", self._where[1], error.message)
+
+    def _send(self, channel: int, data: bytes) -> None:
+        if self._closed.is_set():
+            return
+        try:
+            self._socket.write_channel(channel, data)
+        except Exception as error:
+            log.debug("console input to %s not sent: %s", self._where[1], error)
+
+
+STDIN_CHANNEL = 0
+RESIZE_CHANNEL = 4
+CONSOLE_POLL_SECONDS = 1.0
 
 
 def _newest(items: list[Manifest]) -> Manifest:

@@ -20,9 +20,17 @@ from pathlib import Path
 from typing import Literal
 
 from shared import datafolder
-from shared.errors import Unavailable
+from shared.errors import NotSupported, Unavailable
 from shared.models import Endpoint, ServiceStatus
-from shared.runtime import Reporter, ServicePlan, StackPlan, StatusReport, Workers, static_site
+from shared.runtime import (
+    ConsoleSession,
+    Reporter,
+    ServicePlan,
+    StackPlan,
+    StatusReport,
+    Workers,
+    static_site,
+)
 from shared.runtime.processes import (
     LOOPBACK,
     ProcessRecord,
@@ -275,6 +283,14 @@ class LocalRuntime:
 
     def logs(self, owner: str, ssid: str, lines: int | None) -> str:
         return tail(self._log_path(checked_name(owner, "owner"), checked_name(ssid, "ssid")), lines)
+
+    consoles = False
+
+    def console(self, owner: str, ssid: str, columns: int, rows: int) -> ConsoleSession:
+        raise NotSupported(
+            "no console here: stacks run as local processes, which have no container to open a shell "
+            "in; run Docker or Podman (or Kubernetes) for a console"
+        )
 
     def remove_account(self, owner: str) -> None:
         checked_name(owner, "owner")

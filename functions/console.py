@@ -1,0 +1,31 @@
+"""HTTP function ``console``: a shell in one of the caller's running stack services, over a websocket."""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from shared import console as consoles
+from shared.api import Call, Upgraded, json_errors, serve
+
+
+def check(call: Call) -> None:
+    consoles.check(call.platform, call.principal.user, call.query("ssid"), call.query("namespace"))
+
+
+def open_console(call: Call) -> Upgraded:
+    consoles.require_upgrade(call.request.headers)
+    owner = call.principal.user
+    service = consoles.check(call.platform, owner, call.query("ssid"), call.query("namespace"))
+    size = consoles.terminal_size(call.query("cols"), call.query("rows"))
+    session = consoles.open_session(call.platform, owner, service.id, size)
+    return Upgraded(consoles.serve(call.request.environ, session, service.id))
+
+
+json_errors()
+consoles.accept_websockets()
+
+
+@functions_framework.http
+def console(request: Request) -> Response:
+    return serve("console", request, {"check": check, "open": open_console})

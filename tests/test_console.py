@@ -1,0 +1,256 @@
+"""The console: a shell in a running stack service over a websocket, on a real container engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_PASSWORD
+from tests.test_e2e import Platform as Workbench
+from tests.test_e2e import bearer, wait_for_status
+from tests.test_runtime_docker import IMAGE, TAG, Engine, engine  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.e2e
+
+APP = {
+    "key": "notebook",
+    "label": "Notebook",
+    "description": "busybox httpd serving its folder",
+    "image": {"name": IMAGE, "tags": [TAG]},
+    "access": "external",
+    "display": "stack",
+    "command": ["/bin/sh", "-c"],
+    # A shell as process 1 that ends on SIGTERM (one that ignores it waits out the stop's grace).
+    "args": ["trap 'exit 0' TERM; httpd -f -p 8888 -h /home/user/work & wait"],
+    "ports": [{"port": 8888, "protocol": "http"}],
+    "readinessProbe": {"type": "tcp", "path": "", "port": 8888, "initialDelay": 0, "timeout": 30},
+    "volumeMounts": [{"mountPath": "/home/user/work"}],
+    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 64, "memDefault": 32},
+}
+SENT = "Field Study/readme.txt"
+SENT_TEXT = "hello from Clowder"
+
+
+class Site:
+    """The platform on the engine, with carol's started stack and dave, who has none."""
+
+    def __init__(self, workbench: Workbench, http: httpx.Client) -> None:
+        self.workbench = workbench
+        self.http = http
+        self.carol = ""
+        self.dave = ""
+        self.sid = ""
+        self.ssid = ""
+        self.stopped_ssid = ""
+
+    def login(self, user: str, password: str) -> str:
+        answer = self.http.post("/api/authenticate", json={"username": user, "password": password})
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["token"]
+        return token
+
+    def socket_url(self, ssid: str, **query: str) -> str:
+        extra = "".join(f"&{name}={value}" for name, value in query.items())
+        return self.workbench.url.replace("http://", "ws://") + f"/api/console?ssid={ssid}{extra}"
+
+
+@pytest.fixture(scope="module")
+def site(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:  # noqa: F811
+    folder = tmp_path_factory.mktemp("console")
+    workbench = Workbench(folder / "data", passed=("WORKBENCH_RUNTIME",))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_RUNTIME", "docker")
+        patch.setenv("DOCKER_HOST", engine.url)
+        workbench.start()
+    http = httpx.Client(base_url=workbench.url, timeout=10)
+    site = Site(workbench, http)
+    try:
+        admin = site.login("admin", ADMIN_PASSWORD)
+        for user in ("carol", "dave"):
+            account = {"namespace": user, "name": user.title(), "email": f"{user}@example.org"}
+            created = http.post(
+                "/api/accounts", headers=bearer(admin), json={**account, "password": f"{user}-pw1"}
+            )
+            assert created.status_code == 200, created.text
+        site.carol = site.login("carol", "carol-pw1")
+        site.dave = site.login("dave", "dave-pw1")
+        assert http.post("/api/services", json=APP, headers=bearer(site.carol)).status_code == 200
+        site.sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(site.carol)).json()["id"]
+        stopped = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(site.carol)).json()
+        site.stopped_ssid = stopped["services"][0]["id"]
+        # A file of the data folder, where a transfer places it.
+        sent = workbench.data_dir / "home" / "carol" / "Clowder" / SENT
+        sent.parent.mkdir(parents=True)
+        sent.write_text(SENT_TEXT + "\n")
+        assert http.get(f"/api/start/{site.sid}", headers=bearer(site.carol)).status_code == 202
+        stack = wait_for_status(http, site.sid, "started", site.carol, seconds=60)
+        site.ssid = stack["services"][0]["id"]
+        yield site
+    finally:
+        http.close()
+        workbench.stop()
+
+
+class Terminal:
+    """A websocket client typing into the console and reading its screen's bytes."""
+
+    def __init__(self, url: str, *, token: str, browser: bool = False) -> None:
+        import websocket
+
+        self.socket = websocket.WebSocket()
+        try:
+            if browser:  # the token as a subprotocol, as the page sends it
+                self.socket.connect(url, subprotocols=["workbench.console", f"bearer.{token}"], timeout=15)
+            else:
+                self.socket.connect(url, header=[f"Authorization: Bearer {token}"], timeout=15)
+        except websocket.WebSocketException:
+            self.socket.shutdown()  # a refused handshake leaves the client's socket open
+            raise
+        self.screen = b""
+
+    def type(self, text: str) -> None:
+        self.socket.send_binary(b"\x00" + text.encode())
+
+    def resize(self, columns: int, rows: int) -> None:
+        self.socket.send_binary(b"\x04" + json.dumps({"Width": columns, "Height": rows}).encode())
+
+    def wait_for(self, text: str, seconds: float = 15) -> str:
+        import websocket
+
+        deadline = time.monotonic() + seconds
+        while text.encode() not in self.screen:
+            assert time.monotonic() < deadline, f"{text!r} never came; the screen: {self.screen!r}"
+            self.socket.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                opcode, data = self.socket.recv_data()
+            except websocket.WebSocketTimeoutException:
+                continue
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise AssertionError(f"the console closed before {text!r}; the screen: {self.screen!r}")
+            self.screen += data
+        return self.screen.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        try:
+            self.socket.close(timeout=3)
+        finally:
+            self.socket.shutdown()  # a close the server answered first leaves the socket open
+
+
+def processes(engine: Engine, site: Site) -> list[str]:  # noqa: F811
+    """The command lines of the processes in carol's container."""
+    import docker
+
+    client = docker.DockerClient(base_url=engine.url)
+    try:
+        (container,) = client.containers.list(
+            filters={"label": [f"org.ndslabs.workbench/service={site.ssid}"]}
+        )
+        listing: bytes = container.exec_run(["ps", "-o", "args"]).output
+    finally:
+        client.close()
+    return [line.strip() for line in listing.decode().splitlines()[1:]]
+
+
+def of_the_console(lines: list[str]) -> list[str]:
+    """The console's shell (``sh`` once it replaced itself), what it started, and its ending."""
+    return [
+        line
+        for line in lines
+        if line in ("sh", "bash") or line.startswith("sleep 4") or "WORKBENCH_CONSOLE" in line
+    ]
+
+
+def test_the_owner_types_into_a_shell_in_the_container_and_reads_the_sent_file(
+    site: Site,
+    engine: Engine,  # noqa: F811
+) -> None:
+    assert (
+        site.http.get(f"/api/check_console?ssid={site.ssid}", headers=bearer(site.carol)).status_code == 200
+    )
+    terminal = Terminal(site.socket_url(site.ssid, cols="100", rows="30"), token=site.carol)
+    try:
+        terminal.type(f"echo hel''lo; cat '/home/user/work/clowder/{SENT}'\r")
+        screen = terminal.wait_for(SENT_TEXT)
+        assert "hello\r\n" in screen  # the shell's output, not the echo of what was typed
+        terminal.type("stty size\r")
+        terminal.wait_for("30 100")
+        terminal.resize(132, 43)
+        terminal.type("stty size\r")
+        terminal.wait_for("43 132")
+    finally:
+        terminal.close()
+
+
+def test_closing_the_socket_ends_the_shell_and_what_it_started(site: Site, engine: Engine) -> None:  # noqa: F811
+    deadline = time.monotonic() + 10
+    while of_the_console(processes(engine, site)):  # the sessions of the tests before have ended
+        assert time.monotonic() < deadline, processes(engine, site)
+        time.sleep(0.2)
+    terminal = Terminal(site.socket_url(site.ssid), token=site.carol, browser=True)
+    assert terminal.socket.getsubprotocol() == "workbench.console"  # never the token back
+    terminal.type("sleep 4242 & sleep 4343\r")
+    deadline = time.monotonic() + 10
+    while len(of_the_console(processes(engine, site))) < 4:
+        assert time.monotonic() < deadline, processes(engine, site)
+        time.sleep(0.2)
+    running = sorted(of_the_console(processes(engine, site)))
+    assert running[1:] == ["sh", "sleep 4242", "sleep 4343"], running  # and the session's first shell
+    terminal.close()
+    deadline = time.monotonic() + 10
+    while left := of_the_console(processes(engine, site)):
+        assert time.monotonic() < deadline, f"the console's processes outlived it: {left}"
+        time.sleep(0.3)
+
+
+def test_exit_ends_the_session_and_closes_the_socket(site: Site) -> None:
+    import websocket
+
+    terminal = Terminal(site.socket_url(site.ssid), token=site.carol)
+    terminal.type("exit\r")
+    terminal.socket.settimeout(15)
+    while True:
+        opcode, data = terminal.socket.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+    terminal.close()
+    assert int.from_bytes(data[:2], "big") == 1000
+
+
+def test_only_the_owner_gets_in(site: Site) -> None:
+    import websocket
+
+    other = {"Authorization": f"Bearer {site.dave}"}
+    assert site.http.get(f"/api/check_console?ssid={site.ssid}", headers=other).status_code == 404
+    answer = site.http.get(f"/api/check_console?ssid={site.ssid}&namespace=carol", headers=other)
+    assert answer.status_code == 404
+    for token, status in ((site.dave, 404), ("not-a-token", 401)):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            Terminal(site.socket_url(site.ssid), token=token)
+        assert refused.value.status_code == status
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        Terminal(site.socket_url(site.ssid, namespace="dave"), token=site.carol)
+    assert refused.value.status_code == 404
+    assert site.http.get(f"/api/check_console?ssid={site.ssid}").status_code == 401
+    # The admin has no more right into a user's container than anyone else (the Go apiserver's 404).
+    admin = site.login("admin", ADMIN_PASSWORD)
+    assert site.http.get(f"/api/check_console?ssid={site.ssid}", headers=bearer(admin)).status_code == 404
+
+
+def test_a_stopped_service_has_no_console_and_bad_input_is_named(site: Site) -> None:
+    mine = bearer(site.carol)
+    answer = site.http.get(f"/api/check_console?ssid={site.stopped_ssid}", headers=mine)
+    assert answer.status_code == 409
+    assert "not running" in answer.json()["Error"]
+    assert site.http.get("/api/check_console", headers=mine).json()["Error"] == "ssid: names no stack service"
+    answer = site.http.get(f"/api/console?ssid={site.ssid}", headers=mine)
+    assert answer.status_code == 400 and "websocket" in answer.json()["Error"]
+    import websocket
+
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        Terminal(site.socket_url(site.ssid, cols="wide"), token=site.carol)
+    assert refused.value.status_code == 400

@@ -1,7 +1,8 @@
-// My stacks: live status, Connect links, start, stop, delete, and the logs of a service.
+// My stacks: live status, Connect links, start, stop, delete, the logs of a service and its console.
 
 import { api, every } from "../api.js";
 import { act, announce, badge, h, keyed, showError } from "../dom.js";
+import { consolePanel } from "./console.js";
 
 const POLL_MILLISECONDS = 2000;
 const LOG_LINES = 200;
@@ -42,6 +43,7 @@ export function render(main) {
     ".",
   );
   const logs = logPanel();
+  const terminal = consolePanel();
   const confirm = confirmDialog();
   const statuses = new Map();
 
@@ -55,7 +57,7 @@ export function render(main) {
     }
     empty.hidden = stacks.length > 0;
     list.setAttribute("aria-busy", "false");
-    keyed(list, stacks, (stack) => stack.id, (stack) => card(stack, { refresh, logs, confirm }));
+    keyed(list, stacks, (stack) => stack.id, (stack) => card(stack, { refresh, logs, terminal, confirm }));
     await logs.refresh();
   }
 
@@ -70,12 +72,17 @@ export function render(main) {
     empty,
     list,
     logs.element,
+    terminal.element,
     confirm.element,
   );
-  return every(POLL_MILLISECONDS, refresh, (error) => showError(error.message));
+  const stop = every(POLL_MILLISECONDS, refresh, (error) => showError(error.message));
+  return () => {
+    stop();
+    terminal.close(); // leaving the view ends the shell
+  };
 }
 
-function card(stack, { refresh, logs, confirm }) {
+function card(stack, { refresh, logs, terminal, confirm }) {
   const titleId = `stack-${stack.id}-title`;
   const start = h(
     "button",
@@ -145,13 +152,13 @@ function card(stack, { refresh, logs, confirm }) {
     h(
       "ul",
       { class: "services", "aria-label": `Services of ${stack.name}` },
-      stack.services.map((service) => serviceItem(stack, service, logs)),
+      stack.services.map((service) => serviceItem(stack, service, logs, terminal)),
     ),
     h("div", { class: "actions" }, start, stop, remove),
   );
 }
 
-function serviceItem(stack, service, logs) {
+function serviceItem(stack, service, logs, terminal) {
   const endpoints = connectable(service);
   const preview = isPreview(service);
   const failed = service.status === "error" || service.status === "timeout";
@@ -191,6 +198,21 @@ function serviceItem(stack, service, logs) {
         "Logs",
         h("span", { class: "visually-hidden" }, ` of ${service.service} in ${stack.name}`),
       ),
+      // As the Go Workbench: a console for every started service.
+      service.status === "ready" && !preview
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "link",
+              dataset: { focus: `console-${service.id}` },
+              "aria-controls": "console-panel",
+              onclick: () => terminal.open(stack, service).catch((error) => showError(error.message)),
+            },
+            "Console",
+            h("span", { class: "visually-hidden" }, ` of ${service.service} in ${stack.name}`),
+          )
+        : null,
     ),
     endpoints.length ? h("p", { class: "endpoint" }, endpoints.map((endpoint) => endpoint.url).join(" ")) : null,
     preview && stack.status !== "stopped" ? h("p", { class: "service-note" }, h("strong", {}, `${PREVIEW}: `), REAL_APP) : null,

@@ -79,9 +79,13 @@ def _user_name(account: Account) -> str:
     return (account.namespace or account.id).strip()
 
 
-def _check_new_account(account: Account, *, password_required: bool = True) -> Account:
-    """Validate a new account's fields; ``namespace`` (the user name) is also its id. Without
-    ``password_required`` an empty password is taken: the account cannot log in until one is set."""
+def _check_new_account(account: Account, *, by_admin: bool = False) -> Account:
+    """Validate a new account's fields; ``namespace`` (the user name) is also its id.
+
+    The admin is trusted as Go's PostAccount trusted it: an account the admin makes may have no
+    e-mail address, and its password is the admin's choice, or empty (the account cannot log in
+    until its owner sets one by a password reset). A registration needs an address to verify and a
+    password of at least ``MIN_PASSWORD`` characters."""
     user = _user_name(account)
     if not USER_NAME.match(user):
         raise InvalidInput(
@@ -89,11 +93,11 @@ def _check_new_account(account: Account, *, password_required: bool = True) -> A
             field="namespace",
         )
     email = account.email.strip()
-    if not EMAIL.match(email):
+    if (email or not by_admin) and not EMAIL.match(email):
         raise InvalidInput("must be an e-mail address", field="email")
     if not account.name.strip():
         raise InvalidInput("must not be empty", field="name")
-    if account.password or password_required:
+    if not by_admin:
         _check_password(account.password)
     return account.model_copy(update={"id": user, "namespace": user, "email": email})
 
@@ -491,7 +495,7 @@ def create(platform: Platform, account: Account, *, password_hash: str | None = 
     is stored as it is instead of hashing ``password``."""
     if platform.store.get_account(_user_name(account)) is not None:
         raise Conflict("Username is in use")
-    account = _with_limits(platform, _check_new_account(account, password_required=False))
+    account = _with_limits(platform, _check_new_account(account, by_admin=True))
     _conflict_for(platform, account)
     account = account.model_copy(update={"status": account.status or "approved", "token": ""})
     if password_hash is None:

@@ -118,7 +118,7 @@ def test_admin_create_of_a_duplicate_is_409(
 
 @pytest.mark.parametrize(
     ("changes", "field"),
-    [({"namespace": "Bad Name"}, "namespace"), ({"email": "bob"}, "email"), ({"password": "12"}, "password")],
+    [({"namespace": "Bad Name"}, "namespace"), ({"email": "bob"}, "email"), ({"name": " "}, "name")],
 )
 def test_admin_create_with_a_bad_field_is_400(
     api: RecordingApi, platform: Platform, changes: dict[str, Any], field: str

@@ -120,6 +120,31 @@ def test_admin_creating_an_existing_account_is_409(api: RecordingApi, platform: 
     assert can_log_in(api, "alice", "alice-password")
 
 
+GO_ACCOUNTS = Path(__file__).parent / "data" / "accounts"
+
+
+def test_admin_posts_the_go_test_account(api: RecordingApi) -> None:
+    """server.go PostAccount checks nothing but the name in use: the Go test account (no e-mail
+    address, a five-character password, its own limits) is 200 from the admin and logs in with that
+    password; a registration is still held to an address and a longer password."""
+    posted = json.loads((GO_ACCOUNTS / "account-limited.json").read_text())
+    response = api.call("POST", "/api/accounts", api.admin(), json=posted)
+    assert response.status_code == 200, response.get_json()
+    created = response.get_json()
+    assert (created["namespace"], created["email"], created["password"]) == ("demo", "", "")
+    assert created["resourceLimits"]["cpuMax"] == posted["resourceLimits"]["cpuMax"]
+    assert can_log_in(api, "demo", posted["password"])
+    assert not can_log_in(api, "demo", "")
+
+    registration = json.loads((GO_ACCOUNTS / "account-register.json").read_text())
+    refused = api.call("POST", "/api/register", None, json={**registration, "namespace": "newcomer"})
+    assert refused.status_code == 400
+    assert error_of(refused).startswith("password:")
+    no_address = api.call("POST", "/api/register", None, json={**registration, "namespace": "other", "email": ""})
+    assert no_address.status_code == 400
+    assert error_of(no_address).startswith("email:")
+
+
 # --- export and import -------------------------------------------------------------------------
 
 

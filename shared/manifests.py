@@ -628,7 +628,7 @@ def eventing(target: Target, functions: Iterable[Function]) -> list[Manifest]:
     return manifests + sorted(triggers, key=lambda trigger: str(trigger["metadata"]["name"]))
 
 
-CLOWDER_RABBITMQ_SECRET = "clowder-rabbitmq"
+CLOWDER_RABBITMQ_SECRET = "clowder-rabbitmq"  # noqa: S105 (a Secret's name, not its value)
 """The Secret (keys ``uri``, ``username``, ``password``) of Clowder's RabbitMQ, read by the RabbitmqSources."""
 CLOWDER_JOB_FUNCTION = "clowder_job"
 

@@ -237,6 +237,117 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+@dataclass
+class Exec:
+    namespace: str
+    pod: str
+    container: str
+    command: list[str]
+    tty: bool
+
+
+def run_exec(socket: Any, command: list[str], tty: bool, home: Path) -> None:
+    """Run ``command`` and carry its streams over the websocket in channels until it ends or the
+    client goes; then send its outcome (channel 3) and close."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    import simple_websocket
+
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    if tty:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            command,
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            cwd=home,
+            env=environment,
+            start_new_session=True,
+        )
+        os.close(follower)
+        outputs = [(leader, 1)]
+    else:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=home,
+            env=environment,
+            start_new_session=True,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        leader = -1
+        outputs = [(process.stdout.fileno(), 1), (process.stderr.fileno(), 2)]
+
+    def carry(descriptor: int, channel: int) -> None:
+        while True:
+            try:
+                data = os.read(descriptor, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                socket.send(bytes([channel]) + data)
+            except (simple_websocket.ConnectionClosed, OSError):
+                return
+
+    readers = [threading.Thread(target=carry, args=output, daemon=True) for output in outputs]
+    for reader in readers:
+        reader.start()
+
+    def take_input() -> None:
+        while True:
+            try:
+                message = socket.receive()
+            except simple_websocket.ConnectionClosed:
+                return
+            if message is None:
+                return
+            data = message.encode() if isinstance(message, str) else bytes(message)
+            if data[:1] == b"\x00" and leader >= 0:
+                os.write(leader, data[1:])
+            elif data[:1] == b"\x04" and leader >= 0:
+                size = json.loads(data[1:])
+                fcntl.ioctl(
+                    leader, termios.TIOCSWINSZ, struct.pack("HHHH", size["Height"], size["Width"], 0, 0)
+                )
+
+    taker = threading.Thread(target=take_input, daemon=True)
+    taker.start()
+    while process.poll() is None and socket.connected:
+        time.sleep(0.05)
+    # A client gone ends nothing by itself, as with a real container: the process runs on.
+    if process.poll() is not None:
+        for reader in readers:
+            reader.join(2)
+        code = process.returncode
+        status: Object = (
+            {"metadata": {}, "status": "Success"}
+            if code == 0
+            else {
+                "metadata": {},
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
+        )
+        try:
+            socket.send(bytes([3]) + json.dumps(status).encode())
+            socket.close()
+        except (simple_websocket.ConnectionClosed, OSError):
+            pass
+    if leader >= 0:
+        threading.Thread(target=lambda: (process.wait(), os.close(leader)), daemon=True).start()
+
+
 class KubeServer:
     """The stand-in, served on 127.0.0.1 at a free port from a thread."""
 
@@ -252,6 +363,10 @@ class KubeServer:
         """Pods being deleted stay, terminating, until ``finish_terminating``."""
         self.refuse_pods: dict[str, str] = {}
         """Namespace → why its ReplicaSets cannot create pods (e.g. an exceeded quota)."""
+        self.execs: list[Exec] = []
+        """Every exec asked for, in order."""
+        self.exec_home = Path("/tmp")
+        """The working folder and HOME of the processes execs run."""
         self._store: dict[tuple[str, str, str | None], dict[str, Object]] = {}
         self._kinds: dict[tuple[str, str], str] = dict(KINDS)
         self._logs: dict[tuple[str, str, str], str] = {}
@@ -435,6 +550,8 @@ class KubeServer:
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
         try:
+            if request.path.endswith("/exec") and request.headers.get("Upgrade", "").lower() == "websocket":
+                return self._exec(request, environ)
             response = self._handle(request)
         except ApiError as error:
             response = Response(json.dumps(error.status()), status=error.code, mimetype="application/json")
@@ -495,6 +612,45 @@ class KubeServer:
         raise ApiError(
             405, f"the server does not allow this method on the requested resource ({request.method})"
         )
+
+    def _exec(self, request: Request, environ: dict[str, Any]) -> Iterator[bytes]:
+        """``pods/{name}/exec`` as the API server and kubelet serve it over a websocket (channel
+        protocol v4.channel.k8s.io: each message's first byte is its channel, 0 stdin, 1 stdout,
+        2 stderr, 3 the outcome as a Status, 4 the terminal's size as JSON). The command runs as a
+        process here, on a terminal when ``tty`` is asked, in a session of its own, as in a container."""
+        import simple_websocket
+
+        authorization = request.headers.get("Authorization", "")
+        with self._lock:
+            self.requests.append(
+                Recorded(request.method, request.path, dict(request.args), "", None, authorization)
+            )
+        if authorization != f"Bearer {self.token}":
+            raise ApiError(401, "Unauthorized")
+        target = parse_path(request.path)
+        with self._lock:
+            pod = self._existing(Target(target.group_version, "pods", target.namespace, target.name, None))
+        containers = [item["name"] for item in pod["spec"].get("containers", [])]
+        container = request.args.get("container") or containers[0]
+        if container not in containers:
+            raise ApiError(400, f"container {container} is not valid for pod {target.name}")
+        command = request.args.getlist("command")
+        tty = request.args.get("tty") in ("1", "true")
+        with self._lock:
+            self.execs.append(Exec(target.namespace or "", target.name or "", container, command, tty))
+
+        class Socket(simple_websocket.Server):  # type: ignore[misc]
+            def choose_subprotocol(self, offered: Any) -> str | None:
+                return "v4.channel.k8s.io" if "v4.channel.k8s.io" in offered.subprotocols else None
+
+        socket = Socket(environ)
+        run_exec(socket, command, tty, self.exec_home)
+
+        class Ended(Response):
+            def __call__(self, *arguments: Any) -> Any:
+                raise ConnectionError("the exec's websocket has ended")
+
+        return Ended()(environ, lambda *arguments: None)  # type: ignore[no-any-return]
 
     def _injected(self, method: str, path: str) -> Failure | None:
         with self._lock:

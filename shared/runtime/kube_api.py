@@ -227,7 +227,7 @@ class KubeApi:
 
     def exec(self, namespace: str, pod: str, container: str, command: list[str], *, tty: bool) -> Any:
         """A command in a pod's container over the API's exec websocket (channel protocol v4/v5): the
-        official client's ``WSClient``, in bytes. Its own ApiClient, as the client's ``stream`` swaps
+        official client's ``WSClient``, in bytes, open (its owner closes it). Its own ApiClient, as the client's ``stream`` swaps
         the transport of the one it is given while it connects."""
         from kubernetes.client.api.core_v1_api import CoreV1Api
         from kubernetes.client.api_client import ApiClient
@@ -247,7 +247,7 @@ class KubeApi:
                 stderr=True,
                 tty=tty,
                 binary=True,
-                _preload_content=not tty,
+                _preload_content=False,
                 _request_timeout=self.timeout,
             )
         except ApiException as error:

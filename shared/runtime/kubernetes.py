@@ -430,8 +430,15 @@ class PodConsole:
             self._socket.close()
         except Exception as error:
             log.debug("closing the console of %s: %s", self._where[1], error)
+        finally:
+            # A close that raced the reader leaves the connection itself open.
+            self._socket.sock.shutdown()
         try:
-            self._api.exec(*self._where, console_end_command(self._session), tty=False)
+            ending = self._api.exec(*self._where, console_end_command(self._session), tty=False)
+            try:
+                ending.run_forever(timeout=CONSOLE_END_SECONDS)
+            finally:
+                ending.close()
         except WorkbenchError as error:
             if not isinstance(error, NotFound):  # the pod itself has gone: so have they
                 log.warning("ending the console's processes in %s: %s", self._where[1], error.message)
@@ -448,6 +455,7 @@ class PodConsole:
 STDIN_CHANNEL = 0
 RESIZE_CHANNEL = 4
 CONSOLE_POLL_SECONDS = 1.0
+CONSOLE_END_SECONDS = 30.0
 
 
 def _newest(items: list[Manifest]) -> Manifest:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
+from tests.engines import IMAGE, TAG, Engine, engine  # noqa: F401 (the fixture)
 from tests.test_e2e import Platform as Workbench
 from tests.test_e2e import bearer, wait_for_status
-from tests.test_runtime_docker import IMAGE, TAG, Engine, engine  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.e2e
 

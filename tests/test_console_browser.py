@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.engines import engine  # noqa: F401 (the fixture)
 from tests.test_console import Site, site  # noqa: F401 (the fixture)
-from tests.test_runtime_docker import engine  # noqa: F401 (the fixture)
 from tests.test_ui_browser import WIDE, browser, log_in, screenshot  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

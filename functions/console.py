@@ -7,16 +7,17 @@ from flask import Request, Response
 
 from shared import console as consoles
 from shared.api import Call, Upgraded, json_errors, serve
+from shared.models import ConsoleCheck
 
 
-def check(call: Call) -> None:
-    consoles.check(call.platform, call.principal.user, call.query("ssid"), call.query("namespace"))
+def check(call: Call) -> ConsoleCheck:
+    return consoles.check(call.platform, call.principal.user, call.query("ssid"), call.query("namespace"))
 
 
 def open_console(call: Call) -> Upgraded:
     consoles.require_upgrade(call.request.headers)
     owner = call.principal.user
-    service = consoles.check(call.platform, owner, call.query("ssid"), call.query("namespace"))
+    service = consoles.openable(call.platform, owner, call.query("ssid"), call.query("namespace"))
     size = consoles.terminal_size(call.query("cols"), call.query("rows"))
     session = consoles.open_session(call.platform, owner, service.id, size)
     return Upgraded(consoles.serve(call.request.environ, session, service.id))

@@ -8,7 +8,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import Conflict, InvalidInput, NotFound, NotSupported
+from shared.errors import Conflict, InvalidInput, NotFound, NotSupported, WorkbenchError
+from shared.models import ConsoleCheck
 from shared.stacks import stack_id_of
 
 if TYPE_CHECKING:
@@ -48,12 +49,11 @@ def accept_websockets() -> None:
         flask.current_app.url_map.add(Rule("/<path:path>", endpoint="run", websocket=True))
 
 
-def check(platform: Platform, owner: str, ssid: str | None, namespace: str | None = None) -> StackService:
-    """The caller's running stack service ``ssid``, where a console can be opened in it.
-
-    As the Go apiserver: 404 for a service that is not the caller's (whoever names another user's
-    ``namespace``, the admin too); then 501 where the runtime has no containers, 409 while the service
-    is not running."""
+def owned_service(
+    platform: Platform, owner: str, ssid: str | None, namespace: str | None = None
+) -> StackService:
+    """The caller's stack service ``ssid``; as the Go apiserver, 404 for one that is not the
+    caller's (whoever names another user's ``namespace``, the admin too)."""
     if not ssid:
         raise InvalidInput("names no stack service", field="ssid")
     if namespace and namespace != owner:
@@ -62,16 +62,39 @@ def check(platform: Platform, owner: str, ssid: str | None, namespace: str | Non
     service = next((item for item in stack.services if item.id == ssid), None) if stack else None
     if service is None:
         raise NotFound("stack service", ssid)
+    return service
+
+
+def refusal(platform: Platform, service: StackService) -> WorkbenchError | None:
+    """Why no console opens in ``service`` now: 501 where the runtime has no containers, 409 while
+    the service is not running; None when one opens."""
     if not platform.runtime.consoles:
-        raise NotSupported(
+        return NotSupported(
             "no console here: stacks run as local processes, which have no container to open a shell "
             "in; a console needs Docker, Podman or Kubernetes"
         )
     if service.status != "ready":
-        raise Conflict(
-            f"stack service '{ssid}' is not running (its status: {service.status or 'stopped'}); "
+        return Conflict(
+            f"stack service '{service.id}' is not running (its status: {service.status or 'stopped'}); "
             "start its stack first"
         )
+    return None
+
+
+def check(platform: Platform, owner: str, ssid: str | None, namespace: str | None = None) -> ConsoleCheck:
+    """``check_console`` as Go answered it: 200 for any stack service of the caller's (404 else),
+    saying here too whether a shell opens in it now and, if not, why."""
+    service = owned_service(platform, owner, ssid, namespace)
+    refused = refusal(platform, service)
+    return ConsoleCheck(ssid=service.id, available=refused is None, reason=str(refused or ""))
+
+
+def openable(platform: Platform, owner: str, ssid: str | None, namespace: str | None = None) -> StackService:
+    """The caller's running stack service ``ssid``, where a console opens; else its refusal."""
+    service = owned_service(platform, owner, ssid, namespace)
+    refused = refusal(platform, service)
+    if refused is not None:
+        raise refused
     return service
 
 

@@ -253,6 +253,14 @@ class LogLevel(Model):
     level: str
 
 
+class ConsoleCheck(Model):
+    """``GET /api/check_console``: the caller's stack service, and whether a shell opens in it now."""
+
+    ssid: str
+    available: bool
+    reason: str = ""
+
+
 class ErrorBody(Model):
     """Every error answer: ``{"Error": "..."}`` as the Go apiserver sent it."""
 

@@ -505,9 +505,10 @@ FUNCTIONS: tuple[Function, ...] = (
                 "GET",
                 "/api/check_console",
                 "check",
-                "Whether the caller may open a console in the stack service now (200; 404 not the "
-                "caller's, 409 not running, 501 no containers here)",
+                "The caller's stack service (200, as Go; 404 not the caller's), and whether a console "
+                "opens in it now (available) or why not (reason: not running, no containers here)",
                 query=("ssid", "namespace"),
+                reply="ConsoleCheck",
             ),
             Route(
                 "GET",

@@ -243,14 +243,21 @@ def test_only_the_owner_gets_in(site: Site) -> None:
 
 def test_a_stopped_service_has_no_console_and_bad_input_is_named(site: Site) -> None:
     mine = bearer(site.carol)
+    # check_console answers 200 for any service of the caller's, as Go's did, and says why no shell opens.
     answer = site.http.get(f"/api/check_console?ssid={site.stopped_ssid}", headers=mine)
-    assert answer.status_code == 409
-    assert "not running" in answer.json()["Error"]
+    assert answer.status_code == 200
+    assert answer.json()["available"] is False
+    assert "not running" in answer.json()["reason"]
+    running = site.http.get(f"/api/check_console?ssid={site.ssid}", headers=mine).json()
+    assert running == {"ssid": site.ssid, "available": True, "reason": ""}
+    import websocket
+
+    with pytest.raises(websocket.WebSocketBadStatusException) as not_running:
+        Terminal(site.socket_url(site.stopped_ssid), token=site.carol)
+    assert not_running.value.status_code == 409
     assert site.http.get("/api/check_console", headers=mine).json()["Error"] == "ssid: names no stack service"
     answer = site.http.get(f"/api/console?ssid={site.ssid}", headers=mine)
     assert answer.status_code == 400 and "websocket" in answer.json()["Error"]
-    import websocket
-
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         Terminal(site.socket_url(site.ssid, cols="wide"), token=site.carol)
     assert refused.value.status_code == 400

@@ -89,7 +89,8 @@ export function consolePanel() {
   async function open(stack, service) {
     close();
     // Asked first, so that a refusal (no containers here, not running) is shown in words.
-    await request("GET", `/api/check_console?ssid=${encodeURIComponent(service.id)}`);
+    const check = await request("GET", `/api/check_console?ssid=${encodeURIComponent(service.id)}`);
+    if (!check.available) throw new Error(check.reason);
     linkStylesheet();
     const [{ Terminal }, { FitAddon }] = await Promise.all([
       import(`${VENDOR}/xterm/xterm.mjs`),

@@ -140,7 +140,9 @@ def test_admin_posts_the_go_test_account(api: RecordingApi) -> None:
     refused = api.call("POST", "/api/register", None, json={**registration, "namespace": "newcomer"})
     assert refused.status_code == 400
     assert error_of(refused).startswith("password:")
-    no_address = api.call("POST", "/api/register", None, json={**registration, "namespace": "other", "email": ""})
+    no_address = api.call(
+        "POST", "/api/register", None, json={**registration, "namespace": "other", "email": ""}
+    )
     assert no_address.status_code == 400
     assert error_of(no_address).startswith("email:")
 

@@ -254,6 +254,24 @@ def _stack_action(setup: Installation) -> Probe:
     )
 
 
+def _clowder_job(setup: Installation) -> Probe:
+    from events import types
+
+    data = {
+        "transfer_id": "t-bench",
+        "user": USER,
+        "dataset_id": "bench-dataset",
+        "files_done": 1,
+        "files_total": 1,
+        "bytes_done": 1,
+        "bytes_total": 1,
+    }
+    return _event_probe(
+        "transfer.completed of a transfer no Clowder job asked for: nothing to tell (202)",
+        _signed(types.TRANSFER_COMPLETED, data, setup.event_secret),
+    )
+
+
 def _shovel_reports(setup: Installation) -> Probe:
     from events import signing, types
 
@@ -355,6 +373,7 @@ PROBES: dict[str, Callable[[Installation], Probe]] = {
     "export": _export,
     "stack_action": _stack_action,
     "shovel_reports": _shovel_reports,
+    "clowder_job": _clowder_job,
     "stack_status": _stack_status,
     "deadletter": _deadletter,
 }

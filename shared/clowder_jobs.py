@@ -557,8 +557,12 @@ def serve(request: FlaskRequest) -> FlaskResponse:
     if event.type != JOB_EVENT:
 
         def told(call: EventCall) -> None:
-            queues = call.platform.clowder_queues()
-            outcome(call.platform, call.data, call.event.type == types.TRANSFER_FAILED, queues.reply)
+            # Clowder's RabbitMQ is reached only for a transfer a job asked for: every transfer's
+            # outcome comes here, also on a platform that takes no jobs.
+            def reply(queue: str, correlation_id: str | None, body: bytes) -> None:
+                call.platform.clowder_queues().reply(queue, correlation_id, body)
+
+            outcome(call.platform, call.data, call.event.type == types.TRANSFER_FAILED, reply)
 
         return serve_event(
             "clowder_job", request, {types.TRANSFER_COMPLETED: told, types.TRANSFER_FAILED: told}

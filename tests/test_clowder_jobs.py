@@ -16,7 +16,7 @@ import pytest
 from shared import clowder_jobs
 from shared.bootstrap import Platform
 from tests.clowder_server import ClowderServer
-from tests.conftest import Api, Client
+from tests.conftest import ROOT, Api, Client
 from tests.test_shovel import AMQP_URL, require_rabbitmq
 
 API_KEY = "platform-clowder-key"
@@ -425,3 +425,42 @@ def test_the_sweep_announces_the_extractors_as_the_cluster_s_cron_job_does(
     assert main(["sweep"]) == 0
     assert "abandoned transfers and exports taken up" in capsys.readouterr().out
     wait_for(lambda: set(QUEUES) <= set(clowder.heartbeats), "the heartbeats of one sweep")
+
+
+def test_a_transfer_no_job_asked_for_ends_quietly_where_no_clowder_rabbitmq_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every transfer's outcome reaches the function (its Trigger filters by type only); one that no
+    Clowder job asked for is 202 without touching Clowder's RabbitMQ, also where none is set."""
+    from events import codec, types
+    from shared.bootstrap import Platform, use_platform
+    from shared.settings import Settings
+
+    monkeypatch.delenv("WORKBENCH_CLOWDER_AMQP_URL", raising=False)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    quiet = Platform(Settings.from_env())
+    use_platform(quiet)
+    outcome = codec.new_event(
+        types.TRANSFER_COMPLETED,
+        types.TransferOutcome(
+            transfer_id="t-not-a-job",
+            user="dana",
+            dataset_id="d1",
+            files_done=1,
+            files_total=1,
+            bytes_done=4,
+            bytes_total=4,
+        ),
+        source=quiet.event_source,
+        secret=quiet.event_secret,
+    )
+    from functions_framework import create_app
+
+    app = create_app("clowder_job", str(ROOT / "functions" / "clowder_job.py"), "http")
+    headers, data = codec.to_http(outcome, "binary")
+    try:
+        answer = app.test_client().post("/", headers=headers, data=data)
+    finally:
+        use_platform(None)
+        quiet.close()
+    assert answer.status_code == 202, answer.get_data(as_text=True)

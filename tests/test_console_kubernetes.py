@@ -3,7 +3,9 @@ websocket (channel protocol v4.channel.k8s.io)."""
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,14 @@ from tests.test_runtime_kubernetes import (  # noqa: F401 (fixtures)
 # One socket of an exec's websocket client is left for the garbage collector to close (which one is
 # not yet found); the sessions themselves end, as the tests show.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(autouse=True)
+def collected() -> Iterator[None]:
+    """Closes what the test left to the garbage collector within the test, where the warning above is
+    ignored, rather than in whichever test comes next."""
+    yield
+    gc.collect()
 
 
 def started(kube: KubeServer, runtime: KubernetesRuntime) -> str:  # noqa: F811

@@ -110,13 +110,17 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
     export = platform.store.get_export(uploaded.export_id)
     if export is None or export.user != uploaded.user:
         raise NotFound("export", uploaded.export_id)
-    if export.state in ("completed", "failed"):
-        return export
     prefix = f"exports/{export.id}/"
     for file in uploaded.files:
         if not file.key.startswith(prefix):
             raise InvalidInput(f"{file.key!r} is not in this export's staging area", field="files")
         safe_relative(file.path, field="files.path")
+    if export.state == "failed":
+        # A late or repeated report of an export already given up: what it staged has no use.
+        _discard_staged(platform, uploaded)
+        return export
+    if export.state == "completed":
+        return export
 
     def creating(current: Export) -> Export:
         # One delivery of the report creates the dataset; a second one while it works changes nothing.

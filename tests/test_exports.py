@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any
 
 import pytest
@@ -283,4 +284,34 @@ def test_clowder_refusing_the_upload_fails_the_export_clearly(
     assert failed["datasetId"] == ""
     assert len(clowder.requests_to("*/datasets/*", method="DELETE")) == 1
     assert clowder.datasets == {}
-    assert staged_exports(platform) == []  # a failed export is final: its staged copies are gone
+    # A failed export is final: its staged copies are gone, also those of a report that comes late.
+    deadline = time.monotonic() + 10
+    while staged_exports(platform) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert staged_exports(platform) == []
+
+
+def test_a_report_of_an_export_already_given_up_leaves_nothing_staged(
+    api: Api, platform: Platform, alice: str
+) -> None:
+    """A shovel's late or repeated report of what it staged, for an export that already failed: the
+    export stays failed and the files it names are deleted from staging."""
+    from shared.models import Export
+
+    export = Export(
+        id="e-given-up", user="alice", folder="results", name="Late", source="clowder", state="failed"
+    )
+    platform.store.insert_export(export)
+    key = f"exports/{export.id}/late.png"
+    platform.objects.put(key, [b"x" * 100])
+    uploaded = types.ExportUploaded(
+        export_id=export.id,
+        user="alice",
+        files=[
+            types.UploadedFile(
+                path="late.png", key=key, size=100, sha256=hashlib.sha256(b"x" * 100).hexdigest()
+            )
+        ],
+    )
+    assert exports.record_uploaded(platform, uploaded).state == "failed"
+    assert staged_exports(platform) == []

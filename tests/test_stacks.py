@@ -845,12 +845,13 @@ def test_the_listing_reconciles_the_stacks_a_cluster_may_have_changed(
 
     with KubeServer() as kube:
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
+        # Named in the settings: the client reads $KUBECONFIG only when it is first imported.
         platform = platform_on(
             database_url,
             tmp_path / "reconciled-data",
             WORKBENCH_RUNTIME="kubernetes",
             WORKBENCH_DOMAIN="workbench.example.org",
+            KUBECONFIG=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
         )
         observing: list[Observed] = []
         platform.wrap_runtime(lambda runtime: observing.append(Observed(runtime)) or observing[-1])  # type: ignore[func-returns-value]

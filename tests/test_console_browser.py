@@ -26,13 +26,32 @@ def page(browser: Any) -> Iterator[Any]:  # noqa: F811
         yield opened
     finally:
         context.close()
-    assert problems == [], "the page logged errors"
+    # Chromium drops the loads in flight when the host's interfaces change, as an engine's networks
+    # come and go beside the test: the machine's doing, not the page's.
+    assert [problem for problem in problems if NETWORK_CHANGED not in problem] == [], "the page logged errors"
+
+
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+
+
+def log_in_steadily(page: Any, url: str, username: str, password: str) -> None:
+    """``log_in``, loading the page again while an engine's network changes made Chromium drop it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        page.goto(url + "/")
+        try:
+            page.get_by_label("User name or e-mail").wait_for(state="visible", timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    log_in(page, url, username, password)
 
 
 def test_the_console_button_opens_a_terminal_on_a_shell_in_the_app(page: Any, site: Site) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
-    log_in(page, site.workbench.url, "carol", "carol-pw1")
+    log_in_steadily(page, site.workbench.url, "carol", "carol-pw1")
     page.goto(site.workbench.url + "/#/stacks")
     page.get_by_role("button", name="Console of notebook").click()
     panel = page.locator("#console-panel")

@@ -471,6 +471,32 @@ def spec(
     )
 
 
+def catalog_app(key: str, label: str, description: str, *, serves: str, probe: str = "tcp") -> dict[str, Any]:
+    """A catalog entry of the test image, as a user posts it: busybox httpd serving the folder
+    ``serves`` on port 8888, with the user's home mounted at ``APP_FOLDER``."""
+    return {
+        "key": key,
+        "label": label,
+        "description": description,
+        "image": {"name": IMAGE, "tags": [TAG]},
+        "access": "external",
+        "display": "stack",
+        "command": ["/bin/sh", "-c"],
+        # A shell as process 1 that ends on SIGTERM (one that ignores it waits out the stop's grace).
+        "args": [f"trap 'exit 0' TERM; httpd -f -v -p 8888 -h {serves} & wait"],
+        "ports": [{"port": 8888, "protocol": "http"}],
+        "readinessProbe": {
+            "type": probe,
+            "path": "/" if probe == "http" else "",
+            "port": 8888,
+            "initialDelay": 0,
+            "timeout": 30,
+        },
+        "volumeMounts": [{"mountPath": APP_FOLDER}],
+        "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 64, "memDefault": 32},
+    }
+
+
 def plan_of(
     sid: str, *services: tuple[ServiceSpec, dict[str, str], tuple[str, ...]], **more: Any
 ) -> StackPlan:

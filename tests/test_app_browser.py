@@ -15,10 +15,10 @@ import pytest
 from shared.runtime.docker_engine import OWNER_LABEL
 from tests import engines, test_ui_browser
 from tests.clowder_server import ClowderServer
-from tests.conftest import ADMIN_PASSWORD, ROOT
-from tests.engines import APP_FOLDER, IMAGE, TAG, Engine, ours
-from tests.test_e2e import Platform, bearer
-from tests.test_ui_browser import SLOW, log_in, screenshot, stack_card, status_of, token, view
+from tests.conftest import ROOT
+from tests.engines import APP_FOLDER, IMAGE, TAG, Engine, catalog_app, ours
+from tests.test_e2e import Platform, user_with_spec
+from tests.test_ui_browser import SLOW, log_in, screenshot, stack_card, status_of, view
 
 # The fixtures: Chromium, and each engine in turn.
 browser = test_ui_browser.browser
@@ -27,21 +27,14 @@ engine = engines.engine
 CLOWDER_KEY = "clowder-api-key-of-the-app-browser-test"
 PASSWORD = "dana-password"
 README_IMAGE = "docs/app-sent-file.png"
-FILE_BROWSER_SPEC = {
-    "key": "filebrowser",
-    "label": "File browser",
-    "description": "Lists the files of its folder, the content of each small text file beneath its name",
-    "image": {"name": IMAGE, "tags": [TAG]},
-    "access": "external",
-    "display": "stack",
-    "command": ["/bin/sh", "-c"],
-    # httpd runs the image's /www/cgi-bin/index.cgi for /; a shell as process 1 that ends on SIGTERM.
-    "args": ["trap 'exit 0' TERM; httpd -f -v -p 8888 -h /www & wait"],
-    "ports": [{"port": 8888, "protocol": "http"}],
-    "readinessProbe": {"type": "http", "path": "/", "port": 8888, "initialDelay": 0, "timeout": 30},
-    "volumeMounts": [{"mountPath": APP_FOLDER}],
-    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 64, "memDefault": 32},
-}
+# httpd runs the image's /www/cgi-bin/index.cgi for /, which lists the mounted home.
+FILE_BROWSER_SPEC = catalog_app(
+    "filebrowser",
+    "File browser",
+    "Lists the files of its folder, the content of each small text file beneath its name",
+    serves="/www",
+    probe="http",
+)
 
 
 @pytest.fixture
@@ -60,19 +53,11 @@ def workbench(tmp_path: Path, engine: Engine, clowder: ClowderServer) -> Iterato
         "WORKBENCH_RUNTIME": "docker",
         "DOCKER_HOST": engine.url,
     }
-    platform = Platform(tmp_path / "data", passed=tuple(settings))
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in settings.items():
-            patch.setenv(name, value)
-        platform.start()
+    platform = Platform(tmp_path / "data", settings=settings)
+    platform.start()
     try:
         http = httpx.Client(base_url=platform.url, timeout=10)
-        admin = token(http, "admin", ADMIN_PASSWORD)
-        account = {"namespace": "dana", "name": "Dana", "email": "dana@example.org", "password": PASSWORD}
-        assert http.post("/api/accounts", json=account, headers=bearer(admin)).status_code == 200
-        dana = token(http, "dana", PASSWORD)
-        response = http.post("/api/services", json=FILE_BROWSER_SPEC, headers=bearer(dana))
-        assert response.status_code == 200, response.text
+        user_with_spec(http, "dana", PASSWORD, FILE_BROWSER_SPEC)
         yield platform
     finally:
         platform.stop()

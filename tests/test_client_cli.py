@@ -213,10 +213,9 @@ def test_log_in_browse_the_catalog_and_run_a_stack(workbench: Platform, tmp_path
 
 
 @pytest.fixture
-def paired(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
-    monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
-    platform = Platform(tmp_path / "data", passed=("WORKBENCH_CLOWDER_URL", "WORKBENCH_CLOWDER_API_KEY"))
+def paired(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
+    settings = {"WORKBENCH_CLOWDER_URL": clowder.url, "WORKBENCH_CLOWDER_API_KEY": API_KEY}
+    platform = Platform(tmp_path / "data", settings=settings)
     platform.start()
     try:
         yield platform

@@ -16,7 +16,7 @@ import pytest
 from shared import clowder_jobs
 from shared.bootstrap import Platform
 from tests.clowder_server import ClowderServer
-from tests.conftest import ROOT, Api, Client
+from tests.conftest import Api, Client
 from tests.test_shovel import AMQP_URL, require_rabbitmq
 
 API_KEY = "platform-clowder-key"
@@ -24,17 +24,39 @@ PREFIX = f"wbtest{uuid.uuid4().hex[:8]}"
 QUEUES = [f"{PREFIX}.{action}" for action in ("send", "start", "stop")]
 
 
-def delete_queues() -> None:
+def delete_queues(prefix: str = PREFIX) -> None:
+    """Remove the extractor queues of ``prefix`` and their error queues from the test RabbitMQ."""
     import pika
 
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()
-        for queue in QUEUES:
-            channel.queue_delete(queue)
-            channel.queue_delete(f"error.{queue}")
+        for action in ("send", "start", "stop"):
+            channel.queue_delete(f"{prefix}.{action}")
+            channel.queue_delete(f"error.{prefix}.{action}")
     finally:
         connection.close()
+
+
+def outcome_event(platform: Platform, transfer_id: str, dataset_id: str, *, target: str = "") -> Any:
+    """The ``transfer.completed`` event of dana's one-file transfer, signed as the platform signs it."""
+    from events import codec, types
+
+    return codec.new_event(
+        types.TRANSFER_COMPLETED,
+        types.TransferOutcome(
+            transfer_id=transfer_id,
+            user="dana",
+            dataset_id=dataset_id,
+            files_done=1,
+            files_total=1,
+            bytes_done=4,
+            bytes_total=4,
+            target=target,
+        ),
+        source=platform.event_source,
+        secret=platform.event_secret,
+    )
 
 
 def queue_bodies(queue: str) -> list[bytes]:
@@ -343,7 +365,7 @@ def test_the_function_carries_out_a_job_as_a_rabbitmq_source_delivers_it_and_tel
     api: Api,
     client: Callable[[str], Client],
 ) -> None:
-    from events import codec, types
+    from events import codec
 
     api.make_user("dana")
     key = clowder.add_user("dana@example.org")
@@ -375,21 +397,7 @@ def test_the_function_carries_out_a_job_as_a_rabbitmq_source_delivers_it_and_tel
     wait_for(lambda: any("processing" in s["message_type"] for s in clowder.statuses_of(job_id)), "progress")
 
     # The transfer's outcome event (as the Broker delivers it) ends the job in Clowder.
-    outcome = codec.new_event(
-        types.TRANSFER_COMPLETED,
-        types.TransferOutcome(
-            transfer_id=transfer.id,
-            user="dana",
-            dataset_id=dataset_id,
-            files_done=1,
-            files_total=1,
-            bytes_done=4,
-            bytes_total=4,
-            target=transfer.target,
-        ),
-        source=platform.event_source,
-        secret=platform.event_secret,
-    )
+    outcome = outcome_event(platform, transfer.id, dataset_id, target=transfer.target)
     headers, data = codec.to_http(outcome, mode)
     answer = client("clowder_job").post("/", headers=headers, data=data)
     assert answer.status_code == 202, answer.get_data(as_text=True)
@@ -427,40 +435,14 @@ def test_the_sweep_announces_the_extractors_as_the_cluster_s_cron_job_does(
     wait_for(lambda: set(QUEUES) <= set(clowder.heartbeats), "the heartbeats of one sweep")
 
 
+@pytest.mark.parametrize("environment", [{"WORKBENCH_CLOWDER_AMQP_URL": ""}], ids=["no-clowder-rabbitmq"])
 def test_a_transfer_no_job_asked_for_ends_quietly_where_no_clowder_rabbitmq_is_set(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    platform: Platform, client: Callable[[str], Client]
 ) -> None:
     """Every transfer's outcome reaches the function (its Trigger filters by type only); one that no
     Clowder job asked for is 202 without touching Clowder's RabbitMQ, also where none is set."""
-    from events import codec, types
-    from shared.bootstrap import Platform, use_platform
-    from shared.settings import Settings
+    from events import codec
 
-    monkeypatch.delenv("WORKBENCH_CLOWDER_AMQP_URL", raising=False)
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
-    quiet = Platform(Settings.from_env())
-    use_platform(quiet)
-    outcome = codec.new_event(
-        types.TRANSFER_COMPLETED,
-        types.TransferOutcome(
-            transfer_id="t-not-a-job",
-            user="dana",
-            dataset_id="d1",
-            files_done=1,
-            files_total=1,
-            bytes_done=4,
-            bytes_total=4,
-        ),
-        source=quiet.event_source,
-        secret=quiet.event_secret,
-    )
-    from functions_framework import create_app
-
-    app = create_app("clowder_job", str(ROOT / "functions" / "clowder_job.py"), "http")
-    headers, data = codec.to_http(outcome, "binary")
-    try:
-        answer = app.test_client().post("/", headers=headers, data=data)
-    finally:
-        use_platform(None)
-        quiet.close()
+    headers, data = codec.to_http(outcome_event(platform, "t-not-a-job", "d1"), "binary")
+    answer = client("clowder_job").post("/", headers=headers, data=data)
     assert answer.status_code == 202, answer.get_data(as_text=True)

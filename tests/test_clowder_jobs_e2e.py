@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from tests.clowder_server import ClowderServer
-from tests.conftest import ADMIN_PASSWORD
-from tests.test_clowder_jobs import final_status, submit, wait_for
-from tests.test_e2e import STATIC_SPEC, Platform, bearer, wait_for_status
+from tests.test_clowder_jobs import delete_queues, final_status, submit, wait_for
+from tests.test_e2e import STATIC_SPEC, Platform, bearer, user_with_spec, wait_for_status
 from tests.test_shovel import AMQP_URL, require_rabbitmq
 from tests.test_transfer_flow import API_KEY, SECRET
 
@@ -25,23 +24,16 @@ PREFIX = f"wbe2e{uuid.uuid4().hex[:8]}"
 
 @pytest.fixture(params=[1, 2], ids=["clowder1", "clowder2"])
 def clowder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClowderServer]:
-    import pika
-
     require_rabbitmq()
     try:
         with ClowderServer(tmp_path / "clowder", request.param, API_KEY, amqp_url=AMQP_URL) as server:
             yield server
     finally:
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        channel = connection.channel()
-        for action in ("send", "start", "stop"):
-            channel.queue_delete(f"{PREFIX}.{action}")
-            channel.queue_delete(f"error.{PREFIX}.{action}")
-        connection.close()
+        delete_queues(PREFIX)
 
 
 @pytest.fixture
-def workbench(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+def workbench(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
     settings = {
         "WORKBENCH_CLOWDER_URL": clowder.url,
         "WORKBENCH_CLOWDER_API_KEY": API_KEY,
@@ -50,9 +42,7 @@ def workbench(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.Monkey
         "WORKBENCH_CLOWDER_AMQP_URL": AMQP_URL,
         "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": PREFIX,
     }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    platform = Platform(tmp_path / "data", passed=tuple(settings))
+    platform = Platform(tmp_path / "data", settings=settings)
     platform.start()
     try:
         yield platform
@@ -69,15 +59,7 @@ def test_a_dataset_submitted_to_send_to_workbench_is_read_inside_the_running_app
     key = clowder.add_user("dana@example.org")
 
     http = httpx.Client(base_url=workbench.url, timeout=10)
-    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
-        "token"
-    ]
-    account = {"namespace": "dana", "name": "Dana", "email": "dana@example.org", "password": "dana-password"}
-    assert http.post("/api/accounts", headers=bearer(admin), json=account).status_code == 200
-    dana = http.post("/api/authenticate", json={"username": "dana", "password": "dana-password"}).json()[
-        "token"
-    ]
-    assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(dana)).status_code == 200
+    dana = user_with_spec(http, "dana", "dana-password", STATIC_SPEC)
     sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(dana)).json()["id"]
     assert http.get(f"/api/start/{sid}", headers=bearer(dana)).status_code == 202
     (service,) = wait_for_status(http, sid, "started", dana)["services"]

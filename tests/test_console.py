@@ -10,27 +10,13 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.engines import IMAGE, TAG, Engine, engine  # noqa: F401 (the fixture)
+from tests.engines import APP_FOLDER, Engine, catalog_app, engine  # noqa: F401 (the fixture)
 from tests.test_e2e import Platform as Workbench
 from tests.test_e2e import bearer, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
-APP = {
-    "key": "notebook",
-    "label": "Notebook",
-    "description": "busybox httpd serving its folder",
-    "image": {"name": IMAGE, "tags": [TAG]},
-    "access": "external",
-    "display": "stack",
-    "command": ["/bin/sh", "-c"],
-    # A shell as process 1 that ends on SIGTERM (one that ignores it waits out the stop's grace).
-    "args": ["trap 'exit 0' TERM; httpd -f -p 8888 -h /home/user/work & wait"],
-    "ports": [{"port": 8888, "protocol": "http"}],
-    "readinessProbe": {"type": "tcp", "path": "", "port": 8888, "initialDelay": 0, "timeout": 30},
-    "volumeMounts": [{"mountPath": "/home/user/work"}],
-    "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 64, "memDefault": 32},
-}
+APP = catalog_app("notebook", "Notebook", "busybox httpd serving its folder", serves=APP_FOLDER)
 SENT = "Field Study/readme.txt"
 SENT_TEXT = "hello from Clowder"
 
@@ -61,11 +47,10 @@ class Site:
 @pytest.fixture(scope="module")
 def site(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:  # noqa: F811
     folder = tmp_path_factory.mktemp("console")
-    workbench = Workbench(folder / "data", passed=("WORKBENCH_RUNTIME",))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_RUNTIME", "docker")
-        patch.setenv("DOCKER_HOST", engine.url)
-        workbench.start()
+    workbench = Workbench(
+        folder / "data", settings={"WORKBENCH_RUNTIME": "docker", "DOCKER_HOST": engine.url}
+    )
+    workbench.start()
     http = httpx.Client(base_url=workbench.url, timeout=10)
     site = Site(workbench, http)
     try:

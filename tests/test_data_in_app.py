@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from tests.clowder_server import ClowderServer
-from tests.conftest import ADMIN_PASSWORD
-from tests.test_e2e import STATIC_SPEC, Platform, bearer, wait_for_status
+from tests.test_e2e import STATIC_SPEC, Platform, bearer, user_with_spec, wait_for_status
 from tests.test_transfer_flow import API_KEY, SECRET, wait_for_transfer
 
 pytestmark = pytest.mark.e2e
@@ -26,20 +25,13 @@ def clowder(tmp_path: Path) -> Iterator[ClowderServer]:
 
 
 @pytest.fixture
-def workbench(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
-    monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
-    monkeypatch.setenv("WORKBENCH_EVENT_SECRET", SECRET)
-    monkeypatch.setenv("WORKBENCH_RUNTIME", "local")
-    platform = Platform(
-        tmp_path / "data",
-        passed=(
-            "WORKBENCH_CLOWDER_URL",
-            "WORKBENCH_CLOWDER_API_KEY",
-            "WORKBENCH_EVENT_SECRET",
-            "WORKBENCH_RUNTIME",
-        ),
-    )
+def workbench(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
+    settings = {
+        "WORKBENCH_CLOWDER_URL": clowder.url,
+        "WORKBENCH_CLOWDER_API_KEY": API_KEY,
+        "WORKBENCH_EVENT_SECRET": SECRET,
+    }
+    platform = Platform(tmp_path / "data", settings=settings)
     platform.start()
     try:
         yield platform
@@ -55,15 +47,7 @@ def test_the_running_service_serves_a_sent_file_where_the_transfer_says_it_is(
     clowder.add_files(dataset_id, content)
 
     http = httpx.Client(base_url=workbench.url, timeout=10)
-    admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
-        "token"
-    ]
-    account = {"namespace": "dana", "name": "Dana", "email": "dana@example.org", "password": "dana-password"}
-    assert http.post("/api/accounts", headers=bearer(admin), json=account).status_code == 200
-    dana = http.post("/api/authenticate", json={"username": "dana", "password": "dana-password"}).json()[
-        "token"
-    ]
-    assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(dana)).status_code == 200
+    dana = user_with_spec(http, "dana", "dana-password", STATIC_SPEC)
     sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(dana)).json()["id"]
     assert http.get(f"/api/start/{sid}", headers=bearer(dana)).status_code == 202
     stack = wait_for_status(http, sid, "started", dana)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -26,25 +26,22 @@ pytestmark = pytest.mark.e2e
 class Platform:
     """A running ``workbench run`` on a free port with its own data dir."""
 
-    def __init__(self, data_dir: Path, *, passed: tuple[str, ...] = ()) -> None:
+    def __init__(self, data_dir: Path, *, settings: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
-        self.passed = passed
-        """Settings of the test's own environment handed on to the platform."""
+        self.settings = dict(settings or {})
+        """Settings of this platform, over those it always gets; none of the test's own ``WORKBENCH_*``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / "workbench.log"
 
     def start(self) -> None:
-        environment = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("WORKBENCH_") or key in self.passed
-        }
-        # Local processes, whether or not a container engine answers on this machine.
-        environment.setdefault("WORKBENCH_RUNTIME", "local")
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("WORKBENCH_")}
         environment.update(
             {
+                # Local processes, whether or not a container engine answers on this machine.
+                "WORKBENCH_RUNTIME": "local",
+                **self.settings,
                 "WORKBENCH_PORT": str(self.port),
                 "WORKBENCH_DATA_DIR": str(self.data_dir),
                 "WORKBENCH_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -104,6 +101,26 @@ def wait_for_status(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def token(http: httpx.Client, username: str, password: str) -> str:
+    response = http.post("/api/authenticate", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    value: str = response.json()["token"]
+    return value
+
+
+def user_with_spec(http: httpx.Client, user: str, password: str, spec: dict[str, Any]) -> str:
+    """The token of ``user``, an account the admin made (``<user>@example.org``), which has added
+    ``spec`` to its own catalog."""
+    admin = token(http, "admin", ADMIN_PASSWORD)
+    account = {"namespace": user, "name": user.title(), "email": f"{user}@example.org", "password": password}
+    response = http.post("/api/accounts", json=account, headers=bearer(admin))
+    assert response.status_code == 200, response.text
+    user_token = token(http, user, password)
+    response = http.post("/api/services", json=spec, headers=bearer(user_token))
+    assert response.status_code == 200, response.text
+    return user_token
 
 
 def test_the_whole_journey(workbench: Platform) -> None:

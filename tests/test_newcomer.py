@@ -8,8 +8,6 @@ import re
 import shlex
 import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,8 +15,8 @@ import pytest
 
 from shared.cli import parser
 from tests.conftest import ADMIN_PASSWORD, ROOT
-from tests.test_client_cli import EXECUTABLE, Cli
-from tests.test_e2e import Platform
+from tests.test_client_cli import EXECUTABLE, Cli, wait_for_stack
+from tests.test_e2e import Platform, workbench  # noqa: F401 (the fixture)
 
 README = ROOT / "README.md"
 EXAMPLE_SID = "s1abcd"
@@ -59,28 +57,8 @@ def test_the_readme_says_where_workbench_is() -> None:
     assert ". .venv/bin/activate" in section
 
 
-@pytest.fixture
-def workbench(tmp_path: Path) -> Iterator[Platform]:
-    platform = Platform(tmp_path / "data")
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
-
-
-def wait_for_status(cli: Cli, sid: str, wanted: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        stacks = {stack["id"]: stack for stack in cli.json("stacks", "list")}
-        if stacks[sid]["status"] == wanted:
-            return
-        assert time.monotonic() < deadline, stacks[sid]
-        time.sleep(0.3)
-
-
 @pytest.mark.e2e
-def test_the_readme_examples_run_as_written(workbench: Platform, tmp_path: Path) -> None:
+def test_the_readme_examples_run_as_written(workbench: Platform, tmp_path: Path) -> None:  # noqa: F811
     """Every example of the README's block against `workbench run` (send and export need a Clowder,
     so they are only parsed), with the platform's address and the stack id it printed put in."""
     admin = httpx.post(
@@ -107,7 +85,7 @@ def test_the_readme_examples_run_as_written(workbench: Platform, tmp_path: Path)
             for word in arguments
         ]
         if arguments[:2] == ["stacks", "delete"]:
-            wait_for_status(cli, sid, "stopped")
+            wait_for_stack(cli, sid, "stopped")
         stdin = None
         if arguments[0] == "login":  # the example asks at a terminal; a test has none
             arguments = [*arguments, "--password-stdin"]
@@ -118,12 +96,12 @@ def test_the_readme_examples_run_as_written(workbench: Platform, tmp_path: Path)
             assert found is not None, output
             sid = found.group(1)
         if arguments[:2] == ["stacks", "start"]:
-            wait_for_status(cli, sid, "started")
+            wait_for_stack(cli, sid, "started")
     assert cli.json("stacks", "list") == []
 
 
 @pytest.mark.e2e
-def test_an_empty_user_catalog_is_listed_not_a_traceback(workbench: Platform, tmp_path: Path) -> None:
+def test_an_empty_user_catalog_is_listed_not_a_traceback(workbench: Platform, tmp_path: Path) -> None:  # noqa: F811
     """`workbench catalog list --catalog user` with nothing in the caller's own catalog."""
     cli = Cli(tmp_path / "config.json", workbench.url)
     cli.login("admin", ADMIN_PASSWORD)

@@ -254,18 +254,14 @@ def test_only_one_instance_claims_abandoned_work(two_instances: list[SqlStore]) 
 
 
 @pytest.mark.e2e
-def test_transfers_of_a_killed_platform_complete_after_its_restart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_transfers_of_a_killed_platform_complete_after_its_restart(tmp_path: Path) -> None:
     with ClowderServer(tmp_path / "clowder", 2, API_KEY) as clowder:
         settings = {
             "WORKBENCH_CLOWDER_URL": clowder.url,
             "WORKBENCH_CLOWDER_API_KEY": API_KEY,
             "WORKBENCH_EVENT_SECRET": SECRET,
         }
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
-        workbench = PlatformProcess(tmp_path / "data", passed=tuple(settings))
+        workbench = PlatformProcess(tmp_path / "data", settings=settings)
         workbench.start()
         try:
             _kill_and_restart(workbench, clowder)

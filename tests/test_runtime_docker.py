@@ -22,7 +22,19 @@ from shared.runtime.docker_engine import (
 )
 from shared.settings import DockerSettings, RuntimeSettings, Settings
 from tests import engines
-from tests.engines import IMAGE, TAG, Engine, Reports, fetch, ours, plan_of, runtime_on, spec
+from tests.engines import (
+    APP_FOLDER,
+    IMAGE,
+    TAG,
+    Engine,
+    Reports,
+    catalog_app,
+    fetch,
+    ours,
+    plan_of,
+    runtime_on,
+    spec,
+)
 
 # The fixture: each test that takes it runs on each engine.
 engine = engines.engine
@@ -308,7 +320,7 @@ def test_the_runtime_is_a_container_engine_when_one_answers_else_local_processes
 
 @pytest.mark.e2e
 def test_workbench_run_finds_the_engine_and_a_sent_dataset_is_inside_the_app(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, tmp_path: Path
 ) -> None:
     """`workbench run` with nothing set but DOCKER_HOST: a user's stack runs in a container, and a
     dataset Clowder sends is read inside it and through its Connect URL."""
@@ -322,38 +334,18 @@ def test_workbench_run_finds_the_engine_and_a_sent_dataset_is_inside_the_app(
     from tests.test_transfer_flow import API_KEY, SECRET, signed_request, wait_for_transfer
 
     content = {"readme.txt": b"hello from Clowder\n", "raw/data.bin": os.urandom(200_000)}
-    app = {
-        "key": "notebook",
-        "label": "Notebook",
-        "description": "busybox httpd serving its folder",
-        "image": {"name": IMAGE, "tags": [TAG]},
-        "access": "external",
-        "display": "stack",
-        "command": ["/bin/sh", "-c"],
-        # A shell as process 1 that ends on SIGTERM (one that ignores it waits out the stop's grace).
-        "args": ["trap 'exit 0' TERM; httpd -f -v -p 8888 -h /home/user/work & wait"],
-        "ports": [{"port": 8888, "protocol": "http"}],
-        "readinessProbe": {"type": "tcp", "path": "", "port": 8888, "initialDelay": 0, "timeout": 30},
-        "volumeMounts": [{"mountPath": "/home/user/work"}],
-        "resourceLimits": {"cpuMax": 500, "cpuDefault": 100, "memMax": 64, "memDefault": 32},
-    }
+    app = catalog_app("notebook", "Notebook", "busybox httpd serving its folder", serves=APP_FOLDER)
     with ClowderServer(tmp_path / "clowder", 2, API_KEY) as clowder:
         dataset_id = clowder.add_dataset("Field Study")
         clowder.add_files(dataset_id, content)
-        monkeypatch.setenv("WORKBENCH_RUNTIME", "auto")  # the default, as on a machine where nothing is set
-        monkeypatch.setenv("DOCKER_HOST", engine.url)
-        monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
-        monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
-        monkeypatch.setenv("WORKBENCH_EVENT_SECRET", SECRET)
-        workbench = Workbench(
-            tmp_path / "data",
-            passed=(
-                "WORKBENCH_CLOWDER_URL",
-                "WORKBENCH_CLOWDER_API_KEY",
-                "WORKBENCH_EVENT_SECRET",
-                "WORKBENCH_RUNTIME",
-            ),
-        )
+        settings = {
+            "WORKBENCH_RUNTIME": "auto",  # the default, as on a machine where nothing is set
+            "DOCKER_HOST": engine.url,
+            "WORKBENCH_CLOWDER_URL": clowder.url,
+            "WORKBENCH_CLOWDER_API_KEY": API_KEY,
+            "WORKBENCH_EVENT_SECRET": SECRET,
+        }
+        workbench = Workbench(tmp_path / "data", settings=settings)
         workbench.start()
         http = httpx.Client(base_url=workbench.url, timeout=10)
         try:

@@ -34,14 +34,13 @@ def clowder(tmp_path: Path) -> Iterator[ClowderServer]:
 
 
 @pytest.fixture
-def workbench(tmp_path: Path, clowder: ClowderServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    monkeypatch.setenv("WORKBENCH_CLOWDER_URL", clowder.url)
-    monkeypatch.setenv("WORKBENCH_CLOWDER_API_KEY", API_KEY)
-    monkeypatch.setenv("WORKBENCH_EVENT_SECRET", SECRET)
-    platform = Platform(
-        tmp_path / "data",
-        passed=("WORKBENCH_CLOWDER_URL", "WORKBENCH_CLOWDER_API_KEY", "WORKBENCH_EVENT_SECRET"),
-    )
+def workbench(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
+    settings = {
+        "WORKBENCH_CLOWDER_URL": clowder.url,
+        "WORKBENCH_CLOWDER_API_KEY": API_KEY,
+        "WORKBENCH_EVENT_SECRET": SECRET,
+    }
+    platform = Platform(tmp_path / "data", settings=settings)
     platform.start()
     try:
         yield platform

@@ -14,7 +14,7 @@ import pytest
 
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, ROOT, services_required
-from tests.test_e2e import STATIC_SPEC, Platform, bearer
+from tests.test_e2e import STATIC_SPEC, Platform, bearer, token
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -75,11 +75,8 @@ def workbench(tmp_path_factory: pytest.TempPathFactory, clowder: ClowderServer) 
         "WORKBENCH_CLOWDER_API_KEY": CLOWDER_KEY,
         "WORKBENCH_LOCAL_COMMANDS": json.dumps({"failing": FAILING_COMMAND}),
     }
-    platform = Platform(tmp_path_factory.mktemp("workbench") / "data", passed=tuple(settings))
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in settings.items():
-            patch.setenv(name, value)
-        platform.start()
+    platform = Platform(tmp_path_factory.mktemp("workbench") / "data", settings=settings)
+    platform.start()
     try:
         http = httpx.Client(base_url=platform.url, timeout=10)
         admin = token(http, "admin", ADMIN_PASSWORD)
@@ -116,13 +113,6 @@ def page(browser: Any, workbench: Platform) -> Iterator[Any]:
     finally:
         context.close()
     assert problems == [], "the page logged errors"
-
-
-def token(http: httpx.Client, username: str, password: str) -> str:
-    response = http.post("/api/authenticate", json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    value: str = response.json()["token"]
-    return value
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:

@@ -181,6 +181,32 @@ def test_cpu_and_memory_are_the_specs_within_the_accounts_limits(engine: Engine,
         client.close()
 
 
+def test_ports_are_published_below_the_ephemeral_range(engine: Engine, tmp_path: Path) -> None:
+    """Podman publishes by a NAT rule without holding the host port: one the kernel could also hand
+    to another program's connection would carry that connection into the container."""
+    from shared.runtime.processes import PUBLISHED_PORTS_FROM, accepts_connections
+
+    ephemeral_from = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    plan = plan_of(
+        "s8",
+        (spec("one", "httpd -f -p 80 -h /srv", port=80, probe="tcp"), {}, ()),
+        (spec("two", "httpd -f -p 81 -h /srv", port=81, probe="tcp"), {}, ()),
+    )
+    reports = Reports()
+    runtime = runtime_on(engine, tmp_path / "data", reports)
+    try:
+        runtime.start(plan)
+        for ssid in ("s8-one", "s8-two"):
+            ready = reports.wait(ssid, "ready", "error", "timeout")
+            assert ready.status == "ready", reports.of(ssid)
+            (endpoint,) = ready.endpoints
+            assert PUBLISHED_PORTS_FROM <= endpoint.nodePort < ephemeral_from, endpoint
+            assert accepts_connections(endpoint.nodePort)
+    finally:
+        runtime.remove(plan)
+        runtime.close()
+
+
 def test_another_stacks_services_have_no_names_and_their_addresses_are_the_engines_to_isolate(
     engine: Engine, tmp_path: Path
 ) -> None:

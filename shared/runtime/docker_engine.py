@@ -40,6 +40,7 @@ from shared.runtime.processes import (
     LOOPBACK,
     accepts_connections,
     checked_name,
+    publishable_port,
     volume_problem,
 )
 from shared.settings import DockerSettings, RuntimeSettings
@@ -474,7 +475,7 @@ class DockerRuntime:
         arguments = dict(options)
         arguments["mounts"] = [Mount(target, source, type="bind") for target, source in options["mounts"]]
         arguments.pop("network")
-        arguments["ports"] = {port: (LOOPBACK, None) for port in options["ports"]}
+        arguments["ports"] = {port: (LOOPBACK, publishable_port()) for port in options["ports"]}
         arguments["networking_config"] = {
             network: EndpointConfig(client.api.api_version, aliases=[service.key])
         }

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +27,9 @@ TAIL_BLOCK_BYTES = 64 * 1024
 LOG_MAX_BYTES = 4 * 1024 * 1024
 """The most of a log one read brings into memory, however long its lines (as from a cluster)."""
 LAST_LINE_LIMIT = 200
+PUBLISHED_PORTS_FROM = 20000
+"""The lowest port a container is published on; they stay below the kernel's ephemeral range."""
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 # --- Processes, seen through /proc ---------------------------------------------------------
@@ -119,6 +123,24 @@ def free_port() -> int:
         probe.bind((LOOPBACK, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def publishable_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for an engine to publish a container
+    on. Podman publishes by a NAT rule without holding the port: a port of the ephemeral range could
+    later be handed to another program's connection, which the rule would carry into the container
+    (or, once the container is gone and a rule left behind, nowhere)."""
+    try:
+        ephemeral_from = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_from = 32768
+    if ephemeral_from - PUBLISHED_PORTS_FROM < 1000:
+        return free_port()
+    for _ in range(100):
+        port = PUBLISHED_PORTS_FROM + secrets.randbelow(ephemeral_from - PUBLISHED_PORTS_FROM)
+        if port_is_free(port):
+            return port
+    return free_port()
 
 
 def port_is_free(port: int) -> bool:

@@ -1,7 +1,7 @@
 """Requests per second of ``GET /api/stacks`` for a user with 50 stacks, against hello-world.
 
 The ``stacks`` function is served as its Knative Service serves it: functions-framework's gunicorn
-with one worker and THREADS = the function's concurrency (see shared/manifests.py), on PostgreSQL.
+with one worker and THREADS = the function's concurrency (see shared/tools/manifests.py), on PostgreSQL.
 ``wrk`` drives it with fixed connections and duration after a warm-up; the baseline is
 ``bench/hello.py`` under the same server and the same wrk settings. Rounds alternate between the two,
 so that noise on a shared machine hits both alike.
@@ -26,7 +26,7 @@ import httpx
 from bench.cold_start import Probe, first_success, postgres_schema, server_environment
 from bench.report import Figure, median
 from bench.support import BIN, free_port, initialised_platform, running, workdir
-from shared import registry
+from shared.serving import registry
 
 STACKS = 50
 SPECS = ("cloudcmd", "girder")
@@ -103,8 +103,8 @@ class Installation:
 @contextmanager
 def installation(folder: Path, database_url: str) -> Iterator[Installation]:
     """A database with the benchmark's user and their stacks, made by the service the API uses."""
-    from shared import accounts, stacks
-    from shared.models import Account, Stack
+    from shared.core.models import Account, Stack
+    from shared.domain import accounts, stacks
 
     jwt_secret = secrets.token_urlsafe(48)
     settings = {

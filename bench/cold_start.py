@@ -43,7 +43,7 @@ from bench.support import (
     running,
     workdir,
 )
-from shared import registry
+from shared.serving import registry
 
 RUNS = 7
 TARGET = 1.5
@@ -140,8 +140,8 @@ def _events_url() -> str:
 @contextmanager
 def installation(folder: Path, database_url: str | None = None) -> Iterator[Installation]:
     """A prepared installation for the length of the block; its stack's processes end after it."""
-    from shared import accounts, stacks, transfers
-    from shared.models import Account, Stack, Transfer
+    from shared.core.models import Account, Stack, Transfer
+    from shared.domain import accounts, stacks, transfers
 
     jwt_secret, event_secret = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
     settings = {
@@ -291,7 +291,7 @@ def _shovel_reports(setup: Installation) -> Probe:
 
 def _stack_status(setup: Installation) -> Probe:
     from events import codec
-    from shared.runtime.kube_objects import MANAGED_BY, MANAGER, STACK_LABEL, USER_LABEL
+    from shared.adapters.runtime.kube_objects import MANAGED_BY, MANAGER, STACK_LABEL, USER_LABEL
 
     pod = {
         "kind": "Pod",
@@ -445,7 +445,7 @@ def _cold_start(
 def server_environment(settings: Mapping[str, str], function: registry.Function) -> dict[str, str]:
     """The environment a function's server has in its Knative Service: the image's ``ENV``, the
     manifests' server settings (THREADS = the function's concurrency, one worker; see
-    shared/manifests.py), and the platform's settings."""
+    shared/tools/manifests.py), and the platform's settings."""
     serving = {"THREADS": str(function.concurrency), "WORKERS": "1"}
     return clean_environment({**image_environment(), **serving, **settings})
 

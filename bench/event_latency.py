@@ -180,8 +180,8 @@ def _send(http: httpx.Client, token: str, clowder_url: str, dataset: Dataset, da
     """Post one event and wait until its files are in place; then until its transfer completed."""
     from events import types
     from events.codec import new_event, to_http
-    from shared.objectstore import blob_key
-    from shared.transfers import transfer_id_for
+    from shared.adapters.objectstore import blob_key
+    from shared.domain.transfers import transfer_id_for
 
     event = new_event(
         types.TRANSFER_REQUESTED,

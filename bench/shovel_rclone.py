@@ -24,7 +24,7 @@ from bench.support import BIN, clean_environment, free_port, running, stopwatch,
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from shared.messages import SyncCommand
+    from shared.domain.messages import SyncCommand
 
 ROUNDS = 3
 """Each round runs rclone and the shovel once, alternately; the figures are the medians."""
@@ -81,7 +81,7 @@ def _client(endpoint: str) -> S3Client:
 def stage(endpoint: str) -> list[Staged]:
     """Random files put under their content address (``blobs/sha256/…``), each in one PUT, so that its
     ETag is its MD5 and rclone can check what it downloads."""
-    from shared.objectstore import blob_key
+    from shared.adapters.objectstore import blob_key
 
     client = _client(endpoint)
     client.create_bucket(Bucket=BUCKET)
@@ -100,8 +100,8 @@ def stage(endpoint: str) -> list[Staged]:
 
 def sync_command(endpoint: str, staged: list[Staged]) -> SyncCommand:
     """The sync command the transfer function sends for these objects: pre-signed URLs, sizes, sha256."""
-    from shared.messages import SyncCommand, SyncFile
-    from shared.objectstore_s3 import S3ObjectStore
+    from shared.adapters.objectstore.s3 import S3ObjectStore
+    from shared.domain.messages import SyncCommand, SyncFile
 
     store = S3ObjectStore(
         bucket=BUCKET, endpoint_url=endpoint, region=REGION, access_key=ACCESS_KEY, secret_key=SECRET_KEY

@@ -150,7 +150,7 @@ def initialised_platform(settings: Mapping[str, str]) -> Platform:
     """A data dir (and database) prepared by ``workbench init`` with ``settings``, as a deployment does,
     and the platform on it, for a benchmark to fill in; the caller closes it."""
     from shared.bootstrap import Platform
-    from shared.settings import Settings
+    from shared.core.settings import Settings
 
     subprocess.run(
         [str(BIN / "workbench"), "init"],

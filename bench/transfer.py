@@ -257,7 +257,7 @@ def _delete_queue(queue: str) -> None:
 @contextmanager
 def workbench(work: Path, clowder_url: str) -> Iterator[Workbench]:
     """A fresh platform (its own data dir, a new user and queue) with the user's stack started."""
-    from shared.messages import queue_for
+    from shared.domain.messages import queue_for
 
     data_dir = _fresh(work, "platform")
     port = free_port()
@@ -326,7 +326,7 @@ def pipeline(work: Path, clowder: Clowder, dataset: Dataset) -> PipelineRun:
     from events import types
     from events.codec import new_event
     from events.producer import send
-    from shared.transfers import transfer_id_for
+    from shared.domain.transfers import transfer_id_for
 
     with workbench(work, clowder.url) as platform:
         event = new_event(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import accounts as account_service
-from shared.api import Call, json_errors, serve
-from shared.errors import InvalidInput
-from shared.models import Account, ExportPackage
+from shared.core.errors import InvalidInput
+from shared.core.models import Account, ExportPackage
+from shared.domain import accounts as account_service
+from shared.serving.api import Call, json_errors, serve
 
 
 def list_accounts(call: Call) -> list[Account]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import accounts, throttle
-from shared.api import Call, json_errors, serve
-from shared.models import Token
+from shared.core.models import Token
+from shared.domain import accounts, throttle
+from shared.serving.api import Call, json_errors, serve
 
 
 def login(call: Call) -> Token:

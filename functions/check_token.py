@@ -5,9 +5,9 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import stacks
-from shared.api import Call, json_errors, serve
-from shared.errors import Forbidden
+from shared.core.errors import Forbidden
+from shared.domain import stacks
+from shared.serving.api import Call, json_errors, serve
 
 
 def check(call: Call) -> None:

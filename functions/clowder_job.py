@@ -6,7 +6,7 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import clowder_jobs
+from shared.domain import clowder_jobs
 
 
 @functions_framework.http

@@ -7,8 +7,8 @@ from typing import Any
 import functions_framework
 from flask import Request, Response
 
-from shared import specs
-from shared.api import Call, json_errors, serve
+from shared.domain import specs
+from shared.serving.api import Call, json_errors, serve
 
 
 def list_configs(call: Call) -> dict[str, Any]:

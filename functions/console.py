@@ -5,9 +5,9 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import console as consoles
-from shared.api import Call, Upgraded, json_errors, serve
-from shared.models import ConsoleCheck
+from shared.core.models import ConsoleCheck
+from shared.domain import console as consoles
+from shared.serving.api import Call, Upgraded, json_errors, serve
 
 
 def check(call: Call) -> ConsoleCheck:

@@ -8,9 +8,9 @@ import time
 import functions_framework
 from flask import Request, Response
 
-from shared.api import Call, json_errors, serve
-from shared.errors import Forbidden, NotFound, Unauthorized
-from shared.models import Container, ContainerService, ShovelHealth, Stack, StackService
+from shared.core.errors import Forbidden, NotFound, Unauthorized
+from shared.core.models import Container, ContainerService, ShovelHealth, Stack, StackService
+from shared.serving.api import Call, json_errors, serve
 
 STALE_SECONDS = 90
 

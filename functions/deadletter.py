@@ -5,10 +5,10 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import deadletters
-from shared.api import Call, json_errors, serve
-from shared.deadletters import DeadLetter
-from shared.eventing import is_cloud_event
+from shared.domain import deadletters
+from shared.domain.deadletters import DeadLetter
+from shared.serving.api import Call, json_errors, serve
+from shared.serving.eventing import is_cloud_event
 
 
 def list_dead_letters(call: Call) -> list[DeadLetter]:

@@ -6,11 +6,11 @@ import functions_framework
 from flask import Request, Response
 
 from events import types
-from shared import exports
-from shared.api import Call, json_errors, serve
-from shared.eventing import EventCall, is_cloud_event, serve_event
-from shared.models import Export
-from shared.transfers import account_for_email
+from shared.core.models import Export
+from shared.domain import exports
+from shared.domain.transfers import account_for_email
+from shared.serving.api import Call, json_errors, serve
+from shared.serving.eventing import EventCall, is_cloud_event, serve_event
 
 
 def requested(call: EventCall) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import stacks
-from shared.api import Call, json_errors, serve
+from shared.domain import stacks
+from shared.serving.api import Call, json_errors, serve
 
 
 def read(call: Call) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import accounts
-from shared.api import Call, json_errors, serve
-from shared.errors import Unauthorized
-from shared.models import Token
+from shared.core.errors import Unauthorized
+from shared.core.models import Token
+from shared.domain import accounts
+from shared.serving.api import Call, json_errors, serve
 
 
 def refresh(call: Call) -> Token:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import accounts, throttle
-from shared.api import Call, json_errors, serve
-from shared.errors import InvalidInput
-from shared.models import Account, Message
+from shared.core.errors import InvalidInput
+from shared.core.models import Account, Message
+from shared.domain import accounts, throttle
+from shared.serving.api import Call, json_errors, serve
 
 
 def register_account(call: Call) -> Account:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 import functions_framework
 from flask import Request, Response
 
-from shared import specs
-from shared.api import Call, Reply, json_errors, serve, warning_header
-from shared.models import ServiceSpec
+from shared.core.models import ServiceSpec
+from shared.domain import specs
+from shared.serving.api import Call, Reply, json_errors, serve, warning_header
 
 if TYPE_CHECKING:
-    from shared.catalog import CheckedSpec
+    from shared.domain.catalog import CheckedSpec
 
 
 def list_specs(call: Call) -> list[ServiceSpec]:

@@ -8,10 +8,10 @@ import functions_framework
 from flask import Request, Response
 
 from events import types
-from shared import stacks
-from shared.errors import Conflict, Forbidden, NotFound, Unavailable
-from shared.eventing import EventCall, serve_event
-from shared.transfers import account_for_email
+from shared.core.errors import Conflict, Forbidden, NotFound, Unavailable
+from shared.domain import stacks
+from shared.domain.transfers import account_for_email
+from shared.serving.eventing import EventCall, serve_event
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import logging
 import functions_framework
 from flask import Request, Response
 
-from shared import stacks
-from shared.errors import Unavailable, WorkbenchError
-from shared.registry import APISERVER_EVENTS
+from shared.core.errors import Unavailable, WorkbenchError
+from shared.domain import stacks
+from shared.serving.registry import APISERVER_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ def _answer(status: int, message: str | None = None) -> Response:
 def stack_status(request: Request) -> Response:
     from events import codec
     from events.errors import InvalidEvent
-    from shared.bodies import event_body, refusal
     from shared.bootstrap import platform
-    from shared.errors import ContentTooLarge
+    from shared.core.errors import ContentTooLarge
+    from shared.serving.bodies import event_body, refusal
 
     try:
         event = codec.from_http(dict(request.headers), event_body(request))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import stacks as stack_service
-from shared.api import Call, RawJson, json_errors, serve
-from shared.models import Stack
+from shared.core.models import Stack
+from shared.domain import stacks as stack_service
+from shared.serving.api import Call, RawJson, json_errors, serve
 
 
 def list_stacks(call: Call) -> RawJson:

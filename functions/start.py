@@ -5,9 +5,9 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import stacks
-from shared.api import Call, Reply, json_errors, serve
-from shared.models import Stack
+from shared.core.models import Stack
+from shared.domain import stacks
+from shared.serving.api import Call, Reply, json_errors, serve
 
 
 def start_stack(call: Call) -> Stack:

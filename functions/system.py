@@ -8,10 +8,11 @@ from typing import Any
 import functions_framework
 from flask import Request, Response
 
-from shared import __version__, registry
-from shared.api import Call, Document, Reply, json_errors, serve
-from shared.errors import InvalidInput, NotFound, Unavailable
-from shared.models import Contact, Health, LogLevel, Message, Vocabulary
+from shared import __version__
+from shared.core.errors import InvalidInput, NotFound, Unavailable
+from shared.core.models import Contact, Health, LogLevel, Message, Vocabulary
+from shared.serving import registry
+from shared.serving.api import Call, Document, Reply, json_errors, serve
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -38,7 +39,7 @@ def healthz(call: Call) -> Reply:
 
 
 def openapi(call: Call) -> dict[str, Any]:
-    from shared.openapi import document
+    from shared.serving.openapi import document
 
     return document()
 
@@ -97,8 +98,8 @@ def _level_name(given: str) -> str:
 
 def download(call: Call) -> Reply:
     """Go answered 200 with links for an unknown ``os`` and the binary for a known one; here the page
-    for any ``os``, with the steps that install the Python client (shared/download.py)."""
-    from shared import download as client_download
+    for any ``os``, with the steps that install the Python client (shared/serving/download.py)."""
+    from shared.serving import download as client_download
 
     text = client_download.page(call.platform.settings.server.origin, call.query("os"))
     return Reply(

@@ -6,8 +6,8 @@ import functions_framework
 from flask import Request, Response
 
 from events import types
-from shared import transfers
-from shared.eventing import EventCall, serve_event
+from shared.domain import transfers
+from shared.serving.eventing import EventCall, serve_event
 
 
 def requested(call: EventCall) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared import transfers as transfer_service
-from shared.api import Call, json_errors, serve
-from shared.models import Transfer
+from shared.core.models import Transfer
+from shared.domain import transfers as transfer_service
+from shared.serving.api import Call, json_errors, serve
 
 
 def list_transfers(call: Call) -> list[Transfer]:

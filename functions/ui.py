@@ -10,9 +10,9 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
-from shared import bodies, registry
-from shared import ui as page
-from shared.api import error_response, json_errors
+from shared.serving import bodies, registry
+from shared.serving import ui as page
+from shared.serving.api import error_response, json_errors
 
 
 @cache

@@ -10,18 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 if TYPE_CHECKING:
-    from shared.auth import Passwords, Tokens
-    from shared.bus import Bus
-    from shared.catalog import SpecValidator
-    from shared.clowder import ClowderClient
-    from shared.clowder_amqp import ClowderQueues
-    from shared.mail import Mailer
-    from shared.objectstore import ObjectStore
-    from shared.runtime import Reporter, Runtime, StatusReport
-    from shared.store import Store
+    from shared.adapters.bus import Bus
+    from shared.adapters.clowder import ClowderClient
+    from shared.adapters.clowder.amqp import ClowderQueues
+    from shared.adapters.mail import Mailer
+    from shared.adapters.objectstore import ObjectStore
+    from shared.adapters.runtime import Reporter, Runtime, StatusReport
+    from shared.adapters.store import Store
+    from shared.domain.auth import Passwords, Tokens
+    from shared.domain.catalog import SpecValidator
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Platform:
     @property
     def store(self) -> Store:
         def build() -> Store:
-            from shared.store import open_store
+            from shared.adapters.store import open_store
 
             return open_store(self.settings.store.database_url)
 
@@ -92,12 +92,12 @@ class Platform:
     @property
     def tokens(self) -> Tokens:
         def build() -> Tokens:
-            from shared.auth import Tokens
+            from shared.domain.auth import Tokens
 
             secret = self.settings.auth.jwt_secret or _read_or_create_secret(
                 self.data_dir / "secrets" / "jwt-secret"
             )
-            from shared.accounts import token_generation
+            from shared.domain.accounts import token_generation
 
             def generation_of(user: str) -> str | None:
                 return token_generation(self.store, user)
@@ -114,7 +114,7 @@ class Platform:
     @property
     def passwords(self) -> Passwords:
         def build() -> Passwords:
-            from shared.auth import Passwords
+            from shared.domain.auth import Passwords
 
             return Passwords()
 
@@ -123,7 +123,7 @@ class Platform:
     @property
     def mailer(self) -> Mailer:
         def build() -> Mailer:
-            from shared.mail import Outbox, SmtpMailer
+            from shared.adapters.mail import Outbox, SmtpMailer
 
             mail = self.settings.mail
             if mail.smtp_host:
@@ -135,7 +135,7 @@ class Platform:
     @property
     def validator(self) -> SpecValidator:
         def build() -> SpecValidator:
-            from shared.catalog import SpecValidator
+            from shared.domain.catalog import SpecValidator
 
             return SpecValidator()
 
@@ -144,7 +144,7 @@ class Platform:
     @property
     def runtime(self) -> Runtime:
         def build() -> Runtime:
-            from shared import stacks
+            from shared.domain import stacks
 
             def report(status_report: StatusReport) -> None:
                 stacks.report(self, status_report)
@@ -153,11 +153,11 @@ class Platform:
             if self.runtime_kind == "kubernetes":
                 runtime = self._kubernetes_runtime(report)
             elif self.runtime_kind == "docker":
-                from shared.runtime.docker_engine import DockerRuntime
+                from shared.adapters.runtime.docker_engine import DockerRuntime
 
                 runtime = DockerRuntime(self.settings.runtime, data_dir=self.data_dir, report=report)
             else:
-                from shared.runtime.local import LocalRuntime
+                from shared.adapters.runtime.local import LocalRuntime
 
                 runtime = LocalRuntime(
                     self.settings.runtime, data_dir=self.data_dir, report=report, site_key=self.site_key
@@ -177,7 +177,7 @@ class Platform:
             kind = self.settings.runtime.kind
             if kind != "auto":
                 return kind
-            from shared.runtime.docker_engine import engine_answers
+            from shared.adapters.runtime.docker_engine import engine_answers
 
             return "docker" if engine_answers(self.settings.runtime.docker) else "local"
 
@@ -185,9 +185,9 @@ class Platform:
 
     def _kubernetes_runtime(self, report: Reporter) -> Runtime:
         from events.signing import derive_key
-        from shared.runtime.kube_api import KubeApi
-        from shared.runtime.kube_objects import ShovelSidecar
-        from shared.runtime.kubernetes import SHOVEL_TOKEN_SECONDS, KubernetesRuntime, ShovelSupply
+        from shared.adapters.runtime.kube_api import KubeApi
+        from shared.adapters.runtime.kube_objects import ShovelSidecar
+        from shared.adapters.runtime.kubernetes import SHOVEL_TOKEN_SECONDS, KubernetesRuntime, ShovelSupply
 
         def shovel_secrets(user: str) -> dict[str, str]:
             return {
@@ -245,7 +245,7 @@ class Platform:
         def build() -> ObjectStore:
             s3 = self.settings.s3
             if s3.bucket:
-                from shared.objectstore_s3 import S3ObjectStore
+                from shared.adapters.objectstore.s3 import S3ObjectStore
 
                 return S3ObjectStore(
                     bucket=s3.bucket,
@@ -256,7 +256,7 @@ class Platform:
                     presign_endpoint_url=s3.public_endpoint,
                     max_upload_bytes=s3.max_upload_bytes,
                 )
-            from shared.objectstore_local import LocalObjectStore
+            from shared.adapters.objectstore.local import LocalObjectStore
 
             secret = _read_or_create_secret(self.data_dir / "secrets" / "object-url-secret")
             return LocalObjectStore(
@@ -272,10 +272,10 @@ class Platform:
     def bus(self) -> Bus:
         def build() -> Bus:
             if self.settings.amqp.url:
-                from shared.bus_amqp import AmqpBus
+                from shared.adapters.bus.amqp import AmqpBus
 
                 return AmqpBus(self.settings.amqp.url)
-            from shared.bus_memory import MemoryBus
+            from shared.adapters.bus.memory import MemoryBus
 
             return MemoryBus()
 
@@ -285,8 +285,8 @@ class Platform:
         """A client of the paired Clowder instance (built once; it keeps its connections)."""
 
         def build() -> ClowderClient:
-            from shared.clowder import ClowderClient
-            from shared.errors import Unavailable
+            from shared.adapters.clowder import ClowderClient
+            from shared.core.errors import Unavailable
 
             clowder = self.settings.clowder
             if not clowder.url or not clowder.api_key:
@@ -301,8 +301,8 @@ class Platform:
         """Clowder's own RabbitMQ (its extractor jobs and their statuses), apart from the platform's bus."""
 
         def build() -> ClowderQueues:
-            from shared.clowder_amqp import ClowderQueues
-            from shared.errors import Unavailable
+            from shared.adapters.clowder.amqp import ClowderQueues
+            from shared.core.errors import Unavailable
 
             url = self.settings.clowder.amqp_url
             if not url:

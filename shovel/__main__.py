@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping
 from types import FrameType
 
-from shared.errors import WorkbenchError
+from shared.core.errors import WorkbenchError
 from shovel.daemon import run
 from shovel.settings import ShovelSettings
 
@@ -27,7 +27,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    from shared.bus_amqp import AmqpBus
+    from shared.adapters.bus.amqp import AmqpBus
 
     bus = AmqpBus(settings.amqp_url, name=f"shovel {settings.user}/{settings.stack_id}")
     stop = threading.Event()

@@ -17,9 +17,9 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from events.types import EXPORT_UPLOADED, SHOVEL_HEARTBEAT, TRANSFER_PROGRESS, Payload
-from shared.bus import Bus, Delivery
-from shared.errors import InvalidInput
-from shared.messages import Command, ExportCommand, StackCommand, SyncCommand, queue_for
+from shared.adapters.bus import Bus, Delivery
+from shared.core.errors import InvalidInput
+from shared.domain.messages import Command, ExportCommand, StackCommand, SyncCommand, queue_for
 from shovel.export import Exporter
 from shovel.folders import check_home
 from shovel.health import HealthServer

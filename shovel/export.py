@@ -15,7 +15,7 @@ from typing import IO, BinaryIO, cast
 import httpx
 
 from events.types import ExportUploaded, FileProblem, UploadedFile
-from shared.messages import ExportCommand
+from shared.domain.messages import ExportCommand
 from shovel.folders import OPEN_FILE, HomeFolders
 from shovel.placing import PARTIAL_FOLDER, PlacementError, relative
 from shovel.sync import ATTEMPTS, CHUNK_SIZE, RETRY_SECONDS, TIMEOUT, Retry, Stopping

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from shared.errors import InvalidInput
+from shared.core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 

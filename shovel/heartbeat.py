@@ -1,5 +1,5 @@
 """Heartbeats of a shovel: an event and a broadcast on RabbitMQ (the platform, not each shovel, announces
-its actions to Clowder as extractors: shared/clowder_jobs.py)."""
+its actions to Clowder as extractors: shared/domain/clowder_jobs.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from importlib import metadata
 
 from events.codec import new_event, to_amqp
 from events.types import SHOVEL_HEARTBEAT, Payload, ShovelHeartbeat
-from shared.bus import Bus
+from shared.adapters.bus import Bus
 from shovel.settings import ShovelSettings
 
 log = logging.getLogger(__name__)

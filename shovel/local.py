@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.adapters.bus import Bus
+from shared.adapters.runtime import ConsoleSession, Runtime, StackPlan, StatusReport
 from shared.bootstrap import Platform
-from shared.bus import Bus
-from shared.runtime import ConsoleSession, Runtime, StackPlan, StatusReport
 from shovel.settings import PREFIX, ShovelSettings
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def shovel_template(platform: Platform, *, heartbeat_seconds: float = 30.0) -> S
     """What the local platform's shovels share. Where the platform stages into its own directory (no
     S3 bucket), its shovels, on the same machine, copy staged files from there instead of over HTTP."""
     from events.signing import derive_key
-    from shared.objectstore_local import LocalObjectStore
+    from shared.adapters.objectstore.local import LocalObjectStore
 
     settings = platform.settings
     server = settings.server

@@ -17,8 +17,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import InvalidInput
-from shared.paths import MAX_COMPONENT_BYTES, safe_relative
+from shared.core.errors import InvalidInput
+from shared.core.paths import MAX_COMPONENT_BYTES, safe_relative
 from shovel.settings import ConflictPolicy
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def check_transfer_id(transfer_id: str) -> str:
 
 
 def relative(path: str, *, field: str) -> str:
-    """A clean relative path in the home, or ``PlacementError`` naming it (see ``shared.paths``)."""
+    """A clean relative path in the home, or ``PlacementError`` naming it (see ``shared.core.paths``)."""
     try:
         clean = safe_relative(path, field=field)
     except InvalidInput as error:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from shared.errors import InvalidInput
-from shared.settings import EnvironmentReader
+from shared.core.errors import InvalidInput
+from shared.core.settings import EnvironmentReader
 
 ConflictPolicy = Literal["keep-both", "overwrite", "skip"]
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("keep-both", "overwrite", "skip")

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from events.types import FileProblem, TransferProgress
-from shared.durable import DurableWriter
-from shared.messages import SyncCommand, SyncFile
-from shared.objectstore import blob_key
-from shared.paths import MAX_PATH_BYTES
+from shared.adapters.objectstore import blob_key
+from shared.core.durable import DurableWriter
+from shared.core.paths import MAX_PATH_BYTES
+from shared.domain.messages import SyncCommand, SyncFile
 from shovel.folders import HomeFolders, open_folder
 from shovel.placing import (
     PARTIAL_FOLDER,

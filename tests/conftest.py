@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.bootstrap import Platform, use_platform
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("WORKBENCH_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
@@ -85,7 +85,7 @@ def platform(
     isolated_environment: Path, environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Platform]:
     """The platform the functions use, initialised as ``workbench run`` does (admin, catalog)."""
-    from shared.cli import initialise
+    from shared.tools.cli import initialise
 
     for name, value in environment.items():
         if value:
@@ -106,7 +106,7 @@ def client(platform: Platform) -> Callable[[str], Client]:
     """``client(name)``: a test client of the function ``name`` served as functions-framework serves it."""
     import functions_framework
 
-    from shared import registry
+    from shared.serving import registry
 
     clients: dict[str, Client] = {}
 
@@ -124,7 +124,7 @@ class Api:
     """Calls any route through the function that owns it, with a token when given."""
 
     def __init__(self, client: Callable[[str], Client]) -> None:
-        from shared.gateway import Gateway
+        from shared.tools.gateway import Gateway
 
         self.client = client
         self.gateway = Gateway()

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from shared.models import ServiceSpec
-from shared.runtime import ServicePlan, StackPlan, StatusReport
-from shared.runtime.docker_engine import DockerRuntime
-from shared.settings import DockerSettings, RuntimeSettings
+from shared.adapters.runtime import ServicePlan, StackPlan, StatusReport
+from shared.adapters.runtime.docker_engine import DockerRuntime
+from shared.core.models import ServiceSpec
+from shared.core.settings import DockerSettings, RuntimeSettings
 from tests.conftest import need
 
 IMAGE = "localhost/workbench-test/busybox"

@@ -15,13 +15,13 @@ import pytest
 
 from events import types
 from events.codec import new_event, to_http
-from shared import accounts, auth, throttle
-from shared.access_log import RedactingRequestHandler, redact
+from shared.adapters.store import AccountRecord, EmailChange
+from shared.adapters.store.sql import SqlStore
 from shared.bootstrap import Platform
-from shared.errors import Unauthorized
-from shared.settings import Settings
-from shared.store import AccountRecord, EmailChange
-from shared.store.sql import SqlStore
+from shared.core.errors import Unauthorized
+from shared.core.settings import Settings
+from shared.domain import accounts, auth, throttle
+from shared.serving.access_log import RedactingRequestHandler, redact
 from tests.conftest import Client
 from tests.test_auth import RecordingApi, body_of, error_of, mails, recording_api
 from tests.test_register import CAROL, SUPPORT, decision_links, register, verification_link, verify
@@ -187,7 +187,7 @@ def test_workbench_run_serves_with_the_redacting_handler(
 
     import werkzeug.serving
 
-    from shared import cli
+    from shared.tools import cli
 
     given: dict[str, Any] = {}
 
@@ -498,7 +498,7 @@ def test_parallel_guesses_cannot_outrun_the_count(api: RecordingApi, platform: P
 
 
 def accounts_login_status(platform: Platform, username: str, password: str, address: str) -> int:
-    from shared.errors import WorkbenchError
+    from shared.core.errors import WorkbenchError
 
     try:
         accounts.login(platform, username, password, address=address)
@@ -622,7 +622,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[SqlStore]:
-    from shared.store import open_store
+    from shared.adapters.store import open_store
 
     opened = open_store(store_url)
     assert isinstance(opened, SqlStore)
@@ -631,7 +631,7 @@ def store(store_url: str) -> Iterator[SqlStore]:
 
 
 def test_store_keeps_the_token_generation_and_the_email_change(store: SqlStore) -> None:
-    from shared.models import Account
+    from shared.core.models import Account
 
     record = AccountRecord(
         Account(id="alice", namespace="alice", name="Alice", email="alice@example.org", status="approved"),
@@ -669,7 +669,7 @@ def test_store_keeps_the_token_generation_and_the_email_change(store: SqlStore) 
 
 
 def test_store_throttles_count_in_windows_across_connections(store: SqlStore, store_url: str) -> None:
-    from shared.store import open_store
+    from shared.adapters.store import open_store
 
     other = open_store(store_url)  # another instance's store
     try:

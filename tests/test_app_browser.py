@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.runtime.docker_engine import OWNER_LABEL
+from shared.adapters.runtime.docker_engine import OWNER_LABEL
 from tests import engines, test_ui_browser
 from tests.clowder_server import ClowderServer
 from tests.conftest import ROOT

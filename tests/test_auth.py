@@ -13,8 +13,8 @@ from typing import Any
 import jwt
 import pytest
 
+from shared.adapters.mail import Outbox
 from shared.bootstrap import Platform
-from shared.mail import Outbox
 from tests.conftest import ADMIN_PASSWORD, Api, Client
 
 DAY = 24 * 3600

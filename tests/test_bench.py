@@ -12,7 +12,7 @@ import pytest
 from bench import api_throughput, cold_start
 from bench.report import Figure, load, percentile, table, write
 from bench.support import image_environment
-from shared import registry
+from shared.serving import registry
 
 # --- figures -----------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from shared.bus import Delivery
-from shared.bus_memory import MemoryBus
-from shared.errors import Unavailable
+from shared.adapters.bus import Delivery
+from shared.adapters.bus.memory import MemoryBus
+from shared.core.errors import Unavailable
 from tests.conftest import need
 
 AMQP_URL = os.environ.get("WORKBENCH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -43,7 +43,7 @@ class Backend:
             if not self.buses:
                 self.buses.append(MemoryBus(drain_timeout=drain_timeout))
             return self.buses[0]
-        from shared.bus_amqp import AmqpBus
+        from shared.adapters.bus.amqp import AmqpBus
 
         bus = AmqpBus(AMQP_URL, drain_timeout=drain_timeout, name=name or self.prefix)
         self.buses.append(bus)
@@ -419,7 +419,7 @@ def rabbitmqctl() -> None:
 def test_a_forced_close_loses_nothing_and_redelivers_nothing_acked(
     amqp: Backend, rabbitmqctl: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="shared.bus_amqp")
+    caplog.set_level(logging.INFO, logger="shared.adapters.bus.amqp")
     name = f"{amqp.prefix}.forced"
     bus = amqp.make_bus(name=name)
     queue = amqp.queue()
@@ -490,7 +490,7 @@ def test_a_deleted_queue_is_declared_again(amqp: Backend) -> None:
 
 
 def test_publishing_to_an_unreachable_broker_is_unavailable_without_the_password() -> None:
-    from shared.bus_amqp import AmqpBus
+    from shared.adapters.bus.amqp import AmqpBus
 
     bus = AmqpBus("amqp://guest:do-not-leak@127.0.0.1:1/", connect_timeout=2)
     started = time.monotonic()
@@ -506,7 +506,7 @@ def test_publishing_to_an_unreachable_broker_is_unavailable_without_the_password
 def test_a_consumer_of_an_unreachable_broker_keeps_trying_until_stopped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from shared.bus_amqp import AmqpBus
+    from shared.adapters.bus.amqp import AmqpBus
 
     bus = AmqpBus("amqp://guest:do-not-leak@127.0.0.1:1/", connect_timeout=2)
     running = Running(bus, "workbench.shovel.alice", Recorder(), prefetch=1)

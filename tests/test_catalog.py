@@ -14,7 +14,10 @@ from typing import Any
 import fastjsonschema
 import pytest
 
-from shared.catalog import (
+from shared.adapters.store import SYSTEM_CATALOG, Store, open_store
+from shared.core.errors import InvalidInput, NotFound
+from shared.core.models import ServiceSpec
+from shared.domain.catalog import (
     DEFAULT_CATALOG,
     CatalogContents,
     SpecValidator,
@@ -22,9 +25,6 @@ from shared.catalog import (
     import_catalog,
     load_catalog_dir,
 )
-from shared.errors import InvalidInput, NotFound
-from shared.models import ServiceSpec
-from shared.store import SYSTEM_CATALOG, Store, open_store
 
 TEST_SPECS = Path(__file__).parent / "data" / "specs"
 
@@ -151,7 +151,7 @@ def test_shipped_dependencies_all_resolve_within_the_catalog(shipped: CatalogCon
 
 
 def test_importing_the_module_leaves_fastjsonschema_unloaded() -> None:
-    probe = "import shared.catalog, sys; print('fastjsonschema' in sys.modules)"
+    probe = "import shared.domain.catalog, sys; print('fastjsonschema' in sys.modules)"
     repository = Path(__file__).parent.parent
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=repository

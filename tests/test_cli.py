@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.store import SYSTEM_CATALOG, open_store
 from shared.bootstrap import Platform
-from shared.settings import Settings
-from shared.store import SYSTEM_CATALOG, open_store
+from shared.core.settings import Settings
 from tests.conftest import ROOT, Api
 from tests.test_services import Users
 
@@ -142,9 +142,9 @@ def test_init_prepares_a_deployment_once_and_again_changes_nothing(
     isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`workbench init` (the cluster's Job): schema, admin account, catalog; a second run is harmless."""
+    from shared.adapters.store import SYSTEM_CATALOG
     from shared.bootstrap import Platform
-    from shared.settings import Settings
-    from shared.store import SYSTEM_CATALOG
+    from shared.core.settings import Settings
 
     monkeypatch.delenv("WORKBENCH_ADMIN_PASSWORD")
     first = workbench("init")

@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
-from shared.clowder import ClowderClient, RestartRequired
-from shared.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from shared.adapters.clowder import ClowderClient, RestartRequired
+from shared.core.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from tests.clowder_server import ClowderServer, route_templates
 
 API_DOCUMENTS = Path(__file__).resolve().parent / "data" / "clowder"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from events import types
+from shared.adapters.clowder import ClowderClient
 from shared.bootstrap import Platform
-from shared.clowder import ClowderClient
-from shared.errors import InvalidInput
+from shared.core.errors import InvalidInput
 from tests import test_transfers as transfers
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import pytest
 
-from shared import clowder_jobs
 from shared.bootstrap import Platform
+from shared.domain import clowder_jobs
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api, Client
 from tests.test_shovel import AMQP_URL, require_rabbitmq
@@ -332,7 +332,7 @@ def test_a_bad_job_ends_with_its_error_in_clowder_a_dead_letter_and_no_crash(
 def test_start_and_stop_take_the_stack_from_the_parameters(
     clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
 ) -> None:
-    from shared import stacks
+    from shared.domain import stacks
 
     token = api.make_user("dana")
     key = clowder.add_user("dana@example.org")
@@ -421,7 +421,7 @@ def test_the_function_refuses_what_is_no_cloud_event(
 def test_the_sweep_announces_the_extractors_as_the_cluster_s_cron_job_does(
     clowder: ClowderServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shared.cli import main
+    from shared.tools.cli import main
 
     for name, value in {
         "WORKBENCH_CLOWDER_URL": clowder.url,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from shared.bootstrap import Platform, use_platform
-from shared.cli import initialise
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.tools.cli import initialise
 from tests.conftest import ROOT
 
 STATIC_SPEC = {
@@ -74,9 +74,9 @@ def processes_of(sid: str) -> list[int]:
 
 
 def test_two_processes_start_one_stack_once(shared_platform: Platform) -> None:
-    from shared import accounts, specs, stacks
-    from shared.auth import Principal
-    from shared.models import Account, Stack
+    from shared.core.models import Account, Stack
+    from shared.domain import accounts, specs, stacks
+    from shared.domain.auth import Principal
 
     accounts.create(
         shared_platform,

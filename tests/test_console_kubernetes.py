@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import NotFound
-from shared.runtime import StackPlan
-from shared.runtime.kubernetes import KubernetesRuntime
+from shared.adapters.runtime import StackPlan
+from shared.adapters.runtime.kubernetes import KubernetesRuntime
+from shared.core.errors import NotFound
 from tests.kube_server import KubeServer
 from tests.test_runtime_kubernetes import (  # noqa: F401 (fixtures)
     LIMITS,

@@ -8,9 +8,9 @@ from contextlib import suppress
 import httpx
 import pytest
 
-from shared import stacks
 from shared.bootstrap import Platform
-from shared.errors import WorkbenchError
+from shared.core.errors import WorkbenchError
+from shared.domain import stacks
 from tests.conftest import Api
 from tests.test_services import Users
 from tests.test_stacks import add_spec, create, spec, started

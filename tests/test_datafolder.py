@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared import datafolder
-from shared.errors import InvalidInput
-from shared.models import ServiceSpec
+from shared.core import datafolder
+from shared.core.errors import InvalidInput
+from shared.core.models import ServiceSpec
 
 
 def spec(*mounts: str) -> ServiceSpec:

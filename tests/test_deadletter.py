@@ -11,10 +11,10 @@ import pytest
 from werkzeug.test import Client as WsgiClient
 
 from events import codec, types
-from shared import registry
 from shared.bootstrap import Platform
-from shared.deadletters import ERROR_DATA_LIMIT, error_data
-from shared.gateway import Gateway
+from shared.domain.deadletters import ERROR_DATA_LIMIT, error_data
+from shared.serving import registry
+from shared.tools.gateway import Gateway
 from tests.conftest import Api
 
 REPLY = b'{"Error": "the signature does not match"}'
@@ -152,7 +152,7 @@ def test_the_public_path_does_not_take_dead_letters(api: Api) -> None:
 
 
 def test_the_list_is_newest_first_and_bounded(api: Api, platform: Platform) -> None:
-    from shared.deadletters import from_event
+    from shared.domain.deadletters import from_event
 
     for number in range(5):
         platform.store.insert_dead_letter(from_event(dead_letter(event_id=f"e{number}"), now=1000 + number))
@@ -209,8 +209,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_the_store_keeps_each_dead_letter_once_and_lists_the_newest(database_url: str) -> None:
-    from shared.deadletters import from_event
-    from shared.store import open_store
+    from shared.adapters.store import open_store
+    from shared.domain.deadletters import from_event
 
     store = open_store(database_url)
     try:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from shared import cli
-from shared.deploy import read_kustomization
-from shared.runtime.kube_api import resource_for
+from shared.adapters.runtime.kube_api import resource_for
+from shared.tools import cli
+from shared.tools.deploy import read_kustomization
 from tests.conftest import ROOT
 from tests.kube_server import KubeServer
 

@@ -274,7 +274,7 @@ def test_imports_stay_cheap() -> None:
     """The command line loads no events code until asked; the types and codec load no cloudevents."""
     script = (
         "import sys\n"
-        "import shared.cli\n"
+        "import shared.tools.cli\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in {'events', 'cloudevents', 'httpx'}]\n"
         "import events.types, events.codec, events.signing\n"
         "assert 'cloudevents' not in sys.modules\n"

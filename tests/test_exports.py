@@ -16,8 +16,8 @@ import pytest
 from events import types
 from events.codec import Event, new_event
 from events.signing import derive_key
-from shared import exports
 from shared.bootstrap import Platform
+from shared.domain import exports
 from tests import test_transfers as transfers
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
@@ -296,7 +296,7 @@ def test_a_report_of_an_export_already_given_up_leaves_nothing_staged(
 ) -> None:
     """A shovel's late or repeated report of what it staged, for an export that already failed: the
     export stays failed and the files it names are deleted from staging."""
-    from shared.models import Export
+    from shared.core.models import Export
 
     export = Export(
         id="e-given-up", user="alice", folder="results", name="Late", source="clowder", state="failed"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared import registry
+from shared.serving import registry
 from tests.conftest import ROOT, Api
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.bootstrap import Platform
-from shared.settings import Settings
+from shared.core.settings import Settings
 from tests.conftest import Client
 from tests.test_auth import RecordingApi, error_of, mails, recording_api, reset_token
 from tests.test_stacks import no_process_left, spec, stop, wait_for

@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from shared import stacks
 from shared.bootstrap import Platform
-from shared.errors import WorkbenchError
+from shared.core.errors import WorkbenchError
+from shared.domain import stacks
 from tests.conftest import Api
 from tests.test_services import Users
 from tests.test_stacks import add_spec, create, read, service_of, spec, started, stop
@@ -258,7 +258,7 @@ def test_python_run_by_an_admin_command_imports_nothing_from_the_home(
 
 
 def test_no_variable_that_steers_an_interpreter_is_inherited_by_local_services() -> None:
-    from shared.settings import INHERITED_VARIABLES, Settings
+    from shared.core.settings import INHERITED_VARIABLES, Settings
 
     steering = {
         "PYTHONPATH": ".",
@@ -289,7 +289,7 @@ def grant_of(url: str) -> str:
 def test_a_secure_local_site_admits_only_visitors_with_the_owners_connect_link(
     api: Api, platform: Platform, users: Users, alice: str
 ) -> None:
-    from shared.runtime.static_site import GRANT_SECONDS, granted_url, service_key
+    from shared.adapters.runtime.static_site import GRANT_SECONDS, granted_url, service_key
 
     bob = users.make("bob")
     add_spec(api, alice, spec("pages", volumeMounts=None))
@@ -374,7 +374,7 @@ def test_a_restored_secure_site_still_admits_its_visitor(api: Api, platform: Pla
 def test_logs_without_a_number_of_lines_return_a_bounded_tail(
     api: Api, platform: Platform, alice: str
 ) -> None:
-    from shared.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES
+    from shared.adapters.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES
 
     add_spec(api, alice, spec("pages", volumeMounts=None))
     sid = create(api, alice, {"key": "pages"})["id"]

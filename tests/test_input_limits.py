@@ -21,10 +21,10 @@ from werkzeug.test import Client as WsgiClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from events import codec, types
-from shared import registry
 from shared.bootstrap import Platform
-from shared.deadletters import DATA_LIMIT
-from shared.gateway import Gateway
+from shared.domain.deadletters import DATA_LIMIT
+from shared.serving import registry
+from shared.tools.gateway import Gateway
 from tests.conftest import Api
 
 HUGE = 100 << 20
@@ -260,7 +260,7 @@ def test_the_dead_letter_sink_keeps_only_an_excerpt(api: Api, platform: Platform
 
 @pytest.mark.parametrize("environment", [{"WORKBENCH_MAX_UPLOAD_BYTES": "1000"}])
 def test_uploads_past_their_limit_are_refused_and_leave_nothing(gateway: Gateway, platform: Platform) -> None:
-    from shared.objectstore_local import FORM_OVERHEAD, LocalObjectStore
+    from shared.adapters.objectstore.local import FORM_OVERHEAD, LocalObjectStore
 
     store = platform.objects
     assert isinstance(store, LocalObjectStore) and store.max_upload_bytes == 1000
@@ -293,7 +293,7 @@ def test_uploads_past_their_limit_are_refused_and_leave_nothing(gateway: Gateway
 def test_an_s3_upload_grant_states_the_limit() -> None:
     import moto
 
-    from shared.objectstore_s3 import S3ObjectStore
+    from shared.adapters.objectstore.s3 import S3ObjectStore
 
     with moto.mock_aws():
         store = S3ObjectStore(

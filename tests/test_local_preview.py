@@ -6,8 +6,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from shared.models import ServiceSpec
-from shared.runtime import ServicePlan
+from shared.adapters.runtime import ServicePlan
+from shared.core.models import ServiceSpec
 from tests.test_runtime_local import LISTEN, Harness, harness, service, stack
 
 __all__ = ["harness"]

@@ -13,7 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared import manifests, registry
+from shared.serving import registry
+from shared.tools import manifests
 from tests.conftest import ROOT
 
 KNATIVE = ROOT / "knative"
@@ -88,7 +89,7 @@ def test_generating_twice_gives_the_same_bytes() -> None:
 
 
 def test_the_command_writes_and_checks_a_folder(tmp_path: Path) -> None:
-    from shared.cli import main
+    from shared.tools.cli import main
 
     assert main(["manifests", "--output", str(tmp_path), "--check"]) == 1  # nothing there yet
     assert main(["manifests", "--output", str(tmp_path)]) == 0
@@ -483,7 +484,7 @@ def test_no_role_grants_wildcards_or_escalation_and_only_the_managers_see_secret
 
 
 def settings_read() -> set[str]:
-    return set(re.findall(r'"(WORKBENCH_[A-Z0-9_]+)"', (ROOT / "shared" / "settings.py").read_text()))
+    return set(re.findall(r'"(WORKBENCH_[A-Z0-9_]+)"', (ROOT / "shared" / "core" / "settings.py").read_text()))
 
 
 def test_the_settings_are_ones_the_code_reads_and_secrets_come_only_from_the_secret() -> None:
@@ -613,7 +614,7 @@ def test_targets_change_names_namespaces_and_image() -> None:
 
 
 def test_the_runtime_labels_stack_pods_and_namespaces_as_the_source_selects_them() -> None:
-    from shared.runtime import kube_objects
+    from shared.adapters.runtime import kube_objects
 
     placement = kube_objects.Placement(owner="alice", namespace="workbench-alice", per_user=True)
     assert manifests.STACK_LABELS.items() <= placement.service_labels("s1", "s1-jupyter").items()
@@ -621,7 +622,7 @@ def test_the_runtime_labels_stack_pods_and_namespaces_as_the_source_selects_them
 
 
 def test_an_init_job_prepares_the_deployment_with_settings_by_reference() -> None:
-    from shared import manifests
+    from shared.tools import manifests
 
     [job] = [document for document in manifests.documents()["config.yaml"] if document["kind"] == "Job"]
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -631,7 +632,7 @@ def test_an_init_job_prepares_the_deployment_with_settings_by_reference() -> Non
 
 
 def test_each_clowder_extractor_queue_has_a_rabbitmq_source_into_the_broker_and_a_trigger() -> None:
-    from shared import clowder_jobs
+    from shared.domain import clowder_jobs
 
     found = {item["metadata"]["name"]: item for item in of_kind("RabbitmqSource")}
     expected = clowder_jobs.extractors("workbench")

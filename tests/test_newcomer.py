@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.cli import parser
+from shared.tools.cli import parser
 from tests.conftest import ADMIN_PASSWORD, ROOT
 from tests.test_client_cli import EXECUTABLE, Cli, wait_for_stack
 from tests.test_e2e import Platform, workbench  # noqa: F401 (the fixture)

@@ -24,10 +24,10 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
-from shared.errors import InvalidInput, NotFound, Unavailable
-from shared.objectstore import blob_key
-from shared.objectstore_local import LocalObjectStore, objects_app
-from shared.objectstore_s3 import S3ObjectStore
+from shared.adapters.objectstore import blob_key
+from shared.adapters.objectstore.local import LocalObjectStore, objects_app
+from shared.adapters.objectstore.s3 import S3ObjectStore
+from shared.core.errors import InvalidInput, NotFound, Unavailable
 
 MIB = 1 << 20
 PART_SIZE = 5 * MIB  # S3's smallest part, so that tests exercise multipart without big files
@@ -587,14 +587,14 @@ def test_the_app_works_mounted_at_objects(tmp_path: Path) -> None:
 def test_a_durable_file_holds_exactly_the_bytes_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, direct: bool
 ) -> None:
-    import shared.durable
+    import shared.core.durable
 
     if not direct:  # as on a filesystem without direct I/O
-        monkeypatch.setattr(shared.durable, "_set_direct", lambda descriptor, on: False)
+        monkeypatch.setattr(shared.core.durable, "_set_direct", lambda descriptor, on: False)
     data = pattern(7, size)
     path = tmp_path / "file.bin"
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    writer = shared.durable.DurableWriter(descriptor, size=size)
+    writer = shared.core.durable.DurableWriter(descriptor, size=size)
     try:
         for start in range(0, size, 300_001):  # pieces that fit no block or alignment
             writer.write(data[start : start + 300_001])
@@ -618,16 +618,16 @@ def test_a_blob_is_the_stream_whatever_its_size_hint(local_harness: Harness, hin
 def test_downloads_are_sent_by_the_kernel_where_the_server_allows(
     local_harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shared.objectstore_local
+    import shared.adapters.objectstore.local
 
     sent: list[tuple[int, int]] = []
-    original = shared.objectstore_local._sent_by_kernel
+    original = shared.adapters.objectstore.local._sent_by_kernel
 
     def spying(handle: Any, connection: socket.socket, start: int, length: int) -> Iterator[bytes]:
         sent.append((start, length))
         return original(handle, connection, start, length)
 
-    monkeypatch.setattr(shared.objectstore_local, "_sent_by_kernel", spying)
+    monkeypatch.setattr(shared.adapters.objectstore.local, "_sent_by_kernel", spying)
     content = pattern(3, 3 * MIB + 17)
     blob = local_harness.store.put_blob([content])
     url = local_harness.store.presign_get(blob.key)

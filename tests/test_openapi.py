@@ -17,9 +17,9 @@ from schemathesis.specs.openapi.checks import (
 )
 from werkzeug.test import Client as WsgiClient
 
-from shared import registry
 from shared.bootstrap import Platform
-from shared.gateway import Gateway
+from shared.serving import registry
+from shared.tools.gateway import Gateway
 from tests.conftest import Api
 
 # The API ignores query parameters it does not know (as the Go server did), so schemathesis's

@@ -20,11 +20,11 @@ import pytest
 
 from bench.support import STATIC_SPEC
 from events import producer, types
-from shared import recovery
+from shared.adapters.store import AccountRecord, open_store
+from shared.adapters.store.sql import SqlStore
 from shared.bootstrap import Platform
-from shared.models import Account, Transfer
-from shared.store import AccountRecord, open_store
-from shared.store.sql import SqlStore
+from shared.core.models import Account, Transfer
+from shared.domain import recovery
 from tests import test_transfers as transfers
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, Api
@@ -290,7 +290,7 @@ def _kill_and_restart(workbench: PlatformProcess, clowder: ClowderServer) -> Non
             secret=SECRET.encode(),
         )
         assert event.status == 202, event.reply
-        from shared.transfers import transfer_id_for
+        from shared.domain.transfers import transfer_id_for
 
         return transfer_id_for(SOURCE, event.event.id)
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from shared import models, registry
-from shared.deadletters import DeadLetter
-from shared.transfers import TransferRequest
+from shared.core import models
+from shared.domain.deadletters import DeadLetter
+from shared.domain.transfers import TransferRequest
+from shared.serving import registry
 from tests.conftest import ROOT
 
 ROUTES = [(function, route) for function in registry.FUNCTIONS for route in function.routes]
@@ -71,9 +72,9 @@ def test_the_registry_and_the_serving_code_import_no_model() -> None:
     """What every function imports first builds no pydantic model: each function builds its own."""
     script = (
         "import json, sys\n"
-        "import shared.registry, shared.api\n"
+        "import shared.serving.registry, shared.serving.api\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'"
-        " or m in ('shared.models', 'events.types', 'shared.transfers', 'shared.deadletters'))))\n"
+        " or m in ('shared.core.models', 'events.types', 'shared.domain.transfers', 'shared.domain.deadletters'))))\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True

@@ -20,9 +20,9 @@ from events import types
 from events.codec import Event, canonical_json, from_http, signed
 from events.errors import InvalidEvent
 from events.signing import derive_key
+from shared.adapters.store import open_store
+from shared.adapters.store.sql import SqlStore
 from shared.bootstrap import Platform
-from shared.store import open_store
-from shared.store.sql import SqlStore
 from tests import test_transfers as transfers
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
@@ -221,7 +221,7 @@ def test_shovel_reports_are_held_to_the_same_window_and_taken_once(
 def test_without_signatures_an_event_may_lack_a_time(
     client: ClientFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.eventing import made_at
+    from shared.serving.eventing import made_at
 
     relaxed = platform.settings._replace(clowder=platform.settings.clowder._replace(require_signatures=False))
     monkeypatch.setattr(platform, "settings", relaxed)

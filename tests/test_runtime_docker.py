@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.bootstrap import Platform
-from shared.errors import Unavailable
-from shared.models import AccountResourceLimits, ServiceSpec
-from shared.runtime.docker_engine import (
+from shared.adapters.runtime.docker_engine import (
     INSTANCE_LABEL,
     OWNER_LABEL,
     SERVICE_LABEL,
     STACK_LABEL,
     DockerRuntime,
 )
-from shared.settings import DockerSettings, RuntimeSettings, Settings
+from shared.bootstrap import Platform
+from shared.core.errors import Unavailable
+from shared.core.models import AccountResourceLimits, ServiceSpec
+from shared.core.settings import DockerSettings, RuntimeSettings, Settings
 from tests import engines
 from tests.engines import (
     APP_FOLDER,
@@ -184,7 +184,7 @@ def test_cpu_and_memory_are_the_specs_within_the_accounts_limits(engine: Engine,
 def test_ports_are_published_below_the_ephemeral_range(engine: Engine, tmp_path: Path) -> None:
     """Podman publishes by a NAT rule without holding the host port: one the kernel could also hand
     to another program's connection would carry that connection into the container."""
-    from shared.runtime.processes import PUBLISHED_PORTS_FROM, accepts_connections
+    from shared.adapters.runtime.processes import PUBLISHED_PORTS_FROM, accepts_connections
 
     ephemeral_from = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     plan = plan_of(

@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 
 from events import codec
-from shared import stacks
+from shared.adapters.runtime import ServicePlan, StackPlan, StatusReport
+from shared.adapters.runtime.kube_api import NAMESPACES, KubeApi
+from shared.adapters.runtime.kube_objects import ShovelSidecar
+from shared.adapters.runtime.kubernetes import KubernetesRuntime, ShovelSupply
 from shared.bootstrap import Platform
-from shared.errors import (
+from shared.core.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
@@ -25,12 +28,9 @@ from shared.errors import (
     Unprocessable,
     WorkbenchError,
 )
-from shared.models import AccountResourceLimits, ServiceSpec, Stack
-from shared.runtime import ServicePlan, StackPlan, StatusReport
-from shared.runtime.kube_api import NAMESPACES, KubeApi
-from shared.runtime.kube_objects import ShovelSidecar
-from shared.runtime.kubernetes import KubernetesRuntime, ShovelSupply
-from shared.settings import KubernetesSettings, RuntimeSettings, Settings
+from shared.core.models import AccountResourceLimits, ServiceSpec, Stack
+from shared.core.settings import KubernetesSettings, RuntimeSettings, Settings
+from shared.domain import stacks
 from tests.conftest import Api
 from tests.kube_server import KubeServer
 from tests.test_auth import error_of
@@ -1031,7 +1031,7 @@ def test_a_local_platform_does_not_reconcile(tmp_path: Path) -> None:
 def test_the_pod_mounts_the_data_folder_where_a_transfer_says_its_files_are(
     api: Api, platform: Platform, alice: str, kube: KubeServer, deliveries: Deliveries
 ) -> None:
-    from shared.models import Transfer
+    from shared.core.models import Transfer
 
     sid = create(api, alice, {"key": "frontend"})["id"]
     assert api.call("GET", f"/api/start/{sid}", alice).status_code == 202

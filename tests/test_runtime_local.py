@@ -18,12 +18,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.errors import InvalidInput, Unavailable
-from shared.models import Endpoint, Port, ReadyProbe, ServiceSpec
-from shared.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES, ServicePlan, StackPlan, StatusReport, static_site
-from shared.runtime.local import LocalRuntime
-from shared.runtime.processes import LOG_MAX_BYTES, process_start_time
-from shared.settings import INHERITED_VARIABLES, RuntimeSettings
+from shared.adapters.runtime import (
+    LOG_DEFAULT_LINES,
+    LOG_MAX_LINES,
+    ServicePlan,
+    StackPlan,
+    StatusReport,
+    static_site,
+)
+from shared.adapters.runtime.local import LocalRuntime
+from shared.adapters.runtime.processes import LOG_MAX_BYTES, process_start_time
+from shared.core.errors import InvalidInput, Unavailable
+from shared.core.models import Endpoint, Port, ReadyProbe, ServiceSpec
+from shared.core.settings import INHERITED_VARIABLES, RuntimeSettings
 
 INHERITED = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
 SITE_KEY = b"the site key of the runtime tests"
@@ -496,10 +503,10 @@ def test_remove_kills_a_process_that_ignores_sigterm_and_returns_once_it_is_gone
 PLATFORM_SCRIPT = """\
 import os, sys, threading
 from pathlib import Path
-from shared.models import Port, ServiceSpec
-from shared.runtime import ServicePlan, StackPlan
-from shared.runtime.local import LocalRuntime
-from shared.settings import INHERITED_VARIABLES, RuntimeSettings
+from shared.core.models import Port, ServiceSpec
+from shared.adapters.runtime import ServicePlan, StackPlan
+from shared.adapters.runtime.local import LocalRuntime
+from shared.core.settings import INHERITED_VARIABLES, RuntimeSettings
 
 data_dir, web_command = sys.argv[1], sys.argv[2]
 ready = threading.Event()

@@ -32,10 +32,10 @@ from events.types import (
     ShovelHeartbeat,
     TransferProgress,
 )
-from shared.bus import Delivery
-from shared.bus_memory import MemoryBus
-from shared.errors import InvalidInput, Unavailable
-from shared.messages import ExportCommand, StackCommand, SyncCommand, SyncFile, queue_for
+from shared.adapters.bus import Delivery
+from shared.adapters.bus.memory import MemoryBus
+from shared.core.errors import InvalidInput, Unavailable
+from shared.domain.messages import ExportCommand, StackCommand, SyncCommand, SyncFile, queue_for
 from shovel.daemon import event_sender, run
 from shovel.settings import ConflictPolicy, ShovelSettings
 from tests.conftest import need
@@ -563,7 +563,7 @@ def test_staged_files_are_copied_from_a_mounted_staging_folder(
 ) -> None:
     """The local platform's shovels read its staging folder (the object store's directory) directly;
     what is not there, or not a plain file, comes over its URL; a copy is checked like a download."""
-    from shared.objectstore import blob_key
+    from shared.adapters.objectstore import blob_key
 
     folder = tmp_path / "objects"
 
@@ -1057,7 +1057,7 @@ def test_settings_from_the_environment(home: Path, tmp_path: Path) -> None:
 def test_cli_needs_rabbitmq(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shared.cli import main
+    from shared.tools.cli import main
 
     monkeypatch.setenv("WORKBENCH_SHOVEL_USER", USER)
     monkeypatch.setenv("WORKBENCH_SHOVEL_STACK_ID", "s1")
@@ -1151,7 +1151,7 @@ def held_transfer(
 def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, tmp_path: Path) -> None:
     require_rabbitmq()
     from events import codec, signing
-    from shared.bus_amqp import AmqpBus
+    from shared.adapters.bus.amqp import AmqpBus
 
     user = f"crash{uuid.uuid4().hex[:10]}"
     key = signing.derive_key(b"pairing secret", f"shovel:{user}")
@@ -1214,7 +1214,7 @@ def test_a_dropped_broker_connection_mid_transfer_loses_and_repeats_nothing(
     command comes again, and every file is placed exactly once."""
     require_rabbitmq()
     from events import codec, signing
-    from shared.bus_amqp import AmqpBus
+    from shared.adapters.bus.amqp import AmqpBus
     from tests.test_bus import close_connections
 
     user = f"drop{uuid.uuid4().hex[:10]}"

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from events.types import EXPORT_UPLOADED, ExportUploaded
-from shared.bus_memory import MemoryBus
-from shared.messages import ExportCommand, SyncCommand, SyncFile
+from shared.adapters.bus.memory import MemoryBus
+from shared.domain.messages import ExportCommand, SyncCommand, SyncFile
 from shovel import export
 from shovel.folders import HomeFolders
 from shovel.placing import PARTIAL_FOLDER, PlacementError, place

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import stacks
 from shared.bootstrap import Platform
-from shared.errors import WorkbenchError
+from shared.core.errors import WorkbenchError
+from shared.domain import stacks
 from tests.conftest import Api
 from tests.test_auth import error_of
 from tests.test_services import Users
@@ -695,8 +695,8 @@ def test_a_stack_that_cannot_be_restored_is_marked_failed_and_the_others_start(
     api: Api, platform: Platform, alice: str
 ) -> None:
     """Restart recovery: one stack whose spec vanished must not keep the others down."""
-    from shared import stacks
-    from shared.store import SYSTEM_CATALOG
+    from shared.adapters.store import SYSTEM_CATALOG
+    from shared.domain import stacks
 
     add_spec(api, alice, NOTEBOOK)
     healthy = api.call("POST", "/api/stacks", alice, json={"key": "notebook"}).get_json()
@@ -727,10 +727,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def platform_on(database_url: str, data_dir: Path, **settings: str) -> Platform:
     """A platform of its own on ``database_url``, initialised as ``workbench run`` does, with alice."""
-    from shared.cli import initialise
-    from shared.models import Account
-    from shared.settings import Settings
-    from shared.store import AccountRecord
+    from shared.adapters.store import AccountRecord
+    from shared.core.models import Account
+    from shared.core.settings import Settings
+    from shared.tools.cli import initialise
 
     instance = Platform(
         Settings.from_env(
@@ -753,7 +753,7 @@ def listed_through_the_model(platform: Platform, owner: str) -> str:
     """The listing as it was before stored documents were served as they are: validated, serialized."""
     from pydantic import TypeAdapter
 
-    from shared.models import Stack
+    from shared.core.models import Stack
 
     return TypeAdapter(list[Stack]).dump_json(stacks.list_stacks(platform, owner)).decode()
 
@@ -774,7 +774,7 @@ def store_as_older_model(platform: Platform, sid: str, document: dict[str, Any])
 def test_the_listing_is_the_same_whether_documents_are_served_as_stored_or_through_the_model(
     database_url: str, tmp_path: Path
 ) -> None:
-    from shared.models import Stack, StackService
+    from shared.core.models import Stack, StackService
 
     platform = platform_on(database_url, tmp_path / "listing-data")
     try:
@@ -825,8 +825,8 @@ def test_the_listing_reconciles_the_stacks_a_cluster_may_have_changed(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On Kubernetes a stack waiting for the cluster is reconciled, not served as stored."""
-    from shared.models import Stack
-    from shared.runtime import Runtime, StackPlan, StatusReport
+    from shared.adapters.runtime import Runtime, StackPlan, StatusReport
+    from shared.core.models import Stack
     from tests.kube_server import KubeServer
 
     class Observed:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import Conflict, NotFound, Unavailable
-from shared.models import Account, ServiceSpec, Stack, StackService, Term, Vocabulary
-from shared.store import SYSTEM_CATALOG, AccountRecord, Store, open_store
-from shared.store.migrations import MIGRATIONS
-from shared.store.sql import SqlStore, dialect_for
+from shared.adapters.store import SYSTEM_CATALOG, AccountRecord, Store, open_store
+from shared.adapters.store.migrations import MIGRATIONS
+from shared.adapters.store.sql import SqlStore, dialect_for
+from shared.core.errors import Conflict, NotFound, Unavailable
+from shared.core.models import Account, ServiceSpec, Stack, StackService, Term, Vocabulary
 
 THREADS = 8
 INCREMENTS = 25

@@ -15,10 +15,11 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
-from shared import __version__, registry
+from shared import __version__
+from shared.adapters.mail import Outbox
 from shared.bootstrap import Platform, use_platform
-from shared.mail import Outbox
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.serving import registry
 from tests.conftest import ROOT, Api, Client
 
 UNREACHABLE_DATABASE = "postgresql://127.0.0.1:1/none"

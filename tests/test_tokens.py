@@ -1,4 +1,4 @@
-"""The HS256 JWT codec of shared.auth, checked against PyJWT and against tokens a forger would try."""
+"""The HS256 JWT codec of shared.domain.auth, checked against PyJWT and against tokens a forger would try."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import jwt
 import pytest
 
-from shared.auth import decode_jwt, encode_jwt
-from shared.errors import Unauthorized
+from shared.core.errors import Unauthorized
+from shared.domain.auth import decode_jwt, encode_jwt
 
 KEY = "k" * 48
 
@@ -85,7 +85,7 @@ def test_a_payload_that_is_not_an_object_is_refused() -> None:
 
 
 def test_a_verified_token_is_remembered_only_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import auth
+    from shared.domain import auth
 
     tokens = auth.Tokens(KEY, lifetime_seconds=60, refresh_seconds=600)
     token = tokens.issue("alice")
@@ -100,7 +100,7 @@ def test_a_verified_token_is_remembered_only_until_it_expires(monkeypatch: pytes
 def test_only_tokens_that_passed_are_remembered_and_the_memory_is_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from shared import auth
+    from shared.domain import auth
 
     monkeypatch.setattr(auth, "VERIFIED_TOKENS", 3)
     tokens = auth.Tokens(KEY, lifetime_seconds=60, refresh_seconds=600)
@@ -118,7 +118,7 @@ def test_only_tokens_that_passed_are_remembered_and_the_memory_is_bounded(
 
 def test_a_remembered_token_is_refused_once_its_account_generation_changes() -> None:
     """Only the signature check is remembered: the account's generation is asked on every call."""
-    from shared import auth
+    from shared.domain import auth
 
     generations: dict[str, str | None] = {"alice": "first"}
     asked: list[str] = []

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from events import types
-from shared import transfers as transfer_service
 from shared.bootstrap import Platform
-from shared.models import Transfer
+from shared.core.models import Transfer
+from shared.domain import transfers as transfer_service
 from tests import test_transfers as transfers
 from tests.conftest import Api
 from tests.test_transfers import new_stack
@@ -87,7 +87,7 @@ def test_each_running_service_of_the_user_says_where_it_sees_the_files(
     # The completed event says the same, as the stacks run when it goes out.
     sent: list[Any] = []
     monkeypatch.setattr(
-        "shared.eventing.emit", lambda platform, kind, data, subject=None: sent.append((kind, data))
+        "shared.serving.eventing.emit", lambda platform, kind, data, subject=None: sent.append((kind, data))
     )
     transfer = platform.store.get_transfer("t-soil")
     assert transfer is not None

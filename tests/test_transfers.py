@@ -26,14 +26,14 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from events import types
 from events.codec import Event, Mode, canonical_json, new_event, signed, to_http
 from events.signing import derive_key
-from shared import stacks
+from shared.adapters.bus.memory import MemoryBus
+from shared.adapters.objectstore import blob_key
 from shared.bootstrap import Platform
-from shared.bus_memory import MemoryBus
-from shared.errors import WorkbenchError
-from shared.gateway import Gateway
-from shared.messages import SyncCommand, queue_for
-from shared.objectstore import blob_key
-from shared.paths import MAX_COMPONENT_BYTES
+from shared.core.errors import WorkbenchError
+from shared.core.paths import MAX_COMPONENT_BYTES
+from shared.domain import stacks
+from shared.domain.messages import SyncCommand, queue_for
+from shared.tools.gateway import Gateway
 from shovel.local import attach_shovels
 from shovel.placing import PARTIAL_FOLDER
 from tests.clowder_server import ClowderServer
@@ -144,7 +144,7 @@ def environment(clowder: ClowderServer, extra_environment: dict[str, str]) -> di
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Clowder client's backoff in milliseconds: the retries still happen, just not slowly."""
-    monkeypatch.setattr("shared.clowder.MAX_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr("shared.adapters.clowder.MAX_BACKOFF_SECONDS", 0.01)
 
 
 def remove_stacks(platform: Platform) -> None:
@@ -623,7 +623,7 @@ def test_small_files_travel_in_the_command_and_large_ones_alone(
     alice: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from shared import transfers
+    from shared.domain import transfers
 
     # Lower limits than a real dataset needs, to see them work on a small one.
     monkeypatch.setattr(transfers, "BATCH_BYTES", 1_000_000)
@@ -1224,7 +1224,7 @@ def test_link_mode_takes_files_from_mounted_clowder_storage(
 
 
 def test_the_local_platforms_shovels_copy_from_its_staging_folder(platform: Platform) -> None:
-    from shared.objectstore_local import LocalObjectStore
+    from shared.adapters.objectstore.local import LocalObjectStore
     from shovel.local import shovel_template
 
     objects = platform.objects

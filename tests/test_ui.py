@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from shared import registry
-from shared import ui as page
-from shared.gateway import Gateway
+from shared.serving import registry
+from shared.serving import ui as page
+from shared.tools.gateway import Gateway
 from tests.conftest import ROOT
 
 ASSETS = ROOT / "shared" / "data" / "ui"
@@ -183,7 +183,7 @@ def test_the_readme_shows_a_screenshot_of_the_page() -> None:
 
 
 def test_the_page_knows_a_file_preview_by_the_runtimes_own_words() -> None:
-    from shared.runtime.local import PREVIEW
+    from shared.adapters.runtime.local import PREVIEW
 
     stacks = (ASSETS / "js" / "views" / "stacks.js").read_text()
     assert f'const PREVIEW = "{PREVIEW}";' in stacks

@@ -325,7 +325,7 @@ def test_a_session_is_refreshed_before_it_expires_and_ends_when_refused(
 ) -> None:
     from playwright.sync_api import expect
 
-    from shared.auth import Tokens
+    from shared.domain.auth import Tokens
 
     log_in(page, workbench.url, "carol", PASSWORD)
     secret = (workbench.data_dir / "secrets" / "jwt-secret").read_text().strip()

@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from shared import ui as page
-from shared.accounts import RESET_TOKEN_SECONDS
 from shared.bootstrap import Platform
+from shared.domain.accounts import RESET_TOKEN_SECONDS
+from shared.serving import ui as page
 from tests.conftest import ROOT, Client
 from tests.test_auth import RecordingApi, claims_of, error_of, recording_api
 
@@ -44,7 +44,7 @@ def page_text(name: str) -> str:
 
 
 def test_the_sign_up_form_sends_the_fields_the_register_api_takes() -> None:
-    from shared.models import Account
+    from shared.core.models import Account
 
     signup = page_text("views/signup.js")
     sent = set(re.findall(r"^\s+(\w+): controls\.\w+\.value", signup, re.MULTILINE))
@@ -285,7 +285,7 @@ def test_every_mail_of_the_flows_keeps_its_links_whole(api: RecordingApi, platfo
 
 
 def test_a_mail_travels_as_it_is_or_in_base64_never_quoted_printable(tmp_path: Path) -> None:
-    from shared.mail import Outbox
+    from shared.adapters.mail import Outbox
 
     mailbox = Outbox(tmp_path, "workbench@example.org")
     long_link = "http://127.0.0.1:8080/#/recover?t=" + "x" * 900

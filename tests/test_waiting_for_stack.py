@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared import client_cli
+from shared.adapters.runtime import local
 from shared.bootstrap import Platform
-from shared.runtime import local
+from shared.tools import client_cli
 from tests import test_transfers as transfers
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api

@@ -1,0 +1,97 @@
+"""The object store port: content-addressed blobs, pre-signed downloads and upload grants."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.core.errors import InvalidInput
+
+BLOB_PREFIX = "blobs/sha256/"
+MAX_KEY_BYTES = 1024  # S3's limit, applied everywhere so that a key valid on one adapter is valid on all
+MAX_EXPIRY_SECONDS = 7 * 24 * 3600  # the longest a SigV4 pre-signed URL may live
+MAX_UPLOAD_BYTES = 5 << 30  # the largest file an upload grant admits unless set: S3's limit for one POST
+
+
+def blob_key(sha256: str) -> str:
+    """Where a blob with this digest lives: ``blobs/sha256/<first two hex>/<digest>``."""
+    return f"{BLOB_PREFIX}{sha256[:2]}/{sha256}"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""Unicode's control characters (category Cc): C0, DEL and C1."""
+
+
+def check_key(key: str, *, field: str = "key") -> str:
+    """``key`` if it is relative, '/'-separated, without ``.``/``..``/empty segments, NUL or control characters."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("an object key must be a non-empty string", field=field)
+    try:
+        length = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{key!r} is not valid UTF-8", field=field) from None
+    if length > MAX_KEY_BYTES:
+        raise InvalidInput(f"an object key has at most {MAX_KEY_BYTES} bytes, got {length}", field=field)
+    if _CONTROL.search(key):
+        raise InvalidInput(f"{key!r} contains NUL or control characters", field=field)
+    if key.startswith("/"):
+        raise InvalidInput(f"{key!r} is absolute; object keys are relative", field=field)
+    if "\\" in key:
+        raise InvalidInput(f"{key!r} contains a backslash; object keys are '/'-separated", field=field)
+    if any(segment in {"", ".", ".."} for segment in key.split("/")):
+        raise InvalidInput(f"{key!r} has an empty, '.' or '..' segment", field=field)
+    return key
+
+
+def check_prefix(prefix: str, *, field: str = "prefix") -> str:
+    """``prefix`` if it is empty or a key (or the start of one), possibly ending with '/'."""
+    if prefix == "":
+        return prefix
+    check_key(prefix.removesuffix("/") if prefix != "/" else prefix, field=field)
+    return prefix
+
+
+def check_expiry(seconds: int) -> int:
+    """``seconds`` if a pre-signed URL or grant may live that long."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_EXPIRY_SECONDS:
+        raise InvalidInput(
+            f"must be between 1 and {MAX_EXPIRY_SECONDS} seconds, got {seconds!r}", field="expires"
+        )
+    return seconds
+
+
+@dataclass(frozen=True)
+class Blob:
+    key: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    """A form POST that may store any key starting with ``prefix`` until it expires (S3 POST policy)."""
+
+    url: str
+    fields: dict[str, str]
+    prefix: str
+
+
+class ObjectStore(Protocol):
+    def put_blob(self, chunks: Iterable[bytes], *, size: int | None = None) -> Blob:
+        """Store a stream under its sha256 (computed on the way); memory does not grow with size.
+        ``size``, when known, is a hint (space can be set aside); the stream decides."""
+        ...
+
+    def has(self, key: str) -> bool: ...
+    def size(self, key: str) -> int | None: ...
+    def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Store a stream at a fixed key (manifests, exports); returns its size."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str) -> list[tuple[str, int]]: ...
+    def presign_get(self, key: str, expires_seconds: int = 3600) -> str: ...
+    def upload_grant(self, prefix: str, expires_seconds: int = 3600) -> UploadGrant: ...

@@ -1,0 +1,1 @@
+"""The platform's services: accounts, the catalog, stacks, transfers, exports and dead letters."""

@@ -1,0 +1,306 @@
+"""Exports: a folder of a user's home uploaded by a shovel, then made into a new Clowder dataset."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from shared.core import datafolder
+from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.core.models import Export, FileError
+from shared.core.paths import safe_relative
+from shared.domain.leases import lease_kept
+from shared.domain.messages import ExportCommand, queue_for
+
+if TYPE_CHECKING:
+    from events.types import ExportUploaded
+    from shared.bootstrap import Platform
+
+log = logging.getLogger(__name__)
+
+GRANT_SECONDS = 24 * 3600
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def request(
+    platform: Platform,
+    user: str,
+    *,
+    folder: str,
+    name: str,
+    description: str = "",
+    space_id: str | None = None,
+    export_id: str | None = None,
+    clowder_url: str | None = None,
+) -> Export:
+    """Record an export (once per id) and ask the user's shovels to upload the folder; an event names
+    its Clowder (``clowder_url``), which must be the paired one."""
+    from shared.domain.transfers import paired_clowder
+
+    if clowder_url is None:
+        clowder_url = platform.settings.clowder.url or ""
+    source = paired_clowder(platform, clowder_url)
+    folder = datafolder.folder_in_home(folder, app_mounts(platform, user))
+    if not name.strip():
+        raise InvalidInput("must not be empty", field="name")
+    export = Export(
+        id=export_id or str(uuid.uuid4()),
+        user=user,
+        folder=folder,
+        name=name.strip(),
+        description=description,
+        spaceId=space_id,
+        source=source,
+        createdTime=_now(),
+        updateTime=_now(),
+    )
+    if not platform.store.insert_export(export):
+        existing = platform.store.get_export(export.id)
+        assert existing is not None
+        return existing  # a redelivered event
+    return _ask_shovels(platform, export)
+
+
+def app_mounts(platform: Platform, user: str) -> list[tuple[str, str]]:
+    """Each folder of the home an app of the user's stacks mounts, with where it mounts it: the
+    service's own folders and the data folder beneath them."""
+    from shared.domain.specs import lookup
+
+    mounts: list[tuple[str, str]] = []
+    for stack in platform.store.list_stacks(user):
+        for service in stack.services:
+            mounts.extend((service.volumeMounts or {}).items())
+            spec = lookup(platform.store, user, service.service)
+            if spec is not None:
+                mounts.append((datafolder.DATA_FOLDER, datafolder.mount_path(spec)))
+    return mounts
+
+
+def _ask_shovels(platform: Platform, export: Export) -> Export:
+    """Send the user's shovels the command to upload the folder, with a grant of its own."""
+    user = export.user
+    grant = platform.objects.upload_grant(f"exports/{export.id}/", GRANT_SECONDS)
+    command = ExportCommand(
+        export_id=export.id,
+        user=user,
+        folder=export.folder,
+        upload_url=grant.url,
+        upload_fields=grant.fields,
+        key_prefix=grant.prefix,
+    )
+    platform.bus.publish(queue_for(user), command.model_dump_json().encode())
+
+    def uploading(current: Export) -> Export:
+        return current.model_copy(update={"state": "uploading", "updateTime": _now()})
+
+    return platform.store.update_export(export.id, uploading)
+
+
+def export_id_for(source: str, event_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"export:{source}#{event_id}"))
+
+
+def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
+    """The shovel put the folder's files in staging: create the dataset and stream them into it."""
+    export = platform.store.get_export(uploaded.export_id)
+    if export is None or export.user != uploaded.user:
+        raise NotFound("export", uploaded.export_id)
+    prefix = f"exports/{export.id}/"
+    for file in uploaded.files:
+        if not file.key.startswith(prefix):
+            raise InvalidInput(f"{file.key!r} is not in this export's staging area", field="files")
+        safe_relative(file.path, field="files.path")
+    if export.state == "failed":
+        # A late or repeated report of an export already given up: what it staged has no use.
+        _discard_staged(platform, uploaded)
+        return export
+    if export.state == "completed":
+        return export
+
+    def creating(current: Export) -> Export:
+        # One delivery of the report creates the dataset; a second one while it works changes nothing.
+        if current.state != "uploading":
+            raise Conflict(f"export '{current.id}' is already {current.state}")
+        return current.model_copy(update={"state": "creating", "updateTime": _now()})
+
+    try:
+        # The report is kept with the export: resuming its creation after a crash or an outage needs it.
+        export = platform.store.update_export(export.id, creating, work=uploaded.model_dump_json())
+    except Conflict:
+        found = platform.store.get_export(export.id)
+        assert found is not None
+        return found
+    return _create(platform, export, uploaded)
+
+
+def _create(platform: Platform, export: Export, uploaded: ExportUploaded) -> Export:
+    """Create the dataset (unless an earlier attempt did) and upload the staged files into it. Clowder
+    unavailable leaves the export ``creating``, to be resumed; any other refusal fails it, and the
+    dataset it made is deleted, so that a failed export leaves no empty dataset behind."""
+    errors = [FileError(path=problem.path, error=problem.error) for problem in uploaded.errors]
+    if errors and not uploaded.files:
+        return give_up(platform, export.id, "no file of the folder could be uploaded", uploaded)
+    export_id = export.id
+    try:
+        with lease_kept(
+            lambda: platform.store.update_export(export_id, _touch),
+            platform.settings.recovery.resume_after / 4,
+            what=f"export {export_id}",
+        ):
+            _fill_dataset(platform, export, uploaded)
+    except Unavailable as error:
+        message = f"Clowder could not take the export; retrying: {error.message}"
+        log.warning("export %s: %s", export_id, message)
+
+        def waiting(current: Export) -> Export:
+            return current.model_copy(update={"message": message, "updateTime": _now()})
+
+        return platform.store.update_export(export_id, waiting)
+    except WorkbenchError as error:
+        return give_up(platform, export_id, f"Clowder could not take the export: {error.message}", uploaded)
+    _discard_staged(platform, uploaded)
+
+    def completed(current: Export) -> Export:
+        return current.model_copy(
+            update={
+                "state": "failed" if errors else "completed",
+                "files": len(uploaded.files),
+                "bytes": sum(file.size for file in uploaded.files),
+                "errors": errors,
+                "message": "",
+                "updateTime": _now(),
+            }
+        )
+
+    final = platform.store.update_export(export_id, completed)
+    _announce(platform, final, "; ".join(f"{e.path}: {e.error}" for e in errors) or None)
+    return final
+
+
+def _fill_dataset(platform: Platform, export: Export, uploaded: ExportUploaded) -> None:
+    """The dataset with every uploaded file; a file an earlier attempt put there is not sent again."""
+    client = platform.clowder()
+    present: set[tuple[str, int | None]] = set()
+    if export.datasetId:
+        dataset_id = export.datasetId
+        present = {(file.path, file.size) for file in client.files(dataset_id)}
+    else:
+        dataset_id = client.create_dataset(export.name, export.description, export.spaceId)
+
+        def created(current: Export) -> Export:
+            return current.model_copy(update={"datasetId": dataset_id, "updateTime": _now()})
+
+        platform.store.update_export(export.id, created)
+    for file in uploaded.files:
+        path = safe_relative(file.path)
+        if (path, file.size) not in present:
+            client.upload(dataset_id, path, platform.objects.read(file.key), file.size)
+
+
+def give_up(platform: Platform, export_id: str, message: str, uploaded: ExportUploaded | None) -> Export:
+    """Fail the export for good, saying why: the dataset it created is deleted (a failed export leaves
+    no dataset behind), its staged files too, and the failure is announced."""
+    export = platform.store.get_export(export_id)
+    if export is None:
+        raise NotFound("export", export_id)
+    kept_dataset = export.datasetId
+    if export.datasetId:
+        try:
+            platform.clowder().delete_dataset(export.datasetId)
+        except WorkbenchError as error:
+            message += f"; the dataset {export.datasetId} it created could not be deleted: {error.message}"
+        else:
+            message += f"; the dataset {export.datasetId} it created was deleted"
+            kept_dataset = ""
+    errors = [
+        FileError(path=problem.path, error=problem.error) for problem in (uploaded.errors if uploaded else [])
+    ]
+
+    def failed(current: Export) -> Export:
+        return current.model_copy(
+            update={
+                "state": "failed",
+                "message": message,
+                "errors": errors or current.errors,
+                "datasetId": kept_dataset,
+                "updateTime": _now(),
+            }
+        )
+
+    final = platform.store.update_export(export_id, failed)
+    if uploaded is not None:
+        _discard_staged(platform, uploaded)
+    else:
+        for key, _ in platform.objects.list(f"exports/{export_id}/"):
+            platform.objects.delete(key)  # what a shovel staged before the export was given up
+    _announce(platform, final, message)
+    return final
+
+
+def _announce(platform: Platform, export: Export, error: str | None) -> None:
+    from events import types
+    from shared.serving.eventing import emit
+
+    emit(
+        platform,
+        types.EXPORT_FAILED if export.state == "failed" else types.EXPORT_COMPLETED,
+        types.ExportOutcome(
+            export_id=export.id,
+            user=export.user,
+            dataset_id=export.datasetId or None,
+            clowder_url=export.source,
+            files=export.files,
+            error=error,
+        ),
+        subject=export.id,
+    )
+
+
+def _touch(current: Export) -> Export:
+    return current.model_copy(update={"updateTime": _now()})
+
+
+def resumed(current: Export, attempt: int, attempts: int) -> Export:
+    """An export as a resumption claims it: failed once it was resumed ``attempts`` times."""
+    if attempt > attempts:
+        reason = current.message or f"its work stopped while it was {current.state}"
+        return current.model_copy(
+            update={
+                "state": "failed",
+                "message": f"gave up after {attempts} attempts to resume it: {reason}",
+                "updateTime": _now(),
+            }
+        )
+    return current.model_copy(update={"updateTime": _now()})
+
+
+def resume(platform: Platform, export: Export, work: str | None) -> Export:
+    """Go on with an export whose work stopped: ask the shovels again for the upload whose command was
+    lost, create the dataset from the kept report, or, given up, clean up after it."""
+    from events.types import ExportUploaded
+
+    uploaded = ExportUploaded.model_validate_json(work) if work else None
+    if export.state == "failed":
+        return give_up(platform, export.id, export.message, uploaded)
+    if export.state in ("requested", "uploading"):
+        return _ask_shovels(platform, export)
+    if uploaded is None:
+        return give_up(platform, export.id, "the shovel's report of the upload was lost", None)
+    return _create(platform, export, uploaded)
+
+
+def _discard_staged(platform: Platform, uploaded: ExportUploaded) -> None:
+    for file in uploaded.files:
+        platform.objects.delete(file.key)
+
+
+def read(platform: Platform, user: str, export_id: str) -> Export:
+    export = platform.store.get_export(export_id, user)
+    if export is None:
+        raise NotFound("export", export_id)
+    return export

@@ -1,0 +1,801 @@
+"""Transfers: a Clowder dataset staged into the object store and handed to the user's shovels."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field
+
+from events.ids import CLOWDER_ID_PATTERN
+from shared.adapters.objectstore import Blob, blob_key
+from shared.core import datafolder
+from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.core.models import (
+    FileError,
+    FileLocation,
+    Model,
+    ServiceSpec,
+    Transfer,
+    TransferFile,
+    TransferState,
+)
+from shared.core.paths import MAX_COMPONENT_BYTES, safe_name, safe_relative
+from shared.domain.leases import lease_kept
+from shared.domain.messages import SyncCommand, SyncFile, queue_for
+
+if TYPE_CHECKING:
+    from events.types import TransferProgress, TransferRequested
+    from shared.adapters.clowder import ClowderDataset, ClowderFile
+    from shared.bootstrap import Platform
+
+log = logging.getLogger(__name__)
+LinkKind = Literal["copy", "symlink"]
+
+BATCH_FILES = 256
+BATCH_BYTES = 64 * 1024 * 1024
+"""A sync command goes out at this many files or bytes: a large file travels alone, so the shovel
+places it while the next ones stage."""
+BATCH_INLINE_BYTES = 2 * 1024 * 1024
+"""At most this many bytes of small files travel inside one sync command."""
+INLINE_BYTES = 64 * 1024
+"""A staged file up to this size travels inside its sync command too: the shovel places it without a
+request of its own (for many small files the requests, not the bytes, take the time)."""
+STAGING_PARALLEL = 4
+"""Large files downloaded from Clowder at once."""
+SMALL_STAGING_PARALLEL = 8
+"""Files downloaded from Clowder at once, small ones (up to ``INLINE_BYTES``) included."""
+RESTARTS = 3
+URL_SECONDS = 24 * 3600
+"""How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
+
+
+def transfer_id_for(source: str, event_id: str) -> str:
+    """The same event (CloudEvents identify one by source and id) always names the same transfer."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}#{event_id}"))
+
+
+def account_for_email(platform: Platform, email: str) -> str:
+    """The approved Workbench account of a Clowder user, by e-mail."""
+    record = platform.store.find_account(email.strip())
+    if record is None or record.account.email.strip().lower() != email.strip().lower():
+        raise InvalidInput(f"no Workbench account has the e-mail address {email!r}", field="email")
+    if record.account.status != "approved":
+        raise InvalidInput(f"the Workbench account of {email!r} is not approved", field="email")
+    return record.account.id
+
+
+def paired_clowder(platform: Platform, url: str) -> str:
+    """The event's Clowder must be the one this Workbench is paired with."""
+    paired = platform.settings.clowder.url
+    if paired is None:
+        raise InvalidInput("this Workbench is not paired with a Clowder instance (WORKBENCH_CLOWDER_URL)")
+    if url.rstrip("/") != paired:
+        raise InvalidInput(f"{url!r} is not the paired Clowder instance", field="clowder_url")
+    return paired
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def printable(path: str) -> str:
+    """A refused name as it can be stored and shown: control characters (NUL above all, which
+    PostgreSQL text refuses) as ``\\xNN`` escapes."""
+    return "".join(
+        f"\\x{ord(character):02x}" if ord(character) < 32 or ord(character) == 127 else character
+        for character in path
+    )
+
+
+ClowderId = Annotated[str, Field(pattern=CLOWDER_ID_PATTERN, description="A Clowder id")]
+
+
+class TransferRequest(Model):
+    """``POST /api/transfers``: send a Clowder dataset (or part of it) into the caller's home."""
+
+    datasetId: ClowderId
+    clowderUrl: str | None = Field(default=None, description="Default: the paired Clowder instance")
+    target: str | None = Field(
+        default=None,
+        description="Folder inside the data folder (Clowder/ of the home), e.g. `Soil samples` or "
+        "`Clowder/Soil samples`; default Clowder/<dataset name>. A folder outside it is refused",
+    )
+    files: list[ClowderId] | None = Field(default=None, description="Only these Clowder file ids")
+    folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
+
+
+def accept(platform: Platform, event_source: str, event_id: str, request: TransferRequested) -> Transfer:
+    """Record the transfer an event asks for (once, whatever the redeliveries) and stage it."""
+    user = account_for_email(platform, request.email)
+    return _accept(platform, user, transfer_id_for(event_source, event_id), request)
+
+
+def accept_for_user(platform: Platform, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
+    """Record and stage the transfer of a user known otherwise than by the request's e-mail (a Clowder
+    extractor job's, by whose key it carries); the same ``transfer_id`` names one transfer."""
+    return _accept(platform, user, transfer_id, request)
+
+
+def request_for(platform: Platform, user: str, body: TransferRequest) -> Transfer:
+    """Record and stage a transfer the user asked for over HTTP (a new one each time)."""
+    from events.types import TransferRequested
+
+    record = platform.store.get_account(user)
+    request = TransferRequested(
+        clowder_url=body.clowderUrl or platform.settings.clowder.url or "",
+        dataset_id=body.datasetId,
+        email=record.account.email if record is not None else "",
+        target_folder=datafolder.target_in_home(body.target) if body.target else None,
+        files=body.files,
+        folders=body.folders,
+    )
+    return _accept(platform, user, str(uuid.uuid4()), request)
+
+
+def _accept(platform: Platform, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
+    """Record the transfer of ``user`` (once per id) and stage it."""
+    source = paired_clowder(platform, request.clowder_url)
+    if request.stack_id and platform.store.get_stack(user, request.stack_id) is None:
+        raise Forbidden(f"stack '{request.stack_id}' is not one of {user}'s stacks")
+    target = ""
+    if request.target_folder:
+        target = datafolder.target_in_home(request.target_folder, field="target_folder")
+    if request.mode == "link" and not platform.settings.clowder.link_roots:
+        raise InvalidInput("link mode needs Clowder's storage mounted (WORKBENCH_LINK_ROOTS)", field="mode")
+    transfer = Transfer(
+        id=transfer_id,
+        user=user,
+        source=source,
+        datasetId=request.dataset_id,
+        target=target,
+        mode=request.mode,
+        stackId=request.stack_id or "",
+        createdTime=_now(),
+        updateTime=_now(),
+    )
+    # The request is kept with the transfer: what resuming it after a crash or an outage needs.
+    platform.store.insert_transfer(transfer, work=request.model_dump_json())
+    lease = platform.settings.recovery.resume_after
+
+    def claim(current: Transfer) -> Transfer:
+        """Only one delivery stages at a time: a redelivery while another stages leaves it be,
+        unless that one has gone quiet for a lease's length (it crashed; this one resumes)."""
+        if current.stagingDone or current.state in ("completed", "failed"):
+            raise Conflict("staging already finished")
+        if current.state == "staging" and _now() - current.updateTime < lease:
+            raise Conflict("another delivery is staging this transfer")
+        return current.model_copy(update={"state": "staging", "updateTime": _now()})
+
+    try:
+        current = platform.store.update_transfer(transfer.id, claim)
+    except Conflict:
+        found = platform.store.get_transfer(transfer.id)
+        assert found is not None
+        return found  # a redelivered event: done, or in the hands of another delivery
+    return stage(platform, current, request)
+
+
+def _wanted(files: list[ClowderFile], request: TransferRequested) -> list[ClowderFile]:
+    if request.files is not None:
+        ids = set(request.files)
+        files = [file for file in files if file.id in ids]
+    if request.folders is not None:
+        prefixes = [folder.strip("/") + "/" for folder in request.folders]
+        files = [file for file in files if any(file.path.startswith(prefix) for prefix in prefixes)]
+    return files
+
+
+def _folder_name(dataset: ClowderDataset) -> str:
+    """The folder a dataset goes to by default: its name, or its id where the name is refused."""
+    try:
+        return safe_name(dataset.name or dataset.id)
+    except InvalidInput:
+        return safe_name(dataset.id)
+
+
+def _paths(listed: list[ClowderFile]) -> Iterator[tuple[ClowderFile, str, str | None]]:
+    """Each file with the path it goes to, or the refusal of its name (and the name, printable).
+
+    Clowder lets two files of one folder share a name; the home cannot, so every file after the
+    first gets ``name (1).ext``, ``name (2).ext``, …; ordered by path and id, a redelivered event
+    gives each file the same path again."""
+    checked: list[tuple[ClowderFile, str, str | None]] = []
+    for file in sorted(listed, key=lambda file: (file.path, file.id)):
+        try:
+            checked.append((file, safe_relative(file.path, field="path"), None))
+        except InvalidInput as error:
+            checked.append((file, printable(file.path)[:300], error.message))
+    originals = {path for _, path, _ in checked}
+    assigned: set[str] = set()
+    for file, path, refusal in checked:
+        if path in assigned:
+            path = _distinct(path, originals | assigned)
+        assigned.add(path)
+        yield file, path, refusal
+
+
+def _distinct(path: str, taken: set[str]) -> str:
+    """``path`` renamed ``name (n).ext`` with the first n not taken, within the length of a name."""
+    folder, slash, name = path.rpartition("/")
+    stem, dot, extension = name.rpartition(".")
+    if not stem:  # no extension, or a hidden file such as ".env"
+        stem, dot, extension = name, "", ""
+    for number in itertools.count(1):
+        mark = f" ({number})"
+        shortened = stem
+        while len(f"{shortened}{mark}{dot}{extension}".encode()) > MAX_COMPONENT_BYTES and shortened:
+            shortened = shortened[:-1]
+        candidate = f"{folder}{slash}{shortened}{mark}{dot}{extension}"
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
+    """Stream every wanted file from Clowder into the object store and send sync commands in batches,
+    so that the first files are placed while later ones still stage. The claim on the staging is
+    renewed meanwhile (however long one file takes), so that no sweep takes it for abandoned."""
+    transfer_id = transfer.id
+    with lease_kept(
+        lambda: platform.store.update_transfer(transfer_id, _touch),
+        platform.settings.recovery.resume_after / 4,
+        what=f"transfer {transfer_id}",
+    ):
+        return _stage(platform, transfer, request)
+
+
+def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
+    store = platform.store
+    client = platform.clowder()
+    try:
+        dataset = client.dataset(transfer.datasetId)
+        listed = _wanted(client.files(transfer.datasetId), request)
+    except Unavailable as error:
+        # Let go of the claim, so that the redelivery this 503 asks for can stage at once.
+        _note(
+            platform, transfer.id, f"Clowder could not be read; retrying: {error.message}", state="requested"
+        )
+        raise
+    except NotFound as error:
+        # Delivering it again cannot help: the transfer ends here, saying why, instead of waiting for ever.
+        message = f"Clowder has no dataset {transfer.datasetId!r}: {error.message}"
+        _fail(platform, transfer.id, message)
+        raise InvalidInput(message, field="dataset_id") from None
+    except WorkbenchError as error:
+        # Clowder refused the platform (e.g. its API key): no redelivery helps either.
+        message = f"Clowder refused to list the dataset: {error.message}"
+        _fail(platform, transfer.id, message)
+        raise InvalidInput(message) from None
+    target = transfer.target or f"{datafolder.DATA_FOLDER}/{_folder_name(dataset)}"
+
+    known = {file.path: file for file in store.list_transfer_files(transfer.id)}
+    rows: list[TransferFile] = []
+    sources: dict[str, ClowderFile] = {}
+    for file, path, refusal in _paths(listed):
+        if refusal is not None:
+            rows.append(
+                TransferFile(
+                    path=path,
+                    size=file.size or 0,
+                    clowderId=file.id,
+                    state="failed",
+                    error=f"refused name: {refusal}",
+                )
+            )
+            continue
+        sources[path] = file
+        if path not in known:
+            rows.append(TransferFile(path=path, size=file.size or 0, clowderId=file.id))
+    store.put_transfer_files(transfer.id, [row for row in rows if row.path not in known])
+
+    def begin(current: Transfer) -> Transfer:
+        return current.model_copy(
+            update={
+                "state": "staging",
+                "datasetName": dataset.name,
+                "target": target,
+                "filesTotal": len(listed),
+                "bytesTotal": sum(file.size or 0 for file in listed),
+                "message": "",
+                "updateTime": _now(),
+            }
+        )
+
+    transfer = store.update_transfer(transfer.id, begin)
+    _stage_listed(platform, transfer, target, request, sources)
+
+    def finish_staging(current: Transfer) -> Transfer:
+        return current.model_copy(update={"stagingDone": True, "state": "syncing", "updateTime": _now()})
+
+    store.update_transfer(transfer.id, finish_staging)
+    from events import types
+    from shared.serving.eventing import emit
+
+    final = refresh(platform, transfer.id)
+    emit(
+        platform,
+        types.TRANSFER_STAGED,
+        types.TransferStaged(
+            transfer_id=final.id,
+            user=final.user,
+            files_total=final.filesTotal,
+            bytes_total=final.bytesTotal,
+        ),
+        subject=final.id,
+    )
+    return final
+
+
+def _stage_listed(
+    platform: Platform,
+    transfer: Transfer,
+    target: str,
+    request: TransferRequested,
+    sources: dict[str, ClowderFile],
+) -> None:
+    """Stage the files listed and not yet placed or failed, sending their sync commands as batches fill."""
+    store = platform.store
+    batch = _Batch(platform, transfer, target, request.link)
+    downloads: list[tuple[TransferFile, ClowderFile]] = []
+    for row in store.list_transfer_files(transfer.id):
+        if row.state in ("placed", "failed") or row.path not in sources:
+            continue
+        file = sources[row.path]
+        if transfer.mode == "link" and _on_link_root(platform, file):
+            sync_file = _link_file(platform, transfer, row, file)
+            if sync_file is not None:
+                batch.add(None, sync_file)
+        else:
+            downloads.append((row, file))
+    staged_before = store.find_blobs(
+        transfer.source, [(file.id, row.size) for row, file in downloads if row.sha256 is None]
+    )
+    for outcome in _stage_files(platform, transfer, downloads, staged_before):
+        if outcome.error is not None:
+            batch.fail(outcome.row.path, outcome.error)
+            continue
+        assert outcome.sync_file is not None
+        batch.add(outcome.row, outcome.sync_file, new_blob=outcome.downloaded)
+    batch.send()
+    _write_manifest(platform, transfer.id)
+
+
+class _Batch:
+    """Staged files gathered into sync commands: their rows are written, then the command is sent, so
+    that a shovel's report never reaches a file the store does not yet know as staged."""
+
+    def __init__(self, platform: Platform, transfer: Transfer, target: str, link: LinkKind) -> None:
+        self.platform, self.transfer, self.target, self.link = platform, transfer, target, link
+        self.rows: list[TransferFile] = []
+        self.files: list[SyncFile] = []
+        self.failed: list[tuple[str, str]] = []
+        self.blobs: list[tuple[str, int, str]] = []
+        self.size = 0
+        self.inline = 0
+
+    def add(self, row: TransferFile | None, sync_file: SyncFile, *, new_blob: bool = False) -> None:
+        """One staged file (``row`` None where its row is written already); ``new_blob``: it was
+        fetched from Clowder now, and the store is to remember its blob for later transfers."""
+        if row is not None:
+            self.rows.append(row)
+            if new_blob and row.sha256 is not None:
+                self.blobs.append((row.clowderId, row.size, row.sha256))
+        self.files.append(sync_file)
+        self.size += sync_file.size
+        self.inline += len(sync_file.content or b"")
+        if len(self.files) >= BATCH_FILES or self.size >= BATCH_BYTES or self.inline >= BATCH_INLINE_BYTES:
+            self.send()
+
+    def fail(self, path: str, error: str) -> None:
+        self.failed.append((path, error))
+        if len(self.failed) >= BATCH_FILES:
+            self.send()
+
+    def send(self) -> None:
+        store = self.platform.store
+        if self.blobs:
+            store.remember_blobs(self.transfer.source, self.blobs)
+        if self.rows:
+            store.put_transfer_files(self.transfer.id, self.rows)
+        if self.failed:
+            store.settle_transfer_files(self.transfer.id, [], self.failed)
+        if self.files:
+            _send(self.platform, self.transfer, self.target, self.files, self.link)
+        self.rows, self.files, self.failed, self.blobs, self.size, self.inline = [], [], [], [], 0, 0
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """What staging one file came to: its staged row and sync entry, or why it failed."""
+
+    row: TransferFile
+    sync_file: SyncFile | None = None
+    error: str | None = None
+    downloaded: bool = False
+    """Fetched from Clowder now (not found staged already): the store is to remember its blob."""
+
+
+def _stage_files(
+    platform: Platform,
+    transfer: Transfer,
+    files: list[tuple[TransferFile, ClowderFile]],
+    staged_before: dict[tuple[str, int], str],
+) -> Iterator[_Staged]:
+    """Stage the files several at a time; each outcome as soon as it is known (so not in order).
+
+    Up to ``STAGING_PARALLEL`` large files at once, and more small ones (``SMALL_STAGING_PARALLEL``
+    in all): a small file's time goes in waiting for Clowder's answer and for its fsync, which
+    overlap. Only downloads run in the pool: what the caller does with an outcome stays on its thread."""
+    if not files:
+        return
+    waiting = deque(files)
+    pool = ThreadPoolExecutor(SMALL_STAGING_PARALLEL, thread_name_prefix="staging")
+    running: dict[Future[_Staged], bool] = {}  # -> whether the file is large
+
+    def large(file: ClowderFile) -> bool:
+        return file.size is None or file.size > INLINE_BYTES
+
+    try:
+        while True:
+            while waiting and len(running) < SMALL_STAGING_PARALLEL:
+                row, file = waiting[0]
+                if large(file) and sum(running.values()) >= STAGING_PARALLEL:
+                    break  # in order: the next large file waits for a large one to finish
+                waiting.popleft()
+                known = row.sha256 or staged_before.get((file.id, row.size))
+                running[pool.submit(_stage_file, platform, transfer, row, file, known)] = large(file)
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stage_file(
+    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile, sha256: str | None
+) -> _Staged:
+    """One file into the object store, or found there already (``sha256``: its blob staged before)."""
+    objects = platform.objects
+    content: bytes | None = None
+    size = row.size
+    downloaded = False
+    if sha256 is None or not objects.has(blob_key(sha256)):
+        try:
+            blob, content = _download_blob(platform, file)
+        except WorkbenchError as error:
+            return _Staged(row, error=f"could not stage from Clowder: {error.message}")
+        if file.size is not None and blob.size != file.size:
+            return _Staged(row, error=f"Clowder sent {blob.size} bytes where it listed {file.size}")
+        sha256, size = blob.sha256, blob.size
+        downloaded = True
+    staged = row.model_copy(
+        update={"sha256": sha256, "state": "staged", "size": size or objects.size(blob_key(sha256)) or 0}
+    )
+    sync_file = SyncFile(
+        path=row.path,
+        size=staged.size,
+        sha256=sha256,
+        clowder_id=file.id,
+        url=objects.presign_get(blob_key(sha256), URL_SECONDS),
+        content=content,
+    )
+    return _Staged(staged, sync_file, downloaded=downloaded)
+
+
+def _download_blob(platform: Platform, file: ClowderFile) -> tuple[Blob, bytes | None]:
+    """Stream one Clowder file into the object store; a small one's bytes are kept as well, to travel in
+    the sync command. A body cut short where Clowder offers no ranges can only be fetched again from
+    the start (the hash covers every byte), a few times at most."""
+    from shared.adapters.clowder import RestartRequired
+
+    keep = file.size is not None and file.size <= INLINE_BYTES
+    for attempt in range(1, RESTARTS + 1):
+        kept: list[bytes] = []
+        chunks = platform.clowder().download(file.id, size=file.size)
+        try:
+            blob = platform.objects.put_blob(_keeping(chunks, kept) if keep else chunks, size=file.size)
+        except RestartRequired:
+            if attempt == RESTARTS:
+                raise
+            log.info("download of Clowder file %s broke off; fetching it again from the start", file.id)
+            continue
+        content = b"".join(kept) if keep and blob.size <= INLINE_BYTES else None
+        return blob, content
+    raise AssertionError("unreachable")
+
+
+def _keeping(chunks: Iterable[bytes], kept: list[bytes]) -> Iterator[bytes]:
+    """``chunks`` passed on, and kept in ``kept`` while they add up to no more than ``INLINE_BYTES``."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total <= INLINE_BYTES:
+            kept.append(chunk)
+        yield chunk
+
+
+def _touch(current: Transfer) -> Transfer:
+    return current.model_copy(update={"updateTime": _now()})
+
+
+def _on_link_root(platform: Platform, file: ClowderFile) -> bool:
+    """Whether Clowder keeps the file on its own disk, below a folder mounted here; the others are
+    staged as in stage mode (Clowder 1.x never says where a file lies on disk)."""
+    if not file.storage_path:
+        return False
+    path = os.path.normpath(file.storage_path)
+    return any(Path(path).is_relative_to(root) for root in platform.settings.clowder.link_roots)
+
+
+def _link_file(
+    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile
+) -> SyncFile | None:
+    """A file the shovel takes straight from Clowder's mounted storage; a path that leads out of its
+    link root (through a symlink) is refused, and nothing is read from it."""
+    assert file.storage_path is not None
+    resolved = Path(file.storage_path).resolve()
+    roots = platform.settings.clowder.link_roots
+    if not any(resolved.is_relative_to(root) for root in roots):
+        platform.store.settle_transfer_files(
+            transfer.id, [], [(row.path, f"refused link: {file.storage_path!r} leads out of the link roots")]
+        )
+        return None
+    try:
+        size = resolved.stat().st_size
+    except OSError as error:
+        platform.store.settle_transfer_files(
+            transfer.id,
+            [],
+            [
+                (
+                    row.path,
+                    f"cannot read {file.storage_path!r} on the mounted Clowder storage: {error.strerror}",
+                )
+            ],
+        )
+        return None
+    platform.store.put_transfer_files(transfer.id, [row.model_copy(update={"state": "staged", "size": size})])
+    return SyncFile(path=row.path, size=size, source=str(resolved), clowder_id=file.id)
+
+
+def _send(
+    platform: Platform, transfer: Transfer, target: str, files: list[SyncFile], link: LinkKind = "copy"
+) -> None:
+    command = SyncCommand(transfer_id=transfer.id, user=transfer.user, target=target, files=files, link=link)
+    platform.bus.publish(queue_for(transfer.user), command.model_dump_json().encode())
+
+
+def _write_manifest(platform: Platform, transfer_id: str) -> None:
+    """``manifests/<id>.json``: relative path, size, sha256 and Clowder id of every file."""
+
+    def lines() -> Iterator[bytes]:
+        for row in platform.store.list_transfer_files(transfer_id):
+            yield (
+                json.dumps(
+                    {"path": row.path, "size": row.size, "sha256": row.sha256, "clowder_id": row.clowderId}
+                )
+                + "\n"
+            ).encode()
+
+    platform.objects.put(f"manifests/{transfer_id}.json", lines())
+
+
+def _fail(platform: Platform, transfer_id: str, message: str) -> None:
+    def change(current: Transfer) -> Transfer:
+        return current.model_copy(update={"state": "failed", "message": message, "updateTime": _now()})
+
+    _announce(platform, platform.store.update_transfer(transfer_id, change))
+
+
+def _note(platform: Platform, transfer_id: str, message: str, *, state: TransferState | None = None) -> None:
+    def change(current: Transfer) -> Transfer:
+        return current.model_copy(
+            update={"message": message, "updateTime": _now(), "state": state or current.state}
+        )
+
+    platform.store.update_transfer(transfer_id, change)
+
+
+def refresh(platform: Platform, transfer_id: str) -> Transfer:
+    """Recount a transfer from its files and settle its state; the outcome event goes out once.
+
+    The files are counted before the transfer is locked, so a shovel's report may settle some in
+    between and a concurrent recount may already have written newer counts: recount until the
+    count read is still the count after writing, so the last write always counts every settled file."""
+    store = platform.store
+    tally = store.tally_transfer_files(transfer_id)
+    while True:
+        transfer, finished = _recount(platform, transfer_id, tally)
+        if finished:
+            _announce(platform, transfer)
+        latest = store.tally_transfer_files(transfer_id)
+        if latest == tally:
+            return transfer
+        tally = latest
+
+
+def _recount(
+    platform: Platform, transfer_id: str, tally: tuple[int, int, int, list[tuple[str, str]]]
+) -> tuple[Transfer, bool]:
+    """Write the counts of ``tally``; whether this write finished the transfer."""
+    files, placed, placed_bytes, failed = tally
+    finished: list[str] = []
+
+    def change(current: Transfer) -> Transfer:
+        state = current.state
+        if current.stagingDone and placed + len(failed) == files and state not in ("completed", "failed"):
+            state = "failed" if failed else "completed"
+            finished.append(state)
+        return current.model_copy(
+            update={
+                "filesDone": placed,
+                "bytesDone": placed_bytes,
+                "errors": [FileError(path=path, error=error) for path, error in failed],
+                "state": state,
+                "updateTime": _now(),
+            }
+        )
+
+    transfer = platform.store.update_transfer(transfer_id, change)
+    return transfer, bool(finished)
+
+
+def _announce(platform: Platform, transfer: Transfer) -> None:
+    from events import types
+    from shared.serving.eventing import emit
+
+    outcome = types.TransferOutcome(
+        transfer_id=transfer.id,
+        user=transfer.user,
+        dataset_id=transfer.datasetId,
+        files_done=transfer.filesDone,
+        files_total=transfer.filesTotal,
+        bytes_done=transfer.bytesDone,
+        bytes_total=transfer.bytesTotal,
+        errors=[types.FileProblem(path=error.path, error=error.error) for error in transfer.errors],
+        target=transfer.target,
+        locations=[
+            types.FileLocation(service=location.service, path=location.path)
+            for location in locations(data_mounts(platform, transfer.user), transfer.target)
+        ],
+    )
+    kind = types.TRANSFER_COMPLETED if transfer.state == "completed" else types.TRANSFER_FAILED
+    emit(platform, kind, outcome, subject=transfer.id)
+
+
+def resumed(current: Transfer, attempt: int, attempts: int) -> Transfer:
+    """A transfer as a resumption claims it: staging again (where its sync commands were lost too, all
+    of it that is not placed), or failed once it was resumed ``attempts`` times."""
+    if attempt > attempts:
+        reason = current.message or f"its work stopped while it was {current.state}"
+        return current.model_copy(
+            update={
+                "state": "failed",
+                "message": f"gave up after {attempts} attempts to resume it: {reason}",
+                "updateTime": _now(),
+            }
+        )
+    return current.model_copy(update={"state": "staging", "stagingDone": False, "updateTime": _now()})
+
+
+def resume(platform: Platform, transfer: Transfer, work: str | None) -> Transfer:
+    """Go on with a transfer whose work stopped: staging is idempotent (blobs are found by content,
+    placed files are left alone), so it simply runs again; one given up is announced as failed."""
+    from pydantic import ValidationError
+
+    from events.types import TransferRequested
+
+    if transfer.state == "failed":
+        _announce(platform, transfer)
+        return transfer
+    try:
+        if work:
+            request = TransferRequested.model_validate_json(work)
+        else:  # recorded before requests were kept with their transfers: what the transfer says
+            request = TransferRequested(
+                clowder_url=transfer.source,
+                dataset_id=transfer.datasetId,
+                email="",
+                mode=transfer.mode,
+                stack_id=transfer.stackId or None,
+            )
+    except ValidationError as error:
+        _fail(
+            platform, transfer.id, f"cannot be resumed: its request is not valid ({error.errors()[0]['msg']})"
+        )
+        return refresh(platform, transfer.id)
+    try:
+        return stage(platform, transfer, request)
+    except WorkbenchError as error:  # recorded on the transfer: failed, or waiting for Clowder
+        log.warning("resuming transfer %s: %s", transfer.id, error.message)
+        found = platform.store.get_transfer(transfer.id)
+        assert found is not None
+        return found
+
+
+def record_progress(platform: Platform, progress: TransferProgress) -> Transfer:
+    """A shovel placed (or failed) some files of a transfer."""
+    transfer = platform.store.get_transfer(progress.transfer_id)
+    if transfer is None or transfer.user != progress.user:
+        raise NotFound("transfer", progress.transfer_id)
+    platform.store.settle_transfer_files(
+        transfer.id, list(progress.placed), [(problem.path, problem.error) for problem in progress.errors]
+    )
+    return refresh(platform, transfer.id)
+
+
+def read(platform: Platform, user: str, transfer_id: str, *, admin: bool = False) -> Transfer:
+    transfer = platform.store.get_transfer(transfer_id, None if admin else user)
+    if transfer is None:
+        raise NotFound("transfer", transfer_id)
+    return transfer
+
+
+PLACING = ("staging", "syncing")
+"""The states in which a transfer's files go to the user's shovels, which only running stacks have."""
+SHOVELLING = ("starting", "started")
+"""The states of a stack whose shovel runs beside it (it starts with the stack)."""
+
+
+SEEING = ("starting", "ready")
+"""The states of a stack service whose container (or process) mounts the user's data folder."""
+
+
+def data_mounts(platform: Platform, user: str) -> list[tuple[str, ServiceSpec]]:
+    """The id and spec of each of the user's stack services that runs now: each sees the data folder."""
+    from shared.domain.specs import lookup
+
+    found = []
+    for stack in platform.store.list_stacks(user):
+        if stack.status not in SHOVELLING:
+            continue
+        for service in stack.services:
+            spec = lookup(platform.store, user, service.service) if service.status in SEEING else None
+            if spec is not None:
+                found.append((service.id, spec))
+    return found
+
+
+def locations(mounts: list[tuple[str, ServiceSpec]], target: str) -> list[FileLocation]:
+    """Where each of ``mounts`` sees ``target``, a folder of the home inside the data folder."""
+    seen = []
+    for ssid, spec in mounts:
+        path = datafolder.in_app(spec, target) if target else None
+        if path is not None:
+            seen.append(FileLocation(service=ssid, path=path))
+    return seen
+
+
+def as_owner_sees(platform: Platform, transfers: list[Transfer]) -> list[Transfer]:
+    """The transfers, each telling whether its files wait for one of its user's stacks to start: it
+    is placing them and none of the user's stacks runs, so no shovel takes them yet (they stay queued);
+    and where each running stack service sees its target folder."""
+    running: dict[str, bool] = {}
+    mounts: dict[str, list[tuple[str, ServiceSpec]]] = {}
+    seen = []
+    for transfer in transfers:
+        if transfer.user not in mounts:
+            mounts[transfer.user] = data_mounts(platform, transfer.user)
+        waiting = False
+        if transfer.state in PLACING:
+            if transfer.user not in running:
+                stacks = platform.store.list_stacks(transfer.user)
+                running[transfer.user] = any(stack.status in SHOVELLING for stack in stacks)
+            waiting = not running[transfer.user]
+        where = locations(mounts[transfer.user], transfer.target)
+        seen.append(transfer.model_copy(update={"waitingForStack": waiting, "locations": where}))
+    return seen

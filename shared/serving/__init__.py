@@ -1,0 +1,1 @@
+"""How requests and CloudEvents reach the domain: the API helpers, the event adapter, the function registry."""

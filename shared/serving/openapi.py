@@ -1,0 +1,148 @@
+"""The OpenAPI 3.1 document of the API, generated from the registry and the pydantic models."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared import __version__
+from shared.core import models
+from shared.serving import registry
+
+REF = "#/components/schemas/{model}"
+ERRORS = {
+    400: "Bad input; the message names the field at fault",
+    401: "Missing, invalid or expired token",
+    403: "Not allowed for the caller",
+    404: "Not found (or not the caller's)",
+    405: "Method not allowed on this path",
+    409: "Conflicts with the current state",
+    422: "Cannot be carried out as asked",
+    503: "A dependency (e.g. the database) is unavailable; retry later",
+}
+THROTTLED = {
+    ("authenticate", "login"): "Too many failed logins from this address or for this account",
+    ("register", "reset"): "Too many failed logins and reset requests from this address",
+}
+"""Routes counted against the login limits: (function, endpoint) → what their 429 means."""
+
+
+def _models() -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = [models.ErrorBody]
+    for function in registry.FUNCTIONS:
+        for route in function.routes:
+            for named in (route.body, route.reply):
+                annotation = None if named is None else registry.annotation(named)
+                for candidate in (annotation, *getattr(annotation, "__args__", ())):
+                    if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                        found.append(candidate)
+    return list(dict.fromkeys(found))
+
+
+def _schema_of(named: str) -> dict[str, Any]:
+    from pydantic import TypeAdapter
+
+    annotation = registry.annotation(named)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {"$ref": REF.format(model=annotation.__name__)}
+    schema: dict[str, Any] = TypeAdapter(annotation).json_schema(ref_template=REF)
+    schema.pop("$defs", None)
+    return schema
+
+
+def _spec_schema() -> dict[str, Any]:
+    from shared.domain.catalog import DEFAULT_CATALOG
+
+    schema: dict[str, Any] = json.loads((DEFAULT_CATALOG / "schemas" / "spec-schema.json").read_text())
+    schema.pop("$schema", None)
+    return schema
+
+
+def _operation(route: registry.Route, function_name: str) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"<(\w+)>", route.path)
+    ] + [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in route.query
+    ]
+    ok: dict[str, Any] = {"description": route.summary}
+    if route.reply is not None:
+        ok["content"] = {"application/json": {"schema": _schema_of(route.reply)}}
+    elif route.endpoint == "openapi":
+        ok["content"] = {"application/json": {"schema": {"type": "object"}}}
+    elif route.endpoint == "download":
+        ok["content"] = {"text/html": {"schema": {"type": "string"}}}
+    if route.validated_by_handler:
+        ok["headers"] = {
+            "Warning": {
+                "description": 'One `299 - "…"` per finding of the spec schema on the body as sent, which '
+                "the Go apiserver's checks let pass",
+                "schema": {"type": "string"},
+            }
+        }
+    responses: dict[str, Any] = {str(route.status): ok}
+    if route.status == 202:
+        responses["200"] = ok  # quickstart of a stack that already runs
+    if route.endpoint == "healthz":
+        responses["503"] = ok
+    error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}
+    for status, description in ERRORS.items():
+        responses.setdefault(str(status), {"description": description, "content": error})
+    throttled = THROTTLED.get((function_name, route.endpoint))
+    if throttled is not None:
+        responses["429"] = {
+            "description": f"{throttled}; Retry-After gives the seconds until the window ends",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            "content": error,
+        }
+    operation: dict[str, Any] = {
+        "operationId": f"{route.endpoint}_{route.path}".replace("/", "_").replace("<", "").replace(">", ""),
+        "summary": route.summary,
+        "parameters": parameters,
+        "responses": responses,
+        "security": [] if route.access == "public" else [{"bearer": []}],
+    }
+    if route.body is not None:
+        responses["413"] = {
+            "description": "The body is larger than the limit (WORKBENCH_MAX_BODY_BYTES, 1 MiB by default)",
+            "content": error,
+        }
+        schema = _spec_schema() if route.validated_by_handler else _schema_of(route.body)
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    return operation
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole document; built once per process."""
+    _, definitions = models_json_schema([(model, "validation") for model in _models()], ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for function in registry.http_functions():
+        for route in function.routes:
+            if not route.path.startswith("/api/"):
+                continue  # the management page and its assets are not part of the API
+            path = re.sub(r"<(\w+)>", r"{\1}", route.path)
+            operation = _operation(route, function.name)
+            operation["tags"] = [function.name]
+            paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Workbench Functions API",
+            "version": __version__,
+            "description": "The Labs Workbench API (compatible with the Go apiserver), one function per group.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

@@ -14,6 +14,8 @@ import pytest
 from shared.bootstrap import Platform, use_platform
 from shared.core.settings import Settings
 
+pytest_plugins = ["tests.diagnostics"]
+
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("WORKBENCH_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 ADMIN_PASSWORD = "admin-secret-password"

@@ -144,7 +144,7 @@ def environment(clowder: ClowderServer, extra_environment: dict[str, str]) -> di
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Clowder client's backoff in milliseconds: the retries still happen, just not slowly."""
-    monkeypatch.setattr("shared.adapters.clowder.MAX_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr("shared.adapters.clowder.client.MAX_BACKOFF_SECONDS", 0.01)
 
 
 def remove_stacks(platform: Platform) -> None:

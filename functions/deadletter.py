@@ -5,8 +5,8 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
+from shared.core.models import DeadLetter
 from shared.domain import deadletters
-from shared.domain.deadletters import DeadLetter
 from shared.serving.api import Call, json_errors, serve
 from shared.serving.eventing import is_cloud_event
 

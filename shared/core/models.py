@@ -406,3 +406,22 @@ class ShovelHealth(Model):
     lastSync: str | None = None
     seenTime: int
     stale: bool
+
+
+# --- Dead letters --------------------------------------------------------------------------
+
+
+class DeadLetter(Model):
+    """One event that could not be delivered, with the reasons Knative attached to it."""
+
+    id: str
+    type: str
+    eventId: str
+    source: str
+    subject: str = ""
+    eventTime: str = Field(default="", description="The event's own time attribute")
+    errorCode: str = Field(default="", description="The last status the destination answered")
+    errorData: str = Field(default="", description="The start of the destination's last reply")
+    errorDestination: str = Field(default="", description="Where delivery failed (a URL, or a function)")
+    data: str = Field(default="", description="The start of the event's data")
+    receivedTime: int = 0

@@ -11,9 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from shared.core.models import Model
+from shared.core.models import DeadLetter
 
 if TYPE_CHECKING:
     from flask import Request, Response
@@ -34,22 +32,6 @@ TEXT_LIMIT = 1024
 """How much of each attribute (type, source, subject, …) and of the error a dead letter keeps."""
 DEFAULT_LIST = 100
 MAX_LIST = 1000
-
-
-class DeadLetter(Model):
-    """One event that could not be delivered, with the reasons Knative attached to it."""
-
-    id: str
-    type: str
-    eventId: str
-    source: str
-    subject: str = ""
-    eventTime: str = Field(default="", description="The event's own time attribute")
-    errorCode: str = Field(default="", description="The last status the destination answered")
-    errorData: str = Field(default="", description="The start of the destination's last reply")
-    errorDestination: str = Field(default="", description="Where delivery failed (a URL, or a function)")
-    data: str = Field(default="", description="The start of the event's data")
-    receivedTime: int = 0
 
 
 def excerpt(data: bytes, limit: int = DATA_LIMIT) -> str:

@@ -101,7 +101,7 @@ def _routes(*routes: Route) -> tuple[Route, ...]:
     return routes
 
 
-MODEL_MODULES = {"TransferRequest": "shared.domain.transfers", "DeadLetter": "shared.domain.deadletters"}
+MODEL_MODULES = {"TransferRequest": "shared.domain.transfers"}
 """The module of each route model that is not in ``shared.core.models``."""
 
 _PLAIN_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool}

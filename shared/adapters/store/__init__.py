@@ -7,8 +7,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from shared.core.models import Account, Export, ServiceSpec, Stack, Transfer, TransferFile, Vocabulary
-from shared.domain.deadletters import DeadLetter
+from shared.core.models import (
+    Account,
+    DeadLetter,
+    Export,
+    ServiceSpec,
+    Stack,
+    Transfer,
+    TransferFile,
+    Vocabulary,
+)
 
 SYSTEM_CATALOG = ""
 """The owner under which the system catalog's specs are stored; user catalogs use the user's id."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from shared.domain.deadletters import DeadLetter
+from shared.core.models import DeadLetter
 
 
 class _Statements(Protocol):

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from shared.core import models
-from shared.domain.deadletters import DeadLetter
+from shared.core.models import DeadLetter
 from shared.domain.transfers import TransferRequest
 from shared.serving import registry
 from tests.conftest import ROOT

@@ -313,7 +313,8 @@ def _tell(reply: Reply, address: Address, kind: Kind, message: str) -> None:
 
 def _dead_letter(platform: Platform, received: Received, address: Address, reason: str) -> None:
     """Keep the refused job for the admin, its key cut out."""
-    from shared.domain.deadletters import DeadLetter, dead_letter_id, excerpt
+    from shared.core.models import DeadLetter
+    from shared.domain.deadletters import dead_letter_id, excerpt
 
     data = received.body
     try:

@@ -83,7 +83,7 @@ class Platform:
     @property
     def store(self) -> Store:
         def build() -> Store:
-            from shared.adapters.store import open_store
+            from shared.adapters.store.sql import open_store
 
             return open_store(self.settings.store.database_url)
 

@@ -174,12 +174,3 @@ class Store(Protocol):
     def finish_event(self, source: str, event_id: str) -> None: ...
     def release_event(self, source: str, event_id: str) -> None: ...
     def prune_events(self, made_before: int) -> int: ...
-
-
-def open_store(database_url: str) -> Store:
-    """The adapter for ``database_url``: ``sqlite:///path`` or ``postgresql://…``; schema brought up to date."""
-    from shared.adapters.store.sql import SqlStore, dialect_for
-
-    store = SqlStore(dialect_for(database_url))
-    store.migrate()
-    return store

@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from shared.adapters.store import AccountRecord, EmailChange, StoredStack, Throttle
+from shared.adapters.store import AccountRecord, EmailChange, Store, StoredStack, Throttle
 from shared.adapters.store.migrations import MIGRATIONS
 from shared.adapters.store.sql_deadletters import DeadLetterTables
 from shared.adapters.store.sql_events import EventTables
@@ -653,3 +653,10 @@ class _Statements:
         self.cursor.execute(self.dialect.sql(sql), params)
         rows: list[Row] = self.cursor.fetchall()  # both drivers' rows are tuples already
         return rows
+
+
+def open_store(database_url: str) -> Store:
+    """The adapter for ``database_url``: ``sqlite:///path`` or ``postgresql://…``; schema brought up to date."""
+    store = SqlStore(dialect_for(database_url))
+    store.migrate()
+    return store

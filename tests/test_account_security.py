@@ -622,7 +622,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[SqlStore]:
-    from shared.adapters.store import open_store
+    from shared.adapters.store.sql import open_store
 
     opened = open_store(store_url)
     assert isinstance(opened, SqlStore)
@@ -669,7 +669,7 @@ def test_store_keeps_the_token_generation_and_the_email_change(store: SqlStore) 
 
 
 def test_store_throttles_count_in_windows_across_connections(store: SqlStore, store_url: str) -> None:
-    from shared.adapters.store import open_store
+    from shared.adapters.store.sql import open_store
 
     other = open_store(store_url)  # another instance's store
     try:

@@ -14,7 +14,8 @@ from typing import Any
 import fastjsonschema
 import pytest
 
-from shared.adapters.store import SYSTEM_CATALOG, Store, open_store
+from shared.adapters.store import SYSTEM_CATALOG, Store
+from shared.adapters.store.sql import open_store
 from shared.core.errors import InvalidInput, NotFound
 from shared.core.models import ServiceSpec
 from shared.domain.catalog import (

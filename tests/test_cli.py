@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.store import SYSTEM_CATALOG, open_store
+from shared.adapters.store import SYSTEM_CATALOG
+from shared.adapters.store.sql import open_store
 from shared.bootstrap import Platform
 from shared.core.settings import Settings
 from tests.conftest import ROOT, Api

@@ -209,7 +209,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_the_store_keeps_each_dead_letter_once_and_lists_the_newest(database_url: str) -> None:
-    from shared.adapters.store import open_store
+    from shared.adapters.store.sql import open_store
     from shared.domain.deadletters import from_event
 
     store = open_store(database_url)

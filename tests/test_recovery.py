@@ -20,8 +20,8 @@ import pytest
 
 from bench.support import STATIC_SPEC
 from events import producer, types
-from shared.adapters.store import AccountRecord, open_store
-from shared.adapters.store.sql import SqlStore
+from shared.adapters.store import AccountRecord
+from shared.adapters.store.sql import SqlStore, open_store
 from shared.bootstrap import Platform
 from shared.core.models import Account, Transfer
 from shared.domain import recovery

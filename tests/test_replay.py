@@ -20,8 +20,7 @@ from events import types
 from events.codec import Event, canonical_json, from_http, signed
 from events.errors import InvalidEvent
 from events.signing import derive_key
-from shared.adapters.store import open_store
-from shared.adapters.store.sql import SqlStore
+from shared.adapters.store.sql import SqlStore, open_store
 from shared.bootstrap import Platform
 from tests import test_transfers as transfers
 from tests.clowder_server import ClowderServer

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.store import SYSTEM_CATALOG, AccountRecord, Store, open_store
+from shared.adapters.store import SYSTEM_CATALOG, AccountRecord, Store
 from shared.adapters.store.migrations import MIGRATIONS
-from shared.adapters.store.sql import SqlStore, dialect_for
+from shared.adapters.store.sql import SqlStore, dialect_for, open_store
 from shared.core.errors import Conflict, NotFound, Unavailable
 from shared.core.models import Account, ServiceSpec, Stack, StackService, Term, Vocabulary
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import logging
 import mimetypes
 import random
@@ -14,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import IO, Any, Literal, Protocol, TypeAlias, TypeGuard
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -21,6 +21,8 @@ import httpx
 
 from events.ids import CLOWDER_ID_PATTERN, CLOWDER_ID_RULE
 from shared.core.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.core.http import BodyBroken, ConnectionPool
+from shared.core.http import Response as KeptResponse
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,6 @@ Source: TypeAlias = IO[bytes] | Iterable[bytes] | bytes
 
 CHUNK_SIZE = 256 * 1024
 DOWNLOAD_CHUNK_SIZE = 1 << 20
-MAX_IDLE_CONNECTIONS = 32
 ERROR_BODY_BYTES = 64 * 1024
 MAX_BACKOFF_SECONDS = 30.0
 #: Clowder 2 refuses to create a dataset without a licence; this is one of its standard licence ids.
@@ -108,10 +109,6 @@ class _FolderIndex:
         self.by_id[folder_id] = path
 
 
-class _EndedEarly(Exception):
-    """A body without Content-Length ended before the size Clowder lists: a dropped connection, most likely."""
-
-
 class _SourceSizeMismatch(Exception):
     def __init__(self, sent: int) -> None:
         super().__init__(sent)
@@ -166,10 +163,6 @@ class _MultipartBody:
         yield self._tail
 
 
-class _BodyBroken(Exception):
-    """A download's body broke off (the connection dropped, a read timed out, a chunk was cut)."""
-
-
 class _Streamed(Protocol):
     """A download's answer whose body is read as it comes: httpx's, or a ``_DirectResponse``."""
 
@@ -182,95 +175,21 @@ class _Streamed(Protocol):
 
 
 class _DirectResponse:
-    """A download's answer read with the standard library's HTTP client, in large pieces: the body of a
-    large file passes through no per-piece parsing (httpx hands it over 64 KiB at a time, each piece
-    parsed in Python, which costs more than the bytes themselves)."""
+    """A download's answer over a kept-alive connection of ``shared.core.http``, read in large pieces."""
 
-    def __init__(self, connections: _Connections, connection: http.client.HTTPConnection) -> None:
-        self._connections = connections
-        self._connection: http.client.HTTPConnection | None = connection
-        self._response = connection.getresponse()
-        self.status_code = self._response.status
-        self.headers = httpx.Headers(self._response.getheaders())
+    def __init__(self, response: KeptResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        self.headers = httpx.Headers(list(response.headers.items()))
 
     def iter_bytes(self) -> Iterator[bytes]:
-        try:
-            while chunk := self._response.read(DOWNLOAD_CHUNK_SIZE):
-                yield chunk
-        except (OSError, http.client.HTTPException) as error:
-            self._drop()
-            raise _BodyBroken(_describe(error)) from None
-        if self._response.length:  # http.client ends a short body quietly
-            self._drop()
-            raise _EndedEarly(f"the connection closed {self._response.length} bytes before the end")
+        return self._response.iter_bytes(DOWNLOAD_CHUNK_SIZE)
 
     def head(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes of the body (an error's explanation)."""
-        try:
-            return self._response.read(limit)
-        except (OSError, http.client.HTTPException):
-            return b""
+        return self._response.head(limit)
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        if self._response.isclosed() and not self._response.will_close:
-            self._connections.release(connection)  # the body was read to its end: the connection goes on
-        else:
-            self._response.close()
-            connection.close()
-
-    def _drop(self) -> None:
-        connection, self._connection = self._connection, None
         self._response.close()
-        if connection is not None:
-            connection.close()
-
-
-class _Connections:
-    """Kept-alive connections to one Clowder host, for downloads (any thread may take one)."""
-
-    def __init__(self, scheme: str, netloc: str, timeout: float) -> None:
-        self.scheme, self.netloc, self.timeout = scheme, netloc, timeout
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-
-    def get(self, target: str, headers: dict[str, str]) -> _DirectResponse:
-        """Send ``GET target``; the answer's status and headers are read, its body not yet."""
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
-        if connection is not None:
-            try:
-                connection.request("GET", target, headers=headers)
-                return _DirectResponse(self, connection)
-            except (http.client.RemoteDisconnected, ConnectionError):
-                connection.close()  # the server closed it while it was idle: not a failure of this request
-        connection = self._new()
-        try:
-            connection.request("GET", target, headers=headers)
-            return _DirectResponse(self, connection)
-        except BaseException:
-            connection.close()
-            raise
-
-    def release(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < MAX_IDLE_CONNECTIONS:
-                self._idle.append(connection)
-                return
-        connection.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-
-    def _new(self) -> http.client.HTTPConnection:
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(self.netloc, timeout=self.timeout)
-        return http.client.HTTPConnection(self.netloc, timeout=self.timeout)
 
 
 class ClowderClient:
@@ -328,14 +247,14 @@ class ClowderClient:
         proxied = parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(
             parts.hostname or ""
         )
-        self._direct: _Connections | None = None
+        self._direct: ConnectionPool | None = None
         if (
             transport is None
             and not proxied
             and "@" not in parts.netloc
             and parts.scheme in ("http", "https")
         ):
-            self._direct = _Connections(parts.scheme, parts.netloc, timeout)
+            self._direct = ConnectionPool(parts.scheme, parts.netloc, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -615,8 +534,8 @@ class ClowderClient:
                         position += len(chunk)
                         yield chunk
                     if total is None and size is not None and position < size:
-                        raise _EndedEarly(f"the body ended at byte {position} of {size}")
-                except (httpx.TransportError, _EndedEarly, _BodyBroken) as error:
+                        raise BodyBroken(f"the body ended at byte {position} of {size}")
+                except (httpx.TransportError, BodyBroken) as error:
                     breaks += 1
                     reason = _describe(error)
                     known = total if total is not None else size
@@ -662,8 +581,12 @@ class ClowderClient:
         while True:
             attempt += 1
             try:
-                response = self._direct.get(self._base_path + path, {**headers, self._header: self._api_key})
-            except (OSError, http.client.HTTPException) as error:
+                response = _DirectResponse(
+                    self._direct.request(
+                        "GET", self._base_path + path, {**headers, self._header: self._api_key}
+                    )
+                )
+            except (OSError, HTTPException) as error:
                 failure = _describe(error)
                 if attempt > self.retries:
                     raise Unavailable(self._failed(operation, failure, attempt)) from None

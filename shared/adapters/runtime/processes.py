@@ -30,6 +30,8 @@ LAST_LINE_LIMIT = 200
 PUBLISHED_PORTS_FROM = 20000
 """The lowest port a container is published on; they stay below the kernel's ephemeral range."""
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+MIN_PUBLISHABLE_PORTS = 1000
+"""A range outside the ephemeral one is used only with room for this many containers."""
 
 
 # --- Processes, seen through /proc ---------------------------------------------------------
@@ -126,21 +128,33 @@ def free_port() -> int:
 
 
 def publishable_port() -> int:
-    """A free loopback port below the kernel's ephemeral range, for an engine to publish a container
+    """A free loopback port outside the kernel's ephemeral range, for an engine to publish a container
     on. Podman publishes by a NAT rule without holding the port: a port of the ephemeral range could
     later be handed to another program's connection, which the rule would carry into the container
-    (or, once the container is gone and a rule left behind, nowhere)."""
-    try:
-        ephemeral_from = int(EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_from = 32768
-    if ephemeral_from - PUBLISHED_PORTS_FROM < 1000:
-        return free_port()
-    for _ in range(100):
-        port = PUBLISHED_PORTS_FROM + secrets.randbelow(ephemeral_from - PUBLISHED_PORTS_FROM)
-        if port_is_free(port):
-            return port
+    (or, once the container is gone and a rule left behind, nowhere). Below the range where it leaves
+    room, else above it; only a host whose range spans nearly every port gets any free port."""
+    candidates = publishable_ranges()
+    if candidates:
+        sizes = [len(ports) for ports in candidates]
+        for _ in range(100):
+            pick = secrets.randbelow(sum(sizes))
+            for ports, size in zip(candidates, sizes, strict=True):
+                if pick < size:
+                    if port_is_free(ports[pick]):
+                        return ports[pick]
+                    break
+                pick -= size
     return free_port()
+
+
+def publishable_ranges() -> list[range]:
+    """The port ranges outside the ephemeral range with room for many containers."""
+    try:
+        first, last = (int(word) for word in EPHEMERAL_RANGE.read_text().split()[:2])
+    except (OSError, ValueError):
+        first, last = 32768, 60999
+    ranges = [range(PUBLISHED_PORTS_FROM, first), range(max(last + 1, PUBLISHED_PORTS_FROM), 65536)]
+    return [ports for ports in ranges if len(ports) >= MIN_PUBLISHABLE_PORTS]
 
 
 def port_is_free(port: int) -> bool:

@@ -7,8 +7,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import suppress
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,13 @@ import httpx
 import pytest
 
 from shared.bootstrap import Platform
-from shared.core.errors import WorkbenchError
 from shared.domain import stacks
 from tests.conftest import Api
+from tests.support import remove_stacks, wait_for_status
 from tests.test_auth import error_of
 from tests.test_services import Users
 
 STACK_ID = re.compile(r"^s[a-z0-9]{5}$")
-WAIT_SECONDS = 15.0
-POLL_SECONDS = 0.05
 LOG_HEADER = "STATUS MESSAGES\n=====================\n"  # the local runtime's title of them
 
 # Listens on PORT half a second after it starts, and records when it began to listen.
@@ -107,9 +104,7 @@ def no_process_left(platform: Platform) -> Iterator[None]:
     yield
     if not platform.has("runtime"):
         return
-    for owner, stack in platform.store.list_all_stacks():
-        with suppress(WorkbenchError):
-            platform.runtime.remove(stacks.plan_for(platform, owner, stack))
+    remove_stacks(platform)
     assert not list((platform.data_dir / "run").glob("*/*.json")), "a process record is left"
 
 
@@ -157,16 +152,12 @@ def refused(response: Any, status: int, *named: str) -> str:
     return message
 
 
-def wait_for(api: Api, token: str, sid: str, wanted: str, *, passing: tuple[str, ...]) -> dict[str, Any]:
-    """Poll the stack until it is ``wanted``; any status but those in ``passing`` fails at once."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        stack = read(api, token, sid)
-        if stack["status"] == wanted:
-            return stack
-        assert stack["status"] in passing, f"stack went {stack['status']}, not {wanted}: {stack}"
-        assert time.monotonic() < deadline, f"stack stayed {stack['status']}, not {wanted}: {stack}"
-        time.sleep(POLL_SECONDS)
+def wait_for(
+    api: Api, token: str, sid: str, wanted: str, *, passing: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Poll the stack until it is ``wanted``; any status but those in ``passing`` (without it: ``error``)
+    fails at once."""
+    return wait_for_status(lambda: read(api, token, sid), wanted, f"stack {sid}", passing=passing)
 
 
 def start(api: Api, token: str, sid: str) -> dict[str, Any]:

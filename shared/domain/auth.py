@@ -17,6 +17,9 @@ from shared.core import apr1
 from shared.core.errors import Unauthorized
 
 RESET_SCOPE = "reset"
+STACK_CONTROL_SECONDS = 3600
+"""How long a stack's control token lasts: a command carrying one waits its turn in the user's queue
+for minutes at most, and a token that leaks is soon worth nothing."""
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("user", "exp", "orig_iat")
 VERIFIED_TOKENS = 4096
@@ -36,6 +39,11 @@ class Principal:
     def scope(self) -> str | None:
         scope = self.claims.get("scope")
         return scope if isinstance(scope, str) else None
+
+
+def stack_control_scope(sid: str) -> str:
+    """The scope of a token that may start and stop the stack ``sid`` of its user, and do nothing else."""
+    return f"stack:{sid}:control"
 
 
 GenerationOf = Callable[[str], str | None]
@@ -94,6 +102,12 @@ class Tokens:
             claims[GENERATION_CLAIM] = generation
         return encode_jwt(claims, self._secret.encode("utf-8"))
 
+    def issue_stack_control(self, user: str, sid: str) -> str:
+        """A token that starts and stops ``user``'s stack ``sid`` only (what a shovel carries out for
+        the user), for ``STACK_CONTROL_SECONDS``; like every token of the account, it is refused once
+        the account's sessions end."""
+        return self.issue(user, scope=stack_control_scope(sid), lifetime_seconds=STACK_CONTROL_SECONDS)
+
     def decode(self, token: str, *, allow_expired: bool = False) -> Principal:
         claims = decode_jwt(token, self._secret.encode("utf-8"), verify_exp=not allow_expired)
         user = claims.get("user")
@@ -101,8 +115,10 @@ class Tokens:
             raise Unauthorized("invalid token: no user claim")
         return Principal(user=user, admin=claims.get("admin") is True, claims=claims)
 
-    def verify(self, token: str) -> Principal:
-        """An API token: valid, unexpired, not a password-reset token, and of the account as it is.
+    def verify(self, token: str, *, scope: str | None = None) -> Principal:
+        """An API token: valid, unexpired, of the account as it is, and unscoped, or of ``scope`` when
+        the route names the one scope it also takes (a stack's control token on that stack's start and
+        stop); a password-reset token is taken by no route.
 
         What a token says is remembered until its ``exp``: nothing about it can change (its
         signature, claims, ``nbf`` and ``iat`` were checked), so a call with it again only checks the
@@ -112,11 +128,12 @@ class Tokens:
         principal = self._verified.get(token)
         if principal is None or principal.claims["exp"] <= time.time():
             principal = self.decode(token)
-            if principal.scope is not None:
-                raise Unauthorized(f"a {principal.scope} token cannot be used for this call")
             if len(self._verified) >= VERIFIED_TOKENS:
                 self._verified.clear()
             self._verified[token] = principal
+        # Checked on every call, not once: the same token may next come to a route of another scope.
+        if principal.scope is not None and principal.scope != scope:
+            raise Unauthorized(f"a {principal.scope} token cannot be used for this call")
         self.check_generation(principal)
         return principal
 

@@ -413,6 +413,44 @@ def test_a_password_reset_token_is_refused_on_normal_routes(api: RecordingApi, p
         assert "reset" in error_of(response)
 
 
+def test_a_stack_control_token_is_taken_by_the_start_and_stop_of_its_stack_only(
+    api: RecordingApi, platform: Platform
+) -> None:
+    """What a shovel holds to start or stop a stack for its user: refused everywhere else, and, like
+    every token of the account, once the account's sessions end."""
+    session = api.make_user()
+    token = platform.tokens.issue_stack_control("alice", "s1abcd")
+    claims = claims_of(token)
+    assert claims["scope"] == "stack:s1abcd:control" and claims["user"] == "alice"
+    assert claims["admin"] is False and claims["exp"] - claims["orig_iat"] <= 3600
+
+    # Past the token check: alice has no such stack.
+    for path in ("/api/start/s1abcd", "/api/stop/s1abcd"):
+        response = api.call("GET", path, token)
+        assert response.status_code == 404, (path, response.get_json())
+    for method, path in (
+        ("GET", "/api/start/s2abcd"),
+        ("GET", "/api/stop/s2abcd"),
+        ("GET", "/api/start?key=notebook"),
+        ("GET", "/api/stop_all"),
+        ("GET", "/api/stacks"),
+        ("GET", "/api/stacks/s1abcd"),
+        ("DELETE", "/api/stacks/s1abcd"),
+        ("GET", "/api/accounts/alice"),
+        ("GET", "/api/check_token"),
+        ("GET", "/api/refresh_token"),
+        ("GET", "/api/transfers"),
+    ):
+        response = api.call(method, path, token)
+        assert response.status_code == 401, (path, response.get_json())
+        assert "stack:s1abcd:control" in error_of(response)
+
+    assert api.call("DELETE", "/api/authenticate", session).status_code in (200, 204)
+    response = api.call("GET", "/api/start/s1abcd", token)
+    assert response.status_code == 401
+    assert "session was ended" in error_of(response)
+
+
 def test_a_crafted_admin_reset_token_is_refused_on_admin_routes(api: RecordingApi) -> None:
     response = api.call("GET", "/api/accounts", craft(user="admin", admin=True, scope="reset"))
     assert response.status_code == 401

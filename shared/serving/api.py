@@ -35,6 +35,9 @@ WEBSOCKET_ROUTES = frozenset({("GET", "/api/console")})
 also take the token as an offered subprotocol ``bearer.<token>`` (as Kubernetes takes one), which no
 other page can send for the user, unlike a cookie, and which no access log or history keeps, unlike a
 query parameter."""
+STACK_CONTROL_ROUTES = frozenset({("GET", "/api/start/<sid>"), ("GET", "/api/stop/<sid>")})
+"""Routes that also take a token scoped to their own stack (``stack:<sid>:control``), which is all a
+shovel holds to carry out its user's start or stop of that stack."""
 TOKEN_SUBPROTOCOL = "bearer."  # noqa: S105 (the prefix a token comes after, not a secret)
 
 
@@ -107,8 +110,16 @@ class Call:
             token = self.bearer_token()
             if token is None:
                 raise Unauthorized("missing bearer token")
-            self._principal = self.platform.tokens.verify(token)
+            self._principal = self.platform.tokens.verify(token, scope=self._scope())
         return self._principal
+
+    def _scope(self) -> str | None:
+        """The one scoped token this route takes besides the account's own, if any."""
+        if (self.route.method, self.route.path) not in STACK_CONTROL_ROUTES:
+            return None
+        from shared.domain.auth import stack_control_scope
+
+        return stack_control_scope(self.params["sid"])
 
 
 Handler = Callable[[Call], Any]
@@ -233,12 +244,21 @@ def _refuse_nul(params: Mapping[str, str], query: MultiDict[str, str]) -> None:
             raise InvalidInput("holds a NUL character", field=name)
 
 
+def guard(request: Request) -> Response | None:
+    """The streamed 413 for a request to an HTTP function whose body is past WORKBENCH_MAX_BODY_BYTES,
+    else None (and the body is bounded for later reads)."""
+    from shared.bootstrap import platform
+    from shared.serving import bodies
+
+    return bodies.guard(request, platform().settings.server.max_body_bytes)
+
+
 def serve(function_name: str, request: Request, handlers: Mapping[str, Handler]) -> Response:
     """Answer ``request`` with the handler bound to the matching route of ``function_name``."""
     from shared.bootstrap import platform
     from shared.serving import bodies
 
-    refused = bodies.guard(request)  # first: whatever the answer, the body may be read after it
+    refused = guard(request)  # first: whatever the answer, the body may be read after it
     if refused is not None:
         return refused
     try:

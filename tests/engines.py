@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -281,11 +282,31 @@ class Engine:
         finally:
             client.close()
 
+    def subnets(self) -> list[ipaddress.IPv4Network]:
+        """The IPv4 subnets of the engine's networks."""
+        client = self.client()
+        try:
+            found = []
+            for network in client.networks.list():
+                for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                    with contextlib.suppress(ValueError, TypeError):
+                        subnet = ipaddress.ip_network(config.get("Subnet", ""))
+                        if isinstance(subnet, ipaddress.IPv4Network):
+                            found.append(subnet)
+            return found
+        finally:
+            client.close()
+
+    def forget_networks(self, subnets: list[ipaddress.IPv4Network]) -> None:
+        """Called once the engine has ended, with the subnets its networks had."""
+
     def stop(self) -> None:
         self.registry.close()
         if self.process is None:
             return
+        subnets: list[ipaddress.IPv4Network] = []
         with contextlib.suppress(Exception):  # the engine is going anyway
+            subnets = self.subnets()
             self.clean()
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -293,6 +314,7 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.forget_networks(subnets)
 
 
 class Podman(Engine):
@@ -318,7 +340,9 @@ class Podman(Engine):
 
     def environment(self) -> dict[str, str]:
         conf = self.folder / "containers.conf"
-        conf.write_text(CONTAINERS_CONF)
+        networks = self.folder / "networks"
+        networks.mkdir(exist_ok=True)
+        conf.write_text(f'{CONTAINERS_CONF}\n[network]\nnetwork_config_dir = "{networks}"\n')
         registries = self.folder / "registries.conf"
         registries.write_text(f'[[registry]]\nlocation = "{self.registry.address}"\ninsecure = true\n')
         return {
@@ -329,6 +353,21 @@ class Podman(Engine):
 
     def command(self) -> list[str]:
         return [*self.podman(), "system", "service", "--time=0", self.url]
+
+    def forget_networks(self, subnets: list[ipaddress.IPv4Network]) -> None:
+        """Take away what netavark left of the engine's networks on the host: it now and then leaves a
+        removed container's port rules (and its bridge) in place, and a rule left for a loopback port
+        sends a later connection to that port nowhere ("No route to host")."""
+        if not subnets:
+            return
+        for chain, jumps in stale_port_chains(nat_rules(), subnets).items():
+            for source, handle in jumps:
+                nft("delete", "rule", "ip", "nat", source, "handle", handle)
+            nft("flush", "chain", "ip", "nat", chain)
+            nft("delete", "chain", "ip", "nat", chain)
+        for name, address in bridge_addresses():
+            if any(address in subnet for subnet in subnets):
+                subprocess.run(["ip", "link", "delete", name], check=False, capture_output=True)
 
     def import_image(self, archive: Path) -> None:
         done = subprocess.run(
@@ -378,6 +417,62 @@ class Docker(Engine):
             "--default-address-pool",
             DOCKER_ADDRESS_POOL,
         ]
+
+
+def nft(*arguments: str) -> None:
+    subprocess.run(["nft", *arguments], capture_output=True, timeout=10, check=False)
+
+
+def nat_rules() -> str:
+    """The host's IPv4 NAT table with rule handles ("" where it cannot be read)."""
+    try:
+        done = subprocess.run(
+            ["nft", "-a", "list", "table", "ip", "nat"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout
+
+
+def stale_port_chains(table: str, subnets: list[ipaddress.IPv4Network]) -> dict[str, list[tuple[str, str]]]:
+    """Each chain that sends a published port to an address of those subnets, with the (chain, handle)
+    of every rule that jumps to it."""
+    stale: set[str] = set()
+    jumps: list[tuple[str, str, str]] = []
+    chain = ""
+    for line in table.splitlines():
+        words = line.split()
+        if words[:1] == ["chain"] and len(words) > 1:
+            chain = words[1]
+        elif "# handle" in line and "jump" in words:
+            jumps.append((chain, words[words.index("jump") + 1], line.rsplit("# handle", 1)[1].strip()))
+        if "dnat to" in line:
+            target = line.split("dnat to", 1)[1].split()[0].rsplit(":", 1)[0]
+            with contextlib.suppress(ValueError):
+                if any(ipaddress.ip_address(target) in subnet for subnet in subnets):
+                    stale.add(chain)
+    return {name: [(source, handle) for source, to, handle in jumps if to == name] for name in sorted(stale)}
+
+
+def bridge_addresses() -> list[tuple[str, ipaddress.IPv4Address]]:
+    """(interface, IPv4 address) of the host's interfaces."""
+    try:
+        done = subprocess.run(
+            ["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=10, check=False
+        )
+        interfaces = json.loads(done.stdout or "[]")
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return []
+    return [
+        (interface["ifname"], ipaddress.IPv4Address(info["local"]))
+        for interface in interfaces
+        for info in interface.get("addr_info", [])
+        if info.get("family") == "inet"
+    ]
 
 
 def missing_programs(kind: str) -> list[str]:

@@ -10,9 +10,9 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
-from shared.serving import bodies, registry
+from shared.serving import registry
 from shared.serving import ui as page
-from shared.serving.api import error_response, json_errors
+from shared.serving.api import error_response, guard, json_errors
 
 
 @cache
@@ -47,7 +47,7 @@ json_errors()
 
 @functions_framework.http
 def ui(request: Request) -> Response:
-    refused = bodies.guard(request)  # the page takes no body, yet one sent would be read after the answer
+    refused = guard(request)  # the page takes no body, yet one sent would be read after the answer
     if refused is not None:
         return _secured(refused)
     adapter = _routing().bind("", default_method="GET")

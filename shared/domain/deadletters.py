@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 from shared.core.models import DeadLetter
 
 if TYPE_CHECKING:
-    from flask import Request, Response
-
     from events.codec import Event
     from shared.bootstrap import Platform
 
@@ -162,39 +160,3 @@ def newest(platform: Platform, limit: str | None) -> list[DeadLetter]:
         if not 1 <= count <= MAX_LIST:
             raise InvalidInput(f"must be between 1 and {MAX_LIST}, got {count}", field="limit")
     return platform.store.list_dead_letters(count)
-
-
-def serve(request: Request) -> Response:
-    """Answer a dead-lettering delivery: 202 once kept, 400 for what is no dead letter, 503 to be retried.
-
-    No signature is asked for: a dead letter is often an event refused for its signature, and what
-    delivers here is the Broker's dispatcher, not the event's producer. That is safe because keeping
-    the record is all that happens: nothing here acts on the event or its data."""
-    from flask import Response
-
-    from events.errors import InvalidEvent
-    from shared.bootstrap import platform
-    from shared.core.errors import ContentTooLarge, Unavailable, WorkbenchError
-    from shared.serving.api import error_response
-    from shared.serving.bodies import event_body, refusal
-
-    try:
-        dead_letter = record(platform(), lenient_event(dict(request.headers), event_body(request)))
-    except ContentTooLarge as error:
-        return refusal(error)
-    except InvalidEvent as error:
-        return error_response(400, str(error))
-    except Unavailable as error:
-        log.warning("a dead letter must be redelivered: %s", error.message)
-        return error_response(503, error.message)
-    except WorkbenchError as error:
-        return error_response(400, error.message)
-    log.warning(
-        "dead letter %s (%s) from %s: %s answered %s",
-        dead_letter.eventId,
-        dead_letter.type,
-        dead_letter.source,
-        dead_letter.errorDestination,
-        dead_letter.errorCode or "nothing",
-    )
-    return Response(b"", status=202)

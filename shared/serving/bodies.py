@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from events import safe_json
 from shared.core.errors import ContentTooLarge, InvalidInput
+from shared.core.limits import too_large
 
 if TYPE_CHECKING:
     from flask import Response
@@ -46,13 +47,11 @@ def admit(request: Request, limit: int, setting: str) -> None:
         read(request, limit, setting)
 
 
-def guard(request: Request) -> Response | None:
-    """The streamed 413 for a request to an HTTP function whose body is past WORKBENCH_MAX_BODY_BYTES,
-    else None (and the body is bounded for later reads)."""
-    from shared.bootstrap import platform
-
+def guard(request: Request, limit: int) -> Response | None:
+    """The streamed 413 for a request to an HTTP function whose body is past ``limit`` (the value of
+    WORKBENCH_MAX_BODY_BYTES), else None (and the body is bounded for later reads)."""
     try:
-        admit(request, platform().settings.server.max_body_bytes, "WORKBENCH_MAX_BODY_BYTES")
+        admit(request, limit, "WORKBENCH_MAX_BODY_BYTES")
     except ContentTooLarge as error:
         return refusal(error)
     return None
@@ -70,11 +69,6 @@ def refusal(error: ContentTooLarge) -> Response:
     )
 
 
-def too_large(length: int | None, limit: int, setting: str) -> ContentTooLarge:
-    size = "longer" if length is None or length <= limit else f"{length} bytes"
-    return ContentTooLarge(f"the body is {size}, more than the {limit} bytes allowed ({setting})")
-
-
 def json_document(raw: bytes) -> Any:
     """The parsed body; ``InvalidInput`` naming the field at fault (``body`` for the whole) for what is
     not UTF-8 JSON, nests too deep, holds numbers beyond 64 bits or strings with lone surrogates."""
@@ -84,8 +78,7 @@ def json_document(raw: bytes) -> Any:
         raise InvalidInput(error.message, field=error.field("")) from None
 
 
-def event_body(request: Request) -> bytes:
-    """A delivered CloudEvent's body (attributes and data in structured mode), within its limit."""
-    from shared.bootstrap import platform
-
-    return read(request, platform().settings.server.max_event_bytes, "WORKBENCH_MAX_EVENT_BYTES")
+def event_body(request: Request, limit: int) -> bytes:
+    """A delivered CloudEvent's body (attributes and data in structured mode), within ``limit`` bytes
+    (the value of WORKBENCH_MAX_EVENT_BYTES)."""
+    return read(request, limit, "WORKBENCH_MAX_EVENT_BYTES")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from shared.serving import bodies
 
 if TYPE_CHECKING:
     from flask import Request, Response
+    from werkzeug.wrappers import Request as WsgiRequest
 
     from events.codec import Event
     from events.types import Payload
@@ -130,38 +131,46 @@ def _handle_once(platform: Platform, event: Event, handle: Callable[[], None]) -
     platform.store.finish_event(event.source, event.id)
 
 
-def serve_event(function_name: str, request: Request, handlers: Mapping[str, EventHandler]) -> Response:
-    """Answer a delivered CloudEvent: 202 and an empty body when handled, 400 when it can never succeed
-    (Knative does not retry it), 503 when a dependency is down (retried)."""
-    from events import codec
-    from events.errors import InvalidEvent
+Decode = Callable[[Mapping[str, str], bytes], "Event"]
+"""How an adapter reads the delivered event from the request's headers and body."""
+
+
+def event_body(request: WsgiRequest) -> bytes:
+    """A delivered CloudEvent's body, within WORKBENCH_MAX_EVENT_BYTES."""
     from shared.bootstrap import platform
 
+    return bodies.event_body(request, platform().settings.server.max_event_bytes)
+
+
+def adapt(
+    function_name: str,
+    request: Request,
+    act: Callable[[Event], None],
+    *,
+    handles: Collection[str] | None,
+    decode: Decode | None = None,
+) -> Response:
+    """The one adapter of every CloudEvent function: read the event (413 past its limit, 400 when it is
+    no CloudEvent), refuse a type the function does not ``handle`` (None: it takes any), ``act`` on it,
+    and answer as Knative expects: 202 and an empty body when done, 400 when it can never succeed
+    (Knative does not retry it), 503 when a dependency is down (retried), 500 for a fault of ours."""
+    from events import codec
+    from events.errors import InvalidEvent
+
+    read = decode or codec.from_http
     try:
-        event = codec.from_http(dict(request.headers), bodies.event_body(request))
+        event = read(dict(request.headers), event_body(request))
     except ContentTooLarge as error:
         return bodies.refusal(error)
     except InvalidEvent as error:
         return _answer(400, f"not a valid CloudEvent: {error}")
-    handler = handlers.get(event.type)
-    if handler is None:
-        known = ", ".join(sorted(handlers))
+    if handles is not None and event.type not in handles:
+        known = ", ".join(sorted(handles))
         return _answer(
             400, f"function '{function_name}' does not handle events of type {event.type}; it handles {known}"
         )
     try:
-        current = platform()
-        verify(current, event)
-        data: Payload = codec.parse_data(event)
-        if not _first_delivery(current, event, made_at(current, event)):
-            log.info(
-                "event %s (%s) from %s was taken before; nothing more to do",
-                event.id,
-                event.type,
-                event.source,
-            )
-            return _answer(202)
-        _handle_once(current, event, lambda: handler(EventCall(current, event, data)))
+        act(event)
     except InvalidEvent as error:
         log.warning("refused event %s (%s) from %s: %s", event.id, event.type, event.source, error)
         return _answer(400, str(error))
@@ -176,6 +185,30 @@ def serve_event(function_name: str, request: Request, handlers: Mapping[str, Eve
         log.exception("event %s (%s) failed", event.id, event.type)
         return _answer(500, "internal error; the server log has the details")
     return _answer(202)
+
+
+def serve_event(function_name: str, request: Request, handlers: Mapping[str, EventHandler]) -> Response:
+    """Answer a delivered event of this platform or Clowder: signed, young enough, its data valid for
+    its type, and acted on once however often it is delivered (``adapt`` gives the statuses)."""
+    from events import codec
+    from shared.bootstrap import platform
+
+    def act(event: Event) -> None:
+        current = platform()
+        verify(current, event)
+        data: Payload = codec.parse_data(event)
+        if not _first_delivery(current, event, made_at(current, event)):
+            log.info(
+                "event %s (%s) from %s was taken before; nothing more to do",
+                event.id,
+                event.type,
+                event.source,
+            )
+            return
+        handler = handlers[event.type]
+        _handle_once(current, event, lambda: handler(EventCall(current, event, data)))
+
+    return adapt(function_name, request, act, handles=handlers.keys())
 
 
 def emit(platform: Platform, event_type: str, data: Payload, *, subject: str | None = None) -> None:

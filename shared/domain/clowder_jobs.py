@@ -546,8 +546,8 @@ def serve(request: FlaskRequest) -> FlaskResponse:
     from shared.adapters.clowder.amqp import Received
     from shared.bootstrap import platform
     from shared.core.errors import ContentTooLarge
-    from shared.serving.bodies import event_body, refusal
-    from shared.serving.eventing import EventCall, serve_event
+    from shared.serving.bodies import refusal
+    from shared.serving.eventing import EventCall, event_body, serve_event
 
     try:
         event = codec.from_http(dict(request.headers), event_body(request))

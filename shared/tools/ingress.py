@@ -63,8 +63,7 @@ class EventIngress:
         from events.errors import InvalidEvent, InvalidSignature
         from shared.bootstrap import platform
         from shared.core.errors import ContentTooLarge
-        from shared.serving.bodies import event_body
-        from shared.serving.eventing import verify
+        from shared.serving.eventing import event_body, verify
 
         request = Request(environ)
         if request.method != "POST":

@@ -441,7 +441,7 @@ def _receive_upload(store: LocalObjectStore, environ: Environ) -> None:
     from werkzeug.sansio.multipart import Data, Field, File
     from werkzeug.wsgi import get_content_length
 
-    from shared.serving.bodies import too_large
+    from shared.core.limits import too_large
 
     limit = store.max_upload_bytes + FORM_OVERHEAD
     length = get_content_length(environ)

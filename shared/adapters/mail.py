@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from shared.core.durable import write_atomically
 from shared.core.errors import Unavailable
 
 
@@ -52,10 +51,7 @@ class Outbox:
         self.directory.mkdir(parents=True, exist_ok=True)
         message = _message(self.sender, to, subject, body)
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
-        descriptor, partial = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".partial")
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(message.as_bytes())
-        os.replace(partial, self.directory / name)
+        write_atomically(self.directory / name, message.as_bytes(), prefix=".")
 
     def messages(self) -> list[EmailMessage]:
         """Every message in the outbox, oldest first."""

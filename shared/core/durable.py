@@ -1,5 +1,6 @@
 """New files written to be durable: large ones straight to disk (``O_DIRECT``) where the filesystem
-allows it, others written back piece by piece as they grow; synced once at the end."""
+allows it, others written back piece by piece as they grow; synced once at the end. Small files
+(records, settings, messages) replaced whole or not at all: ``write_atomically``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import fcntl
 import functools
 import mmap
 import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 BLOCK_SIZE = 1 << 20
 """What a direct write sends at once (a multiple of every device's block size)."""
@@ -19,6 +22,31 @@ DIRECT_FROM = 4 * BLOCK_SIZE
 WRITEBACK_BYTES = 8 << 20
 """How much a file written through the page cache grows before that part is written back."""
 _SYNC_FILE_RANGE_WRITE = 2
+
+
+def write_atomically(
+    path: Path, data: bytes, *, mode: int = 0o600, prefix: str | None = None, suffix: str = ".partial"
+) -> None:
+    """Replace ``path`` (in an existing folder) by a file holding ``data``, whole or not at all.
+
+    The bytes go to a hidden file of the same folder (``prefix``, by default ``.<name>.``, a random
+    part and ``suffix``: a reader listing the folder's ``*.json`` or ``*.eml`` never sees it), are
+    made durable, and the file is renamed over ``path``, so that a reader or a crash finds the old
+    file or the new one, never a part. ``mode`` is set on the open file, so the bytes are never
+    readable more widely meanwhile. On any failure the hidden file is removed."""
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 @functools.cache

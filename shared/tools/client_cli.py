@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from shared.core.durable import write_atomically
 
 if TYPE_CHECKING:
     import httpx
@@ -73,16 +74,8 @@ def write_config(settings: dict[str, str]) -> Path:
     """Write the configuration readable by its owner only, replacing the old one in one step."""
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor, temporary = tempfile.mkstemp(prefix=".config-", dir=path.parent)
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w") as output:
-            json.dump(settings, output, indent=2)
-            output.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    document = json.dumps(settings, indent=2) + "\n"
+    write_atomically(path, document.encode(), mode=0o600, prefix=".config-", suffix="")
     return path
 
 

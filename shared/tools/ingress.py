@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -13,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.core.durable import write_atomically
 from shared.serving import registry
 
 if TYPE_CHECKING:
@@ -170,12 +169,9 @@ class EventIngress:
             "knativeerrordata": excerpt(answer, ERROR_DATA_LIMIT),
             "time": time.time(),
         }
-        descriptor, partial = tempfile.mkstemp(dir=self.dead_letters, prefix=".", suffix=".partial")
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(record, handle)
         # Named by a digest, not by the event's id: an id may hold a '/' or be longer than a file name.
         name = f"{int(time.time() * 1000)}-{dead_letter_id(event.source, event.id, function_name)}.json"
-        os.replace(partial, self.dead_letters / name)
+        write_atomically(self.dead_letters / name, json.dumps(record).encode(), prefix=".")
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every accepted event was delivered or dead-lettered (for tests and shutdown)."""

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.core.durable import write_atomically
 from shared.serving import registry
 from shared.serving.registry import Function
 
@@ -870,11 +869,7 @@ def write(directory: Path, files: dict[str, str]) -> list[str]:
         path = directory / name
         if path.is_file() and path.read_text() == text:
             continue
-        descriptor, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".partial")
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(text)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
+        write_atomically(path, text.encode(), mode=0o644)
         changed.append(name)
     for path in sorted(directory.glob("*.yaml")):
         # Only files this command wrote are removed: an operator's own files stay.

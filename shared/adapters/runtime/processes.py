@@ -10,13 +10,13 @@ import secrets
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shared.adapters.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES
+from shared.core.durable import write_atomically
 from shared.core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -219,16 +219,7 @@ def volume_problem(home: Path, relative: str) -> str | None:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(data).encode(), suffix=".tmp")
 
 
 def tail(path: Path, lines: int | None) -> str:

@@ -12,7 +12,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from bench.report import Figure, median
+from bench.rounds import alternate, ratio_spread, spread
 from bench.support import (
     BIN,
     CpuUse,
@@ -38,8 +39,10 @@ from bench.support import (
     workdir,
 )
 
-ROUNDS = 3
-"""Each round measures the baselines and the pipeline once, alternately; the figures are the medians."""
+ROUNDS = 5
+"""Rounds of each ratio: the pipeline then its baseline (curl), alternately; the figures are the medians."""
+MEDIUM_ROUNDS = 3
+"""Rounds of the 256 MiB dataset, whose only figure is the memory growth (peaks vary little)."""
 API_KEY = "bench-clowder-api-key"
 SECRET = "bench-pairing-secret-shared-with-clowder"  # noqa: S105
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105
@@ -51,9 +54,10 @@ POLL_SECONDS = 0.1
 """How often the transfer record is read while a transfer runs (each read is a request to the platform)."""
 TRANSFER_TIMEOUT = 600.0
 MIB = 1 << 20
-FREE_BYTES_NEEDED = 24 << 30
-"""Sources (1.3 GiB), and per round curl's copies and the platforms' staged and placed files (about
-3.6 GiB), all kept until the end (see ``run``), with room to spare."""
+FREE_BYTES_NEEDED = 28 << 30
+"""Sources (1.3 GiB), and per round of 1 GiB curl's copy and the platform's staged and placed files
+(3 GiB; 6 rounds with the warm-up), the 256 MiB rounds' (0.5 GiB each), all kept until the end (see
+``run``), with room to spare."""
 
 
 def shovel_parallelism() -> int:
@@ -392,7 +396,7 @@ def _rate(dataset: Dataset, seconds: float) -> float:
     return dataset.size / 1e6 / seconds
 
 
-def run(rounds: int = ROUNDS) -> list[Figure]:
+def run(rounds: int = ROUNDS, medium_rounds: int = MEDIUM_ROUNDS) -> list[Figure]:
     work = workdir("transfer")
     free = shutil.disk_usage(work).free
     if free < FREE_BYTES_NEEDED:
@@ -401,34 +405,54 @@ def run(rounds: int = ROUNDS) -> list[Figure]:
         )
     parallel = shovel_parallelism()
     try:
-        large = make_dataset(work / "data" / "large", "large", 16, 64 * MIB)
-        medium = make_dataset(work / "data" / "medium", "medium", 16, 16 * MIB)
-        small = make_dataset(work / "data" / "small", "small", 5000, 8 * 1024, per_folder=100)
-        os.sync()
+        large, medium, small = datasets(work)
         measured = Measured()
         with clowder_server(work, [large, medium, small]) as clowder:
             # A round not counted: the first writes to a fresh stretch of the disk are slower than
-            # any after, whichever comes first (here both the baseline and the pipeline).
-            curl_run(work, clowder, large, parallel)
+            # any after, whichever comes first (here both the pipeline and the baseline).
             pipeline(work, clowder, large)
-            for number in range(1, rounds + 1):
-                measured.curl_large.append(curl_run(work, clowder, large, parallel))
-                measured.large.append(pipeline(work, clowder, large))
-                measured.medium.append(pipeline(work, clowder, medium))
-                measured.curl_small.append(curl_run(work, clowder, small, parallel))
-                measured.small.append(pipeline(work, clowder, small))
-                print(
-                    f"bench: transfer round {number}: 1 GiB curl "
-                    f"{_rate(large, measured.curl_large[-1].seconds):.0f} MB/s, pipeline "
-                    f"{_rate(large, measured.large[-1].seconds):.0f} MB/s; 5,000 files curl "
-                    f"{len(small.files) / measured.curl_small[-1].seconds:.0f}/s, pipeline "
-                    f"{len(small.files) / measured.small[-1].seconds:.0f}/s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            curl_run(work, clowder, large, parallel)
+            large_rounds = alternate(
+                rounds,
+                lambda: pipeline(work, clowder, large),
+                lambda: curl_run(work, clowder, large, parallel),
+                after_round=_progress("1 GiB", large, by_files=False),
+            )
+            measured.large, measured.curl_large = large_rounds.measured, large_rounds.baseline
+            measured.medium = [pipeline(work, clowder, medium) for _ in range(medium_rounds)]
+            small_rounds = alternate(
+                rounds,
+                lambda: pipeline(work, clowder, small),
+                lambda: curl_run(work, clowder, small, parallel),
+                after_round=_progress("5,000 files", small, by_files=True),
+            )
+            measured.small, measured.curl_small = small_rounds.measured, small_rounds.baseline
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return figures(parallel, large, medium, small, measured)
+
+
+def datasets(work: Path) -> tuple[Dataset, Dataset, Dataset]:
+    """The three datasets on disk, synced: 1 GiB in 16 files, 256 MiB in 16, 5,000 files of 8 KiB."""
+    large = make_dataset(work / "data" / "large", "large", 16, 64 * MIB)
+    medium = make_dataset(work / "data" / "medium", "medium", 16, 16 * MIB)
+    small = make_dataset(work / "data" / "small", "small", 5000, 8 * 1024, per_folder=100)
+    os.sync()
+    return large, medium, small
+
+
+def _progress(label: str, dataset: Dataset, *, by_files: bool) -> Callable[[int, PipelineRun, CurlRun], None]:
+    """Prints each round's two figures as it ends, so a long run shows it is getting on."""
+
+    def report(number: int, pipelined: PipelineRun, curled: CurlRun) -> None:
+        if by_files:
+            files = len(dataset.files)
+            sides = f"{files / pipelined.seconds:.0f}/s, curl {files / curled.seconds:.0f}/s"
+        else:
+            sides = f"{_rate(dataset, pipelined.seconds):.0f} MB/s, curl {_rate(dataset, curled.seconds):.0f} MB/s"
+        print(f"bench: transfer {label} round {number}: pipeline {sides}", file=sys.stderr, flush=True)
+
+    return report
 
 
 @dataclass
@@ -450,6 +474,12 @@ def cpu_details(pipeline_runs: list[PipelineRun], curl_runs: list[CurlRun]) -> d
         "curl": {name: round(value, 2) for name, value in curl.items()},
         "pipeline_over_curl": round(sum(pipeline.values()) / max(sum(curl.values()), 1e-9), 2),
     }
+
+
+ROUND_ORDER = (
+    "the pipeline then curl, round after round (one warm-up round of each of 1 GiB not counted); the "
+    "value and the baseline are each side's median, ratio_per_round each round's own ratio"
+)
 
 
 def figures(
@@ -500,8 +530,10 @@ def figures(
                 "server": server,
                 "parallelism": parallel,
                 "rounds": len(large_runs),
-                "pipeline_mb_s": [round(rate, 1) for rate in large_rates],
-                "curl_mb_s": [round(rate, 1) for rate in curl_large],
+                "order": ROUND_ORDER,
+                "ratio_per_round": ratio_spread(large_rates, curl_large),
+                "pipeline_mb_s": spread(large_rates, 1),
+                "curl_mb_s": spread(curl_large, 1),
                 "pipeline_seconds": [round(run.seconds, 2) for run in large_runs],
                 "cpu_seconds": cpu_details(large_runs, measured.curl_large),
                 "curl_then_fsync_mb_s": [
@@ -510,7 +542,7 @@ def figures(
                 "note": "the pipeline makes every file durable twice (staged blob, placed file) before "
                 "it counts; curl's files are still in the page cache when its clock stops "
                 "(curl_then_fsync_mb_s: the same download with an fsync of every file, for comparison); "
-                "one warm-up round of both is not counted; cpu_seconds: the CPU each process used while the "
+                "cpu_seconds: the CPU each process used while the "
                 "clock ran (medians): where the processors are the limit, the ratio cannot beat the "
                 "inverse of pipeline_over_curl",
             },
@@ -529,9 +561,13 @@ def figures(
                 "server": server,
                 "parallelism": parallel,
                 "rounds": len(small_runs),
-                "pipeline_files_s": [round(len(small.files) / run.seconds) for run in small_runs],
+                "order": ROUND_ORDER,
+                "ratio_per_round": ratio_spread(small_rates, curl_small),
+                "pipeline_mb_s": spread(small_rates, 2),
+                "curl_mb_s": spread(curl_small, 2),
+                "pipeline_files_s": spread([len(small.files) / run.seconds for run in small_runs], 0),
                 "cpu_seconds": cpu_details(small_runs, measured.curl_small),
-                "curl_files_s": [round(len(small.files) / run.seconds) for run in measured.curl_small],
+                "curl_files_s": spread([len(small.files) / run.seconds for run in measured.curl_small], 0),
                 "curl_then_fsync_files_s": [
                     round(len(small.files) / run.then_fsync_seconds) for run in measured.curl_small
                 ],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -11,6 +11,7 @@ import pytest
 
 from bench import api_throughput, cold_start
 from bench.report import Figure, load, percentile, table, write
+from bench.rounds import alternate, ratio_spread, round_ratios, spread
 from bench.support import image_environment
 from shared.serving import registry
 
@@ -99,6 +100,100 @@ def test_the_percentile_of_one_sample_is_that_sample() -> None:
     assert percentile([0.25], 0.99) == 0.25
 
 
+# --- alternating rounds and their spread --------------------------------------------------------
+
+
+def test_rounds_alternate_the_measured_side_and_its_baseline() -> None:
+    calls: list[str] = []
+    told: list[tuple[int, str, str]] = []
+
+    def side(name: str) -> Callable[[], str]:
+        def run() -> str:
+            calls.append(name)
+            return f"{name}{sum(1 for call in calls if call == name)}"
+
+        return run
+
+    done = alternate(
+        3,
+        side("pipeline"),
+        side("curl"),
+        after_round=lambda number, measured, baseline: told.append((number, measured, baseline)),
+    )
+    assert calls == ["pipeline", "curl"] * 3
+    assert done.measured == ["pipeline1", "pipeline2", "pipeline3"]
+    assert done.baseline == ["curl1", "curl2", "curl3"]
+    assert told == [(1, "pipeline1", "curl1"), (2, "pipeline2", "curl2"), (3, "pipeline3", "curl3")]
+
+
+def test_no_round_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one round"):
+        alternate(0, lambda: 1, lambda: 2)
+
+
+def test_the_spread_keeps_every_round_and_the_median_ignores_one_noisy_round() -> None:
+    rates = [100.0, 104.0, 20.0, 98.0, 101.0]  # round 3 landed in someone else's burst
+    assert spread(rates) == {"median": 100.0, "min": 20.0, "max": 104.0, "each": rates}
+    assert spread([1 / 3, 2 / 3], digits=2)["each"] == [0.33, 0.67]
+    with pytest.raises(ValueError, match="no samples"):
+        spread([])
+
+
+def test_each_round_is_judged_against_the_baseline_measured_beside_it() -> None:
+    assert round_ratios([80, 90, 45], [100, 100, 50]) == [0.8, 0.9, 0.9]
+    assert ratio_spread([80, 90, 45], [100, 100, 50]) == {
+        "median": 0.9,
+        "min": 0.8,
+        "max": 0.9,
+        "each": [0.8, 0.9, 0.9],
+    }
+    with pytest.raises(ValueError, match="2 measured rounds against 3"):
+        round_ratios([1, 2], [1, 2, 3])
+
+
+def test_the_transfer_ratios_are_the_medians_of_alternating_rounds_with_their_spread() -> None:
+    from bench.transfer import CurlRun, Dataset, Measured, PipelineRun, figures
+
+    large = Dataset("large", Path("/large"), {f"f{n}": (100_000_000, "x") for n in range(10)})  # 1 GB
+    medium = Dataset("medium", Path("/medium"), {"f": (250_000_000, "x")})
+    small = Dataset("small", Path("/small"), {f"f{n}": (1_000, "x") for n in range(1000)})  # 1 MB
+    cpu = {"platform": 1.0, "shovel": 1.0, "clowder": 1.0}
+
+    def piped(seconds: float) -> PipelineRun:
+        return PipelineRun(seconds, 100, 50, cpu)
+
+    def curled(seconds: float) -> CurlRun:
+        return CurlRun(seconds, seconds, {"curl": 1.0, "clowder": 1.0})
+
+    measured = Measured(
+        large=[piped(s) for s in (2.0, 2.5, 10.0, 2.0, 2.0)],  # 500, 400, 100 (noise), 500, 500 MB/s
+        curl_large=[curled(s) for s in (1.6, 2.0, 1.6, 1.6, 1.25)],  # 625, 500, 625, 625, 800 MB/s
+        medium=[piped(1.0)] * 3,
+        small=[piped(s) for s in (1.0, 1.0, 0.5, 1.0, 2.0)],
+        curl_small=[curled(s) for s in (0.5, 0.5, 0.5, 0.5, 0.5)],
+    )
+    by_key = {figure.key: figure for figure in figures(16, large, medium, small, measured)}
+    large_ratio = by_key["transfer_large_ratio"]
+    assert large_ratio.value == pytest.approx(500) and large_ratio.baseline == pytest.approx(625)
+    assert large_ratio.ratio == pytest.approx(0.8) and large_ratio.met is True
+    assert large_ratio.target == 0.8 and large_ratio.details["rounds"] == 5
+    assert large_ratio.details["ratio_per_round"] == {
+        "median": 0.8,
+        "min": 0.16,
+        "max": 0.8,
+        "each": [0.8, 0.8, 0.16, 0.8, 0.625],
+    }
+    assert large_ratio.details["pipeline_mb_s"]["each"] == [500, 400, 100, 500, 500]
+    small_ratio = by_key["transfer_small_ratio"]
+    assert small_ratio.ratio == pytest.approx(0.5) and small_ratio.met is False
+    assert small_ratio.details["pipeline_files_s"] == {
+        "median": 1000,
+        "min": 500,
+        "max": 2000,
+        "each": [1000, 1000, 2000, 1000, 500],
+    }
+
+
 # --- the cold start's poll -------------------------------------------------------------------
 
 
@@ -180,24 +275,29 @@ def test_every_function_has_a_probe(function: registry.Function) -> None:
         assert probe.headers.get("ce-specversion") == "1.0"
 
 
-def test_a_function_without_a_listed_probe_is_asked_its_first_plain_get_route() -> None:
+def test_probes_cover_exactly_the_functions_of_the_registry() -> None:
+    functions = {function.name for function in registry.FUNCTIONS}
+    without_probe = sorted(functions - set(cold_start.PROBES))
+    assert not without_probe, f"functions without a probe in bench/cold_start.py PROBES: {without_probe}"
+    stale = sorted(set(cold_start.PROBES) - functions)
+    assert not stale, f"probes of functions the registry no longer has: {stale}"
+
+
+def test_a_function_without_a_probe_is_named_rather_than_guessed() -> None:
+    # Even one with a plain GET route: a guessed request may never be answered 2xx.
     unlisted = registry.Function(
-        "gallery",
-        "A gallery",
-        routes=(
-            registry.Route("GET", "/api/gallery/<item>", "read", "One item"),
-            registry.Route("GET", "/api/gallery", "list", "Every item"),
-        ),
+        "gallery", "A gallery", routes=(registry.Route("GET", "/api/gallery", "list", "Every item"),)
     )
-    probe = cold_start.probe_for(unlisted, SETUP)
-    assert (probe.method, probe.path) == ("GET", "/api/gallery")
-    assert probe.headers == {"Authorization": "Bearer user-token"}
+    with pytest.raises(LookupError, match="gallery"):
+        cold_start.probe_for(unlisted, SETUP)
 
 
-def test_a_function_that_cannot_be_probed_is_named() -> None:
-    silent = registry.Function("listener", "Receives events", events=("org.example.event",))
-    with pytest.raises(LookupError, match="listener"):
-        cold_start.probe_for(silent, SETUP)
+def test_the_probes_of_the_console_and_the_page_ask_what_answers_2xx() -> None:
+    console = cold_start.probe_for(registry.function("console"), SETUP)
+    assert (console.method, console.path) == ("GET", "/api/check_console?ssid=srun1-cloudcmd")
+    assert console.headers == {"Authorization": "Bearer user-token"}
+    page = cold_start.probe_for(registry.function("ui"), SETUP)
+    assert (page.method, page.path, dict(page.headers)) == ("GET", "/", {})
 
 
 def test_the_signed_events_verify_with_the_pairing_secret() -> None:

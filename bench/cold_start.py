@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +369,12 @@ PROBES: dict[str, Callable[[Installation], Probe]] = {
     "system": _get("GET /api/healthz (with the database)", "/api/healthz", lambda setup: None),
     "transfers": _get("GET /api/transfers", "/api/transfers", _user),
     "containers": _get(f"GET /api/containers/{USER}", f"/api/containers/{USER}", _user),
+    "console": _get(
+        "GET /api/check_console?ssid=<running service> (whether a console opens)",
+        "/api/check_console?ssid={setup.service}",
+        _user,
+    ),
+    "ui": lambda setup: Probe("GET / (the management page)", "GET", "/"),
     "transfer": _transfer,
     "export": _export,
     "stack_action": _stack_action,
@@ -381,13 +387,10 @@ PROBES: dict[str, Callable[[Installation], Probe]] = {
 
 
 def probe_for(function: registry.Function, setup: Installation) -> Probe:
-    """The function's probe; for a function not listed, its first GET route without path parameters,
-    with the user's token."""
+    """The function's probe from ``PROBES``: every function has one (tests/test_bench.py checks it),
+    since a guessed request may never be answered 2xx and would only time out mid-run."""
     if function.name in PROBES:
         return PROBES[function.name](setup)
-    for route in function.routes:
-        if route.method == "GET" and "<" not in route.path:
-            return Probe(f"GET {route.path}", "GET", route.path, bearer(setup.user_token))
     raise LookupError(
         f"no probe for function '{function.name}': add one to PROBES in {Path(__file__).relative_to(ROOT)}"
     )
@@ -642,13 +645,9 @@ def run(names: Sequence[str] | None = None, runs: int = RUNS) -> list[Figure]:
         installation(folder / "postgres", database_url) as setup,
     ):
         samples = measure(setup, functions, folder / "postgres", runs)
-    (measured,) = figures(samples, key="cold_start_ratio_postgres", database="PostgreSQL", runs=runs)
-    headline = replace(measured, target=None)  # reported; the target is the embedded defaults'
-    headline.details["status"] = (
-        "reported: the target is held on the embedded defaults; on PostgreSQL each function also "
-        "imports the driver (psycopg) and connects on its first request"
-    )
-    results.append(headline)
+    # The production path: every cluster runs on PostgreSQL, so its cold start is held to the target.
+    results += figures(samples, key="cold_start_ratio_postgres", database="PostgreSQL", runs=runs)
+    results += per_function(samples, key="cold_start_ratio_postgres", database="PostgreSQL")
     return results
 
 

@@ -44,7 +44,6 @@ LIMITS = AccountResourceLimits(cpuMax=2000, cpuDefault=500, memMax=4096, memDefa
 SHOVEL_SECRETS = {
     "amqp-url": "amqp://shovel:pw@rabbitmq:5672/",
     "signing-key": "ab" * 32,
-    "api-token": "api-token-x",
 }
 
 

@@ -36,8 +36,8 @@ SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 SHOVEL_SECRET_KEYS = {
     "WORKBENCH_AMQP_URL": "amqp-url",
     "WORKBENCH_SHOVEL_SIGNING_KEY": "signing-key",
-    "WORKBENCH_SHOVEL_API_TOKEN": "api-token",
 }
+"""No API token: each stack command brings its own, for its one stack."""
 PROBE_PERIOD_SECONDS = 5
 LIVENESS_PERIOD_SECONDS = 20
 AUTH_URL_ANNOTATION = "nginx.ingress.kubernetes.io/auth-url"
@@ -139,6 +139,8 @@ class ShovelSidecar:
     image: str
     events_url: str
     api_url: str
+    attempts: int = 5
+    """How often the shovel tries one command before it gives up on it."""
 
 
 # --- The account ---------------------------------------------------------------------------
@@ -291,7 +293,7 @@ def shovel_binding(placement: Placement) -> Manifest:
 
 
 def shovel_secret(placement: Placement, values: Mapping[str, str]) -> Manifest:
-    """The shovel's credentials: the AMQP URL, its user's signing key and API token."""
+    """The shovel's credentials: the AMQP URL and its user's signing key."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -582,6 +584,7 @@ def shovel_container(placement: Placement, plan: StackPlan, sidecar: ShovelSidec
         {"name": "WORKBENCH_SHOVEL_HOME", "value": SHOVEL_HOME},
         {"name": "WORKBENCH_SHOVEL_HEALTH_PORT", "value": str(SHOVEL_HEALTH_PORT)},
         {"name": "WORKBENCH_SHOVEL_API_URL", "value": sidecar.api_url},
+        {"name": "WORKBENCH_SHOVEL_ATTEMPTS", "value": str(sidecar.attempts)},
         {"name": "WORKBENCH_EVENTS_URL", "value": sidecar.events_url},
     ]
     environment += [

@@ -47,7 +47,8 @@ from shared.core.settings import RuntimeSettings
 log = logging.getLogger(__name__)
 
 SHOVEL_TOKEN_SECONDS = 30 * 24 * 3600
-"""A shovel's API token (for its user's start/stop commands) lasts as long as a long-running stack."""
+"""Unused here since the shovel's secret takes no API token (``SHOVEL_SECRET_KEYS``); the composition root
+still names it until it stops issuing one."""
 REMOVE_WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.5
 # What belongs to one stack, dependants' objects before what they use.
@@ -62,7 +63,7 @@ class ShovelSupply:
 
     sidecar: ShovelSidecar
     secrets_for: Callable[[str], Mapping[str, str]]
-    """The user's AMQP URL, signing key and API token, by the keys of ``SHOVEL_SECRET_KEYS``."""
+    """The user's AMQP URL and signing key, by the keys of ``SHOVEL_SECRET_KEYS`` (others are left out)."""
 
 
 class KubernetesRuntime:

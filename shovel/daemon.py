@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from events.types import EXPORT_UPLOADED, SHOVEL_HEARTBEAT, TRANSFER_PROGRESS, Payload
+from events.types import (
+    EXPORT_UPLOADED,
+    SHOVEL_HEARTBEAT,
+    TRANSFER_PROGRESS,
+    ExportUploaded,
+    FileProblem,
+    Payload,
+    TransferProgress,
+)
 from shared.adapters.bus import Bus, Delivery
 from shared.core.errors import InvalidInput
 from shared.domain.messages import Command, ExportCommand, StackCommand, SyncCommand, queue_for
@@ -31,6 +40,7 @@ from shovel.sync import Stopping, Syncer
 log = logging.getLogger(__name__)
 
 COMMANDS: TypeAdapter[SyncCommand | ExportCommand | StackCommand] = TypeAdapter(Command)
+AnyCommand = SyncCommand | ExportCommand | StackCommand
 RETRY_SECONDS = 5.0
 """Pause before a failed command goes back to the queue, so a lasting fault does not spin."""
 STACK_TIMEOUT = 30.0
@@ -84,11 +94,13 @@ class Shovel:
         self.version = version()
         self.ended = threading.Event()
         self.consuming = False
-        self.confirmed = False
+        self.connected = False
         self.busy = 0
         self.last_sync: str | None = None
         self.lock = threading.Lock()
-        self.heartbeat = Heartbeat(settings, bus, emit, self.version)
+        self.taken: set[Future[None]] = set()
+        """Sync and export commands under way, which a stack command waits for (see ``receive``)."""
+        self.heartbeat = Heartbeat(settings, emit, self.version)
         self.chance = random.SystemRandom()
 
     def cancelled(self) -> bool:
@@ -136,14 +148,29 @@ class Shovel:
 
         def receive(delivery: Delivery) -> None:
             command = self._accept(delivery)
-            if command is not None:
-                lane = stacks if isinstance(command, StackCommand) else commands
-                lane.submit(self._handle, delivery, command, syncer, exporter, client)
+            if command is None:
+                return
+            if isinstance(command, StackCommand):
+                # After the commands taken before it: the files sent before a stop are placed first.
+                with self.lock:
+                    earlier = list(self.taken)
+                stacks.submit(self._handle, delivery, command, syncer, exporter, client, earlier)
+                return
+            future = commands.submit(self._handle, delivery, command, syncer, exporter, client, [])
+            with self.lock:
+                self.taken.add(future)
+            future.add_done_callback(self._done)
 
         beats.start()
         try:
             self.consuming = True
-            self.bus.consume(queue_for(settings.user), receive, prefetch=settings.prefetch, stop=self.stop)
+            self.bus.consume(
+                queue_for(settings.user),
+                receive,
+                prefetch=settings.prefetch,
+                stop=self.stop,
+                connected=self._connected,
+            )
         finally:
             self.consuming = False
             self.ended.set()
@@ -156,9 +183,16 @@ class Shovel:
             health.close()
             log.info("shovel for %s (stack %s) stopped", settings.user, settings.stack_id)
 
+    def _connected(self, up: bool) -> None:
+        self.connected = up
+
+    def _done(self, future: Future[None]) -> None:
+        with self.lock:
+            self.taken.discard(future)
+
     def health(self) -> tuple[int, dict[str, Any]]:
-        """Ready once the consumer runs and the broker confirmed the latest heartbeat."""
-        if not (self.consuming and self.confirmed):
+        """Ready while the consumer takes commands from the broker."""
+        if not (self.consuming and self.connected):
             return 503, {"status": "connecting"}
         return 200, {
             "status": "ready",
@@ -170,13 +204,13 @@ class Shovel:
         }
 
     def status(self) -> str:
-        if not self.consuming:
+        if not (self.consuming and self.connected):
             return "starting"
         return "syncing" if self.busy else "ready"
 
     def _beat_until_ended(self) -> None:
         while True:
-            self.confirmed = self.heartbeat.beat(self.status(), self.last_sync)
+            self.heartbeat.beat(self.status(), self.last_sync)
             if self.ended.wait(interval(self.settings, self.chance)):
                 return
 
@@ -214,10 +248,11 @@ class Shovel:
     def _handle(
         self,
         delivery: Delivery,
-        command: SyncCommand | ExportCommand | StackCommand,
+        command: AnyCommand,
         syncer: Syncer,
         exporter: Exporter,
         client: httpx.Client,
+        earlier: list[Future[None]],
     ) -> None:
         with self._working():
             try:
@@ -228,57 +263,127 @@ class Shovel:
                 elif isinstance(command, ExportCommand):
                     self.emit(EXPORT_UPLOADED, exporter.run(command))
                 else:
+                    wait(earlier)
+                    if self.cancelled():
+                        raise Stopping
                     self._stack(command, client)
             except Stopping:
                 log.info("stopping: %s goes back to the queue", _describe(command))
                 _settle(delivery, requeue=True)
-            except PlacementError as error:
+            except (PlacementError, Refused) as error:
                 log.warning("refused %s: %s", _describe(command), error.message)
                 _settle(delivery, requeue=False)
-            except Exception:
-                log.exception("%s failed; it goes back to the queue", _describe(command))
-                self.pause(RETRY_SECONDS)
-                _settle(delivery, requeue=True)
+            except Exception as error:
+                log.exception("%s failed", _describe(command))
+                self._failed(delivery, command, error)
             else:
                 _settle(delivery, requeue=None)
 
-    def _stack(self, command: StackCommand, client: httpx.Client) -> None:
-        settings = self.settings
-        if not settings.api_url or not settings.api_token:
-            log.error(
-                "cannot %s stack %s: WORKBENCH_SHOVEL_API_URL and WORKBENCH_SHOVEL_API_TOKEN are not both set",
-                command.kind,
-                command.stack_id,
-            )
+    def _failed(self, delivery: Delivery, command: AnyCommand, error: Exception) -> None:
+        """Put the command back at the end of the queue, counting the failure, or give it up at the
+        last attempt: our own count, since a classic queue counts no deliveries and a quorum queue's
+        would also count those of a shovel that stopped (which are no failures)."""
+        failures = command.failures + 1
+        if failures >= self.settings.attempts:
+            self._give_up(command, failures, error)
+            _settle(delivery, requeue=None)
             return
+        self.pause(RETRY_SECONDS)
+        again = command.model_copy(update={"failures": failures})
+        try:
+            # Published (and confirmed) before the ack: a crash in between delivers it twice, never
+            # zero times, and every command is idempotent.
+            self.bus.publish(queue_for(self.settings.user), again.model_dump_json().encode())
+        except Exception as publish_error:
+            log.warning(
+                "could not put %s back on the queue (%s); it comes back as it was",
+                _describe(command),
+                publish_error,
+            )
+            _settle(delivery, requeue=True)
+            return
+        log.info(
+            "%s goes back to the queue (failed %d of %d times)",
+            _describe(command),
+            failures,
+            self.settings.attempts,
+        )
+        _settle(delivery, requeue=None)
+
+    def _give_up(self, command: AnyCommand, failures: int, error: Exception) -> None:
+        """Drop a command that failed every attempt, reporting its files (or its folder) failed with the
+        reason, so that the transfer or export ends saying why instead of the command looping."""
+        reason = f"the shovel gave up after {failures} failed attempts: {_reason(error)}"
+        log.error("%s dropped: %s", _describe(command), reason)
+        report: tuple[str, Payload] | None = None
+        if isinstance(command, SyncCommand):
+            problems = [FileProblem(path=file.path, error=reason) for file in command.files]
+            report = (
+                TRANSFER_PROGRESS,
+                TransferProgress(
+                    transfer_id=command.transfer_id,
+                    user=command.user,
+                    stack_id=self.settings.stack_id,
+                    errors=problems,
+                ),
+            )
+        elif isinstance(command, ExportCommand):
+            problem = FileProblem(path=command.folder, error=reason)
+            report = (
+                EXPORT_UPLOADED,
+                ExportUploaded(export_id=command.export_id, user=command.user, errors=[problem]),
+            )
+        if report is None:
+            return
+        try:
+            self.emit(*report)
+        except Exception as report_error:
+            # The platform's sweep resumes the transfer or export, then fails it, saying why.
+            log.error("could not report that %s was given up: %s", _describe(command), report_error)
+
+    def _stack(self, command: StackCommand, client: httpx.Client) -> None:
+        """Start or stop the stack through the API with the command's own token; what the API refuses
+        is refused for good (an expired token, a stack gone), an outage is a failure tried again."""
+        settings = self.settings
+        if not settings.api_url:
+            raise Refused("WORKBENCH_SHOVEL_API_URL is not set: stack commands cannot be carried out")
         url = f"{settings.api_url}/api/{command.kind}/{quote(command.stack_id, safe='')}"
         started = time.monotonic()
-        try:
-            response = client.get(
-                url, headers={"Authorization": f"Bearer {settings.api_token}"}, timeout=STACK_TIMEOUT
-            )
-        except httpx.HTTPError as error:
-            log.warning("could not %s stack %s: %s", command.kind, command.stack_id, error)
-            return
-        if 200 <= response.status_code < 300:
-            log.info(
-                "%s of stack %s accepted (HTTP %d, %.1f s)",
-                command.kind,
-                command.stack_id,
-                response.status_code,
-                time.monotonic() - started,
-            )
-        else:
-            log.warning(
-                "%s of stack %s refused: HTTP %d %s",
-                command.kind,
-                command.stack_id,
-                response.status_code,
-                response.text[:300],
-            )
+        response = client.get(
+            url, headers={"Authorization": f"Bearer {command.token}"}, timeout=STACK_TIMEOUT
+        )
+        if response.status_code >= 500 or response.status_code == 429:
+            raise Unreachable(f"the API answered HTTP {response.status_code} {response.text[:300]}")
+        if not 200 <= response.status_code < 300:
+            raise Refused(f"the API answered HTTP {response.status_code} {response.text[:300]}")
+        log.info(
+            "%s of stack %s accepted (HTTP %d, %.1f s)",
+            command.kind,
+            command.stack_id,
+            response.status_code,
+            time.monotonic() - started,
+        )
 
 
-def _describe(command: SyncCommand | ExportCommand | StackCommand) -> str:
+class Refused(Exception):
+    """A command that can never be carried out as it is: dropped, not tried again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unreachable(Exception):
+    """The API could not take a stack command now: tried again, counted."""
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, for the transfer's record: no query string, so no pre-signed URL's signature."""
+    text = str(error) or type(error).__name__
+    return re.sub(r"\?[^\s'\"]*", "?…", text)[:500]
+
+
+def _describe(command: AnyCommand) -> str:
     if isinstance(command, SyncCommand):
         return f"sync command of transfer {command.transfer_id}"
     if isinstance(command, ExportCommand):

@@ -1,5 +1,6 @@
-"""Heartbeats of a shovel: an event and a broadcast on RabbitMQ (the platform, not each shovel, announces
-its actions to Clowder as extractors: shared/domain/clowder_jobs.py)."""
+"""Heartbeats of a shovel: a signed event to the platform, which keeps the latest of each shovel
+(``GET /api/shovels``). The platform, not each shovel, announces its actions to Clowder as extractors
+(shared/domain/clowder_jobs.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,11 @@ import shutil
 from collections.abc import Callable
 from importlib import metadata
 
-from events.codec import new_event, to_amqp
 from events.types import SHOVEL_HEARTBEAT, Payload, ShovelHeartbeat
-from shared.adapters.bus import Bus
 from shovel.settings import ShovelSettings
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EXCHANGE = "workbench.heartbeats"
 Emit = Callable[[str, Payload], None]
 
 
@@ -34,16 +32,14 @@ def interval(settings: ShovelSettings, chance: random.Random) -> float:
 
 
 class Heartbeat:
-    """Sends one heartbeat on every channel; a failing channel is logged and never stops the others."""
+    """Sends one heartbeat; a failure is logged and never stops the shovel."""
 
-    def __init__(self, settings: ShovelSettings, bus: Bus, emit: Emit, shovel_version: str) -> None:
+    def __init__(self, settings: ShovelSettings, emit: Emit, shovel_version: str) -> None:
         self.settings = settings
-        self.bus = bus
         self.emit = emit
         self.version = shovel_version
 
-    def beat(self, status: str, last_sync: str | None) -> bool:
-        """Send a heartbeat; returns whether the broker confirmed it."""
+    def beat(self, status: str, last_sync: str | None) -> None:
         settings = self.settings
         payload = ShovelHeartbeat.model_validate(
             {
@@ -55,20 +51,10 @@ class Heartbeat:
                 "last_sync": last_sync,
             }
         )
-        confirmed = False
-        try:
-            event = new_event(SHOVEL_HEARTBEAT, payload, source=settings.source, secret=settings.key)
-            _, body = to_amqp(event)
-            self.bus.broadcast(HEARTBEAT_EXCHANGE, body)
-            confirmed = True
-        except Exception as error:
-            log.warning("could not broadcast a heartbeat to %s: %s", HEARTBEAT_EXCHANGE, error)
-        # Last: an events endpoint that is down may take its whole timeout to say so.
         try:
             self.emit(SHOVEL_HEARTBEAT, payload)
         except Exception as error:
             log.warning("could not send a heartbeat event: %s", error)
-        return confirmed
 
 
 def _free_bytes(settings: ShovelSettings) -> int:

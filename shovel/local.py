@@ -20,8 +20,6 @@ from shovel.settings import PREFIX, ShovelSettings
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 15.0
-SHOVEL_TOKEN_SECONDS = 30 * 24 * 3600
-"""A shovel's API token (for its user's start/stop commands) lasts as long as a long-running stack."""
 
 
 @dataclass(frozen=True)
@@ -31,14 +29,14 @@ class ShovelTemplate:
     events_url: str
     key_for: Callable[[str], str]
     """The hex signing key of a user's shovels (derived from the pairing secret)."""
-    token_for: Callable[[str], str]
-    """An API token of the user, for the start/stop commands their shovel runs."""
     api_url: str
+    """Where the shovels carry out stack commands (each carries its own token for its stack)."""
     home_for: Callable[[str], Path]
     link_roots: tuple[Path, ...] = ()
     staging_dir: Path | None = None
     """The local object store's directory, where the shovels copy staged files from."""
     heartbeat_seconds: float = 30.0
+    attempts: int = 5
     amqp_url: str | None = field(default=None, repr=False)
 
     def settings(self, user: str, stack_id: str) -> ShovelSettings:
@@ -50,7 +48,7 @@ class ShovelTemplate:
             events_url=self.events_url,
             signing_key=self.key_for(user),
             api_url=self.api_url,
-            api_token=self.token_for(user),
+            attempts=self.attempts,
             health_host="127.0.0.1",
             health_port=0,
             heartbeat_seconds=self.heartbeat_seconds,
@@ -109,7 +107,7 @@ class LocalShovels:
                 f"{PREFIX}HOME": str(settings.home),
                 f"{PREFIX}SIGNING_KEY": settings.signing_key or "",
                 f"{PREFIX}API_URL": settings.api_url or "",
-                f"{PREFIX}API_TOKEN": settings.api_token or "",
+                f"{PREFIX}ATTEMPTS": str(settings.attempts),
                 f"{PREFIX}HEALTH_HOST": settings.health_host,
                 f"{PREFIX}HEALTH_PORT": "0",
                 f"{PREFIX}HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
@@ -224,11 +222,11 @@ def shovel_template(platform: Platform, *, heartbeat_seconds: float = 30.0) -> S
     return ShovelTemplate(
         events_url=platform.events_url,
         key_for=lambda user: derive_key(platform.event_secret, f"shovel:{user}").hex(),
-        token_for=lambda user: platform.tokens.issue(user, lifetime_seconds=SHOVEL_TOKEN_SECONDS),
         api_url=f"http://{server.host}:{server.port}",
         home_for=lambda user: platform.data_dir / "home" / user,
         link_roots=settings.clowder.link_roots,
         staging_dir=staging_dir,
         heartbeat_seconds=heartbeat_seconds,
+        attempts=settings.recovery.shovel_attempts,
         amqp_url=settings.amqp.url,
     )

@@ -30,9 +30,11 @@ class ShovelSettings:
     signing_key: str | None = field(default=None, repr=False)
     """Hex of the key this shovel signs its events with (derived by the platform for this user)."""
     api_url: str | None = None
-    api_token: str | None = field(default=None, repr=False)
+    """Where the shovel carries out its user's stack commands, each with the token it carries."""
     prefetch: int = 4
     parallel: int = 4
+    attempts: int = 5
+    """How often a command is tried before the shovel gives up on it (WORKBENCH_SHOVEL_ATTEMPTS)."""
     heartbeat_seconds: float = 30.0
     heartbeat_jitter: float = 0.1
     """Each interval is stretched or shrunk by up to this fraction, so shovels started together drift apart."""
@@ -60,6 +62,8 @@ class ShovelSettings:
             raise InvalidInput(f"must be at least 1, got {self.prefetch}", field=f"{PREFIX}PREFETCH")
         if self.parallel < 1:
             raise InvalidInput(f"must be at least 1, got {self.parallel}", field=f"{PREFIX}PARALLEL")
+        if self.attempts < 1:
+            raise InvalidInput(f"must be at least 1, got {self.attempts}", field=f"{PREFIX}ATTEMPTS")
         if not (math.isfinite(self.heartbeat_seconds) and self.heartbeat_seconds > 0):
             raise InvalidInput(
                 f"must be a positive number of seconds, got {self.heartbeat_seconds}",
@@ -112,9 +116,9 @@ class ShovelSettings:
             events_url=read.optional("WORKBENCH_EVENTS_URL"),
             signing_key=read.optional(f"{PREFIX}SIGNING_KEY"),
             api_url=(read.optional(f"{PREFIX}API_URL") or "").rstrip("/") or None,
-            api_token=read.optional(f"{PREFIX}API_TOKEN"),
             prefetch=read.integer(f"{PREFIX}PREFETCH", 4, minimum=1),
             parallel=read.integer(f"{PREFIX}PARALLEL", 4, minimum=1),
+            attempts=read.integer(f"{PREFIX}ATTEMPTS", 5, minimum=1),
             heartbeat_seconds=read.seconds(f"{PREFIX}HEARTBEAT_SECONDS", 30.0),
             health_host=read.text(f"{PREFIX}HEALTH_HOST", "0.0.0.0"),
             health_port=read.integer(f"{PREFIX}HEALTH_PORT", 8081, minimum=0),

@@ -34,7 +34,6 @@ class Backend:
         self.kind = kind
         self.prefix = f"test.bus.{uuid.uuid4().hex[:10]}"
         self.queues: list[str] = []
-        self.exchanges: list[str] = []
         self.buses: list[Any] = []
 
     def make_bus(self, *, drain_timeout: float = 0, name: str | None = None) -> Any:
@@ -54,11 +53,6 @@ class Backend:
         self.queues.append(name)
         return name
 
-    def exchange(self) -> str:
-        name = f"{self.prefix}.x{len(self.exchanges)}"
-        self.exchanges.append(name)
-        return name
-
     def ready(self, queue: str) -> int:
         """Messages waiting in ``queue`` (not handed to a consumer)."""
         if self.kind == "memory":
@@ -74,8 +68,6 @@ class Backend:
             with raw_channel() as channel:
                 for queue in self.queues:
                     channel.queue_delete(queue)
-                for exchange in self.exchanges:
-                    channel.exchange_delete(exchange)
 
 
 @contextmanager
@@ -159,12 +151,14 @@ class Running:
     def __init__(self, bus: Any, queue: str, handler: Callable[[Delivery], None], prefetch: int) -> None:
         self.stop = threading.Event()
         self.error: BaseException | None = None
+        self.connected: list[bool] = []
+        """What the consumer said of its connection, in order."""
         self.thread = threading.Thread(target=self._run, args=(bus, queue, handler, prefetch), daemon=True)
         self.thread.start()
 
     def _run(self, bus: Any, queue: str, handler: Callable[[Delivery], None], prefetch: int) -> None:
         try:
-            bus.consume(queue, handler, prefetch=prefetch, stop=self.stop)
+            bus.consume(queue, handler, prefetch=prefetch, stop=self.stop, connected=self.connected.append)
         except BaseException as error:
             self.error = error
 
@@ -309,21 +303,17 @@ def test_a_queue_keeps_its_order(backend: Backend) -> None:
     assert recorder.bodies == sent
 
 
-def test_broadcast_reaches_every_subscriber(backend: Backend) -> None:
+def test_a_consumer_says_once_it_takes_messages(backend: Backend) -> None:
     bus = backend.make_bus()
-    exchange = backend.exchange()
-    subscribers = [bus.subscribe(exchange), bus.subscribe(exchange)]
-    backend.queues.extend(subscribers)
-    bus.broadcast(exchange, b"heartbeat")
-    bus.broadcast(backend.exchange(), b"nobody listens, and that is fine")
-    for queue in subscribers:
-        recorder = Recorder()
-        with consuming(bus, queue, recorder):
-            recorder.wait_for(1)
-        assert recorder.bodies == [b"heartbeat"]
-    bus.unsubscribe(subscribers[0])
-    bus.broadcast(exchange, b"second")
-    assert backend.ready(subscribers[1]) == 1
+    queue = backend.queue()
+    recorder = Recorder()
+    with consuming(bus, queue, recorder) as running:
+        deadline = time.monotonic() + WAIT
+        while not running.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert running.connected == [True]
+        bus.publish(queue, b"after")
+        assert [delivery.body for delivery in recorder.wait_for(1)] == [b"after"]
 
 
 def test_a_stopping_consumer_waits_for_settlements_under_way(backend: Backend) -> None:
@@ -457,7 +447,7 @@ def test_a_forced_close_loses_nothing_and_redelivers_nothing_acked(
             publish_errors.append(error)
 
     publisher = threading.Thread(target=publish_the_rest, daemon=True)
-    with consuming(bus, queue, handler, prefetch=5):
+    with consuming(bus, queue, handler, prefetch=5) as running:
         publisher.start()
         with received:
             received.wait_for(lambda: len(acked) == total, 2 * WAIT)
@@ -472,6 +462,7 @@ def test_a_forced_close_loses_nothing_and_redelivers_nothing_acked(
     # A publish whose confirm was lost with the connection is sent again: the only permitted duplicate.
     assert duplicates <= publish_retries
     assert any("lost the RabbitMQ connection" in record.getMessage() for record in caplog.records)
+    assert running.connected == [True, False, True], "the consumer told of its lost and new connection"
     assert amqp.ready(queue) == 0
 
 
@@ -519,20 +510,16 @@ def test_a_consumer_of_an_unreachable_broker_keeps_trying_until_stopped(
     assert not any("do-not-leak" in message for message in messages)
 
 
-def test_messages_queues_and_exchanges_are_durable(amqp: Backend) -> None:
+def test_messages_and_queues_are_durable(amqp: Backend) -> None:
     import pika.exceptions
 
     bus = amqp.make_bus()
     queue = amqp.queue()
-    exchange = amqp.exchange()
     bus.publish(queue, b"kept")
-    bus.broadcast(exchange, b"beat")
     with raw_channel() as channel:
         _, properties, body = channel.basic_get(queue, auto_ack=True)
         assert body == b"kept"
         assert properties is not None and properties.delivery_mode == 2
-    # Declaring an existing queue or exchange as transient fails exactly when it is durable.
+    # Declaring an existing queue as transient fails exactly when it is durable.
     with raw_channel() as channel, pytest.raises(pika.exceptions.ChannelClosedByBroker, match="durable"):
         channel.queue_declare(queue, durable=False)
-    with raw_channel() as channel, pytest.raises(pika.exceptions.ChannelClosedByBroker, match="durable"):
-        channel.exchange_declare(exchange, exchange_type="fanout", durable=False)

@@ -170,6 +170,7 @@ INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VI
 
 
 NAMESPACE_MODES = ("per-user", "shared")
+STACK_ACTIONS = ("platform", "shovels")
 
 
 class KubernetesSettings(NamedTuple):
@@ -259,6 +260,11 @@ class ClowderSettings(NamedTuple):
     reply_queue: str | None = None
     """Where statuses go for a job that names no ``reply_to`` (one delivered by a RabbitmqSource):
     Clowder 2's ``clowder.<instance id>``."""
+    stack_actions: str = "platform"
+    """Who carries out the starts and stops Clowder asks for (events and extractor jobs): ``platform``
+    itself, or ``shovels``: while one of the user's stacks is started, a command on the user's queue
+    that a shovel of the user carries out, after the commands it took before (so files sent before a
+    stop are placed first), with a token that starts and stops that one stack for an hour."""
 
 
 class RecoverySettings(NamedTuple):
@@ -271,6 +277,9 @@ class RecoverySettings(NamedTuple):
     """How often one transfer or export is resumed before it fails, saying why."""
     sweep_seconds: float = 60.0
     """How often ``workbench run`` looks for abandoned work."""
+    shovel_attempts: int = 5
+    """How often a shovel tries one command before it gives up on it (a sync command's files are then
+    reported failed, saying why), so that a command that always fails does not loop for ever."""
 
 
 class CatalogSettings(NamedTuple):
@@ -308,6 +317,12 @@ class Settings(NamedTuple):
             raise InvalidInput(
                 f"must be one of {', '.join(NAMESPACE_MODES)}, got {namespace_mode!r}",
                 field="WORKBENCH_KUBE_NAMESPACE_MODE",
+            )
+        stack_actions = read.text("WORKBENCH_STACK_ACTIONS", "platform")
+        if stack_actions not in STACK_ACTIONS:
+            raise InvalidInput(
+                f"must be one of {', '.join(STACK_ACTIONS)}, got {stack_actions!r}",
+                field="WORKBENCH_STACK_ACTIONS",
             )
         origin = read.text("WORKBENCH_ORIGIN", f"http://{host}:{port}").rstrip("/")
         catalog_dir = read.optional("WORKBENCH_CATALOG_DIR")
@@ -397,10 +412,12 @@ class Settings(NamedTuple):
                 amqp_url=read.optional("WORKBENCH_CLOWDER_AMQP_URL"),
                 extractor_prefix=read.text("WORKBENCH_CLOWDER_EXTRACTOR_PREFIX", "workbench"),
                 reply_queue=read.optional("WORKBENCH_CLOWDER_REPLY_QUEUE"),
+                stack_actions=stack_actions,
             ),
             recovery=RecoverySettings(
                 resume_after=read.integer("WORKBENCH_RESUME_AFTER_SECONDS", 120, minimum=1),
                 resume_attempts=read.integer("WORKBENCH_RESUME_ATTEMPTS", 5, minimum=1),
                 sweep_seconds=read.seconds("WORKBENCH_SWEEP_SECONDS", 60.0),
+                shovel_attempts=read.integer("WORKBENCH_SHOVEL_ATTEMPTS", 5, minimum=1),
             ),
         )

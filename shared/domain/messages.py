@@ -12,6 +12,17 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
+class Queued(Message):
+    """What every command on a user's queue carries besides its work."""
+
+    failures: int = Field(
+        default=0,
+        ge=0,
+        description="How often a shovel tried this command and failed: it puts the command back on the "
+        "queue with one more, and gives up on it at WORKBENCH_SHOVEL_ATTEMPTS",
+    )
+
+
 def queue_for(user: str) -> str:
     """The durable queue every shovel of ``user`` consumes from."""
     return f"workbench.shovel.{user}"
@@ -35,7 +46,7 @@ class SyncFile(Message):
     clowder_id: str = ""
 
 
-class SyncCommand(Message):
+class SyncCommand(Queued):
     """Place these files of a transfer under ``target`` in the user's home."""
 
     kind: Literal["sync"] = "sync"
@@ -46,7 +57,7 @@ class SyncCommand(Message):
     link: Literal["copy", "symlink"] = "copy"
 
 
-class ExportCommand(Message):
+class ExportCommand(Queued):
     """Upload every file below ``folder`` of the user's home with the upload grant, then report."""
 
     kind: Literal["export"] = "export"
@@ -58,12 +69,14 @@ class ExportCommand(Message):
     key_prefix: str
 
 
-class StackCommand(Message):
-    """Start or stop one of the user's stacks (for deployments that use RabbitMQ alone)."""
+class StackCommand(Queued):
+    """Start or stop one of the user's stacks, through the API, with the token it carries: one that
+    starts and stops that stack only, for an hour (so a shovel holds no credential of its user's)."""
 
     kind: Literal["start", "stop"]
     user: str
     stack_id: str
+    token: str = Field(repr=False, description="The stack's control token (scope stack:<sid>:control)")
 
 
 Command = Annotated[SyncCommand | ExportCommand | StackCommand, Field(discriminator="kind")]

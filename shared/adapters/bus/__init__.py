@@ -27,19 +27,23 @@ class Bus(Protocol):
         """Put a persistent message on the durable ``queue``; returns once the broker confirmed it."""
         ...
 
-    def broadcast(self, exchange: str, body: bytes) -> None:
-        """Publish to a durable fanout exchange (heartbeats); confirmed like ``publish``."""
-        ...
-
     def consume(
-        self, queue: str, handler: Callable[[Delivery], None], *, prefetch: int, stop: threading.Event
+        self,
+        queue: str,
+        handler: Callable[[Delivery], None],
+        *,
+        prefetch: int,
+        stop: threading.Event,
+        connected: Callable[[bool], None] | None = None,
     ) -> None:
         """Deliver messages of ``queue`` to ``handler`` until ``stop`` is set; the handler acks or rejects.
 
         At most ``prefetch`` messages are unsettled at a time. ``handler`` runs on the consuming thread,
         so long work belongs on a worker thread that settles the delivery when done. Reconnects after a
         lost connection; unacknowledged messages are redelivered. An exception from ``handler`` ends
-        the consumer and propagates; its unsettled messages go back to the queue.
+        the consumer and propagates; its unsettled messages go back to the queue. ``connected(True)``
+        is called once the consumer takes messages, ``connected(False)`` whenever it lost its broker
+        and reconnects (a shovel's health says so).
         """
         ...
 

@@ -6,13 +6,11 @@ import functools
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exchange_type import ExchangeType
 from pika.spec import Basic, BasicProperties
 
 from shared.adapters.bus import Delivery
@@ -27,9 +25,6 @@ CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
 POLL_SECONDS = 0.25
 FIRST_BACKOFF_SECONDS = 0.5
 LAST_BACKOFF_SECONDS = 30.0
-
-# What publishing declares before it sends: ("queue" | "exchange", name).
-Target = tuple[str, str]
 
 
 class _HandlerFailed(Exception):
@@ -51,9 +46,8 @@ class _ConnectionLost(pika.exceptions.AMQPConnectionError):
 class AmqpBus:
     """The ``Bus`` on RabbitMQ; connections open on first use, never at construction.
 
-    Thread safety: pika's ``BlockingConnection`` is not thread-safe. ``publish``, ``broadcast``,
-    ``subscribe`` and ``unsubscribe`` share one connection behind a lock, so concurrent callers take
-    turns (one confirm round trip each) and a process holds one publishing connection however many
+    Thread safety: pika's ``BlockingConnection`` is not thread-safe. Every ``publish`` shares one
+    connection behind a lock, so concurrent callers take turns (one confirm round trip each) and a process holds one publishing connection however many
     threads it runs. Every ``consume`` call opens its own connection, used only by the calling
     thread; its deliveries may be settled from any thread: settlements from other threads are handed
     to that connection with ``add_callback_threadsafe`` and carried out between its reads.
@@ -91,7 +85,8 @@ class AmqpBus:
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
-        self._declared: set[Target] = set()
+        self._declared: set[str] = set()
+        """The queues declared on the publishing connection."""
         self._closed = threading.Event()
 
     @property
@@ -100,54 +95,25 @@ class AmqpBus:
         return self._address
 
     def publish(self, queue: str, body: bytes) -> None:
-        target = ("queue", queue)
-
         def send(channel: BlockingChannel) -> None:
-            self._declare(channel, target)
+            self._declare(channel, queue)
             # Mandatory: a queue deleted since we declared it makes the broker return the message
             # (UnroutableError) instead of dropping it; the retry declares it again.
             channel.basic_publish("", queue, body, PERSISTENT, mandatory=True)
 
         self._run(f"publish to queue '{queue}'", send)
 
-    def broadcast(self, exchange: str, body: bytes) -> None:
-        target = ("exchange", exchange)
-
-        def send(channel: BlockingChannel) -> None:
-            self._declare(channel, target)
-            # Not mandatory: a heartbeat nobody listens to is not an error.
-            channel.basic_publish(exchange, "", body, PERSISTENT)
-
-        self._run(f"broadcast to exchange '{exchange}'", send)
-
-    def subscribe(self, exchange: str) -> str:
-        """A new durable queue bound to the fanout ``exchange``; returns its name.
-
-        It lasts until ``unsubscribe`` (or a broker policy that expires idle queues) removes it.
-        """
-        queue = f"{exchange}.subscriber.{uuid.uuid4().hex[:12]}"
-
-        def bind(channel: BlockingChannel) -> None:
-            self._declare(channel, ("exchange", exchange))
-            self._declare(channel, ("queue", queue))
-            channel.queue_bind(queue, exchange)
-
-        self._run(f"subscribe to exchange '{exchange}'", bind)
-        return queue
-
-    def unsubscribe(self, queue: str) -> None:
-        """Delete a queue made by ``subscribe``, with the messages still in it."""
-
-        def delete(channel: BlockingChannel) -> None:
-            channel.queue_delete(queue)
-            self._declared.discard(("queue", queue))
-
-        self._run(f"delete queue '{queue}'", delete)
-
     def consume(
-        self, queue: str, handler: Callable[[Delivery], None], *, prefetch: int, stop: threading.Event
+        self,
+        queue: str,
+        handler: Callable[[Delivery], None],
+        *,
+        prefetch: int,
+        stop: threading.Event,
+        connected: Callable[[bool], None] | None = None,
     ) -> None:
         """Consume until ``stop`` is set or the bus is closed, reconnecting with backoff meanwhile."""
+        tell = connected or (lambda _: None)
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, not {prefetch}")
         backoff = FIRST_BACKOFF_SECONDS
@@ -165,13 +131,14 @@ class AmqpBus:
                 self._pause(stop, backoff)
                 backoff = min(backoff * 2, LAST_BACKOFF_SECONDS)
                 continue
-            consumer = _Consumer(connection, self._drain_timeout)
+            consumer = _Consumer(connection, self._drain_timeout, tell)
             try:
                 consumer.run(queue, handler, prefetch, lambda: self._finished(stop))
             except _HandlerFailed as failure:
                 raise failure.error from None
             except CONNECTION_ERRORS as error:
                 if consumer.started:
+                    tell(False)
                     backoff = FIRST_BACKOFF_SECONDS
                 log.warning(
                     "lost the RabbitMQ connection to %s consuming '%s' (%s); reconnecting in %.1f s",
@@ -244,15 +211,11 @@ class AmqpBus:
         # Declarations are cheap to repeat and a new connection may reach a broker that lost them.
         self._declared.clear()
 
-    def _declare(self, channel: BlockingChannel, target: Target) -> None:
-        if target in self._declared:
+    def _declare(self, channel: BlockingChannel, queue: str) -> None:
+        if queue in self._declared:
             return
-        kind, name = target
-        if kind == "queue":
-            channel.queue_declare(name, durable=True)
-        else:
-            channel.exchange_declare(name, exchange_type=ExchangeType.fanout, durable=True)
-        self._declared.add(target)
+        channel.queue_declare(queue, durable=True)
+        self._declared.add(queue)
 
     def _finished(self, stop: threading.Event) -> bool:
         return stop.is_set() or self._closed.is_set()
@@ -276,9 +239,12 @@ class AmqpBus:
 class _Consumer:
     """One consumer session on one connection; everything but ``settle`` runs on the consuming thread."""
 
-    def __init__(self, connection: pika.BlockingConnection, drain_timeout: float) -> None:
+    def __init__(
+        self, connection: pika.BlockingConnection, drain_timeout: float, connected: Callable[[bool], None]
+    ) -> None:
         self.connection = connection
         self.drain_timeout = drain_timeout
+        self.connected = connected
         self.thread = threading.get_ident()
         self.started = False
         self.unsettled: set[int] = set()
@@ -314,6 +280,7 @@ class _Consumer:
 
         consumer_tag = channel.basic_consume(queue, on_message, auto_ack=False)
         self.started = True
+        self.connected(True)
         while not finished():
             self._read(channel, POLL_SECONDS)
             if self.cancelled:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +58,6 @@ class MemoryBus:
         self._drain_timeout = drain_timeout
         self._condition = threading.Condition()
         self._queues: dict[str, deque[_Message]] = {}
-        self._bindings: dict[str, list[str]] = {}
         self._tags = itertools.count(1)
         self._closed = False
 
@@ -69,41 +67,25 @@ class MemoryBus:
             self._queue(queue).append(_Message(bytes(body)))
             self._condition.notify_all()
 
-    def broadcast(self, exchange: str, body: bytes) -> None:
-        """Copy ``body`` to every queue subscribed to ``exchange``; with no subscriber it is dropped."""
-        with self._condition:
-            self._check_open()
-            for queue in self._bindings.get(exchange, []):
-                self._queue(queue).append(_Message(bytes(body)))
-            self._condition.notify_all()
-
-    def subscribe(self, exchange: str) -> str:
-        """A new queue that receives every later ``broadcast`` to ``exchange``; returns its name."""
-        queue = f"{exchange}.subscriber.{uuid.uuid4().hex[:12]}"
-        with self._condition:
-            self._queue(queue)
-            self._bindings.setdefault(exchange, []).append(queue)
-        return queue
-
-    def unsubscribe(self, queue: str) -> None:
-        """Delete a queue made by ``subscribe``, with the messages still in it."""
-        with self._condition:
-            for queues in self._bindings.values():
-                if queue in queues:
-                    queues.remove(queue)
-            self._queues.pop(queue, None)
-
     def message_count(self, queue: str) -> int:
         """How many messages of ``queue`` wait for a consumer (handed-out ones do not count)."""
         with self._condition:
             return len(self._queues.get(queue, ()))
 
     def consume(
-        self, queue: str, handler: Callable[[Delivery], None], *, prefetch: int, stop: threading.Event
+        self,
+        queue: str,
+        handler: Callable[[Delivery], None],
+        *,
+        prefetch: int,
+        stop: threading.Event,
+        connected: Callable[[bool], None] | None = None,
     ) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, not {prefetch}")
         consumer = _Consumer(queue)
+        if connected is not None:
+            connected(True)  # no broker to reach: consuming starts at once
         try:
             while True:
                 with self._condition:

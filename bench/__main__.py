@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.profile import DEFAULT_OUTPUT as DEFAULT_PROFILE
 from bench.report import RESULTS, Figure, load, table, write
 
 BENCHMARKS = {
@@ -63,10 +64,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="put the results file's table into README.md (between its markers)",
     )
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const=str(DEFAULT_PROFILE),
+        metavar="FILE",
+        help="profile one small-file transfer round (py-spy on the platform and the shovel) and write "
+        "the top entries to FILE (default var/bench/profile.txt); writes no figures",
+    )
     arguments = parser.parse_args(argv)
     unknown = [name for name in arguments.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"no benchmark named {', '.join(unknown)}; the benchmarks are {', '.join(BENCHMARKS)}")
+    if arguments.profile:
+        from bench import profile
+
+        print(profile.run(Path(arguments.profile)))
+        return 0
     if arguments.readme:
         print(f"README.md: {update_readme(Path('README.md'))}")
         return 0

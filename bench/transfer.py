@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,9 +324,15 @@ class PipelineRun:
     """CPU seconds of the transfer: ``platform`` (``workbench run``), ``shovel`` and ``clowder``."""
 
 
-def pipeline(work: Path, clowder: Clowder, dataset: Dataset) -> PipelineRun:
+def pipeline(
+    work: Path,
+    clowder: Clowder,
+    dataset: Dataset,
+    observe: Callable[[Workbench], AbstractContextManager[object]] = lambda _: nullcontext(),
+) -> PipelineRun:
     """Send the signed transfer event and time it until the transfer is completed and every file is in
-    place with its size; the checksums are compared after the clock stops."""
+    place with its size; the checksums are compared after the clock stops. ``observe`` wraps the
+    timed part once the platform is up (e.g. a profiler attached to its processes)."""
     from events import types
     from events.codec import new_event
     from events.producer import send
@@ -347,6 +353,7 @@ def pipeline(work: Path, clowder: Clowder, dataset: Dataset) -> PipelineRun:
         folder = platform.home / "Clowder" / dataset.name
         os.sync()
         with (
+            observe(platform),
             PeakRss(platform.process.pid) as platform_peak,
             PeakRss(platform.shovel_pid) as shovel_peak,
             stopwatch() as took,

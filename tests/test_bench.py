@@ -194,6 +194,48 @@ def test_the_transfer_ratios_are_the_medians_of_alternating_rounds_with_their_sp
     }
 
 
+# --- the profile ---------------------------------------------------------------------------------
+
+RAW_PROFILE = """\
+_worker (concurrent/futures/thread.py:69);_stage_file (/work/main/shared/domain/transfers.py:457) 30
+_worker (concurrent/futures/thread.py:69);_stage_file (/work/main/shared/domain/transfers.py:457);finish (/v/lib/python3.11/site-packages/x/durable.py:131) 50
+_worker (concurrent/futures/thread.py:69) 5
+walk (a.py:1);walk (a.py:1);walk (a.py:1) 15
+not a sample line
+"""
+
+
+def test_the_profile_counts_own_and_cumulative_samples_of_each_function() -> None:
+    from bench.profile import ROOT, Entry, entries
+
+    found, total = entries(RAW_PROFILE.replace("/work/main", str(ROOT)))
+    assert total == 100
+    by_name = {entry.function: entry for entry in found}
+    assert by_name["_worker (concurrent/futures/thread.py:69)"] == Entry(
+        "_worker (concurrent/futures/thread.py:69)", own=5, cumulative=85
+    )
+    # Paths are cut to the project's or the installed package's own.
+    assert by_name["_stage_file (shared/domain/transfers.py:457)"].cumulative == 80
+    assert by_name["finish (x/durable.py:131)"].own == 50
+    # A recursive function counts once a sample in its cumulative time.
+    assert by_name["walk (a.py:1)"] == Entry("walk (a.py:1)", own=15, cumulative=15)
+
+
+def test_the_profile_tables_order_by_cumulative_or_by_own_time() -> None:
+    from bench.profile import entries, report, top_table
+
+    found, total = entries(RAW_PROFILE)
+    by_cumulative = top_table(found, total, by="cumulative", rate=100, count=2).splitlines()
+    assert len(by_cumulative) == 3
+    assert by_cumulative[1].endswith("_worker (concurrent/futures/thread.py:69)")
+    assert by_cumulative[1].split()[:4] == ["0.05", "5.0", "0.85", "85.0"]
+    by_own = top_table(found, total, by="own", rate=100, count=2).splitlines()
+    assert "durable.py:131" in by_own[1] and "_stage_file" in by_own[2]
+    text = report("platform", RAW_PROFILE, 100)
+    assert text.startswith("== platform: 100 samples at 100/s (1.00 s of busy threads)")
+    assert "-- top 25 by cumulative time" in text and "-- top 25 by total time" in text
+
+
 # --- the cold start's poll -------------------------------------------------------------------
 
 

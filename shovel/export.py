@@ -17,7 +17,7 @@ import httpx
 from events.types import ExportUploaded, FileProblem, UploadedFile
 from shared.domain.messages import ExportCommand
 from shovel.folders import OPEN_FILE, HomeFolders
-from shovel.placing import PARTIAL_FOLDER, PlacementError, relative
+from shovel.placing import PARTIAL_FOLDER, PlacementError, folder_in_home
 from shovel.sync import ATTEMPTS, CHUNK_SIZE, RETRY_SECONDS, TIMEOUT, Retry, Stopping
 from shovel.worker import CommandWorker
 
@@ -76,10 +76,7 @@ class Exporter(CommandWorker):
     def run(self, command: ExportCommand) -> ExportUploaded:
         with HomeFolders(self.settings.home) as folders:
             try:
-                folder = (
-                    "" if command.folder.strip() in ("", ".") else relative(command.folder, field="folder")
-                )
-                root = _root(folders, folder)
+                root = _root(folders, folder_in_home(command.folder, field="folder"))
             except PlacementError as error:
                 return ExportUploaded(
                     export_id=command.export_id,

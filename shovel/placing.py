@@ -59,8 +59,9 @@ def relative(path: str, *, field: str) -> str:
     return clean
 
 
-def inside(path: Path, folder: Path) -> bool:
-    return path == folder or path.is_relative_to(folder)
+def folder_in_home(path: str, *, field: str) -> str:
+    """A folder of the home given in a command: "" (or ".") for the home itself, else as ``relative``."""
+    return "" if path.strip() in ("", ".") else relative(path, field=field)
 
 
 @dataclass(frozen=True)

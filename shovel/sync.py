@@ -23,7 +23,7 @@ import httpx
 from events.types import FileProblem, TransferProgress
 from shared.adapters.objectstore import blob_key
 from shared.core.durable import DurableWriter
-from shared.core.paths import MAX_PATH_BYTES
+from shared.core.paths import MAX_PATH_BYTES, has_control
 from shared.domain.messages import SyncCommand, SyncFile
 from shovel.folders import HomeFolders, open_folder
 from shovel.placing import (
@@ -33,7 +33,7 @@ from shovel.placing import (
     PlacementError,
     check_transfer_id,
     discard,
-    inside,
+    folder_in_home,
     place,
     relative,
     sync_folder,
@@ -172,7 +172,7 @@ class Syncer(CommandWorker):
         """Place every file, or fail it for good; ``Stopping`` when the shovel stops first."""
         transfer_id = check_transfer_id(command.transfer_id)
         try:
-            target = "" if command.target.strip() in ("", ".") else relative(command.target, field="target")
+            target = folder_in_home(command.target, field="target")
         except PlacementError as error:
             problem = f"the target folder is refused: {error.message}"
             return self._progress(
@@ -419,13 +419,11 @@ class Syncer(CommandWorker):
         roots = self.settings.link_roots
         if not roots:
             raise PlacementError(f"source {source!r}: link mode is not set up on this shovel (no link roots)")
-        if not os.path.isabs(source) or any(
-            ord(character) < 32 or ord(character) == 127 for character in source
-        ):
+        if not os.path.isabs(source) or has_control(source):
             raise PlacementError(f"source {source!r} is not a plain absolute path")
         # The real path, so that a symbolic link below a root cannot lead anywhere else.
         real = Path(os.path.realpath(source))
-        if not any(inside(real, root) for root in roots):
+        if not any(real.is_relative_to(root) for root in roots):
             raise PlacementError(f"source {source!r} lies outside the link roots")
         if not real.is_file():
             raise PlacementError(f"source {source!r} is not a file")

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from shared.core.durable import write_atomically
+from shared.core.errors import InvalidInput
+from shared.core.paths import path_problem, safe_component, safe_name, safe_relative, stays_inside
 
 
 def test_an_atomic_write_replaces_the_file_with_its_mode_and_leaves_nothing_else(tmp_path: Path) -> None:
@@ -30,3 +32,52 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_removes_its_partial(tmp_pa
 
     assert taken.is_dir()
     assert [path.name for path in tmp_path.iterdir()] == ["taken"]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("a\x00b", "contains a NUL or control character"),
+        ("/etc/passwd", "is an absolute path"),
+        ("a\\b", "contains a backslash"),
+        ("a/\ud800", "is not valid UTF-8"),
+        ("./", "names no file or folder"),
+        ("a/../../b", "leads out of its folder ('..')"),
+        ("x" * 256, "has a name longer than 255 bytes"),
+        ("/".join(["x" * 200] * 21), "is longer than 4096 bytes"),
+    ],
+)
+def test_each_unsafe_path_is_refused_with_its_reason(path: str, problem: str) -> None:
+    assert path_problem(path) == problem
+    with pytest.raises(InvalidInput) as caught:
+        safe_relative(path, field="where")
+    assert caught.value.message.endswith(problem)
+    assert caught.value.field == "where"
+
+
+def test_safe_relative_drops_empty_and_dot_names_where_exact_rules_refuse_them() -> None:
+    assert safe_relative("./a//b/") == "a/b"
+    assert path_problem("a//b", exact=True) == "has an empty or '.' name"
+    assert path_problem("a\x85b") is None
+    assert path_problem("a\x85b", c1=True) == "contains a NUL or control character"
+    assert path_problem("y" * 300, max_name_bytes=None) is None
+
+
+@pytest.mark.parametrize("name", ["a/b", ".", "..", "a/", "./a", "", " "])
+def test_a_component_is_one_plain_name(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        safe_component(name)
+    assert safe_component("s1-web") == "s1-web"
+    assert safe_name("Soil/samples\\2024") == "Soil_samples_2024"
+
+
+def test_a_path_that_a_link_leads_out_of_its_folder_does_not_stay_inside(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "real").mkdir(parents=True)
+    (home / "inner").symlink_to(home / "real")
+    (home / "outer").symlink_to(tmp_path)
+    (home / "loop").symlink_to(home / "loop")
+
+    assert stays_inside(home, "inner/new")
+    assert not stays_inside(home, "outer/new")
+    assert not stays_inside(home, "loop")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from shared.core.errors import InvalidInput
+from shared.core.paths import path_problem, shown
 
 BLOB_PREFIX = "blobs/sha256/"
 MAX_KEY_BYTES = 1024  # S3's limit, applied everywhere so that a key valid on one adapter is valid on all
@@ -20,28 +20,15 @@ def blob_key(sha256: str) -> str:
     return f"{BLOB_PREFIX}{sha256[:2]}/{sha256}"
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-"""Unicode's control characters (category Cc): C0, DEL and C1."""
-
-
 def check_key(key: str, *, field: str = "key") -> str:
-    """``key`` if it is relative, '/'-separated, without ``.``/``..``/empty segments, NUL or control characters."""
+    """``key`` if it is relative, '/'-separated, UTF-8 of at most MAX_KEY_BYTES, without empty, ``.``
+    or ``..`` segments, NUL or control characters (C1 included)."""
     if not isinstance(key, str) or not key:
         raise InvalidInput("an object key must be a non-empty string", field=field)
-    try:
-        length = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{key!r} is not valid UTF-8", field=field) from None
-    if length > MAX_KEY_BYTES:
-        raise InvalidInput(f"an object key has at most {MAX_KEY_BYTES} bytes, got {length}", field=field)
-    if _CONTROL.search(key):
-        raise InvalidInput(f"{key!r} contains NUL or control characters", field=field)
-    if key.startswith("/"):
-        raise InvalidInput(f"{key!r} is absolute; object keys are relative", field=field)
-    if "\\" in key:
-        raise InvalidInput(f"{key!r} contains a backslash; object keys are '/'-separated", field=field)
-    if any(segment in {"", ".", ".."} for segment in key.split("/")):
-        raise InvalidInput(f"{key!r} has an empty, '.' or '..' segment", field=field)
+    # S3 limits the whole key only; a segment longer than a file name fails in the local store's write.
+    problem = path_problem(key, exact=True, c1=True, max_bytes=MAX_KEY_BYTES, max_name_bytes=None)
+    if problem is not None:
+        raise InvalidInput(f"object key {shown(key)} {problem}", field=field)
     return key
 
 

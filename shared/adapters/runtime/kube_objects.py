@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from shared.adapters.runtime import ServicePlan, StackPlan
 from shared.core.datafolder import DATA_FOLDER
 from shared.core.errors import InvalidInput
 from shared.core.models import AccountResourceLimits, Endpoint, Port, ServiceStatus
+from shared.core.paths import safe_relative
 from shared.core.settings import KubernetesSettings
 
 Manifest = dict[str, Any]
@@ -515,11 +515,12 @@ def _resources(stack_service: ServicePlan) -> Manifest:
 def _mounts(stack_service: ServicePlan) -> list[Manifest]:
     mounts = []
     for relative, mount_path in sorted(stack_service.volumes.items()):
-        normal = posixpath.normpath(relative)
-        if relative.startswith("/") or normal == ".." or normal.startswith("../") or "\0" in relative:
+        try:
+            normal = safe_relative(relative)
+        except InvalidInput:
             raise InvalidInput(
                 "must be a relative path inside the home folder", field=f"volumeMounts.{relative}"
-            )
+            ) from None
         if not mount_path.startswith("/"):
             raise InvalidInput("must be an absolute path", field=f"volumeMounts.{relative}")
         mounts.append({"name": HOME_VOLUME, "mountPath": mount_path, "subPath": normal})

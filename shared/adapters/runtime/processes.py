@@ -12,12 +12,13 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from shared.adapters.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES
 from shared.core.durable import write_atomically
 from shared.core.errors import InvalidInput
+from shared.core.paths import path_problem, safe_component, stays_inside
 
 log = logging.getLogger(__name__)
 
@@ -191,30 +192,19 @@ def describe_exit(code: int) -> str:
 
 def checked_name(value: str, field: str) -> str:
     """A name that becomes one path component: no separators, no dot names, no control characters."""
-    if (
-        not value
-        or value in (".", "..")
-        or len(value) > 255
-        or "/" in value
-        or "\\" in value
-        or any(ord(character) < 32 or ord(character) == 127 for character in value)
-    ):
-        raise InvalidInput(f"{value!r} cannot be used as a file name", field=field)
-    return value
+    try:
+        return safe_component(value, field=field)
+    except InvalidInput:
+        raise InvalidInput(f"{value!r} cannot be used as a file name", field=field) from None
 
 
 def volume_problem(home: Path, relative: str) -> str | None:
     """Why a volume path may not be used, or None when it stays inside the home."""
     refusal = f"Volume path {relative!r} is refused: it must be relative to the home and stay inside it"
-    path = PurePosixPath(relative)
-    if path.is_absolute() or ".." in path.parts or any(ord(character) < 32 for character in relative):
+    if path_problem(relative) is not None:
         return refusal
     # A symlink the user made inside the home must not lead the folder somewhere else.
-    try:
-        inside = (home / path).resolve().is_relative_to(home.resolve())
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
-        inside = False
-    return None if inside else refusal
+    return None if stays_inside(home, relative) else refusal
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.core.errors import InvalidInput
-from shared.core.paths import MAX_COMPONENT_BYTES, safe_relative
+from shared.core.names import numbered
+from shared.core.paths import safe_relative
 from shovel.settings import ConflictPolicy
 
 log = logging.getLogger(__name__)
@@ -209,20 +210,6 @@ def _read_entries(
     return entries
 
 
-def conflict_name(name: str, number: int) -> str:
-    """``name (number).ext``, shortened where the result would exceed the name limit."""
-    stem, dot, extension = name.rpartition(".")
-    if not stem or not dot:
-        # No extension, or a hidden file like ".bashrc": the number goes at the end.
-        stem, extension = name, ""
-    else:
-        extension = "." + extension
-    mark = f" ({number})"
-    while len((stem + mark + extension).encode()) > MAX_COMPONENT_BYTES and stem:
-        stem = stem[:-1]
-    return stem + mark + extension
-
-
 def same_content(folder: int, name: str, work: int, partial: str, sha256: str | None) -> bool:
     """Whether ``name`` in ``folder`` already is what ``partial`` in ``work`` holds (a file placed
     before a crash, say)."""
@@ -282,7 +269,7 @@ def place(
     (``sync_folder``), say once for many files of one folder.
     """
     for number in range(MAX_CONFLICT_NAMES):
-        candidate = name if number == 0 else conflict_name(name, number)
+        candidate = name if number == 0 else numbered(name, number)
         if _link(work, partial, folder, candidate):
             discard(work, partial)
             if durable:

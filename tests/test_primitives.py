@@ -9,7 +9,15 @@ import pytest
 
 from shared.core.durable import write_atomically
 from shared.core.errors import InvalidInput
-from shared.core.paths import path_problem, safe_component, safe_name, safe_relative, stays_inside
+from shared.core.names import first_free, numbered
+from shared.core.paths import (
+    MAX_COMPONENT_BYTES,
+    path_problem,
+    safe_component,
+    safe_name,
+    safe_relative,
+    stays_inside,
+)
 
 
 def test_an_atomic_write_replaces_the_file_with_its_mode_and_leaves_nothing_else(tmp_path: Path) -> None:
@@ -81,3 +89,25 @@ def test_a_path_that_a_link_leads_out_of_its_folder_does_not_stay_inside(tmp_pat
     assert stays_inside(home, "inner/new")
     assert not stays_inside(home, "outer/new")
     assert not stays_inside(home, "loop")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("report.pdf", "report (2).pdf"),
+        ("archive.tar.gz", "archive.tar (2).gz"),
+        ("README", "README (2)"),
+        (".bashrc", ".bashrc (2)"),
+        ("x" * 255, "x" * 251 + " (2)"),
+        ("é" * 124 + ".txt", "é" * 123 + " (2).txt"),  # shortened by whole characters
+    ],
+)
+def test_a_numbered_name_keeps_its_extension_and_the_length_of_a_file_name(name: str, expected: str) -> None:
+    assert numbered(name, 2) == expected
+    assert len(numbered(name, 2).encode()) <= MAX_COMPONENT_BYTES
+
+
+def test_the_first_free_path_numbers_only_the_last_name() -> None:
+    taken = {"a.b/notes.txt", "a.b/notes (1).txt", "a.b/notes (2).txt"}
+    assert first_free("a.b/notes.txt", taken) == "a.b/notes (3).txt"
+    assert first_free("notes.txt", set()) == "notes (1).txt"

@@ -8,7 +8,7 @@ from flask import Request, Response
 from events import types
 from shared.core.models import Export
 from shared.domain import exports
-from shared.domain.transfers import account_for_email
+from shared.domain.accounts import account_for_email
 from shared.serving.api import Call, json_errors, serve
 from shared.serving.eventing import EventCall, is_cloud_event, serve_event
 

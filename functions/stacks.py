@@ -11,7 +11,7 @@ from shared.serving.api import Call, RawJson, json_errors, serve
 
 
 def list_stacks(call: Call) -> RawJson:
-    return stack_service.list_stacks_json(call.platform, call.principal.user)
+    return RawJson(stack_service.list_stacks_json(call.platform, call.principal.user))
 
 
 def create(call: Call) -> Stack:

@@ -15,7 +15,8 @@ def start_stack(call: Call) -> Stack:
 
 
 def quickstart(call: Call) -> Reply:
-    return stacks.quickstart(call.platform, call.principal.user, call.query("key"))
+    # 200, not the route's 202: the stack is answered as it is, starting or already running.
+    return Reply(200, stacks.quickstart(call.platform, call.principal.user, call.query("key")))
 
 
 json_errors()

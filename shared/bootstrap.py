@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shared.adapters.mail import Mailer
     from shared.adapters.objectstore import ObjectStore
     from shared.adapters.runtime import Reporter, Runtime, StatusReport
+    from shared.adapters.sink import EventSink
     from shared.adapters.store import Store
     from shared.domain.auth import Passwords, Tokens
     from shared.domain.catalog import SpecValidator
@@ -239,6 +240,17 @@ class Platform:
     @property
     def event_source(self) -> str:
         return self.settings.server.origin + "/"
+
+    @property
+    def sink(self) -> EventSink:
+        """Where outbound events go (``events_url``), signed with the pairing secret."""
+
+        def build() -> EventSink:
+            from shared.adapters.sink.http import HttpSink
+
+            return HttpSink(self.events_url, self.event_source, lambda: self.event_secret)
+
+        return self._once("sink", build)
 
     @property
     def objects(self) -> ObjectStore:

@@ -769,7 +769,7 @@ def test_the_listing_is_the_same_whether_documents_are_served_as_stored_or_throu
 
     platform = platform_on(database_url, tmp_path / "listing-data")
     try:
-        assert stacks.list_stacks_json(platform, "alice").text == "[]"
+        assert stacks.list_stacks_json(platform, "alice") == "[]"
         for number, status in enumerate(("stopped", "starting", "started", "error", "stopped")):
             sid = f"s{number}list"
             platform.store.insert_stack(
@@ -803,7 +803,7 @@ def test_the_listing_is_the_same_whether_documents_are_served_as_stored_or_throu
         stored = platform.store.list_stored_stacks("alice")
         assert [item.current for item in stored] == [True, True, True, True, False]
 
-        listed = stacks.list_stacks_json(platform, "alice").text
+        listed = stacks.list_stacks_json(platform, "alice")
         assert listed == listed_through_the_model(platform, "alice")
         older = json.loads(listed)[-1]
         assert "retired" not in older
@@ -852,14 +852,14 @@ def test_the_listing_reconciles_the_stacks_a_cluster_may_have_changed(
             platform.store.update_stack(
                 "alice", waiting.id, lambda stack: stack.model_copy(update={"status": "starting"})
             )
-            listed = json.loads(stacks.list_stacks_json(platform, "alice").text)
+            listed = json.loads(stacks.list_stacks_json(platform, "alice"))
             assert {stack["id"]: stack["status"] for stack in listed} == {
                 waiting.id: "started",
                 resting.id: "stopped",
             }
             assert observing[0].observed == [waiting.id]  # the stopped stack was served as stored
             assert resting.id not in observing[0].observed
-            assert stacks.list_stacks_json(platform, "alice").text == listed_through_the_model(
+            assert stacks.list_stacks_json(platform, "alice") == listed_through_the_model(
                 platform, "alice"
             )
         finally:

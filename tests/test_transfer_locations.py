@@ -87,7 +87,8 @@ def test_each_running_service_of_the_user_says_where_it_sees_the_files(
     # The completed event says the same, as the stacks run when it goes out.
     sent: list[Any] = []
     monkeypatch.setattr(
-        "shared.serving.eventing.emit", lambda platform, kind, data, subject=None: sent.append((kind, data))
+        "shared.adapters.sink.http.HttpSink.emit",
+        lambda sink, kind, data, subject=None: sent.append((kind, data)),
     )
     transfer = platform.store.get_transfer("t-soil")
     assert transfer is not None

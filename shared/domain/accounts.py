@@ -472,6 +472,16 @@ def change_password(platform: Platform, token: str | None, password: str) -> str
     return "Password changed."
 
 
+def account_for_email(platform: Platform, email: str) -> str:
+    """The approved Workbench account of a Clowder user, by e-mail."""
+    record = platform.store.find_account(email.strip())
+    if record is None or record.account.email.strip().lower() != email.strip().lower():
+        raise InvalidInput(f"no Workbench account has the e-mail address {email!r}", field="email")
+    if record.account.status != "approved":
+        raise InvalidInput(f"the Workbench account of {email!r} is not approved", field="email")
+    return record.account.id
+
+
 # --- management ----------------------------------------------------------------------------
 
 

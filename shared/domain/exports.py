@@ -244,10 +244,8 @@ def give_up(platform: Platform, export_id: str, message: str, uploaded: ExportUp
 
 def _announce(platform: Platform, export: Export, error: str | None) -> None:
     from events import types
-    from shared.serving.eventing import emit
 
-    emit(
-        platform,
+    platform.sink.emit(
         types.EXPORT_FAILED if export.state == "failed" else types.EXPORT_COMPLETED,
         types.ExportOutcome(
             export_id=export.id,

@@ -18,7 +18,6 @@ from shared.core import datafolder
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unprocessable, WorkbenchError
 from shared.core.models import AccountResourceLimits, ServiceSpec, Stack, StackService
 from shared.domain import specs
-from shared.serving.api import RawJson, Reply
 
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
@@ -418,10 +417,10 @@ def stop_all(platform: Platform, owner: str) -> list[Stack]:
     return stopped
 
 
-def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
+def quickstart(platform: Platform, owner: str, key: str | None) -> Stack:
     """Add (if needed) and start a stack of the one spec ``key``; 422 when it needs other services.
-    The answer is 200 with the stack, starting or already running, as the Go apiserver's (server.go
-    QuickstartStack: the start goes on in the background, the stack is written at once)."""
+    The stack, starting or already running, as the Go apiserver's (server.go QuickstartStack: the
+    start goes on in the background, the stack is written at once)."""
     if not key:
         raise InvalidInput("is required: the key of the service to start", field="key")
     spec = specs.lookup(platform.store, owner, key)
@@ -437,11 +436,11 @@ def quickstart(platform: Platform, owner: str, key: str | None) -> Reply:
         # As the Go apiserver's quickstart made it: named by the spec's label, and secure.
         stack = create(platform, owner, Stack(key=key, secure=True))
     if stack.status != "stopped":
-        return Reply(200, stack)
+        return stack
     try:
-        return Reply(200, start(platform, owner, stack.id))
+        return start(platform, owner, stack.id)
     except Conflict:
-        return Reply(200, get(platform, owner, stack.id))
+        return get(platform, owner, stack.id)
 
 
 def record_status(
@@ -508,7 +507,6 @@ def record_status(
 def report(platform: Platform, status_report: StatusReport, *, if_changed: bool = False) -> None:
     """Record what the runtime saw and announce a stack that became started, stopped or failed."""
     from events import types
-    from shared.serving.eventing import emit
 
     outcome = record_status(platform.store, status_report, if_changed=if_changed)
     if outcome is None:
@@ -518,8 +516,7 @@ def report(platform: Platform, status_report: StatusReport, *, if_changed: bool 
     if stack.status == before or stack.status not in announced:
         return
     messages = [message for service in stack.services for message in service.statusMessages[-1:]]
-    emit(
-        platform,
+    platform.sink.emit(
         announced[stack.status],
         types.StackOutcome(
             user=status_report.owner,
@@ -569,8 +566,8 @@ def list_stacks(platform: Platform, owner: str) -> list[Stack]:
     return [reconcile(platform, owner, stack) for stack in platform.store.list_stacks(owner)]
 
 
-def list_stacks_json(platform: Platform, owner: str) -> RawJson:
-    """``list_stacks`` as its JSON reply. A stored document the current model wrote, of a stack
+def list_stacks_json(platform: Platform, owner: str) -> str:
+    """``list_stacks`` as a JSON array. A stored document the current model wrote, of a stack
     that no reconciling can change, is already that stack's JSON: it is served as stored rather
     than validated and serialized again (most of the cost of a listing). The others go through
     the model, and reconciling."""
@@ -582,7 +579,7 @@ def list_stacks_json(platform: Platform, owner: str) -> RawJson:
         else connectable(platform, owner, reconcile(platform, owner, stored.stack())).model_dump_json()
         for stored in platform.store.list_stored_stacks(owner)
     ]
-    return RawJson("[" + ",".join(documents) + "]")
+    return "[" + ",".join(documents) + "]"
 
 
 SECURE = '"secure":true'

@@ -31,6 +31,7 @@ from shared.core.models import (
     TransferState,
 )
 from shared.core.paths import MAX_COMPONENT_BYTES, safe_name, safe_relative
+from shared.domain.accounts import account_for_email
 from shared.domain.leases import lease_kept
 from shared.domain.messages import SyncCommand, SyncFile, queue_for
 
@@ -63,16 +64,6 @@ URL_SECONDS = 24 * 3600
 def transfer_id_for(source: str, event_id: str) -> str:
     """The same event (CloudEvents identify one by source and id) always names the same transfer."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}#{event_id}"))
-
-
-def account_for_email(platform: Platform, email: str) -> str:
-    """The approved Workbench account of a Clowder user, by e-mail."""
-    record = platform.store.find_account(email.strip())
-    if record is None or record.account.email.strip().lower() != email.strip().lower():
-        raise InvalidInput(f"no Workbench account has the e-mail address {email!r}", field="email")
-    if record.account.status != "approved":
-        raise InvalidInput(f"the Workbench account of {email!r} is not approved", field="email")
-    return record.account.id
 
 
 def paired_clowder(platform: Platform, url: str) -> str:
@@ -320,11 +311,9 @@ def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -
 
     store.update_transfer(transfer.id, finish_staging)
     from events import types
-    from shared.serving.eventing import emit
 
     final = refresh(platform, transfer.id)
-    emit(
-        platform,
+    platform.sink.emit(
         types.TRANSFER_STAGED,
         types.TransferStaged(
             transfer_id=final.id,
@@ -656,7 +645,6 @@ def _recount(
 
 def _announce(platform: Platform, transfer: Transfer) -> None:
     from events import types
-    from shared.serving.eventing import emit
 
     outcome = types.TransferOutcome(
         transfer_id=transfer.id,
@@ -674,7 +662,7 @@ def _announce(platform: Platform, transfer: Transfer) -> None:
         ],
     )
     kind = types.TRANSFER_COMPLETED if transfer.state == "completed" else types.TRANSFER_FAILED
-    emit(platform, kind, outcome, subject=transfer.id)
+    platform.sink.emit(kind, outcome, subject=transfer.id)
 
 
 def resumed(current: Transfer, attempt: int, attempts: int) -> Transfer:

@@ -209,21 +209,3 @@ def serve_event(function_name: str, request: Request, handlers: Mapping[str, Eve
         _handle_once(current, event, lambda: handler(EventCall(current, event, data)))
 
     return adapt(function_name, request, act, handles=handlers.keys())
-
-
-def emit(platform: Platform, event_type: str, data: Payload, *, subject: str | None = None) -> None:
-    """Send an outbound event to the configured sink (the Broker, or this platform's /events); a sink
-    that cannot be reached is logged, not raised: the state it reports is already recorded."""
-    from events import codec, producer
-
-    url = platform.events_url
-    event = codec.new_event(
-        event_type, data, source=platform.event_source, subject=subject, secret=platform.event_secret
-    )
-    try:
-        status = producer.send(event, url)
-    except producer.DeliveryError as error:
-        log.warning("could not send %s to %s: %s", event_type, url, error)
-        return
-    if status >= 300:
-        log.warning("the sink %s answered %d to %s", url, status, event_type)

@@ -342,7 +342,8 @@ def _dead_letter(platform: Platform, received: Received, address: Address, reaso
 
 def _act(platform: Platform, action: Action, job: Job, address: Address, reply: Reply) -> str | None:
     """Check the job and do what it asks; the final message, or None when it comes with the outcome."""
-    from shared.domain.transfers import account_for_email, paired_clowder
+    from shared.domain.accounts import account_for_email
+    from shared.domain.transfers import paired_clowder
 
     try:
         paired = paired_clowder(platform, job.host)
@@ -431,7 +432,7 @@ _DONE = {"start": ("starting", "started"), "stop": ("stopping", "stopped")}
 
 
 def _stack_action(platform: Platform, user: str, action: Action, stack_id: Any) -> str:
-    from shared.domain import stacks
+    from shared.domain import stack_actions, stacks
 
     if action == "stop" and not stack_id:
         stopped = [stack.id for stack in stacks.stop_all(platform, user)]
@@ -442,12 +443,14 @@ def _stack_action(platform: Platform, user: str, action: Action, stack_id: Any) 
         stack = stacks.get(platform, user, stack_id)
     except NotFound:
         raise Forbidden(f"stack '{stack_id}' is not one of {user}'s stacks") from None
-    if stack.status not in _DONE[action]:
-        stack = (
-            stacks.start(platform, user, stack_id)
-            if action == "start"
-            else stacks.stop(platform, user, stack_id)
-        )
+    if stack.status in _DONE[action]:
+        return f"stack {stack_id} is {stack.status}"
+    if stack_actions.by_shovel(platform, user):
+        stack_actions.send(platform, user, stack_id, "start" if action == "start" else "stop")
+        return f"stack {stack_id}: the {action} is handed to the shovel of your running stack"
+    stack = (
+        stacks.start(platform, user, stack_id) if action == "start" else stacks.stop(platform, user, stack_id)
+    )
     return f"stack {stack_id} is {stack.status}"
 
 

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared.core.models import ConsoleCheck
-from shared.domain import console as consoles
+from shared.serving import console as consoles
 from shared.serving.api import Call, Upgraded, json_errors, serve
 
 

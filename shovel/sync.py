@@ -22,7 +22,7 @@ import httpx
 
 from events.types import FileProblem, TransferProgress
 from shared.adapters.objectstore import blob_key
-from shared.core.durable import DurableWriter
+from shared.core.durable import new_durable_file
 from shared.core.paths import MAX_PATH_BYTES, has_control
 from shared.domain.messages import SyncCommand, SyncFile
 from shovel.folders import HomeFolders, open_folder
@@ -44,7 +44,6 @@ from shovel.worker import CommandWorker
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
-NEW_PARTIAL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 DOWNLOAD_BUFFER = 1 << 20
 ATTEMPTS = 3
@@ -318,9 +317,7 @@ class Syncer(CommandWorker):
 
     def _fetch(self, url: str, file: SyncFile, work: int, partial: str) -> str:
         digest = hashlib.sha256()
-        descriptor = _new_partial(work, partial)
-        output = DurableWriter(descriptor, size=file.size)
-        try:
+        with new_durable_file(work, partial, size=file.size) as output:
 
             def receive(chunk: bytes | memoryview) -> None:
                 if self.cancelled():
@@ -334,10 +331,6 @@ class Syncer(CommandWorker):
                 self._downloads.get(url, receive)
             else:
                 self._get_with_client(url, receive)
-            output.finish()
-        finally:
-            output.close()
-            os.close(descriptor)
         return _verified(file, output.size, digest.hexdigest())
 
     def _copy_staged(self, file: SyncFile, work: int, partial: str) -> str | None:
@@ -366,24 +359,18 @@ class Syncer(CommandWorker):
         buffer = bytearray(min(CHUNK_SIZE, file.size + 1))  # one byte more shows a longer source
         view = memoryview(buffer)
         copied = 0
-        descriptor = _new_partial(work, partial)
-        output = DurableWriter(descriptor, size=file.size)
-        try:
-            with open(source, "rb", buffering=0, closefd=False) as reader:
-                while count := reader.readinto(buffer):
-                    if self.cancelled():
-                        raise Stopping
-                    copied += count
-                    if copied > file.size:
-                        raise PlacementError(
-                            f"source {name!r} holds more than the {file.size} bytes expected"
-                        )
-                    digest.update(view[:count])
-                    output.write(view[:count])
-            output.finish()
-        finally:
-            output.close()
-            os.close(descriptor)
+        with (
+            new_durable_file(work, partial, size=file.size) as output,
+            open(source, "rb", buffering=0, closefd=False) as reader,
+        ):
+            while count := reader.readinto(buffer):
+                if self.cancelled():
+                    raise Stopping
+                copied += count
+                if copied > file.size:
+                    raise PlacementError(f"source {name!r} holds more than the {file.size} bytes expected")
+                digest.update(view[:count])
+                output.write(view[:count])
         return _verified(file, copied, digest.hexdigest())
 
     def _get_with_client(self, url: str, receive: Callable[[bytes], None]) -> None:
@@ -514,23 +501,11 @@ class Downloads:
         return value
 
 
-def _new_partial(work: int, partial: str) -> int:
-    """``partial`` made afresh in the open work folder, for writing (an earlier attempt's removed)."""
-    discard(work, partial)
-    return os.open(partial, NEW_PARTIAL, 0o666, dir_fd=work)
-
-
 def _write_content(file: SyncFile, content: bytes, work: int, partial: str) -> str:
     """A file that came inside the command: checked first, then written (and made durable)."""
     sha256 = _verified(file, len(content), hashlib.sha256(content).hexdigest())
-    descriptor = _new_partial(work, partial)
-    output = DurableWriter(descriptor, size=len(content))
-    try:
+    with new_durable_file(work, partial, size=len(content)) as output:
         output.write(content)
-        output.finish()
-    finally:
-        output.close()
-        os.close(descriptor)
     return sha256
 
 

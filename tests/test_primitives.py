@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from shared.core.durable import write_atomically
+from shared.core.durable import new_durable_file, write_atomically
 from shared.core.errors import InvalidInput
 from shared.core.names import first_free, numbered
 from shared.core.paths import (
@@ -111,3 +112,17 @@ def test_the_first_free_path_numbers_only_the_last_name() -> None:
     taken = {"a.b/notes.txt", "a.b/notes (1).txt", "a.b/notes (2).txt"}
     assert first_free("a.b/notes.txt", taken) == "a.b/notes (3).txt"
     assert first_free("notes.txt", set()) == "notes (1).txt"
+
+
+def test_a_new_durable_file_replaces_a_leftover_without_following_it(tmp_path: Path) -> None:
+    (tmp_path / "1.part").symlink_to(tmp_path / "elsewhere")
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with new_durable_file(folder, "1.part", size=3) as output:
+            output.write(b"abc")
+    finally:
+        os.close(folder)
+
+    assert not (tmp_path / "1.part").is_symlink()
+    assert (tmp_path / "1.part").read_bytes() == b"abc"
+    assert not (tmp_path / "elsewhere").exists()

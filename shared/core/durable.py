@@ -10,7 +10,8 @@ import functools
 import mmap
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 BLOCK_SIZE = 1 << 20
@@ -22,6 +23,7 @@ DIRECT_FROM = 4 * BLOCK_SIZE
 WRITEBACK_BYTES = 8 << 20
 """How much a file written through the page cache grows before that part is written back."""
 _SYNC_FILE_RANGE_WRITE = 2
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write_atomically(
@@ -47,6 +49,24 @@ def write_atomically(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def new_durable_file(folder: int, name: str, *, size: int | None = None) -> Iterator[DurableWriter]:
+    """The file ``name`` made afresh in the open folder ``folder`` (one left there before, say by an
+    earlier attempt, is removed; never through a link), written through the ``DurableWriter`` the
+    block gets and made durable when the block ends without error. The file stays for the caller to
+    rename or remove; ``size``: as for ``DurableWriter``."""
+    with suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
+    descriptor = os.open(name, NEW_FILE, 0o666, dir_fd=folder)
+    output = DurableWriter(descriptor, size=size)
+    try:
+        yield output
+        output.finish()
+    finally:
+        output.close()
+        os.close(descriptor)
 
 
 @functools.cache

@@ -7,7 +7,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,20 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.adapters.runtime.processes import free_port
 from shared.bootstrap import Platform as LocalPlatform
-from tests import test_transfers as transfers
+from tests.clowder_pairing import API_KEY
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, Api
+from tests.support import wait_for_status
 from tests.test_e2e import STATIC_SPEC, Platform, bearer
-from tests.test_functions import free_port
-from tests.test_transfers import API_KEY, refused
+from tests.test_transfers import refused
 
-# The fixtures of test_transfers, for the function tests of POST /api/transfers (and its Clowder server).
-version = transfers.version
-ranges = transfers.ranges
-database = transfers.database
-extra_environment = transfers.extra_environment
-clowder = transfers.clowder
-environment = transfers.environment
-alice = transfers.alice
-bob = transfers.bob
+
+@pytest.fixture
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
+
 
 EXECUTABLE = Path(sys.executable).with_name("workbench")
 WAIT = 60.0
@@ -92,15 +88,13 @@ def token_of(cli: Cli) -> str:
     return token
 
 
+def listed_stack(cli: Cli, sid: str) -> dict[str, Any]:
+    (stack,) = [stack for stack in cli.json("stacks", "list") if stack["id"] == sid]
+    return dict(stack)
+
+
 def wait_for_stack(cli: Cli, sid: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while True:
-        (stack,) = [stack for stack in cli.json("stacks", "list") if stack["id"] == sid]
-        if stack["status"] == status:
-            return dict(stack)
-        assert stack["status"] != "error", stack
-        assert time.monotonic() < deadline, f"stack {sid} stayed {stack['status']}"
-        time.sleep(0.3)
+    return wait_for_status(lambda: listed_stack(cli, sid), status, f"stack {sid}", seconds=WAIT, every=0.3)
 
 
 # --- without a platform -------------------------------------------------------------------------------

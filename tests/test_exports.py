@@ -18,35 +18,19 @@ from events.codec import Event, new_event
 from events.signing import derive_key
 from shared.bootstrap import Platform
 from shared.domain import exports
-from tests import test_transfers as transfers
+from tests.clowder_pairing import SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
-from tests.test_transfers import (
-    SECRET,
-    SOURCE,
-    ClientFactory,
-    Served,
-    accepted,
-    deliver,
-    queued,
-    refused,
-    started_stack,
-    wait_until,
-)
+from tests.support import wait_until
+from tests.test_transfers import ClientFactory, accepted, deliver, queued, refused, started_stack
 
-# The fixtures of test_transfers, used here as they are.
-version = transfers.version
-ranges = transfers.ranges
-database = transfers.database
-extra_environment = transfers.extra_environment
-clowder = transfers.clowder
-environment = transfers.environment
-quick_retries = transfers.quick_retries
-no_stack_left = transfers.no_stack_left
-served = transfers.served
-shovels = transfers.shovels
-alice = transfers.alice
-bob = transfers.bob
+pytestmark = pytest.mark.usefixtures("quick_retries", "no_stack_left")
+
+
+@pytest.fixture
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
+
 
 FOLDER = {
     "summary.txt": b"three samples, all fine\n",

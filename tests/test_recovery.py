@@ -26,16 +26,14 @@ from shared.bootstrap import Platform
 from shared.core.models import Account, Transfer
 from shared.domain import recovery
 from tests import test_transfers as transfers
+from tests.clowder_pairing import API_KEY, SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, Api
+from tests.support import wait_until
 from tests.test_e2e import Platform as PlatformProcess
 from tests.test_exports import FOLDER, export_of, post_export, staged_exports, write_folder
 from tests.test_transfers import (
-    API_KEY,
-    SECRET,
-    SOURCE,
     ClientFactory,
-    Served,
     accepted,
     deliver,
     every_file,
@@ -46,20 +44,15 @@ from tests.test_transfers import (
     started_stack,
     transfer_of,
     transfer_request,
-    wait_until,
 )
 
-# The fixtures of test_transfers, used here as they are.
-version = transfers.version
-ranges = transfers.ranges
-database = transfers.database
-clowder = transfers.clowder
-environment = transfers.environment
-quick_retries = transfers.quick_retries
-no_stack_left = transfers.no_stack_left
-served = transfers.served
-shovels = transfers.shovels
-alice = transfers.alice
+pytestmark = pytest.mark.usefixtures("quick_retries", "no_stack_left")
+
+
+@pytest.fixture
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
+
 
 QUICK = {"WORKBENCH_RESUME_AFTER_SECONDS": "1", "WORKBENCH_RESUME_ATTEMPTS": "2"}
 """Leases of a second and two resumptions: the sweep's rhythm, quickened for a test."""

@@ -22,42 +22,34 @@ from events.errors import InvalidEvent
 from events.signing import derive_key
 from shared.adapters.store.sql import SqlStore, open_store
 from shared.bootstrap import Platform
+from tests import test_stacks
 from tests import test_transfers as transfers
+from tests.clowder_pairing import SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
 from tests.test_events import Receiver, receiver, workbench
 from tests.test_transfers import (
     MODES,
-    SECRET,
-    SOURCE,
     ClientFactory,
-    Served,
     accepted,
     deliver,
     field_study,
     only_transfer,
-    read_stack,
     refused,
     stack_event,
     started_stack,
     transfer_of,
     transfer_request,
-    wait_for_stack,
 )
 
-# The fixtures of test_transfers, used here as they are.
-version = transfers.version
-ranges = transfers.ranges
-database = transfers.database
-extra_environment = transfers.extra_environment
-clowder = transfers.clowder
-environment = transfers.environment
-quick_retries = transfers.quick_retries
-no_stack_left = transfers.no_stack_left
-served = transfers.served
-shovels = transfers.shovels
-alice = transfers.alice
-bob = transfers.bob
+pytestmark = pytest.mark.usefixtures("quick_retries", "no_stack_left")
+
+
+@pytest.fixture
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
+
+
 __all__ = ["receiver"]  # the producer's test receiver, a fixture of test_events
 
 
@@ -88,7 +80,7 @@ def stays(api: Api, token: str, sid: str, status: str, seconds: float = 1.5) -> 
     """The stack is ``status`` now and stays so for a while (a stop in flight would show as stopping)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert read_stack(api, token, sid)["status"] == status
+        assert test_stacks.read(api, token, sid)["status"] == status
         time.sleep(0.1)
 
 
@@ -101,11 +93,11 @@ def test_a_replayed_stop_event_does_not_stop_the_stack_again(
     sid = started_stack(api, alice)
     captured = stack_event(types.STACK_STOP_REQUESTED, sid)
     accepted(deliver(client, "stack_action", captured))
-    wait_for_stack(api, alice, sid, "stopped")
+    test_stacks.wait_for(api, alice, sid, "stopped")
 
     # The user starts the stack again; whoever captured the signed stop event sends it once more.
     assert api.call("GET", f"/api/start/{sid}", alice).status_code == 202
-    wait_for_stack(api, alice, sid, "started")
+    test_stacks.wait_for(api, alice, sid, "started")
     for mode in MODES:
         # Taken as a redelivery of what was done already (a 202 keeps the Broker from retrying it).
         accepted(deliver(client, "stack_action", captured, mode))
@@ -128,7 +120,7 @@ def test_a_replayed_start_event_refused_once_stays_refused(
     # Once the stack could start, the event refused before does not start it when sent again.
     platform.store.update_stack("alice", sid, lambda stack: stack.model_copy(update={"status": "stopped"}))
     accepted(deliver(client, "stack_action", start))
-    assert read_stack(api, alice, sid)["status"] == "stopped"
+    assert test_stacks.read(api, alice, sid)["status"] == "stopped"
 
 
 def test_an_event_met_by_an_outage_is_taken_when_delivered_again(
@@ -140,9 +132,9 @@ def test_an_event_met_by_an_outage_is_taken_when_delivered_again(
     refused(deliver(client, "stack_action", start), sid, status=503)  # retried by the Broker
     platform.store.update_stack("alice", sid, lambda stack: stack.model_copy(update={"status": "stopped"}))
     accepted(deliver(client, "stack_action", start))  # the retry acts
-    assert read_stack(api, alice, sid)["status"] in ("starting", "started")
+    assert test_stacks.read(api, alice, sid)["status"] in ("starting", "started")
     accepted(deliver(client, "stack_action", stack_event(types.STACK_STOP_REQUESTED, sid)))
-    wait_for_stack(api, alice, sid, "stopped")
+    test_stacks.wait_for(api, alice, sid, "stopped")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -193,7 +185,7 @@ def test_the_window_is_a_setting(
     sid = transfers.new_stack(api, alice)
     data = {"email": "alice@example.org", "stack_id": sid}
     refused(deliver(client, "stack_action", event_made(types.STACK_START_REQUESTED, data, ago=45)), "30 s")
-    assert read_stack(api, alice, sid)["status"] == "stopped"
+    assert test_stacks.read(api, alice, sid)["status"] == "stopped"
 
 
 def test_shovel_reports_are_held_to_the_same_window_and_taken_once(

@@ -10,19 +10,13 @@ from events import types
 from shared.bootstrap import Platform
 from shared.core.models import Transfer
 from shared.domain import transfers as transfer_service
-from tests import test_transfers as transfers
 from tests.conftest import Api
 from tests.test_transfers import new_stack
 
-# The fixtures of test_transfers, for the function tests of the transfers routes.
-version = transfers.version
-ranges = transfers.ranges
-database = transfers.database
-extra_environment = transfers.extra_environment
-clowder = transfers.clowder
-environment = transfers.environment
-alice = transfers.alice
-bob = transfers.bob
+
+@pytest.fixture
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
 
 
 def run(platform: Platform, owner: str, sid: str, stack_status: str, service_status: str) -> None:

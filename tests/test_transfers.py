@@ -14,14 +14,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from events import types
 from events.codec import Event, Mode, canonical_json, new_event, signed, to_http
@@ -29,216 +27,38 @@ from events.signing import derive_key
 from shared.adapters.bus.memory import MemoryBus
 from shared.adapters.objectstore import blob_key
 from shared.bootstrap import Platform
-from shared.core.errors import WorkbenchError
 from shared.core.paths import MAX_COMPONENT_BYTES
-from shared.domain import stacks
 from shared.domain.messages import SyncCommand, queue_for
-from shared.tools.gateway import Gateway
-from shovel.local import attach_shovels
 from shovel.placing import PARTIAL_FOLDER
+from tests import test_stacks
+from tests.clowder_pairing import (
+    S3_BUCKET,
+    SECRET,
+    SERVICE_TOKEN,
+    SOURCE,
+    Served,
+    admin_token,
+    make_user,
+)
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api, Client
+from tests.support import WAIT_SECONDS, wait_for_status, wait_until
 from tests.test_auth import error_of
 from tests.test_e2e import STATIC_SPEC
-from tests.test_functions import free_port
 
-T = TypeVar("T")
-
-SECRET = "pairing-secret-shared-with-clowder"
-API_KEY = "clowder-api-key"
-SERVICE_TOKEN = "clowder-service-token-for-containers"
-SOURCE = "https://clowder.example.org/"
-WAIT = 20.0
-"""Every wait gives up after this long, so a stuck transfer fails its test instead of hanging it."""
 MODES: tuple[Mode, ...] = ("binary", "structured")
 
 ClientFactory = Callable[[str], Client]
 
-
-# --- Clowder, the platform and its served gateway ----------------------------------------------------
-
-
-@pytest.fixture
-def version() -> Literal[1, 2]:
-    """The Clowder major version the test server plays (parametrize to change it)."""
-    return 2
+pytestmark = pytest.mark.usefixtures("quick_retries", "no_stack_left")
 
 
 @pytest.fixture
-def ranges() -> bool:
-    """Whether the test server answers byte ranges (Clowder 2's streaming download does not)."""
-    return True
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
 
 
-@pytest.fixture
-def database() -> Literal["sqlite", "postgres"]:
-    """The platform's store (parametrize to run on the PostgreSQL server)."""
-    return "sqlite"
-
-
-@pytest.fixture
-def extra_environment(database: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """More settings for the platform (parametrize to set others; ``link_roots`` mounts a Clowder disk)."""
-    extra: dict[str, str] = {}
-    if database == "postgres":
-        extra["WORKBENCH_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    if request.node.get_closest_marker("link_roots"):
-        extra["WORKBENCH_LINK_ROOTS"] = str(tmp_path / "clowder-disk")
-    if request.node.get_closest_marker("s3"):
-        extra.update(
-            {
-                "WORKBENCH_S3_BUCKET": S3_BUCKET,
-                "WORKBENCH_S3_ENDPOINT": request.getfixturevalue("moto_s3"),
-                "WORKBENCH_S3_REGION": "us-east-1",
-                "WORKBENCH_S3_ACCESS_KEY": "testing",
-                "WORKBENCH_S3_SECRET_KEY": "testing",
-            }
-        )
-    return extra
-
-
-S3_BUCKET = "workbench-staging"
-
-
-@pytest.fixture
-def moto_s3() -> Iterator[str]:
-    """An S3 API (moto in its HTTP server mode) with the staging bucket; yields its endpoint."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket=S3_BUCKET)
-        yield endpoint
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def clowder(tmp_path: Path, version: Literal[1, 2], ranges: bool) -> Iterator[ClowderServer]:
-    with ClowderServer(tmp_path / "clowder", version, API_KEY, ranges=ranges) as server:
-        yield server
-
-
-@pytest.fixture
-def environment(clowder: ClowderServer, extra_environment: dict[str, str]) -> dict[str, str]:
-    return {
-        "WORKBENCH_CLOWDER_URL": clowder.url,
-        "WORKBENCH_CLOWDER_API_KEY": API_KEY,
-        "WORKBENCH_EVENT_SECRET": SECRET,
-        "WORKBENCH_CLOWDER_SERVICE_TOKEN": SERVICE_TOKEN,
-        "WORKBENCH_PORT": str(free_port()),
-        **extra_environment,
-    }
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Clowder client's backoff in milliseconds: the retries still happen, just not slowly."""
-    monkeypatch.setattr("shared.adapters.clowder.client.MAX_BACKOFF_SECONDS", 0.01)
-
-
-def remove_stacks(platform: Platform) -> None:
-    """End every stack's processes (and shovels) the test started; the runtime's close leaves them."""
-    if not platform.has("runtime"):
-        return
-    for owner, stack in platform.store.list_all_stacks():
-        with suppress(WorkbenchError):
-            platform.runtime.remove(stacks.plan_for(platform, owner, stack))
-
-
-@pytest.fixture(autouse=True)
-def no_stack_left(platform: Platform) -> Iterator[None]:
-    yield
-    remove_stacks(platform)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        pass
-
-
-class Served:
-    """The platform's Gateway (API, /events, /objects) on the platform's own port, in a thread."""
-
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        self.gateway = Gateway(data_dir=platform.data_dir)
-        settings = platform.settings.server
-        self.server: BaseWSGIServer = make_server(
-            settings.host, settings.port, self.gateway, threaded=True, request_handler=_QuietHandler
-        )
-        self.url = f"http://{settings.host}:{settings.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def wait_idle(self) -> None:
-        assert self.gateway.ingress is not None
-        assert self.gateway.ingress.wait_idle(WAIT), "the local Broker still delivers events"
-
-    def close(self) -> None:
-        remove_stacks(self.platform)  # while /events still answers the shovels' last words
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-        if self.gateway.ingress is not None:
-            self.gateway.ingress.wait_idle(5)
-            self.gateway.ingress.close()
-
-
-@pytest.fixture
-def served(platform: Platform) -> Iterator[Served]:
-    server = Served(platform)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def shovels(platform: Platform, served: Served) -> Served:
-    """A shovel beside every stack the platform starts (in-process threads, or processes with RabbitMQ)."""
-    attach_shovels(platform, heartbeat_seconds=60)
-    return served
-
-
-# --- accounts and stacks --------------------------------------------------------------------------------
-
-
-def make_user(api: Api, platform: Platform, user: str) -> str:
-    """An approved account (e-mail ``<user>@example.org``); returns a token of the user."""
-    account = {
-        "namespace": user,
-        "name": user.title(),
-        "email": f"{user}@example.org",
-        "password": f"secret-{user}",
-    }
-    response = api.call("POST", "/api/accounts", admin_token(platform), json=account)
-    assert response.status_code == 200, response.get_json()
-    return platform.tokens.issue(user)
-
-
-def admin_token(platform: Platform) -> str:
-    return platform.tokens.issue("admin", admin=True)
-
-
-@pytest.fixture
-def alice(api: Api, platform: Platform) -> str:
-    return make_user(api, platform, "alice")
-
-
-@pytest.fixture
-def bob(api: Api, platform: Platform) -> str:
-    return make_user(api, platform, "bob")
+# --- stacks --------------------------------------------------------------------------------------------
 
 
 def new_stack(api: Api, token: str) -> str:
@@ -251,41 +71,15 @@ def new_stack(api: Api, token: str) -> str:
     return sid
 
 
-def read_stack(api: Api, token: str, sid: str) -> dict[str, Any]:
-    response = api.call("GET", f"/api/stacks/{sid}", token)
-    assert response.status_code == 200, response.get_json()
-    stack: dict[str, Any] = response.get_json()
-    return stack
-
-
-def wait_for_stack(api: Api, token: str, sid: str, status: str) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        stack = read_stack(api, token, sid)
-        assert stack["status"] != "error", stack
-        return stack if stack["status"] == status else None
-
-    return wait_until(reached, f"stack {sid} to be {status}")
-
-
 def started_stack(api: Api, token: str) -> str:
     sid = new_stack(api, token)
     response = api.call("GET", f"/api/start/{sid}", token)
     assert response.status_code == 202, response.get_json()
-    wait_for_stack(api, token, sid, "started")
+    test_stacks.wait_for(api, token, sid, "started")
     return sid
 
 
 # --- events ---------------------------------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], T | None], what: str, seconds: float = WAIT) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def transfer_request(
@@ -369,7 +163,7 @@ def take_commands(platform: Platform, user: str) -> list[SyncCommand]:
     if count == 0:
         return []
     stop = threading.Event()
-    timer = threading.Timer(WAIT, stop.set)  # only if the queue were emptied by someone else
+    timer = threading.Timer(WAIT_SECONDS, stop.set)  # only if the queue were emptied by someone else
     timer.start()
 
     def take(delivery: Any) -> None:
@@ -400,12 +194,14 @@ def only_transfer(platform: Platform, user: str) -> dict[str, Any]:
 
 
 def wait_for_transfer(api: Api, token: str, transfer_id: str, state: str) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        transfer = transfer_of(api, token, transfer_id)
-        assert transfer["state"] in ("requested", "staging", "syncing", state), transfer
-        return transfer if transfer["state"] == state else None
-
-    return wait_until(reached, f"transfer {transfer_id} to be {state}")
+    """Poll the transfer until it is ``state``; a final state other than that fails at once."""
+    return wait_for_status(
+        lambda: transfer_of(api, token, transfer_id),
+        state,
+        f"transfer {transfer_id}",
+        field="state",
+        passing=("requested", "staging", "syncing"),
+    )
 
 
 def downloads(clowder: ClowderServer, file_id: str = "*") -> int:
@@ -1100,15 +896,15 @@ def test_clowder_starts_and_stops_only_the_users_own_stacks(
     bobs = new_stack(api, bob)
 
     accepted(deliver(client, "stack_action", stack_event(types.STACK_START_REQUESTED, sid)))
-    assert read_stack(api, alice, sid)["status"] == "starting"
+    assert test_stacks.read(api, alice, sid)["status"] == "starting"
     accepted(deliver(client, "stack_action", stack_event(types.STACK_START_REQUESTED, sid), "structured"))
-    wait_for_stack(api, alice, sid, "started")
+    test_stacks.wait_for(api, alice, sid, "started")
     accepted(deliver(client, "stack_action", stack_event(types.STACK_START_REQUESTED, sid)))
-    assert read_stack(api, alice, sid)["status"] == "started"
+    assert test_stacks.read(api, alice, sid)["status"] == "started"
 
     refused(deliver(client, "stack_action", stack_event(types.STACK_START_REQUESTED, bobs)), bobs)
     refused(deliver(client, "stack_action", stack_event(types.STACK_STOP_REQUESTED, bobs)), bobs)
-    assert read_stack(api, bob, bobs)["status"] == "stopped"
+    assert test_stacks.read(api, bob, bobs)["status"] == "stopped"
     refused(
         deliver(client, "stack_action", stack_event(types.STACK_START_REQUESTED, sid, "nobody@example.org")),
         "nobody@example.org",
@@ -1117,13 +913,13 @@ def test_clowder_starts_and_stops_only_the_users_own_stacks(
         types.STACK_STOP_REQUESTED, {"email": "alice@example.org", "stack_id": sid}, source=SOURCE
     )
     refused(deliver(client, "stack_action", unsigned), "wbsignature")
-    assert read_stack(api, alice, sid)["status"] == "started"
+    assert test_stacks.read(api, alice, sid)["status"] == "started"
 
     accepted(deliver(client, "stack_action", stack_event(types.STACK_STOP_REQUESTED, sid), "structured"))
-    assert read_stack(api, alice, sid)["status"] in ("stopping", "stopped")
-    wait_for_stack(api, alice, sid, "stopped")
+    assert test_stacks.read(api, alice, sid)["status"] in ("stopping", "stopped")
+    test_stacks.wait_for(api, alice, sid, "stopped")
     accepted(deliver(client, "stack_action", stack_event(types.STACK_STOP_REQUESTED, sid)))
-    assert read_stack(api, alice, sid)["status"] == "stopped"
+    assert test_stacks.read(api, alice, sid)["status"] == "stopped"
 
 
 def test_a_start_that_cannot_happen_yet_is_retried_and_one_that_never_can_is_refused(
@@ -1136,12 +932,12 @@ def test_a_start_that_cannot_happen_yet_is_retried_and_one_that_never_can_is_ref
 
     set_status("stopping")  # as while the runtime stops it
     refused(deliver(client, "stack_action", stack_event(types.STACK_START_REQUESTED, sid)), sid, status=503)
-    assert read_stack(api, alice, sid)["status"] == "stopping"
+    assert test_stacks.read(api, alice, sid)["status"] == "stopping"
     accepted(deliver(client, "stack_action", stack_event(types.STACK_STOP_REQUESTED, sid)))
 
     set_status("error")  # must be stopped before it can start again
     refused(deliver(client, "stack_action", stack_event(types.STACK_START_REQUESTED, sid)), sid, "error")
-    assert read_stack(api, alice, sid)["status"] == "error"
+    assert test_stacks.read(api, alice, sid)["status"] == "error"
     set_status("stopped")
 
 
@@ -1288,7 +1084,7 @@ def test_a_redelivery_while_the_first_delivery_stages_leaves_it_alone(
     first.start()
     wait_until(lambda: platform.store.list_transfers("alice"), "the first delivery to record the transfer")
     deliver_once()  # meanwhile, the redelivery
-    first.join(WAIT)
+    first.join(WAIT_SECONDS)
     assert sorted(answers) == [202, 202]
     assert downloads(clowder) == len(content)  # every file fetched once
     commands = take_commands(platform, "alice")

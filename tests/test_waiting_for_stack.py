@@ -11,20 +11,14 @@ import pytest
 from shared.adapters.runtime import local
 from shared.bootstrap import Platform
 from shared.tools import client_cli
-from tests import test_transfers as transfers
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
 from tests.test_transfers import new_stack
 
-# The fixtures of test_transfers, for the function tests of the transfers routes (and a Clowder server).
-version = transfers.version
-ranges = transfers.ranges
-database = transfers.database
-extra_environment = transfers.extra_environment
-clowder = transfers.clowder
-environment = transfers.environment
-alice = transfers.alice
-bob = transfers.bob
+
+@pytest.fixture
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
 
 
 def seen(api: Api, token: str, transfer_id: str) -> tuple[bool, bool]:

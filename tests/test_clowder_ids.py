@@ -12,29 +12,18 @@ from events import types
 from shared.adapters.clowder import ClowderClient
 from shared.bootstrap import Platform
 from shared.core.errors import InvalidInput
-from tests import test_transfers as transfers
+from tests.clowder_pairing import API_KEY
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
-from tests.test_transfers import (
-    API_KEY,
-    MODES,
-    ClientFactory,
-    deliver,
-    nothing_recorded,
-    raw_event,
-    refused,
-)
+from tests.test_transfers import MODES, ClientFactory, deliver, nothing_recorded, raw_event, refused
 
-# The fixtures of test_transfers, used here as they are.
-version = transfers.version
-ranges = transfers.ranges
-database = transfers.database
-extra_environment = transfers.extra_environment
-clowder = transfers.clowder
-environment = transfers.environment
-quick_retries = transfers.quick_retries
-no_stack_left = transfers.no_stack_left
-alice = transfers.alice
+pytestmark = pytest.mark.usefixtures("quick_retries", "no_stack_left")
+
+
+@pytest.fixture
+def environment(paired_environment: dict[str, str]) -> dict[str, str]:
+    return paired_environment
+
 
 UNSAFE_IDS = [".", "..", "../datasets", "a/b", "%2e%2e", "", " ", "x" * 65, "a\x00b", "ö"]
 

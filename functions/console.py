@@ -6,7 +6,8 @@ import functions_framework
 from flask import Request, Response
 
 from shared.core.models import ConsoleCheck
-from shared.serving import console as consoles
+from shared.domain import console as consoles
+from shared.serving import console as websocket
 from shared.serving.api import Call, Upgraded, json_errors, serve
 
 
@@ -15,16 +16,16 @@ def check(call: Call) -> ConsoleCheck:
 
 
 def open_console(call: Call) -> Upgraded:
-    consoles.require_upgrade(call.request.headers)
+    websocket.require_upgrade(call.request.headers)
     owner = call.principal.user
     service = consoles.openable(call.platform, owner, call.query("ssid"), call.query("namespace"))
     size = consoles.terminal_size(call.query("cols"), call.query("rows"))
     session = consoles.open_session(call.platform, owner, service.id, size)
-    return Upgraded(consoles.serve(call.request.environ, session, service.id))
+    return Upgraded(websocket.serve(call.request.environ, session, service.id))
 
 
 json_errors()
-consoles.accept_websockets()
+websocket.accept_websockets()
 
 
 @functions_framework.http

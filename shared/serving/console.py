@@ -1,4 +1,4 @@
-"""A shell in a running stack service, over a websocket: who may open one, and the session between them."""
+"""A shell in a running stack service, over a websocket: the session between the browser and the shell."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from shared.core.errors import Conflict, InvalidInput, NotFound, NotSupported, WorkbenchError
-from shared.core.models import ConsoleCheck
-from shared.domain.stacks import stack_id_of
+from shared.core.errors import InvalidInput
+from shared.domain.console import LARGEST_SIZE
 
 if TYPE_CHECKING:
     from flask import Response
 
     from shared.adapters.runtime import ConsoleSession
-    from shared.bootstrap import Platform
-    from shared.core.models import StackService
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +25,6 @@ RESIZE = 4
 4 does (``{"Width": 120, "Height": 40}``); any other binary message starting with 0 is keystrokes, and a
 text message is keystrokes as it is (what the Go CLI sends)."""
 STDIN = 0
-DEFAULT_SIZE = (80, 24)
-LARGEST_SIZE = 1000
 MAX_MESSAGE_BYTES = 64 * 1024
 PING_SECONDS = 25
 """A client that stops answering pings is gone: its session ends, and the shell with it."""
@@ -49,77 +44,11 @@ def accept_websockets() -> None:
         flask.current_app.url_map.add(Rule("/<path:path>", endpoint="run", websocket=True))
 
 
-def owned_service(
-    platform: Platform, owner: str, ssid: str | None, namespace: str | None = None
-) -> StackService:
-    """The caller's stack service ``ssid``; as the Go apiserver, 404 for one that is not the
-    caller's (whoever names another user's ``namespace``, the admin too)."""
-    if not ssid:
-        raise InvalidInput("names no stack service", field="ssid")
-    if namespace and namespace != owner:
-        raise NotFound("stack service", ssid)
-    stack = platform.store.get_stack(owner, stack_id_of(ssid))
-    service = next((item for item in stack.services if item.id == ssid), None) if stack else None
-    if service is None:
-        raise NotFound("stack service", ssid)
-    return service
-
-
-def refusal(platform: Platform, service: StackService) -> WorkbenchError | None:
-    """Why no console opens in ``service`` now: 501 where the runtime has no containers, 409 while
-    the service is not running; None when one opens."""
-    if not platform.runtime.consoles:
-        return NotSupported(
-            "no console here: stacks run as local processes, which have no container to open a shell "
-            "in; a console needs Docker, Podman or Kubernetes"
-        )
-    if service.status != "ready":
-        return Conflict(
-            f"stack service '{service.id}' is not running (its status: {service.status or 'stopped'}); "
-            "start its stack first"
-        )
-    return None
-
-
-def check(platform: Platform, owner: str, ssid: str | None, namespace: str | None = None) -> ConsoleCheck:
-    """``check_console`` as Go answered it: 200 for any stack service of the caller's (404 else),
-    saying here too whether a shell opens in it now and, if not, why."""
-    service = owned_service(platform, owner, ssid, namespace)
-    refused = refusal(platform, service)
-    return ConsoleCheck(ssid=service.id, available=refused is None, reason=str(refused or ""))
-
-
-def openable(platform: Platform, owner: str, ssid: str | None, namespace: str | None = None) -> StackService:
-    """The caller's running stack service ``ssid``, where a console opens; else its refusal."""
-    service = owned_service(platform, owner, ssid, namespace)
-    refused = refusal(platform, service)
-    if refused is not None:
-        raise refused
-    return service
-
-
-def terminal_size(columns: str | None, rows: str | None) -> tuple[int, int]:
-    """The terminal's size from the query (``cols``, ``rows``), else 80 by 24."""
-    size = list(DEFAULT_SIZE)
-    for index, (name, value) in enumerate((("cols", columns), ("rows", rows))):
-        if value:
-            if not value.isdigit() or not 0 < int(value) <= LARGEST_SIZE:
-                raise InvalidInput(f"must be a whole number from 1 to {LARGEST_SIZE}", field=name)
-            size[index] = int(value)
-    return size[0], size[1]
-
-
 def require_upgrade(headers: Any) -> None:
     if headers.get("Upgrade", "").lower() != "websocket":
         raise InvalidInput(
             "this route opens a websocket: send a websocket upgrade (GET with Upgrade: websocket)"
         )
-
-
-def open_session(platform: Platform, owner: str, ssid: str, size: tuple[int, int]) -> ConsoleSession:
-    session = platform.runtime.console(owner, ssid, *size)
-    log.info("console opened in %s for %s", ssid, owner)
-    return session
 
 
 def serve(environ: dict[str, Any], session: ConsoleSession, ssid: str) -> Response:

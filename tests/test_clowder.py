@@ -280,12 +280,21 @@ def test_downloading_50_megabytes_holds_little_memory(
 # ---------------------------------------------------------------------- failures
 
 
-def test_retries_server_errors(server: ClowderServer, client: ClowderClient) -> None:
+def test_retries_server_errors(
+    server: ClowderServer, client: ClowderClient, caplog: pytest.LogCaptureFixture
+) -> None:
     dataset_id = server.add_dataset("Flaky")
     server.fail(f"*/datasets/{dataset_id}", status=503, times=2)
 
-    assert client.dataset(dataset_id).name == "Flaky"
+    with caplog.at_level("WARNING", logger="shared.adapters.clowder"):
+        assert client.dataset(dataset_id).name == "Flaky"
     assert len(server.requests_to(f"*/datasets/{dataset_id}")) == 3
+    prefix = "/api/v2" if server.version == 2 else "/api"
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Clowder at {server.url}: GET {prefix}/datasets/{dataset_id} failed (HTTP 503); "
+        f"retrying (attempt {attempt} of 4)"
+        for attempt in (2, 3)
+    ]
 
 
 def test_gives_up_on_persistent_server_errors(server: ClowderServer, client: ClowderClient) -> None:

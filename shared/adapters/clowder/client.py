@@ -68,11 +68,11 @@ class ClowderClient:
 
     @property
     def retries(self) -> int:
-        return self._transport.retries
+        return self._transport.policy.retries
 
     @property
     def backoff(self) -> float:
-        return self._transport.backoff
+        return self._transport.policy.backoff
 
     def close(self) -> None:
         self._transport.close()

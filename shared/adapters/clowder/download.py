@@ -17,6 +17,7 @@ from shared.adapters.clowder.transport import ERROR_BODY_BYTES, Transport, descr
 from shared.core.errors import Unavailable
 from shared.core.http import BodyBroken, ConnectionPool
 from shared.core.http import Response as KeptResponse
+from shared.core.retry import Again, Attempt, retry_after
 
 DOWNLOAD_CHUNK_SIZE = 1 << 20
 
@@ -140,7 +141,7 @@ class Downloads:
                             "resume it: start again from byte 0",
                             received=position,
                         ) from None
-                    if breaks > self._transport.retries:
+                    if breaks > self._transport.policy.retries:
                         raise Unavailable(
                             f"the download of file '{file_id}' from Clowder at {where} broke off "
                             f"{breaks} times, last after {position}{of_total} bytes ({reason})"
@@ -152,7 +153,7 @@ class Downloads:
                         position,
                         reason,
                     )
-                    self._transport.pause(breaks)
+                    self._transport.policy.pause(breaks)
                     continue
             finally:
                 response.close()
@@ -187,13 +188,13 @@ class Downloads:
                 if reset is None:
                     raise
                 restarts += 1
-                if restarts > self._transport.retries:
+                if restarts > self._transport.policy.retries:
                     raise Unavailable(
                         f"the download of file '{file_id}' from Clowder at {self._transport.where} broke off "
                         f"{restarts} times and cannot be resumed; last: {restart.message}"
                     ) from None
                 reset()
-                self._transport.pause(restarts)
+                self._transport.policy.pause(restarts)
 
     def _open(
         self, path: str, headers: dict[str, str], operation: str, subject: tuple[str, str]
@@ -204,30 +205,25 @@ class Downloads:
             return transport.call(
                 "GET", path, headers=headers, stream=True, operation=operation, subject=subject
             )
-        attempt = 0
-        while True:
-            attempt += 1
+        direct = self._direct
+
+        def attempt(now: Attempt) -> _Streamed:
             try:
                 response = _DirectResponse(
-                    self._direct.request(
+                    direct.request(
                         "GET", self._base_path + path, {**headers, transport.key_header(): transport.api_key}
                     )
                 )
             except (OSError, HTTPException) as error:
-                failure = describe(error)
-                if attempt > transport.retries:
-                    raise Unavailable(transport.failed(operation, failure, attempt)) from None
-                transport.retrying("GET", path, failure, attempt)
-                transport.pause(attempt)
-                continue
+                if now.last:
+                    raise Unavailable(transport.failed(operation, describe(error), now.number)) from None
+                raise Again(describe(error)) from None
             status = response.status_code
             if 200 <= status < 300:
                 return response
-            if (status == 429 or status >= 500) and attempt <= transport.retries:
+            if (status == 429 or status >= 500) and not now.last:
                 response.close()
-                transport.retrying("GET", path, f"HTTP {status}", attempt)
-                transport.pause(attempt, response.headers.get("Retry-After"))
-                continue
+                raise Again(f"HTTP {status}", retry_after(response.headers.get("Retry-After")))
             refusal = httpx.Response(
                 status,
                 headers=response.headers,
@@ -235,7 +231,9 @@ class Downloads:
                 request=httpx.Request("GET", transport.base_url + path),
             )
             response.close()
-            raise transport.error(refusal, operation, subject, attempt) from None
+            raise transport.error(refusal, operation, subject, now.number) from None
+
+        return transport.policy.run(attempt, transport.on_retry("GET", path))
 
     def _check_body(self, response: _Streamed, position: int, file_id: str) -> tuple[int | None, bool]:
         """The full size the response announces, and whether the server takes byte ranges."""

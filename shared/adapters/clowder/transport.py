@@ -4,9 +4,7 @@ project's own errors; with the small helpers that read Clowder's JSON answers.""
 from __future__ import annotations
 
 import logging
-import random
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -16,6 +14,7 @@ import httpx
 from events.ids import CLOWDER_ID_PATTERN, CLOWDER_ID_RULE
 from shared.adapters.clowder.multipart import MultipartBody
 from shared.core.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.core.retry import Again, Attempt, Policy, retry_after
 
 # The package's name, as before the client was divided: one logger for every piece of it.
 log = logging.getLogger("shared.adapters.clowder")
@@ -33,8 +32,6 @@ _NEVER_ARRIVED = (
 )
 # Statuses with which a server refuses work before doing any of it.
 _REFUSED_BEFORE_ACTING = frozenset({429, 503})
-# The jitter only spreads retries out; it protects nothing, so it need not be unpredictable to an attacker.
-_jitter = random.Random()  # noqa: S311
 
 
 class Transport:
@@ -68,9 +65,7 @@ class Transport:
         self.api_key = api_key
         self.key_header = key_header
         self.timeout = timeout
-        self.retries = max(0, retries)
-        self.backoff = max(0.0, backoff)
-        self.max_backoff = max_backoff
+        self.policy = Policy(retries=max(0, retries), backoff=max(0.0, backoff), max_backoff=max_backoff)
         self.http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -110,9 +105,8 @@ class Transport:
         """One request with retries; a 2xx (or an accepted status) is returned, anything else raised."""
         idempotent = method in ("GET", "HEAD", "DELETE")
         accepted = set(accept_statuses)
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt(now: Attempt) -> httpx.Response:
             request_headers = dict(headers or {})
             if authenticate:
                 request_headers[self.key_header()] = self.api_key
@@ -139,11 +133,9 @@ class Transport:
                 if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
                     can_repeat = False
                 failure = describe(error)
-                if not can_repeat or attempt > self.retries:
-                    raise Unavailable(self.failed(operation, failure, attempt)) from None
-                self.retrying(method, path, failure, attempt)
-                self.pause(attempt)
-                continue
+                if not can_repeat or now.last:
+                    raise Unavailable(self.failed(operation, failure, now.number)) from None
+                raise Again(failure) from None
             status = response.status_code
             if 200 <= status < 300 or status in accepted:
                 return response
@@ -152,14 +144,14 @@ class Transport:
                 retryable = False
             if body is not None and not body.can_resend():
                 retryable = False
-            if retryable and attempt <= self.retries:
+            if retryable and not now.last:
                 response.close()
-                self.retrying(method, path, f"HTTP {status}", attempt)
-                self.pause(attempt, response.headers.get("Retry-After"))
-                continue
+                raise Again(f"HTTP {status}", retry_after(response.headers.get("Retry-After")))
             response.read()
             response.close()
-            raise self.error(response, operation, subject, attempt) from None
+            raise self.error(response, operation, subject, now.number) from None
+
+        return self.policy.run(attempt, self.on_retry(method, path))
 
     def error(
         self, response: httpx.Response, operation: str, subject: tuple[str, str] | None, attempts: int
@@ -192,25 +184,21 @@ class Transport:
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return f"Clowder at {self.where} could not {operation}{tries}: {failure}"
 
-    def retrying(self, method: str, path: str, failure: str, attempt: int) -> None:
-        log.warning(
-            "Clowder at %s: %s %s failed (%s); retrying (attempt %d of %d)",
-            self.where,
-            method,
-            path,
-            failure,
-            attempt + 1,
-            self.retries + 1,
-        )
+    def on_retry(self, method: str, path: str) -> Callable[[int, Again], None]:
+        """The log line before repeating ``method path``."""
 
-    def pause(self, attempt: int, retry_after: str | None = None) -> None:
-        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        # Half fixed, half random: retries from many workers spread out instead of arriving together.
-        delay = delay / 2 + _jitter.uniform(0, delay / 2)
-        if retry_after is not None and retry_after.strip().isdigit():
-            delay = max(delay, min(self.max_backoff, float(retry_after.strip())))
-        if delay > 0:
-            time.sleep(delay)
+        def retrying(attempt: int, again: Again) -> None:
+            log.warning(
+                "Clowder at %s: %s %s failed (%s); retrying (attempt %d of %d)",
+                self.where,
+                method,
+                path,
+                again.reason,
+                attempt + 1,
+                self.policy.retries + 1,
+            )
+
+        return retrying
 
     def json(self, response: httpx.Response, operation: str) -> Any:
         try:

@@ -34,6 +34,12 @@ def _act(call: EventCall, action: str) -> None:
     if stack.status in _PASSING[action]:
         # 503: the Broker delivers it again, by when the stack has stopped and can start.
         raise Unavailable(f"stack '{sid}' is {stack.status}; it can {action} once that is done")
+    from shared.domain import stack_actions
+
+    if stack_actions.by_shovel(call.platform, user):
+        stack_actions.send(call.platform, user, sid, "start" if action == "start" else "stop")
+        log.info("%s of stack %s of %s handed to the user's shovels", action, sid, user)
+        return
     try:
         if action == "start":
             stacks.start(call.platform, user, sid)

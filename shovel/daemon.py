@@ -44,6 +44,8 @@ AnyCommand = SyncCommand | ExportCommand | StackCommand
 RETRY_SECONDS = 5.0
 """Pause before a failed command goes back to the queue, so a lasting fault does not spin."""
 STACK_TIMEOUT = 30.0
+POLL_SECONDS = 0.1
+"""How often a stack command waiting for the API looks whether the shovel is being stopped."""
 SHUTDOWN_SECONDS = 10.0
 
 
@@ -349,18 +351,41 @@ class Shovel:
             raise Refused("WORKBENCH_SHOVEL_API_URL is not set: stack commands cannot be carried out")
         url = f"{settings.api_url}/api/{command.kind}/{quote(command.stack_id, safe='')}"
         started = time.monotonic()
-        response = client.get(
-            url, headers={"Authorization": f"Bearer {command.token}"}, timeout=STACK_TIMEOUT
-        )
-        if response.status_code >= 500 or response.status_code == 429:
-            raise Unreachable(f"the API answered HTTP {response.status_code} {response.text[:300]}")
-        if not 200 <= response.status_code < 300:
-            raise Refused(f"the API answered HTTP {response.status_code} {response.text[:300]}")
+        answers: list[httpx.Response | Exception] = []
+        answered = threading.Event()
+
+        def call() -> None:
+            try:
+                answers.append(
+                    client.get(
+                        url, headers={"Authorization": f"Bearer {command.token}"}, timeout=STACK_TIMEOUT
+                    )
+                )
+            except Exception as error:
+                answers.append(error)
+            finally:
+                answered.set()
+
+        # On a thread of its own: stopping its own stack stops this shovel, and a platform that waits
+        # for its shovels to end before it answers would otherwise wait for this very call.
+        threading.Thread(target=call, name="shovel-stack-call", daemon=True).start()
+        own_stop = command.kind == "stop" and command.stack_id == settings.stack_id
+        while not answered.wait(POLL_SECONDS):
+            if own_stop and self.stop.is_set():
+                log.info("stopping while the stop of its own stack %s is under way: done", command.stack_id)
+                return
+        answer = answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        if answer.status_code >= 500 or answer.status_code == 429:
+            raise Unreachable(f"the API answered HTTP {answer.status_code} {answer.text[:300]}")
+        if not 200 <= answer.status_code < 300:
+            raise Refused(f"the API answered HTTP {answer.status_code} {answer.text[:300]}")
         log.info(
             "%s of stack %s accepted (HTTP %d, %.1f s)",
             command.kind,
             command.stack_id,
-            response.status_code,
+            answer.status_code,
             time.monotonic() - started,
         )
 

@@ -432,7 +432,7 @@ _DONE = {"start": ("starting", "started"), "stop": ("stopping", "stopped")}
 
 
 def _stack_action(platform: Platform, user: str, action: Action, stack_id: Any) -> str:
-    from shared.domain import stacks
+    from shared.domain import stack_actions, stacks
 
     if action == "stop" and not stack_id:
         stopped = [stack.id for stack in stacks.stop_all(platform, user)]
@@ -443,12 +443,14 @@ def _stack_action(platform: Platform, user: str, action: Action, stack_id: Any) 
         stack = stacks.get(platform, user, stack_id)
     except NotFound:
         raise Forbidden(f"stack '{stack_id}' is not one of {user}'s stacks") from None
-    if stack.status not in _DONE[action]:
-        stack = (
-            stacks.start(platform, user, stack_id)
-            if action == "start"
-            else stacks.stop(platform, user, stack_id)
-        )
+    if stack.status in _DONE[action]:
+        return f"stack {stack_id} is {stack.status}"
+    if stack_actions.by_shovel(platform, user):
+        stack_actions.send(platform, user, stack_id, "start" if action == "start" else "stop")
+        return f"stack {stack_id}: the {action} is handed to the shovel of your running stack"
+    stack = (
+        stacks.start(platform, user, stack_id) if action == "start" else stacks.stop(platform, user, stack_id)
+    )
     return f"stack {stack_id} is {stack.status}"
 
 

@@ -18,6 +18,8 @@ BENCHMARKS = {
     "cold_start": "bench.cold_start",
     "api_throughput": "bench.api_throughput",
     "transfer": "bench.transfer",
+    "transfer_concurrent": "bench.transfer_concurrent",
+    "stack_start": "bench.stack_start",
     "shovel_rclone": "bench.shovel_rclone",
     "event_latency": "bench.event_latency",
 }
@@ -88,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(table(load(), style="markdown"))
         return 0
     figures: list[Figure] = []
+    started = time.monotonic()
     for name in arguments.names or list(BENCHMARKS):
         run: Callable[[], list[Figure]] = importlib.import_module(BENCHMARKS[name]).run
         print(f"bench: {name} …", file=sys.stderr, flush=True)
@@ -98,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write(measured)
         figures += measured
     print(table(figures))
-    print(f"\nwritten to {RESULTS}")
+    print(f"\nwritten to {RESULTS} after {time.monotonic() - started:.0f} s")
     return 1 if any(figure.met is False for figure in figures) else 0
 
 

@@ -111,7 +111,14 @@ def running(
     try:
         yield process
     finally:
+        # Processes it started in sessions of their own (a platform's stacks and shovels) are outside
+        # its group: those it has not ended by the time it is gone are ended here.
+        below = [(pid, started_at(pid)) for pid in process_tree(process.pid)[1:]]
         stop(process, stop_signal=stop_signal)
+        for pid, started in below:
+            if started is not None and started_at(pid) == started:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def stop(
@@ -177,10 +184,18 @@ def checked(response: httpx.Response) -> Any:
 
 
 def start_stack(
-    http: httpx.Client, *, admin_password: str, user: str, email: str, password: str
+    http: httpx.Client,
+    *,
+    admin_password: str,
+    user: str,
+    email: str,
+    password: str,
+    spec: Mapping[str, Any] = STATIC_SPEC,
+    start: bool = True,
 ) -> tuple[str, str]:
-    """Over a platform's API: the admin adds ``user``, who adds ``STATIC_SPEC``, makes a stack of it and
-    starts it. Returns the user's token and the stack's id; waiting for it to run is the caller's."""
+    """Over a platform's API: the admin adds ``user``, who adds ``spec`` to their catalog, makes a
+    stack of it and (with ``start``) starts it. Returns the user's token and the stack's id; waiting
+    for it to run is the caller's."""
 
     def token(username: str, secret: str) -> str:
         return str(
@@ -190,11 +205,10 @@ def start_stack(
     account = {"namespace": user, "name": user, "email": email, "password": password}
     checked(http.post("/api/accounts", json=account, headers=bearer(token("admin", admin_password))))
     user_token = token(user, password)
-    checked(http.post("/api/services", json=STATIC_SPEC, headers=bearer(user_token)))
-    sid = str(
-        checked(http.post("/api/stacks", json={"key": STATIC_SPEC["key"]}, headers=bearer(user_token)))["id"]
-    )
-    checked(http.get(f"/api/start/{sid}", headers=bearer(user_token)))
+    checked(http.post("/api/services", json=dict(spec), headers=bearer(user_token)))
+    sid = str(checked(http.post("/api/stacks", json={"key": spec["key"]}, headers=bearer(user_token)))["id"])
+    if start:
+        checked(http.get(f"/api/start/{sid}", headers=bearer(user_token)))
     return user_token, sid
 
 
@@ -218,6 +232,15 @@ def rss_mb(pid: int) -> float:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0.0
+
+
+def started_at(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), which tells it from a later one of the same
+    id; None when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
 
 
 def process_tree(pid: int) -> list[int]:

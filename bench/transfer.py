@@ -12,7 +12,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +101,16 @@ def make_dataset(folder: Path, name: str, count: int, size: int, *, per_folder: 
     return Dataset(name, folder, files)
 
 
+def make_mixed_dataset(folder: Path, name: str, groups: Sequence[tuple[int, int]]) -> Dataset:
+    """A dataset of several sizes: each group (count, size) of random files in a folder of its own."""
+    files: dict[str, tuple[int, str]] = {}
+    for count, size in groups:
+        group = f"{size}-bytes"
+        part = make_dataset(folder / group, name, count, size)
+        files.update({f"{group}/{relative}": entry for relative, entry in part.files.items()})
+    return Dataset(name, folder, files)
+
+
 @dataclass
 class Clowder:
     url: str
@@ -114,8 +124,9 @@ class Clowder:
 
 
 @contextmanager
-def clowder_server(work: Path, datasets: list[Dataset]) -> Iterator[Clowder]:
-    """The Clowder test server (version 2) in a process of its own, on cheroot, serving the datasets."""
+def clowder_server(work: Path, datasets: list[Dataset], threads: int = CLOWDER_THREADS) -> Iterator[Clowder]:
+    """The Clowder test server (version 2) in a process of its own, on cheroot (``threads`` serving
+    threads), serving the datasets."""
     log = work / "clowder.log"
     command = [
         str(BIN / "python"),
@@ -127,7 +138,7 @@ def clowder_server(work: Path, datasets: list[Dataset]) -> Iterator[Clowder]:
         "--server",
         "cheroot",
         "--threads",
-        str(CLOWDER_THREADS),
+        str(threads),
         *[option for dataset in datasets for option in ("--dataset", f"{dataset.name}={dataset.folder}")],
     ]
     with running(command, environment=clean_environment(), log=log) as process:
@@ -167,7 +178,7 @@ def curl_run(work: Path, clowder: Clowder, dataset: Dataset, parallel: int) -> C
     """One curl process downloading every file of the dataset to disk, ``parallel`` transfers at once
     (``--parallel --parallel-max``, connections reused), timed; then every file fsynced (timed
     apart) and checked."""
-    target = _fresh(work, "curl")
+    target = fresh_folder(work, "curl")
     lines = [f'header = "X-API-KEY: {API_KEY}"', "create-dirs", "fail", "silent", "show-error"]
     for relative, file_id in clowder.files[dataset.name].items():
         lines += [f'url = "{clowder.file_url(file_id)}"', f'output = "{target / relative}"']
@@ -191,7 +202,7 @@ def curl_run(work: Path, clowder: Clowder, dataset: Dataset, parallel: int) -> C
     return CurlRun(took[0], took[0] + synced[0], cpu)
 
 
-def _fresh(work: Path, kind: str) -> Path:
+def fresh_folder(work: Path, kind: str) -> Path:
     """A new folder for one run's files. Nothing is deleted between runs: on ext4 a burst of new files
     right after a burst of deleted ones is slow (the inode allocator steps over every recently
     deleted inode), which would make whichever run comes next pay for the one before."""
@@ -258,15 +269,57 @@ def _delete_queue(queue: str) -> None:
         connection.close()
 
 
+@dataclass(frozen=True)
+class Member:
+    """A user of a running platform whose stack is started with its shovel consuming."""
+
+    user: str
+    token: str
+    shovel_pid: int
+
+
+@dataclass
+class Platform:
+    """A ``workbench run`` on RabbitMQ with ``members``, each with a started stack."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    http: httpx.Client
+    members: list[Member]
+
+    def home(self, user: str) -> Path:
+        return self.data_dir / "home" / user
+
+
 @contextmanager
 def workbench(work: Path, clowder_url: str) -> Iterator[Workbench]:
     """A fresh platform (its own data dir, a new user and queue) with the user's stack started."""
+    with platform_with_users(work, clowder_url, 1) as platform:
+        (member,) = platform.members
+        yield Workbench(
+            platform.url,
+            platform.data_dir,
+            platform.process,
+            platform.http,
+            member.user,
+            member.token,
+            member.shovel_pid,
+        )
+
+
+@contextmanager
+def platform_with_users(work: Path, clowder_url: str, count: int) -> Iterator[Platform]:
+    """A fresh platform (its own data dir) with ``count`` new users (and queues), each with a stack
+    started and its shovel consuming; the stacks start together."""
     from shared.domain.messages import queue_for
 
-    data_dir = _fresh(work, "platform")
+    data_dir = fresh_folder(work, "platform")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    user = "bench" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(6))
+    users = [
+        "bench" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(6)) for _ in range(count)
+    ]
     environment = clean_environment(
         {
             "WORKBENCH_HOST": "127.0.0.1",
@@ -280,39 +333,78 @@ def workbench(work: Path, clowder_url: str) -> Iterator[Workbench]:
             "WORKBENCH_AMQP_URL": AMQP_URL,
         }
     )
-    with running(
-        [str(BIN / "workbench"), "run"], environment=environment, log=work / "workbench.log"
-    ) as process:
-        wait_for_http(f"{url}/api/healthz", process, seconds=60, interval=0.1)
-        http = httpx.Client(base_url=url, timeout=30)
-        try:
-            token, sid = start_stack(
-                http,
-                admin_password=ADMIN_PASSWORD,
-                user=user,
-                email=f"{user}@example.org",
-                password=USER_PASSWORD,
-            )
-            deadline = time.monotonic() + 90
-            shovel_pid = 0
-            while True:
-                status = checked(http.get(f"/api/stacks/{sid}", headers=bearer(token)))["status"]
-                if not shovel_pid:
-                    shovel_pid = next(
-                        (pid for pid in _descendants(process.pid) if "shovel" in _command_line(pid)), 0
-                    )
-                if status == "started" and shovel_pid and _consumers(queue_for(user)) > 0:
-                    break
-                if status == "error" or time.monotonic() > deadline:
-                    raise RuntimeError(f"the stack did not start with a consuming shovel (status {status})")
-                time.sleep(0.2)
-            yield Workbench(url, data_dir, process, http, user, token, shovel_pid)
-        finally:
-            http.close()
     try:
-        _delete_queue(queue_for(user))
-    except Exception as error:  # the queue only clutters the broker
-        print(f"bench: could not delete {queue_for(user)}: {error}", file=sys.stderr)
+        with running(
+            [str(BIN / "workbench"), "run"], environment=environment, log=work / "workbench.log"
+        ) as process:
+            wait_for_http(f"{url}/api/healthz", process, seconds=60, interval=0.1)
+            http = httpx.Client(base_url=url, timeout=30)
+            try:
+                started = {
+                    user: start_stack(
+                        http,
+                        admin_password=ADMIN_PASSWORD,
+                        user=user,
+                        email=f"{user}@example.org",
+                        password=USER_PASSWORD,
+                    )
+                    for user in users
+                }
+                shovels = _await_consuming(http, process, started)
+                members = [Member(user, started[user][0], shovels[user]) for user in users]
+                yield Platform(url, data_dir, process, http, members)
+            finally:
+                http.close()
+    finally:
+        for user in users:
+            try:
+                _delete_queue(queue_for(user))
+            except Exception as error:  # the queue only clutters the broker
+                print(f"bench: could not delete {queue_for(user)}: {error}", file=sys.stderr)
+
+
+def _await_consuming(
+    http: httpx.Client, process: subprocess.Popen[bytes], started: dict[str, tuple[str, str]]
+) -> dict[str, int]:
+    """Until every user's stack (user -> (token, stack id)) is started and its shovel consumes the
+    user's queue; the shovel's process id of each user."""
+    from shared.domain.messages import queue_for
+
+    deadline = time.monotonic() + 90 + 10 * len(started)
+    shovels: dict[str, int] = {}
+    waiting = dict(started)
+    while waiting:
+        shovels.update(_shovels(process.pid))
+        for user, (token, sid) in list(waiting.items()):
+            status = checked(http.get(f"/api/stacks/{sid}", headers=bearer(token)))["status"]
+            if status == "error":
+                raise RuntimeError(f"the stack {sid} of {user} failed to start")
+            if status == "started" and user in shovels and _consumers(queue_for(user)) > 0:
+                del waiting[user]
+        if waiting and time.monotonic() > deadline:
+            raise RuntimeError(f"the stacks of {sorted(waiting)} did not start with a consuming shovel")
+        if waiting:
+            time.sleep(0.2)
+    return shovels
+
+
+def _shovels(pid: int) -> dict[str, int]:
+    """The shovel processes below ``pid``, by the user each serves (from its environment)."""
+    from shovel.settings import PREFIX
+
+    found: dict[str, int] = {}
+    for child in _descendants(pid):
+        if "shovel" not in _command_line(child):
+            continue
+        try:
+            variables = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for variable in variables:
+            name, _, value = variable.decode(errors="replace").partition("=")
+            if name == f"{PREFIX}USER":
+                found[value] = child
+    return found
 
 
 @dataclass(frozen=True)
@@ -365,7 +457,7 @@ def pipeline(
             if status != 202:
                 raise RuntimeError(f"the platform answered the transfer event with {status}")
             _wait_until_placed(platform, transfer_id, folder, dataset)
-        _check_contents(folder, dataset)
+        check_contents(folder, dataset)
         cpu = {name: used.seconds[name] for name in ("platform", "shovel", "clowder")}
         return PipelineRun(took[0], platform_peak.peak, shovel_peak.peak, cpu)
 
@@ -386,7 +478,7 @@ def _wait_until_placed(platform: Workbench, transfer_id: str, folder: Path, data
         time.sleep(POLL_SECONDS)
 
 
-def _check_contents(folder: Path, dataset: Dataset) -> None:
+def check_contents(folder: Path, dataset: Dataset) -> None:
     for relative, (_, sha256) in dataset.files.items():
         digest = hashlib.sha256()
         with (folder / relative).open("rb") as placed:

@@ -526,3 +526,131 @@ def test_cpu_details_compare_the_medians_of_each_side() -> None:
     assert details["pipeline"] == {"platform": 2.5, "shovel": 1.5, "clowder": 1.0}
     assert details["curl"] == {"curl": 1.0, "clowder": 1.0}
     assert details["pipeline_over_curl"] == 2.5
+
+
+# --- many users at once ----------------------------------------------------------------------------
+
+
+def test_arrivals_record_when_each_user_has_every_file(tmp_path: Path) -> None:
+    from bench.transfer_concurrent import Arrivals
+
+    first = [(tmp_path / "a" / name, 3) for name in ("1", "2")]
+    second = [(tmp_path / "b" / "1", 5)]
+    for path, _ in first + second:
+        path.parent.mkdir(exist_ok=True)
+    arrivals = Arrivals([first, second])
+    assert arrivals.look(1.0) is False
+    (tmp_path / "a" / "2").write_bytes(b"abc")  # placed out of order: the user is not done yet
+    (tmp_path / "b" / "1").write_bytes(b"ab")  # still being written: not its size
+    assert arrivals.look(2.0) is False
+    assert arrivals.done_at == [None, None]
+    (tmp_path / "a" / "1").write_bytes(b"abc")
+    assert arrivals.look(3.0) is False
+    assert arrivals.done_at == [3.0, None]
+    (tmp_path / "b" / "1").write_bytes(b"abcde")
+    assert arrivals.look(4.0) is True
+    assert arrivals.done_at == [3.0, 4.0]  # a user's time is kept once done
+
+
+def test_the_concurrent_ratio_is_the_median_round_with_every_users_time() -> None:
+    from bench.transfer import MIB, Dataset
+    from bench.transfer_concurrent import ConcurrentRun, figure
+
+    datasets = [Dataset(f"d{n}", Path("/d"), {"f": (100 * MIB, "x")}) for n in range(2)]
+    size_mb = 2 * 100 * MIB / 1e6
+    cpu = {"platform": 1.0, "shovels": 2.0, "clowder": 1.0}
+    pipeline = [
+        ConcurrentRun(10.0, [4.0, 10.0], cpu),
+        ConcurrentRun(40.0, [39.0, 40.0], cpu),  # a noisy round
+        ConcurrentRun(8.0, [8.0, 2.0], cpu),
+    ]
+    curl = [
+        ConcurrentRun(seconds, [seconds, seconds], {"curl": 1.0, "clowder": 1.0})
+        for seconds in (8.0, 8.0, 4.0)
+    ]
+    result = figure(datasets, 4, pipeline, curl)
+    assert result.key == "transfer_concurrent_ratio"
+    assert result.value == pytest.approx(size_mb / 10) and result.baseline == pytest.approx(size_mb / 8)
+    assert result.ratio == pytest.approx(0.8) and result.met is True and result.higher_is_better
+    assert result.details["ratio_per_round"]["each"] == [0.8, 0.2, 0.5]
+    users = result.details["pipeline_user_seconds"]
+    assert users["median_round"] == {"median": 7.0, "min": 4.0, "max": 10.0, "each": [4.0, 10.0]}
+    assert users["each_round"][2] == {"min": 2.0, "median": 5.0, "max": 8.0}
+    assert users["slowest_over_fastest"] == 2.5
+    assert result.details["cpu_seconds"]["pipeline"] == {"platform": 1.0, "shovels": 2.0, "clowder": 1.0}
+
+
+def test_every_user_sends_one_hundred_mib_of_mixed_sizes(tmp_path: Path) -> None:
+    from bench.transfer import MIB, make_mixed_dataset
+    from bench.transfer_concurrent import GROUPS, dataset_size
+
+    assert dataset_size() == 100 * MIB
+    assert len({size for _, size in GROUPS}) == len(GROUPS) > 3
+    dataset = make_mixed_dataset(tmp_path, "mixed", [(2, 10), (1, 1000)])
+    assert sorted(dataset.files) == [
+        "10-bytes/part-00000.bin",
+        "10-bytes/part-00001.bin",
+        "1000-bytes/part-00000.bin",
+    ]
+    assert dataset.size == 1020
+    assert (tmp_path / "1000-bytes" / "part-00000.bin").stat().st_size == 1000
+
+
+# --- stack start --------------------------------------------------------------------------------------
+
+
+def test_podman_run_starts_the_same_image_command_and_port_as_the_stack(tmp_path: Path) -> None:
+    from bench.stack_start import Engine, app_spec, podman_run_command
+
+    spec = app_spec()
+    engine = Engine("unix:///e.sock", ["podman", "--root", "/r"], {})
+    command = podman_run_command(engine, spec, "bench-start-1", 20123, tmp_path)
+    assert command[:4] == ["podman", "--root", "/r", "run"]
+    image = f"{spec['image']['name']}:{spec['image']['tags'][0]}"
+    after_image = command[command.index(image) + 1 :]
+    assert after_image == [*spec["command"], *spec["args"]]
+    assert command[command.index("--publish") + 1] == f"127.0.0.1:20123:{spec['ports'][0]['port']}"
+    assert command[command.index("--volume") + 1] == f"{tmp_path}:{spec['volumeMounts'][0]['mountPath']}"
+
+
+def test_the_stack_start_ratio_is_held_to_its_target_with_its_spread() -> None:
+    from bench.stack_start import figure
+
+    result = figure([1.2, 1.3, 4.0, 1.25, 1.3], [1.0, 1.0, 1.0, 1.1, 0.9])
+    assert result.key == "stack_start_ratio"
+    assert result.value == pytest.approx(1.3) and result.baseline == pytest.approx(1.0)
+    assert result.target == 1.3 and result.met is True and not result.higher_is_better
+    assert result.details["ratio_per_round"]["max"] == 4.0
+    assert result.details["platform_s"]["each"] == [1.2, 1.3, 4.0, 1.25, 1.3]
+    assert figure([1.4] * 5, [1.0] * 5).met is False
+
+
+# --- processes a benchmark started -------------------------------------------------------------------
+
+
+def test_processes_left_in_sessions_of_their_own_end_with_the_block(tmp_path: Path) -> None:
+    import os
+    import sys
+    import time
+
+    from bench.support import running, started_at
+
+    # A parent that starts a child in a session of its own (as a platform starts a stack), tells
+    # its id, and then ends on SIGTERM without ending the child.
+    parent = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    log = tmp_path / "parent.log"
+    with running([sys.executable, "-c", parent], environment=dict(os.environ), log=log):
+        deadline = time.monotonic() + 10
+        while not log.read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(log.read_text())
+        assert started_at(child) is not None
+    deadline = time.monotonic() + 5
+    while started_at(child) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started_at(child) is None or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"

@@ -80,7 +80,6 @@ def test_the_clowder_client_sends_no_unsafe_id(tmp_path: Path, version: int) -> 
             ("dataset_id", client.dataset),
             ("dataset_id", client.files),
             ("dataset_id", client.delete_dataset),
-            ("dataset_id", lambda unsafe: client.create_folder(unsafe, "x")),
             ("dataset_id", lambda unsafe: client.upload(unsafe, "a.txt", b"a", 1)),
             ("file_id", lambda unsafe: b"".join(client.download(unsafe))),
         ]

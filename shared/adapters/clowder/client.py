@@ -6,7 +6,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Literal, TypeAlias
 
 import httpx
@@ -159,27 +159,9 @@ class ClowderClient:
         When the body breaks off (truncated, connection dropped, read timeout) and Clowder offered
         ``Accept-Ranges: bytes``, the rest is asked for with ``Range: bytes=N-`` and the answer's
         ``Content-Range`` checked, so the chunks simply continue. Without ranges it raises
-        ``RestartRequired``: the consumer must drop what it got and start again from byte 0 (see
-        ``download_to``). With ``size`` (as listed) a body of any other length is refused."""
+        ``RestartRequired``: the consumer must drop what it got and start again from byte 0. With ``size`` (as listed) a body of any other length is refused."""
         path = v1.file_path(file_id) if self.version == 1 else v2.file_path(file_id)
         return self._downloads.download(path, file_id, offset=offset, size=size)
-
-    def download_to(
-        self,
-        file_id: str,
-        sink: Callable[[bytes], None],
-        *,
-        size: int | None = None,
-        reset: Callable[[], None] | None = None,
-    ) -> int:
-        """Stream the file into ``sink``; returns the number of bytes written.
-
-        Broken bodies resume by byte range where Clowder allows it (see ``download``). Where it does not,
-        the download starts again from byte 0 only if ``reset`` is given (it must return the sink to
-        empty: a fresh hash, a truncated partial file); otherwise ``RestartRequired`` reaches the caller,
-        whose sink then holds a prefix of the file that it must discard."""
-        path = v1.file_path(file_id) if self.version == 1 else v2.file_path(file_id)
-        return self._downloads.download_to(path, file_id, sink, size=size, reset=reset)
 
     # ------------------------------------------------------------------ writing
 
@@ -201,17 +183,6 @@ class ClowderClient:
         )
         with self._lock:
             self._folder_indexes.pop(dataset_id, None)
-
-    def create_folder(self, dataset_id: str, name: str, parent_folder_id: str | None = None) -> str:
-        """A new folder in the dataset (at its top, or in ``parent_folder_id``); returns its id."""
-        with self._lock:
-            folder_id = self._new_folder(dataset_id, name, parent_folder_id)
-            index = self._folder_indexes.get(dataset_id)
-            if index is not None:
-                parent_path = () if parent_folder_id is None else index.by_id.get(parent_folder_id)
-                if parent_path is not None:
-                    index.add((*parent_path, name), folder_id)
-            return folder_id
 
     def _new_folder(self, dataset_id: str, name: str, parent_folder_id: str | None) -> str:
         if self.version == 2:

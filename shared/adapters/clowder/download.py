@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from collections.abc import Callable, Generator, Iterator
-from contextlib import closing
+from collections.abc import Generator, Iterator
 from http.client import HTTPException
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -164,37 +163,6 @@ class Downloads:
                     f"but announced {expected}: a wrong Content-Length or a truncated body"
                 )
             return
-
-    def download_to(
-        self,
-        path: str,
-        file_id: str,
-        sink: Callable[[bytes], None],
-        *,
-        size: int | None = None,
-        reset: Callable[[], None] | None = None,
-    ) -> int:
-        """Stream the file into ``sink`` (see ``ClowderClient.download_to``)."""
-        restarts = 0
-        while True:
-            written = 0
-            try:
-                with closing(self.download(path, file_id, size=size)) as chunks:
-                    for chunk in chunks:
-                        sink(chunk)
-                        written += len(chunk)
-                return written
-            except RestartRequired as restart:
-                if reset is None:
-                    raise
-                restarts += 1
-                if restarts > self._transport.policy.retries:
-                    raise Unavailable(
-                        f"the download of file '{file_id}' from Clowder at {self._transport.where} broke off "
-                        f"{restarts} times and cannot be resumed; last: {restart.message}"
-                    ) from None
-                reset()
-                self._transport.policy.pause(restarts)
 
     def _open(
         self, path: str, headers: dict[str, str], operation: str, subject: tuple[str, str]

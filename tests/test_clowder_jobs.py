@@ -17,7 +17,10 @@ from shared.bootstrap import Platform
 from shared.domain import clowder_jobs
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api, Client
-from tests.test_shovel import AMQP_URL, require_rabbitmq
+from tests.test_shovel import AMQP_URL, free_port, require_rabbitmq
+from tests.test_stack_commands import delete_queue, served
+
+__all__ = ["served"]  # a fixture of test_stack_commands
 
 API_KEY = "platform-clowder-key"
 PREFIX = f"wbtest{uuid.uuid4().hex[:8]}"
@@ -104,7 +107,14 @@ def clowder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClowderS
 
 
 @pytest.fixture
-def environment(clowder: ClowderServer) -> dict[str, str]:
+def stack_actions() -> str:
+    """Who carries out the jobs' starts and stops (parametrize with "shovels" to hand them to shovels)."""
+    return "platform"
+
+
+@pytest.fixture
+def environment(clowder: ClowderServer, stack_actions: str) -> dict[str, str]:
+    through_shovels = stack_actions == "shovels"
     return {
         "WORKBENCH_CLOWDER_URL": clowder.url,
         "WORKBENCH_CLOWDER_API_KEY": API_KEY,
@@ -112,6 +122,10 @@ def environment(clowder: ClowderServer) -> dict[str, str]:
         "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": PREFIX,
         # A RabbitmqSource's event carries no reply_to: the function replies here.
         "WORKBENCH_CLOWDER_REPLY_QUEUE": clowder.reply_queue,
+        "WORKBENCH_STACK_ACTIONS": stack_actions,
+        # The shovels, processes of their own, reach the platform's queues and its API.
+        "WORKBENCH_AMQP_URL": AMQP_URL if through_shovels else "",
+        "WORKBENCH_PORT": str(free_port()) if through_shovels else "",
     }
 
 
@@ -355,6 +369,49 @@ def test_start_and_stop_take_the_stack_from_the_parameters(
     foreign = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": "s9zzzz"})
     assert "'s9zzzz' is not one of dana's stacks" in final_status(clowder, foreign)["message"]
     assert [stack.status for stack in stacks.list_stacks(platform, "dana")] == ["stopped"]
+
+
+@pytest.fixture
+def user() -> Iterator[str]:
+    """A user of this test alone, whose queue on the test RabbitMQ goes with it."""
+    from shared.domain.messages import queue_for
+
+    name = f"job{uuid.uuid4().hex[:10]}"
+    yield name
+    delete_queue(queue_for(name))
+
+
+@pytest.mark.parametrize("stack_actions", ["shovels"])
+def test_a_start_job_is_carried_out_by_a_shovel_of_the_user_on_rabbitmq(
+    clowder: ClowderServer,
+    platform: Platform,
+    api: Api,
+    served: str,
+    consumer: threading.Thread,
+    user: str,
+) -> None:
+    """Clowder's start button, as production carries it out with WORKBENCH_STACK_ACTIONS=shovels: the job
+    becomes a command on the user's RabbitMQ queue, which the shovel of the user's running stack (a
+    process of its own) carries out through the API with a token for that stack alone."""
+    from shared.domain import stacks
+    from tests.test_e2e import STATIC_SPEC
+    from tests.test_stack_commands import make_user, new_stack, status
+
+    token = make_user(api, platform, user)
+    key = clowder.add_user(f"{user}@example.org")
+    dataset_id = clowder.add_dataset("Any")
+    assert api.call("POST", "/api/services", token, json=STATIC_SPEC).status_code == 200
+    running, stopped = new_stack(api, token), new_stack(api, token)
+    assert api.call("GET", f"/api/start/{running}", token).status_code == 202
+    wait_for(lambda: status(platform, user, running) == "started", "the running stack", 30)
+
+    job = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": stopped})
+    message = final_status(clowder, job)["message"]
+    assert message == f"stack {stopped}: the start is handed to the shovel of your running stack"
+    wait_for(lambda: status(platform, user, stopped) == "started", "the stack the job named", 30)
+    log = platform.data_dir / "logs" / user / f"{running}-shovel.log"
+    assert f"start of stack {stopped} accepted" in log.read_text()
+    assert [stack.status for stack in stacks.list_stacks(platform, user)] == ["started", "started"]
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])

@@ -17,8 +17,8 @@ from shared.bootstrap import Platform
 from shared.domain import clowder_jobs
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api, Client
-from tests.test_shovel import AMQP_URL, free_port, require_rabbitmq
-from tests.test_stack_commands import delete_queue, served
+from tests.test_shovel import AMQP_URL, delete_queue, free_port, require_rabbitmq
+from tests.test_stack_commands import served
 
 __all__ = ["served"]  # a fixture of test_stack_commands
 

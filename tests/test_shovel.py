@@ -964,52 +964,88 @@ def test_a_stop_waits_for_the_commands_taken_before_it(settings: ShovelSettings,
     assert [(entry.action, entry.requeue) for entry in bus.settlements] == [("ack", None), ("ack", None)]
 
 
-def test_a_command_that_fails_every_time_is_given_up_and_its_files_reported_failed(
-    settings: ShovelSettings, staging: Staging, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A poison command: the platform answers 500 to its report, however often it is placed. After
-    WORKBENCH_SHOVEL_ATTEMPTS tries it leaves the queue, its files reported failed with the reason."""
-    from events import codec
+class FailingPlatform:
+    """The platform's events endpoint, answering 500 to every report of placed files (a bug it has
+    for this transfer), so that the command reporting them fails however often it is placed."""
 
-    monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
-    reports: list[tuple[int, TransferProgress]] = []
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, TransferProgress]] = []
+        self.server = Server(self)
 
-    def platform(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         from werkzeug.wrappers import Request
+
+        from events import codec
 
         request = Request(environ)
         event = codec.from_http(dict(request.headers), request.get_data())
         status = "202 Accepted"
         if event.type == TRANSFER_PROGRESS:
             progress = TransferProgress.model_validate(codec.parse_data(event))
-            # Whatever placed files it reports breaks the platform (a bug it has for this transfer).
             status = "500 Internal Server Error" if progress.placed else status
-            reports.append((int(status[:3]), progress))
+            self.reports.append((int(status[:3]), progress))
         start_response(status, [("Content-Length", "0")])
         return [b""]
 
-    server = Server(platform)
-    contents = {"a.txt": b"alpha\n", "b.txt": b"beta\n"}
-    command = sync_of(staging, "t-poison", "Clowder/poison", contents)
+    def given_up(self, settings: ShovelSettings, bus: Any, command: SyncCommand) -> TransferProgress:
+        """Run the shovel with three attempts on ``command``; the report of its files given up."""
+        configured = replace(settings, attempts=3, events_url=f"{self.server.url}/events")
+        try:
+            with running(configured, bus, emit=event_sender(configured)):
+                bus.publish(queue_for(command.user), command.model_dump_json().encode())
+                wait_for(lambda: len(self.reports) == 4, "three failed reports and the last one")
+                time.sleep(0.3)  # nothing more comes: the command is gone
+        finally:
+            self.server.close()
+        assert [status for status, _ in self.reports] == [500, 500, 500, 202]
+        final = self.reports[-1][1]
+        assert final.placed == [] and sorted(problem.path for problem in final.errors) == ["a.txt", "b.txt"]
+        for problem in final.errors:
+            assert problem.error.startswith("the shovel gave up after 3 failed attempts: ")
+            assert "HTTP 500" in problem.error
+        return final
+
+
+def test_a_command_that_fails_every_time_is_given_up_and_its_files_reported_failed(
+    settings: ShovelSettings, staging: Staging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poison command: after WORKBENCH_SHOVEL_ATTEMPTS tries it leaves the queue, its files reported
+    failed with the reason, instead of going back to the queue for ever."""
+    monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
+    command = sync_of(staging, "t-poison", "Clowder/poison", {"a.txt": b"alpha\n", "b.txt": b"beta\n"})
     bus = RecordingBus()
-    try:
-        configured = replace(settings, attempts=3, events_url=f"{server.url}/events")
-        with running(configured, bus, emit=event_sender(configured)):
-            send(bus, command)
-            wait_for(lambda: len(reports) == 4, "three failed reports and the last one")
-            time.sleep(0.3)  # nothing more comes: the command is gone
-    finally:
-        server.close()
-    assert [status for status, _ in reports] == [500, 500, 500, 202]
-    final = reports[-1][1]
-    assert final.placed == [] and sorted(problem.path for problem in final.errors) == ["a.txt", "b.txt"]
-    for problem in final.errors:
-        assert problem.error.startswith("the shovel gave up after 3 failed attempts: ")
-        assert "HTTP 500" in problem.error
+    FailingPlatform().given_up(settings, bus, command)
     failures = [json.loads(entry.body)["failures"] for entry in bus.settlements]
     assert failures == [0, 1, 2] and all(entry.action == "ack" for entry in bus.settlements)
     assert bus.message_count(queue_for(USER)) == 0
-    assert len(reports) == 4
+
+
+def test_a_poison_command_on_rabbitmq_is_given_up(
+    settings: ShovelSettings, staging: Staging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on the real broker: the shovel's own count travels in the command it publishes again."""
+    import pika
+
+    from shared.adapters.bus.amqp import AmqpBus
+
+    require_rabbitmq()
+    monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
+    user = f"poison{uuid.uuid4().hex[:8]}"
+    command = sync_of(staging, "t-poison", "Clowder/poison", {"a.txt": b"alpha\n", "b.txt": b"beta\n"})
+    bus = AmqpBus(AMQP_URL, name=f"test shovel {user}")
+    try:
+        FailingPlatform().given_up(
+            replace(settings, user=user), bus, command.model_copy(update={"user": user})
+        )
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        try:
+            declared = connection.channel().queue_declare(queue_for(user), passive=True)
+            assert declared.method.message_count == 0
+        finally:
+            connection.close()
+    finally:
+        bus.close()
+        delete_queue(queue_for(user))
 
 
 def test_default_events_are_signed_with_the_shovel_key(settings: ShovelSettings) -> None:

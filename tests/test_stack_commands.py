@@ -26,7 +26,7 @@ from shared.tools.gateway import Gateway
 from shovel.local import attach_shovels
 from tests.conftest import Api, Client
 from tests.test_e2e import STATIC_SPEC
-from tests.test_shovel import AMQP_URL, free_port, require_rabbitmq
+from tests.test_shovel import AMQP_URL, delete_queue, free_port, require_rabbitmq
 
 SECRET = "pairing-secret-of-the-stack-command-tests"
 SOURCE = "https://clowder.example.org/"
@@ -88,16 +88,6 @@ def served(platform: Platform) -> Iterator[str]:
         thread.join(5)
         if gateway.ingress is not None:
             gateway.ingress.close()
-
-
-def delete_queue(queue: str) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        connection.channel().queue_delete(queue)
-    finally:
-        connection.close()
 
 
 def make_user(api: Api, platform: Platform, user: str) -> str:

@@ -4,8 +4,6 @@ reports, on the local platform (``workbench run``, local processes)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -13,40 +11,19 @@ import pytest
 
 from tests.clowder_server import ClowderServer
 from tests.test_e2e import STATIC_SPEC, Platform, bearer, user_with_spec, wait_for_status
-from tests.test_transfer_flow import API_KEY, SECRET, wait_for_transfer
+from tests.test_transfer_flow import wait_for_transfer
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def clowder(tmp_path: Path) -> Iterator[ClowderServer]:
-    with ClowderServer(tmp_path / "clowder", 2, API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def workbench(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
-    settings = {
-        "WORKBENCH_CLOWDER_URL": clowder.url,
-        "WORKBENCH_CLOWDER_API_KEY": API_KEY,
-        "WORKBENCH_EVENT_SECRET": SECRET,
-    }
-    platform = Platform(tmp_path / "data", settings=settings)
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
-
-
 def test_the_running_service_serves_a_sent_file_where_the_transfer_says_it_is(
-    workbench: Platform, clowder: ClowderServer
+    paired_workbench: Platform, clowder: ClowderServer
 ) -> None:
     content = {"readme.txt": b"hello from Clowder\n", "raw/data.bin": os.urandom(200_000)}
     dataset_id = clowder.add_dataset("Soil samples")
     clowder.add_files(dataset_id, content)
 
-    http = httpx.Client(base_url=workbench.url, timeout=10)
+    http = httpx.Client(base_url=paired_workbench.url, timeout=10)
     dana = user_with_spec(http, "dana", "dana-password", STATIC_SPEC)
     sid = http.post("/api/stacks", json={"key": "notebook"}, headers=bearer(dana)).json()["id"]
     assert http.get(f"/api/start/{sid}", headers=bearer(dana)).status_code == 202

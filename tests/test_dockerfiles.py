@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.adapters.runtime.processes import free_port
 from shovel.settings import ShovelSettings
 from tests.conftest import ROOT
-from tests.test_functions import first_answer, free_port
+from tests.test_functions import first_answer
 
 Instruction = tuple[str, str]
 

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -17,8 +16,10 @@ import httpx
 import pytest
 
 from bench.support import STATIC_SPEC
+from shared.adapters.runtime.processes import free_port
+from tests import support
 from tests.conftest import ADMIN_PASSWORD, ROOT
-from tests.test_functions import free_port
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -53,16 +54,17 @@ class Platform:
             self.process = subprocess.Popen(
                 [str(executable), "run"], cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/api/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "workbench run did not come up:\n" + self.log.read_text()
-            time.sleep(0.2)
+        wait_until(self.healthy, lambda: "workbench run to come up:\n" + self.log.read_text(), 30, every=0.2)
+
+    def healthy(self) -> bool:
+        """Whether the platform answers; fails at once, with its log, when the process has ended."""
+        try:
+            if httpx.get(f"{self.url}/api/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        assert self.process is not None and self.process.poll() is None, self.log.read_text()
+        return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -89,14 +91,13 @@ def workbench(tmp_path: Path) -> Iterator[Platform]:
 def wait_for_status(
     http: httpx.Client, sid: str, wanted: str, token: str, seconds: float = 40
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
+    """Poll the stack through the platform's HTTP API until it is ``wanted`` (an error fails at once)."""
+
+    def read() -> dict[str, Any]:
         stack: dict[str, Any] = http.get(f"/api/stacks/{sid}", headers=bearer(token)).json()
-        if stack["status"] == wanted:
-            return stack
-        assert stack["status"] != "error" or wanted == "error", stack
-        assert time.monotonic() < deadline, f"stack stayed {stack['status']}: {stack}"
-        time.sleep(0.2)
+        return stack
+
+    return support.wait_for_status(read, wanted, f"stack {sid}", seconds=seconds, every=0.2)
 
 
 def bearer(token: str) -> dict[str, str]:

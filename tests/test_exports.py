@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from shared.domain import exports
 from tests.clowder_pairing import SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
-from tests.support import wait_until
+from tests.support import wait_for_status, wait_until
 from tests.test_transfers import ClientFactory, accepted, deliver, queued, refused, started_stack
 
 pytestmark = pytest.mark.usefixtures("quick_retries", "no_stack_left")
@@ -56,12 +55,14 @@ def export_of(api: Api, token: str, export_id: str) -> dict[str, Any]:
 
 
 def wait_for_export(api: Api, token: str, export_id: str, state: str) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        export = export_of(api, token, export_id)
-        assert export["state"] in ("requested", "uploading", "creating", state), export
-        return export if export["state"] == state else None
-
-    return wait_until(reached, f"export {export_id} to be {state}")
+    """Poll the export until it is ``state``; a final state other than that fails at once."""
+    return wait_for_status(
+        lambda: export_of(api, token, export_id),
+        state,
+        f"export {export_id}",
+        field="state",
+        passing=("requested", "uploading", "creating"),
+    )
 
 
 def post_export(api: Api, token: str | None, **body: Any) -> Any:
@@ -269,10 +270,7 @@ def test_clowder_refusing_the_upload_fails_the_export_clearly(
     assert len(clowder.requests_to("*/datasets/*", method="DELETE")) == 1
     assert clowder.datasets == {}
     # A failed export is final: its staged copies are gone, also those of a report that comes late.
-    deadline = time.monotonic() + 10
-    while staged_exports(platform) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert staged_exports(platform) == []
+    wait_until(lambda: staged_exports(platform) == [], "the failed export's staged copies to be deleted", 10)
 
 
 def test_a_report_of_an_export_already_given_up_leaves_nothing_staged(

@@ -4,35 +4,30 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from shared.adapters.runtime.processes import free_port
 from shared.serving import registry
 from tests.conftest import ROOT, Api
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support import wait_until
 
 
 def first_answer(url: str, server: subprocess.Popen[bytes], log: Path, seconds: float = 20) -> httpx.Response:
     """The first answer of a server process that is starting; its log when it dies or never answers."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def answer() -> httpx.Response | None:
         try:
             return httpx.get(url, timeout=1)
         except httpx.TransportError:
             assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"{url} did not answer:\n{log.read_text()}"
-            time.sleep(0.1)
+            return None
+
+    return wait_until(answer, lambda: f"{url} to answer:\n{log.read_text()}", seconds, every=0.1)
 
 
 def sample_path(path: str) -> str:

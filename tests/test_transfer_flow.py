@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,14 @@ import pytest
 from events import types
 from events.codec import new_event
 from events.producer import send
+from tests import support
+from tests.clowder_pairing import SECRET
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD
+from tests.support import wait_until
 from tests.test_e2e import STATIC_SPEC, Platform, bearer, wait_for_status
 
 pytestmark = pytest.mark.e2e
-
-SECRET = "pairing-secret-shared-with-clowder"
-API_KEY = "clowder-api-key"
-
-
-@pytest.fixture
-def clowder(tmp_path: Path) -> Iterator[ClowderServer]:
-    with ClowderServer(tmp_path / "clowder", 2, API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def workbench(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
-    settings = {
-        "WORKBENCH_CLOWDER_URL": clowder.url,
-        "WORKBENCH_CLOWDER_API_KEY": API_KEY,
-        "WORKBENCH_EVENT_SECRET": SECRET,
-    }
-    platform = Platform(tmp_path / "data", settings=settings)
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
 
 
 def signed_request(
@@ -67,13 +45,15 @@ def signed_request(
 
 
 def wait_for_transfer(http: httpx.Client, token: str, state: str, seconds: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
-        listed = http.get("/api/transfers", headers=bearer(token)).json()
-        if listed and listed[0]["state"] == state:
-            return dict(listed[0])
-        assert time.monotonic() < deadline, f"transfer never became {state}: {listed}"
-        time.sleep(0.2)
+    """Poll the user's newest transfer through the platform's HTTP API until it is ``state``."""
+
+    def newest() -> dict[str, Any]:
+        listed: list[dict[str, Any]] = http.get("/api/transfers", headers=bearer(token)).json()
+        return listed[0] if listed else {}
+
+    return support.wait_for_status(
+        newest, state, "the newest transfer", field="state", seconds=seconds, every=0.2
+    )
 
 
 def every_file(folder: Path) -> dict[str, bytes]:
@@ -84,7 +64,7 @@ def every_file(folder: Path) -> dict[str, bytes]:
     }
 
 
-def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: ClowderServer) -> None:
+def test_a_dataset_reaches_the_running_stack(paired_workbench: Platform, clowder: ClowderServer) -> None:
     content = {
         "readme.txt": b"hello from Clowder\n",
         "raw/2024/measurements.csv": os.urandom(300_000),
@@ -93,7 +73,7 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
     dataset_id = clowder.add_dataset("Field Study")
     clowder.add_files(dataset_id, content)
 
-    http = httpx.Client(base_url=workbench.url, timeout=10)
+    http = httpx.Client(base_url=paired_workbench.url, timeout=10)
     admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
         "token"
     ]
@@ -126,7 +106,7 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
             "--data",
             json.dumps({"clowder_url": clowder.url, "dataset_id": dataset_id, "email": "carol@example.org"}),
             "--to",
-            f"{workbench.url}/events",
+            f"{paired_workbench.url}/events",
         ],
         env={**os.environ, "WORKBENCH_EVENT_SECRET": SECRET},
         capture_output=True,
@@ -140,17 +120,19 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
     assert transfer["bytesDone"] == sum(len(data) for data in content.values())
     assert transfer["target"] == "Clowder/Field Study"
 
-    home = workbench.data_dir / "home" / "carol"
+    home = paired_workbench.data_dir / "home" / "carol"
     assert every_file(home / "Clowder" / "Field Study") == content
 
     # The same event again (a redelivery) changes nothing: one transfer, no second copy of any file.
     event = signed_request(clowder, dataset_id, event_id="redelivered")
-    assert send(event, f"{workbench.url}/events") == 202
-    wait_until_two = time.monotonic() + 30
-    while len(http.get("/api/transfers", headers=bearer(carol)).json()) < 2:
-        assert time.monotonic() < wait_until_two, "the second request was not recorded"
-        time.sleep(0.2)
-    assert send(event, f"{workbench.url}/events") == 202
+    assert send(event, f"{paired_workbench.url}/events") == 202
+    wait_until(
+        lambda: len(http.get("/api/transfers", headers=bearer(carol)).json()) >= 2,
+        "the second request to be recorded",
+        30,
+        every=0.2,
+    )
+    assert send(event, f"{paired_workbench.url}/events") == 202
     time.sleep(2)
     transfers = http.get("/api/transfers", headers=bearer(carol)).json()
     assert len(transfers) == 2  # the CLI's event and the redelivered one, each once
@@ -161,6 +143,6 @@ def test_a_dataset_reaches_the_running_stack(workbench: Platform, clowder: Clowd
     # A forged event (wrong secret) is refused and records nothing.
     forged = signed_request(clowder, dataset_id, secret="not-the-secret")
     # The local Broker checks the signature before it accepts an event, so it keeps nothing of it.
-    assert send(forged, f"{workbench.url}/events") == 401
-    assert not list((workbench.data_dir / "deadletter").glob("*.json"))
+    assert send(forged, f"{paired_workbench.url}/events") == 401
+    assert not list((paired_workbench.data_dir / "deadletter").glob("*.json"))
     assert len(http.get("/api/transfers", headers=bearer(carol)).json()) == 2

@@ -223,14 +223,6 @@ def launched(home: Path, ssid: str) -> list[tuple[int, dict[str, str]]]:
     return [(int(path.suffix[1:]), json.loads(path.read_text())) for path in files]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
-
-
 def fetch(port: int, method: str, path: str) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:

@@ -27,7 +27,9 @@ from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 from shared.adapters.objectstore import blob_key
 from shared.adapters.objectstore.local import LocalObjectStore, objects_app
 from shared.adapters.objectstore.s3 import S3ObjectStore
+from shared.adapters.runtime.processes import free_port
 from shared.core.errors import InvalidInput, NotFound, Unavailable
+from tests.support import wait_until
 
 MIB = 1 << 20
 PART_SIZE = 5 * MIB  # S3's smallest part, so that tests exercise multipart without big files
@@ -364,12 +366,6 @@ def test_an_unusable_directory_is_unavailable_and_named(tmp_path: Path) -> None:
 # -- S3 memory, measured without moto in this process (moto keeps whole objects in memory) -----------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_process() -> Iterator[str]:
     port = free_port()
@@ -379,16 +375,17 @@ def moto_process() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            httpx.get(f"{endpoint}/moto-api/", timeout=1)
+        except httpx.TransportError:
+            assert process.poll() is None, "the moto server process ended"
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("the moto server process did not start")
-                time.sleep(0.1)
+        wait_until(answers, "the moto server process to start", 30, every=0.1)
         yield endpoint
     finally:
         process.terminate()

@@ -28,6 +28,7 @@ from shovel.folders import HomeFolders
 from shovel.placing import PARTIAL_FOLDER, PlacementError, place
 from shovel.settings import ShovelSettings
 from shovel.sync import Syncer
+from tests.support import wait_until
 from tests.test_shovel import (
     USER,
     Blob,
@@ -39,7 +40,6 @@ from tests.test_shovel import (
     running,
     send,
     sha256,
-    wait_for,
 )
 
 
@@ -132,7 +132,7 @@ def test_a_target_folder_swapped_for_a_link_during_the_download(
     bus = MemoryBus()
     with running(settings, bus) as emitted:
         send(bus, command)
-        wait_for(blob.holding.is_set, "half of the file")
+        wait_until(blob.holding.is_set, "half of the file")
         moved = swap_for_link(settings.home / "in", outside)
         assert blob.hold is not None
         blob.hold.set()
@@ -149,7 +149,7 @@ def test_the_partial_folder_swapped_for_a_link_during_the_download(
     bus = MemoryBus()
     with running(settings, bus) as emitted:
         send(bus, command)
-        wait_for(blob.holding.is_set, "half of the file")
+        wait_until(blob.holding.is_set, "half of the file")
         moved = swap_for_link(settings.home / PARTIAL_FOLDER, outside)
         assert blob.hold is not None
         blob.hold.set()
@@ -297,10 +297,10 @@ def test_a_folder_swapped_for_a_link_during_an_export_uploads_nothing_from_outsi
     try:
         with running(replace(settings, parallel=1), bus) as emitted:
             send(bus, command)
-            wait_for(receiver.holding.is_set, "the first upload")
+            wait_until(receiver.holding.is_set, "the first upload")
             swap_for_link(project / "sub", outside)
             receiver.hold.set()
-            [report] = wait_for(lambda: of_type(emitted, EXPORT_UPLOADED), "the export report")
+            [report] = wait_until(lambda: of_type(emitted, EXPORT_UPLOADED), "the export report")
     finally:
         receiver.hold.set()
         receiver.server.close()

@@ -23,6 +23,7 @@ import httpx
 from events.types import FileProblem, TransferProgress
 from shared.adapters.objectstore import blob_key
 from shared.core.durable import new_durable_file
+from shared.core.http import BodyBroken, Pools
 from shared.core.paths import MAX_PATH_BYTES, has_control
 from shared.domain.messages import SyncCommand, SyncFile
 from shovel.folders import HomeFolders, open_folder
@@ -425,14 +426,18 @@ def _check_status(status: int) -> None:
 
 
 class Downloads:
-    """GETs of pre-signed URLs over kept-alive connections (one per host and thread), each body read
-    straight into a reused buffer. For a large file the HTTP client's parsing of every piece that
-    arrives, not the bytes themselves, would otherwise take most of the shovel's time."""
+    """GETs of pre-signed URLs over kept-alive connections (``shared.core.http``: one per host and
+    thread, as each thread has pools of its own), each body read straight into a reused buffer. For a
+    large file the HTTP client's parsing of every piece that arrives, not the bytes themselves, would
+    otherwise take most of the shovel's time."""
 
     def __init__(self, *, connect_timeout: float = 10.0, read_timeout: float = 60.0) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._every_pools: list[Pools] = []
+        """Each thread's pools, so that ``close`` reaches the connections of every thread."""
 
     def get(self, url: str, receive: Callable[[memoryview], None]) -> None:
         """The body of ``url`` handed to ``receive`` piece by piece (each piece valid during the call)."""
@@ -441,57 +446,29 @@ class Downloads:
             raise PlacementError(
                 f"the download URL is unusable: scheme {parts.scheme!r}, host {parts.hostname!r}"
             )
-        key = (parts.scheme, parts.netloc)
-        connections: dict[tuple[str, str], http.client.HTTPConnection] = self._thread_state(
-            "connections", dict
-        )
+        pools: Pools = self._thread_state("pools", self._pools)
         buffer: memoryview = self._thread_state("buffer", lambda: memoryview(bytearray(DOWNLOAD_BUFFER)))
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection = connections.pop(key, None)
         try:
-            if connection is None:
-                connection = self._connect(parts.scheme, parts.netloc)
-                response = self._request(connection, target)
-            else:
-                try:
-                    response = self._request(connection, target)
-                except (http.client.RemoteDisconnected, ConnectionError):
-                    # The server closed the idle connection meanwhile: not a failure of this download.
-                    connection.close()
-                    connection = self._connect(parts.scheme, parts.netloc)
-                    response = self._request(connection, target)
-            if not 200 <= response.status < 300:
-                connection.close()
+            with pools.request("GET", url, headers={"Accept-Encoding": "identity"}) as response:
                 _check_status(response.status)
-            while count := response.readinto(buffer):
-                receive(buffer[:count])
-            if response.length:  # http.client ends a body cut short quietly
-                raise ConnectionAbortedError(f"the connection closed {response.length} bytes before the end")
-        except (OSError, http.client.HTTPException) as error:
-            if connection is not None:
-                connection.close()
+                while count := response.readinto(buffer):
+                    receive(buffer[:count])
+        except (OSError, http.client.HTTPException, BodyBroken) as error:
             raise Retry(f"{type(error).__name__}: {error}") from None
-        except BaseException:
-            if connection is not None:
-                connection.close()
-            raise
-        if response.will_close:
-            connection.close()
-        else:
-            connections[key] = connection
 
-    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        connection = kind(netloc, timeout=self.connect_timeout)
-        connection.connect()
-        assert connection.sock is not None
-        connection.sock.settimeout(self.read_timeout)
-        return connection
+    def close(self) -> None:
+        """Close the kept connections of every thread."""
+        with self._lock:
+            every, self._every_pools = self._every_pools, []
+        for pools in every:
+            pools.close()
 
-    @staticmethod
-    def _request(connection: http.client.HTTPConnection, target: str) -> http.client.HTTPResponse:
-        connection.request("GET", target, headers={"Accept-Encoding": "identity"})
-        return connection.getresponse()
+    def _pools(self) -> Pools:
+        # One idle connection per host: a thread downloads one file at a time.
+        pools = Pools(timeout=self.connect_timeout, read_timeout=self.read_timeout, max_idle=1)
+        with self._lock:
+            self._every_pools.append(pools)
+        return pools
 
     def _thread_state(self, name: str, make: Callable[[], Any]) -> Any:
         value = getattr(self._local, name, None)

@@ -106,11 +106,12 @@ class RecordedRequest:
 class Fault:
     """One injected misbehaviour for requests whose path matches ``pattern`` (fnmatch, e.g. ``/api/files/*``)."""
 
-    kind: Literal["fail", "slow", "truncate", "wrong_length"]
+    kind: Literal["fail", "redirect", "slow", "truncate", "wrong_length"]
     pattern: str
     method: str | None
     times: int | None  # None: every matching request
     status: int = 503
+    location: str = ""
     seconds: float = 0.0
     after_bytes: int = 0
     declared: int | None = None
@@ -240,6 +241,8 @@ class ClowderServer:
 
     ``ranges``: answer ``Range: bytes=N-`` with 206 and advertise ``Accept-Ranges: bytes`` (Clowder 1's
     blob download does; Clowder 2's streaming download does not, so turn it off to play Clowder 2 exactly).
+    ``lengths``: send a download's Content-Length (Clowder 2's streaming download sends none, so a body
+    the ``truncate`` fault cuts short then ends as if it were whole).
     ``legacy_new_folder``: Clowder 1 before 1.9 answered a new folder with ``{"status": "success"}`` only.
     ``server``: werkzeug's development server (the default, for tests), or cheroot, a production WSGI
     server with keep-alive connections and a pool of ``threads`` (for benchmarks; its answers are
@@ -252,6 +255,7 @@ class ClowderServer:
         api_key: str,
         *,
         ranges: bool = True,
+        lengths: bool = True,
         legacy_new_folder: bool = False,
         server: HttpServerKind = "werkzeug",
         threads: int = 16,
@@ -271,6 +275,7 @@ class ClowderServer:
         self.version = version
         self.api_key = api_key
         self.ranges = ranges
+        self.lengths = lengths
         self.legacy_new_folder = legacy_new_folder
         self.server_kind = server
         self.threads = threads
@@ -604,6 +609,12 @@ class ClowderServer:
         """Answer matching requests with ``status`` (before checking the key)."""
         return self._add_fault(Fault("fail", pattern, method, times, status=status))
 
+    def redirect(
+        self, pattern: str, location: str, *, times: int | None = None, method: str | None = None
+    ) -> Fault:
+        """Answer matching requests with 302 to ``location`` (before checking the key)."""
+        return self._add_fault(Fault("redirect", pattern, method, times, status=302, location=location))
+
     def slow(
         self, pattern: str, seconds: float, *, times: int | None = None, method: str | None = None
     ) -> Fault:
@@ -669,6 +680,8 @@ class ClowderServer:
             self._stopping.wait(slow.seconds)
         if (failure := self._take_fault("fail", request.method, request.path)) is not None:
             return self._error(failure.status, f"injected failure {failure.status}")
+        if (redirect := self._take_fault("redirect", request.method, request.path)) is not None:
+            return Response(b"", redirect.status, headers={"Location": redirect.location})
         adapter = self._routes.bind_to_environ(request.environ)
         try:
             endpoint, arguments = adapter.match()
@@ -729,7 +742,8 @@ class ClowderServer:
         elif (wrong := self._take_fault("wrong_length", request.method, request.path)) is not None:
             declared = sent = wrong.declared if wrong.declared is not None else length // 2
             sent = min(sent, length)
-        headers["Content-Length"] = str(declared)
+        if self.lengths:
+            headers["Content-Length"] = str(declared)
         if sent != length:
             # A short body must end in EOF, also where the server keeps connections open.
             headers["Connection"] = "close"

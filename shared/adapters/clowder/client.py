@@ -9,8 +9,6 @@ import threading
 from collections.abc import Generator
 from typing import Literal, TypeAlias
 
-import httpx
-
 from shared.adapters.clowder import v1, v2
 from shared.adapters.clowder.download import Downloads
 from shared.adapters.clowder.multipart import MultipartBody, Source, SourceSizeMismatch
@@ -45,7 +43,6 @@ class ClowderClient:
         backoff: float = 0.5,
         page_size: int = 100,
         license_id: str = DEFAULT_LICENSE_ID,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._transport = Transport(
             base_url,
@@ -55,7 +52,6 @@ class ClowderClient:
             retries=retries,
             backoff=backoff,
             max_backoff=MAX_BACKOFF_SECONDS,
-            transport=transport,
         )
         self.base_url = self._transport.base_url
         self._where = self._transport.where
@@ -64,7 +60,7 @@ class ClowderClient:
         self.license_id = license_id
         self._lock = threading.RLock()
         self._folder_indexes: dict[str, FolderIndex] = {}
-        self._downloads = Downloads(self._transport, direct=transport is None)
+        self._downloads = Downloads(self._transport)
 
     @property
     def retries(self) -> int:

@@ -67,18 +67,17 @@ class Downloads:
     """The downloads of one Clowder, over connections of their own where the requests need nothing
     that httpx does (see ``__init__``)."""
 
-    def __init__(self, transport: Transport, *, direct: bool) -> None:
+    def __init__(self, transport: Transport) -> None:
         self._transport = transport
         parts = urlsplit(transport.base_url)
         self._base_path = parts.path
-        # Downloads go over connections of their own unless the requests are to be handled otherwise:
-        # by a given transport, through a proxy the environment names (as httpx would), or with
-        # credentials in the URL.
+        # Downloads go over connections of their own unless the requests need what only httpx does here:
+        # a proxy the environment names, or credentials in the URL (sent as Basic authorization).
         proxied = parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(
             parts.hostname or ""
         )
         self._direct: ConnectionPool | None = None
-        if direct and not proxied and "@" not in parts.netloc and parts.scheme in ("http", "https"):
+        if not proxied and "@" not in parts.netloc and parts.scheme in ("http", "https"):
             self._direct = ConnectionPool(parts.scheme, parts.netloc, timeout=transport.timeout)
 
     def close(self) -> None:

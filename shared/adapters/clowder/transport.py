@@ -50,7 +50,6 @@ class Transport:
         retries: int,
         backoff: float,
         max_backoff: float,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         base = base_url.rstrip("/")
         # Accept the API root as well as the Clowder root: both are common in configuration.
@@ -69,7 +68,6 @@ class Transport:
         self.http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
-            transport=transport,
             headers={"Accept": "application/json"},
         )
 

@@ -15,6 +15,7 @@ from shared.adapters.store.sql import open_store
 from shared.bootstrap import Platform
 from shared.core.settings import Settings
 from tests.conftest import ROOT, Api
+from tests.test_catalog import shipped_spec_files
 from tests.test_services import Users
 
 WORKBENCH = Path(sys.executable).with_name("workbench")
@@ -158,6 +159,6 @@ def test_init_prepares_a_deployment_once_and_again_changes_nothing(
     platform = Platform(Settings.from_env())
     try:
         assert platform.store.get_account("admin") is not None
-        assert len(platform.store.list_specs(SYSTEM_CATALOG)) == 74
+        assert len(platform.store.list_specs(SYSTEM_CATALOG)) == len(shipped_spec_files())
     finally:
         platform.close()

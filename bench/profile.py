@@ -170,8 +170,9 @@ def run(output: Path = DEFAULT_OUTPUT, rate: int = RATE) -> str:
         f"({5000 / measured.seconds:.0f} files/s, under the profiler); CPU seconds "
         + ", ".join(f"{name} {value:.2f}" for name, value in measured.cpu.items())
         + "\n# py-spy record --function --nonblocking: 'own' is the time a function itself ran, 'cum' the"
-        " time it was on the stack; threads py-spy judges idle are left out, yet a thread inside a"
-        " system call (fsync, a socket read) may count as running\n\n"
+        " time it was on the stack, summed over threads; threads py-spy judges idle are left out, but"
+        " one waiting in a system call it does not know as idle (fsync's wait for the disk, a socket"
+        " read) counts as running: these are thread seconds, not CPU seconds (those are above)\n\n"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(header + "\n".join(report(name, raw[name], rate) for name in ("platform", "shovel")))

@@ -970,6 +970,7 @@ class FailingPlatform:
 
     def __init__(self) -> None:
         self.reports: list[tuple[int, TransferProgress]] = []
+        self.exports: list[tuple[int, ExportUploaded]] = []
         self.server = Server(self)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -984,6 +985,10 @@ class FailingPlatform:
             progress = TransferProgress.model_validate(codec.parse_data(event))
             status = "500 Internal Server Error" if progress.placed else status
             self.reports.append((int(status[:3]), progress))
+        elif event.type == EXPORT_UPLOADED:
+            uploaded = ExportUploaded.model_validate(codec.parse_data(event))
+            status = "500 Internal Server Error" if uploaded.files else status
+            self.exports.append((int(status[:3]), uploaded))
         start_response(status, [("Content-Length", "0")])
         return [b""]
 
@@ -1018,6 +1023,36 @@ def test_a_command_that_fails_every_time_is_given_up_and_its_files_reported_fail
     failures = [json.loads(entry.body)["failures"] for entry in bus.settlements]
     assert failures == [0, 1, 2] and all(entry.action == "ack" for entry in bus.settlements)
     assert bus.message_count(queue_for(USER)) == 0
+
+
+def test_an_export_that_fails_every_time_is_given_up_saying_why(
+    settings: ShovelSettings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
+    (settings.home / "results").mkdir()
+    (settings.home / "results" / "a.txt").write_bytes(b"alpha")
+    command = ExportCommand(
+        export_id="e-poison",
+        user=USER,
+        folder="results",
+        upload_url=f"{receiver.server.url}/objects",
+        upload_fields={},
+        key_prefix="exports/e-poison/",
+    )
+    platform = FailingPlatform()
+    configured = replace(settings, attempts=2, events_url=f"{platform.server.url}/events")
+    bus = RecordingBus()
+    try:
+        with running(configured, bus, emit=event_sender(configured)):
+            send(bus, command)
+            wait_for(lambda: len(platform.exports) == 3, "two failed reports and the last one")
+    finally:
+        platform.server.close()
+    assert [status for status, _ in platform.exports] == [500, 500, 202]
+    final = platform.exports[-1][1]
+    assert final.files == [] and [problem.path for problem in final.errors] == ["results"]
+    assert final.errors[0].error.startswith("the shovel gave up after 2 failed attempts: ")
+    assert [json.loads(entry.body)["failures"] for entry in bus.settlements] == [0, 1]
 
 
 def test_a_poison_command_on_rabbitmq_is_given_up(

@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import socket
 import threading
 import time
@@ -38,6 +37,7 @@ from shared.adapters.runtime.processes import (
     accepts_connections,
     checked_name,
     publishable_port,
+    remove_folder,
     volume_problem,
 )
 from shared.core.datafolder import DATA_FOLDER
@@ -262,12 +262,7 @@ class DockerRuntime:
         for container in self._containers(labels):
             self._remove_container(container)
         self._remove_networks(labels)
-        home = self._home(owner)
-        if home.exists():
-            try:
-                shutil.rmtree(home)
-            except OSError as error:
-                raise Unavailable(f"could not remove {home}: {error.strerror}") from error
+        remove_folder(self._home(owner))
 
     def close(self) -> None:
         """Stop watching and reporting; the containers keep running for the next platform to find."""

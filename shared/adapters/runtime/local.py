@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ from shared.adapters.runtime.processes import (
     last_line_since,
     port_is_free,
     process_start_time,
+    remove_folder,
     tail,
     volume_problem,
     write_json_atomically,
@@ -312,11 +312,7 @@ class LocalRuntime:
             for ssid in sorted(ssids):
                 self._end_service(owner, ssid)
             for directory in (self._home(owner), self._data_dir / "logs" / owner, run_dir):
-                if directory.exists():
-                    try:
-                        shutil.rmtree(directory)
-                    except OSError as error:
-                        raise Unavailable(f"could not remove {directory}: {error.strerror}") from error
+                remove_folder(directory)
         finally:
             for turns, ticket in tickets:
                 turns.done(ticket)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 
 from shared.adapters.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES
 from shared.core.durable import write_atomically
-from shared.core.errors import InvalidInput
+from shared.core.errors import InvalidInput, Unavailable
 from shared.core.paths import path_problem, safe_component, stays_inside
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,15 @@ def volume_problem(home: Path, relative: str) -> str | None:
         return refusal
     # A symlink the user made inside the home must not lead the folder somewhere else.
     return None if stays_inside(home, relative) else refusal
+
+
+def remove_folder(directory: Path) -> None:
+    """Remove ``directory`` and all it holds, where it is there; Unavailable where it cannot be."""
+    if directory.exists():
+        try:
+            shutil.rmtree(directory)
+        except OSError as error:
+            raise Unavailable(f"could not remove {directory}: {error.strerror}") from error
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ WRITEBACK_BYTES = 8 << 20
 """How much a file written through the page cache grows before that part is written back."""
 _SYNC_FILE_RANGE_WRITE = 2
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+"""How ``new_durable_file`` opens: a new file only, never through a symbolic link."""
 
 
 def write_atomically(
@@ -34,8 +35,9 @@ def write_atomically(
     The bytes go to a hidden file of the same folder (``prefix``, by default ``.<name>.``, a random
     part and ``suffix``: a reader listing the folder's ``*.json`` or ``*.eml`` never sees it), are
     made durable, and the file is renamed over ``path``, so that a reader or a crash finds the old
-    file or the new one, never a part. ``mode`` is set on the open file, so the bytes are never
-    readable more widely meanwhile. On any failure the hidden file is removed."""
+    file or the new one, never a part. The file is made readable by its owner only and given
+    ``mode`` before the bytes are written (never after, as a rename could already show it). On any
+    failure the hidden file is removed."""
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix
     )

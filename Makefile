@@ -28,9 +28,12 @@ test: lint
 	$(BIN)/pytest
 
 # The benchmarks (not part of `make test`): prints the table and writes var/bench/results.json.
-# rclone (a baseline) and wrk (the load generator of api_throughput) come from Debian's packages.
+# rclone (a baseline), wrk (the load generator of api_throughput), and Podman with runc and the static
+# busybox (stack_start's engine and image) come from Debian's packages.
 bench: $(INSTALLED)
-	@command -v rclone >/dev/null && command -v wrk >/dev/null || apt-get install -y -q rclone wrk >/dev/null
+	@command -v rclone >/dev/null && command -v wrk >/dev/null && command -v podman >/dev/null \
+	  && command -v runc >/dev/null && [ -x /bin/busybox ] \
+	  || apt-get install -y -q rclone wrk podman runc busybox-static >/dev/null
 	$(BIN)/python -m bench $(BENCH)
 
 format: $(INSTALLED)

@@ -74,6 +74,7 @@ default_ulimits = []
 DOCKER_ADDRESS_POOL = "base=10.213.0.0/16,size=24"
 """Docker Engine's networks: a range of their own, apart from Podman's (10.88 and 10.89)."""
 ENGINES = ("podman", "docker")
+DEFAULT_NETWORKS = {"podman", "bridge", "host", "none"}
 ENGINE_NAMES = {"podman": "Podman", "docker": "Docker Engine"}
 START_SECONDS = 30
 
@@ -283,11 +284,14 @@ class Engine:
             client.close()
 
     def subnets(self) -> list[ipaddress.IPv4Network]:
-        """The IPv4 subnets of the engine's networks."""
+        """The IPv4 subnets of the networks the engine made (not its default network, which every
+        Podman of the host shares)."""
         client = self.client()
         try:
             found = []
             for network in client.networks.list():
+                if network.name in DEFAULT_NETWORKS:
+                    continue
                 for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
                     with contextlib.suppress(ValueError, TypeError):
                         subnet = ipaddress.ip_network(config.get("Subnet", ""))

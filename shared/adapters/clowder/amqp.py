@@ -13,6 +13,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from shared.core.errors import Unavailable
+from shared.core.retry import Again, Attempt, Policy
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ HEARTBEAT_EXCHANGE = "extractors"
 CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
 POLL_SECONDS = 0.25
 RECONNECT_SECONDS = 2.0
+_RECONNECT_ONCE = Policy(retries=1, backoff=0.0)
 
 
 @dataclass(frozen=True)
@@ -84,22 +86,27 @@ class ClowderQueues:
         self._publish("keep a refused job", send)
 
     def _publish(self, what: str, action: Callable[[BlockingChannel], None]) -> None:
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._channel is None or not self._channel.is_open:
-                        self._drop()
-                        self._connection = pika.BlockingConnection(self._parameters)
-                        self._channel = self._connection.channel()
-                        self._channel.confirm_delivery()
-                    action(self._channel)
-                    return
-                except CONNECTION_ERRORS as error:
+        """``action`` on the publishing channel; on a lost connection, once more on a fresh one, at once
+        (a connection that dropped while idle is the usual cause, not a broker that is down)."""
+
+        def attempt(now: Attempt) -> None:
+            try:
+                if self._channel is None or not self._channel.is_open:
                     self._drop()
-                    if attempt == 2:
-                        raise Unavailable(
-                            f"Clowder's RabbitMQ at {self.address}: could not {what}: {error!r}"
-                        ) from None
+                    self._connection = pika.BlockingConnection(self._parameters)
+                    self._channel = self._connection.channel()
+                    self._channel.confirm_delivery()
+                action(self._channel)
+            except CONNECTION_ERRORS as error:
+                self._drop()
+                if now.last:
+                    raise Unavailable(
+                        f"Clowder's RabbitMQ at {self.address}: could not {what}: {error!r}"
+                    ) from None
+                raise Again(repr(error)) from None
+
+        with self._lock:
+            _RECONNECT_ONCE.run(attempt)
 
     def _drop(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None

@@ -86,7 +86,18 @@ def _path(route: registry.Route, value: str) -> str:
     return re.sub(r"<\w+>", quote(value, safe="%"), route.path)
 
 
-def test_hostile_json_bodies_are_400_naming_the_field_on_every_route(api: Api, admin_token: str) -> None:
+def hostile_body(kind: str, field: str) -> tuple[bytes, str]:
+    """A hostile body for a route whose first field is ``field``, and the name its error must start with."""
+    if kind == "deep":
+        return DEEP, "body"
+    value = HUGE_INTEGER if kind == "huge-integer" else b'"\\ud800"'
+    return b'{"' + field.encode() + b'": ' + value + b"}", field
+
+
+@pytest.mark.parametrize("kind", ["deep", "huge-integer", "surrogate"])
+def test_hostile_json_bodies_are_400_naming_the_field_on_every_route(
+    api: Api, admin_token: str, kind: str
+) -> None:
     """JSON nested 100,000 deep, a 100,000-digit integer and a lone surrogate, in the body of every route
     that takes one (with the admin's token, so that nothing but the body can be at fault)."""
     client = WsgiClient(Gateway())
@@ -95,23 +106,17 @@ def test_hostile_json_bodies_are_400_naming_the_field_on_every_route(api: Api, a
         for route in function.routes:
             if route.body is None:
                 continue
-            field = _first_field(route)
-            cases = {
-                "deep": (DEEP, "body"),
-                "huge-integer": (b'{"' + field.encode() + b'": ' + HUGE_INTEGER + b"}", field),
-                "surrogate": (b'{"' + field.encode() + b'": "\\ud800"}', field),
-            }
-            for name, (body, named) in cases.items():
-                response = client.open(
-                    _path(route, "x"),
-                    method=route.method,
-                    data=body,
-                    content_type="application/json",
-                    headers={"Authorization": f"Bearer {admin_token}"},
-                )
-                error = (response.get_json(silent=True) or {}).get("Error", "")
-                if response.status_code != 400 or not error.startswith(f"{named}: "):
-                    wrong.append((route.method, route.path, name, response.status_code, error[:120]))
+            body, named = hostile_body(kind, _first_field(route))
+            response = client.open(
+                _path(route, "x"),
+                method=route.method,
+                data=body,
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {admin_token}"},
+            )
+            error = (response.get_json(silent=True) or {}).get("Error", "")
+            if response.status_code != 400 or not error.startswith(f"{named}: "):
+                wrong.append((route.method, route.path, response.status_code, error[:120]))
     assert wrong == []
 
 

@@ -182,29 +182,42 @@ SCHEMA_WARNINGS: list[tuple[dict[str, Any], str, str]] = [
 ]
 
 
-def test_spec_breaking_the_schema_is_rejected_naming_the_field(api: Api, alice: str) -> None:
-    for change, field, named in SCHEMA_BREAKS:
-        spec = {name: value for name, value in new_spec(**change).items() if value is not None}
-        response = post_spec(api, alice, spec)
-        assert response.status_code == 400, (change, response.get_json())
-        message = error_of(response)
-        assert message.startswith(f"{field}:"), (change, message)
-        assert named in message, (change, message)
+def schema_case_id(case: tuple[dict[str, Any], str, str]) -> str:
+    _change, field, named = case
+    return f"{field}-{named}"
+
+
+@pytest.mark.parametrize("case", SCHEMA_BREAKS, ids=schema_case_id)
+def test_spec_breaking_the_schema_is_rejected_naming_the_field(
+    api: Api, alice: str, case: tuple[dict[str, Any], str, str]
+) -> None:
+    change, field, named = case
+    spec = {name: value for name, value in new_spec(**change).items() if value is not None}
+    response = post_spec(api, alice, spec)
+    assert response.status_code == 400, (change, response.get_json())
+    message = error_of(response)
+    assert message.startswith(f"{field}:"), (change, message)
+    assert named in message, (change, message)
     assert keys_of(api.call("GET", "/api/services?catalog=user", alice)) == []
 
 
-def test_what_only_the_stricter_schema_breaks_is_taken_with_a_warning(api: Api, alice: str) -> None:
+@pytest.mark.parametrize("case", SCHEMA_WARNINGS, ids=schema_case_id)
+def test_what_only_the_stricter_schema_breaks_is_taken_with_a_warning(
+    api: Api, alice: str, case: tuple[dict[str, Any], str, str]
+) -> None:
     """validate.go: the schema is checked on the spec as decoded into Go's type, where an absent field
     has its zero value; the schema's view of the document as sent comes back as a Warning header."""
-    for index, (change, field, named) in enumerate(SCHEMA_WARNINGS):
-        key = f"warned{index}"
-        spec = {name: value for name, value in new_spec(key, **change).items() if value is not None}
-        response = post_spec(api, alice, spec)
-        assert response.status_code == 200, (change, response.get_json())
-        (warning,) = response.headers.getlist("Warning")
-        assert warning.startswith(f'299 - "the spec schema: {field}:'), (change, warning)
-        assert named in warning, (change, warning)
-        assert api.call("GET", f"/api/services/{key}", alice).status_code == 200
+    change, field, named = case
+    spec = {name: value for name, value in new_spec("warned", **change).items() if value is not None}
+    response = post_spec(api, alice, spec)
+    assert response.status_code == 200, (change, response.get_json())
+    (warning,) = response.headers.getlist("Warning")
+    assert warning.startswith(f'299 - "the spec schema: {field}:'), (change, warning)
+    assert named in warning, (change, warning)
+    assert api.call("GET", "/api/services/warned", alice).status_code == 200
+
+
+def test_a_spec_within_the_stricter_schema_is_taken_without_a_warning(api: Api, alice: str) -> None:
     plain = post_spec(api, alice, new_spec("unwarned"))
     assert plain.status_code == 200
     assert plain.headers.getlist("Warning") == []

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shared.adapters.store import AccountRecord, EmailChange, Store, new_token_generation
 from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
@@ -17,7 +17,23 @@ from shared.domain import throttle
 from shared.domain.auth import GENERATION_CLAIM, RESET_SCOPE, Principal
 
 if TYPE_CHECKING:
-    from shared.bootstrap import Platform
+    from shared.domain.auth import Passwords, Tokens
+    from shared.domain.catalog import SpecValidator
+    from shared.domain.stacks import StackPorts
+
+    class AccountPorts(StackPorts, Protocol):
+        """What accounts use: besides the stacks' adapters (an account's stacks are stopped and
+        deleted with it), tokens, password hashing, the mailer and the spec validator."""
+
+        @property
+        def tokens(self) -> Tokens: ...
+        @property
+        def passwords(self) -> Passwords: ...
+        @property
+        def mailer(self) -> Mailer: ...
+        @property
+        def validator(self) -> SpecValidator: ...
+
 
 ADMIN = "admin"
 USER_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
@@ -28,6 +44,19 @@ EMAIL_CHANGE_SECONDS = 24 * 3600
 """How long the link confirming a new e-mail address stays good."""
 RESET_SENT = "If the account exists, a password reset e-mail has been sent to its address."
 """The answer to every reset request, whether or not the account exists or a mail went out."""
+
+
+class Mailer(Protocol):
+    """Where account mail goes (SMTP, or the outbox folder on one machine)."""
+
+    def send(self, to: str, subject: str, body: str) -> None: ...
+
+
+class AccountLookupPorts(Protocol):
+    """Finding an account by its e-mail address takes the store alone."""
+
+    @property
+    def store(self) -> Store: ...
 
 
 def _clock() -> int:
@@ -46,12 +75,12 @@ class _TokenRefused(Exception):
     """Raised inside a store change to leave the account as it was (the transaction rolls back)."""
 
 
-def _spend(platform: Platform, user: str, change: Callable[[AccountRecord], AccountRecord]) -> AccountRecord:
+def _spend(ports: AccountPorts, user: str, change: Callable[[AccountRecord], AccountRecord]) -> AccountRecord:
     """Apply ``change`` to ``user``'s record in one transaction, where it checks (and spends) a token
     from an e-mail: the row is locked meanwhile, so that a token works once even under concurrency.
     An unknown user and a refused token answer alike."""
     try:
-        return platform.store.update_account(user, change)
+        return ports.store.update_account(user, change)
     except (NotFound, _TokenRefused):
         raise NotFound("token", message="Token not found") from None
 
@@ -102,8 +131,8 @@ def _check_new_account(account: Account, *, by_admin: bool = False) -> Account:
     return account.model_copy(update={"id": user, "namespace": user, "email": email})
 
 
-def default_limits(platform: Platform) -> AccountResourceLimits:
-    limits = platform.settings.limits
+def default_limits(ports: AccountPorts) -> AccountResourceLimits:
+    limits = ports.settings.limits
     return AccountResourceLimits(
         cpuMax=limits.cpu_max,
         cpuDefault=limits.cpu_default,
@@ -113,16 +142,16 @@ def default_limits(platform: Platform) -> AccountResourceLimits:
     )
 
 
-def _with_limits(platform: Platform, account: Account) -> Account:
+def _with_limits(ports: AccountPorts, account: Account) -> Account:
     if account.resourceLimits == AccountResourceLimits():
-        return account.model_copy(update={"resourceLimits": default_limits(platform)})
+        return account.model_copy(update={"resourceLimits": default_limits(ports)})
     return account
 
 
-def _conflict_for(platform: Platform, account: Account) -> None:
-    if platform.store.get_account(account.id) is not None:
+def _conflict_for(ports: AccountPorts, account: Account) -> None:
+    if ports.store.get_account(account.id) is not None:
         raise Conflict("Username is in use")
-    found = platform.store.find_account(account.email)
+    found = ports.store.find_account(account.email)
     if found is not None:
         raise Conflict("Email address is already associated with another account")
 
@@ -130,30 +159,30 @@ def _conflict_for(platform: Platform, account: Account) -> None:
 # --- login ---------------------------------------------------------------------------------
 
 
-def login(platform: Platform, username: str, password: str, *, address: str = "") -> str:
+def login(ports: AccountPorts, username: str, password: str, *, address: str = "") -> str:
     """A token for an approved account named by user name or e-mail, or Unauthorized.
 
     Failed attempts are counted per client ``address`` and per account (an unknown name counts as
     one), and past the settings' limits refused with 429 before the password is even checked; each
     attempt is counted before the check, so that parallel guesses cannot outrun the count, and a
     success takes its own back. An unknown name costs a password verification as a known one does."""
-    auth = platform.settings.auth
+    auth = ports.settings.auth
     name = username.strip()
     now = _clock()
     address_key = throttle.counter_key("address", address)
     if address:
         throttle.count(
-            platform.store,
+            ports.store,
             address_key,
             limit=auth.login_address_attempts,
             now=now,
             window_seconds=auth.login_window,
             what="failed logins from this address",
         )
-    record = platform.store.find_account(name) if name else None
+    record = ports.store.find_account(name) if name else None
     account_key = throttle.counter_key("login", record.account.id if record else name.lower())
     throttle.count(
-        platform.store,
+        ports.store,
         account_key,
         limit=auth.login_account_attempts,
         now=now,
@@ -161,18 +190,16 @@ def login(platform: Platform, username: str, password: str, *, address: str = ""
         what="failed logins for this account",
     )
     if record is None:
-        platform.passwords.verify_nobody(password)
+        ports.passwords.verify_nobody(password)
         raise Unauthorized("invalid user name or password")
-    if not platform.passwords.verify(record.password_hash, password):
+    if not ports.passwords.verify(record.password_hash, password):
         raise Unauthorized("invalid user name or password")
-    platform.store.release_throttles(cleared=[account_key], refunded=[address_key] if address else [])
+    ports.store.release_throttles(cleared=[account_key], refunded=[address_key] if address else [])
     account = record.account
     if account.status != "approved":
         raise Unauthorized(f"account '{account.id}' is {account.status or 'not approved'}")
     # An imported Go account's APR1 hash (MD5) gives way to argon2 now that the password is known.
-    rehashed = (
-        platform.passwords.hash(password) if platform.passwords.needs_rehash(record.password_hash) else None
-    )
+    rehashed = ports.passwords.hash(password) if ports.passwords.needs_rehash(record.password_hash) else None
 
     def stamp(stored: AccountRecord) -> AccountRecord:
         stored.account = stored.account.model_copy(update={"lastLogin": _clock()})
@@ -182,17 +209,17 @@ def login(platform: Platform, username: str, password: str, *, address: str = ""
             stored.token_generation = new_token_generation()
         return stored
 
-    stamped = platform.store.update_account(account.id, stamp)
-    return platform.tokens.issue(account.id, admin=account.id == ADMIN, generation=stamped.token_generation)
+    stamped = ports.store.update_account(account.id, stamp)
+    return ports.tokens.issue(account.id, admin=account.id == ADMIN, generation=stamped.token_generation)
 
 
-def logout(platform: Platform, token: str | None) -> None:
+def logout(ports: AccountPorts, token: str | None) -> None:
     """End every session of the token's account: its tokens (and refreshes of them) are refused from
     now on. A token that is not (or no longer) good ends nothing, and answers the same."""
     if token is None:
         return
     try:
-        principal = platform.tokens.decode(token, allow_expired=True)  # an expired one can still refresh
+        principal = ports.tokens.decode(token, allow_expired=True)  # an expired one can still refresh
     except Unauthorized:
         return
     generation = principal.claims.get(GENERATION_CLAIM)
@@ -206,23 +233,23 @@ def logout(platform: Platform, token: str | None) -> None:
         return stored
 
     with suppress(NotFound, _TokenRefused):
-        platform.store.update_account(principal.user, end)
+        ports.store.update_account(principal.user, end)
 
 
-def refresh(platform: Platform, token: str) -> str:
+def refresh(ports: AccountPorts, token: str) -> str:
     """A fresh token, while the account still exists, is approved and has not ended the session (a
     refresh is a quiet login)."""
-    return platform.tokens.refresh(token)
+    return ports.tokens.refresh(token)
 
 
-def ensure_admin(platform: Platform) -> str | None:
+def ensure_admin(ports: AccountPorts) -> str | None:
     """Create the admin account if missing; returns a generated password to print once, if any."""
-    configured = platform.settings.auth.admin_password
-    store = platform.store
+    configured = ports.settings.auth.admin_password
+    store = ports.store
     existing = store.get_account(ADMIN)
     if existing is not None:
-        if configured and not platform.passwords.verify(existing.password_hash, configured):
-            password_hash = platform.passwords.hash(configured)
+        if configured and not ports.passwords.verify(existing.password_hash, configured):
+            password_hash = ports.passwords.hash(configured)
 
             def set_password(stored: AccountRecord) -> AccountRecord:
                 stored.password_hash = password_hash
@@ -237,12 +264,12 @@ def ensure_admin(platform: Platform) -> str | None:
         namespace=ADMIN,
         name=ADMIN,
         description="Workbench administrator",
-        email=platform.settings.server.support_email,
+        email=ports.settings.server.support_email,
         status="approved",
-        resourceLimits=default_limits(platform),
+        resourceLimits=default_limits(ports),
     )
     try:
-        store.insert_account(AccountRecord(account, platform.passwords.hash(password)))
+        store.insert_account(AccountRecord(account, ports.passwords.hash(password)))
     except Conflict:
         return None  # another process created it first
     return None if configured else password
@@ -251,25 +278,25 @@ def ensure_admin(platform: Platform) -> str | None:
 # --- registration --------------------------------------------------------------------------
 
 
-def register(platform: Platform, account: Account) -> Account:
+def register(ports: AccountPorts, account: Account) -> Account:
     """Create an unverified account and send its verification e-mail."""
     account = _check_new_account(account)
-    _conflict_for(platform, account)
+    _conflict_for(ports, account)
     # Whoever registers gets the default limits: only the admin may give more.
     account = account.model_copy(
         update={
             "status": "unverified",
             "token": secrets.token_urlsafe(24),
             "lastLogin": 0,
-            "resourceLimits": default_limits(platform),
+            "resourceLimits": default_limits(ports),
         }
     )
     record = AccountRecord(
-        account.model_copy(update={"password": ""}), platform.passwords.hash(account.password)
+        account.model_copy(update={"password": ""}), ports.passwords.hash(account.password)
     )
-    platform.store.insert_account(record)
-    origin = platform.settings.server.origin
-    platform.mailer.send(
+    ports.store.insert_account(record)
+    origin = ports.settings.server.origin
+    ports.mailer.send(
         account.email,
         "Workbench: verify your e-mail address",
         f"Hello {account.name},\n\nplease verify your e-mail address for the Workbench account "
@@ -285,11 +312,11 @@ def _new_status(stored: AccountRecord, status: str) -> None:
     stored.token_generation = new_token_generation()
 
 
-def verify(platform: Platform, user: str, token: str) -> str:
+def verify(ports: AccountPorts, user: str, token: str) -> str:
     """Spend a token from a verification e-mail: a registration's (the address is verified, and with
     approval on the support address is asked to approve), or an e-mail change's (the new address
     takes effect)."""
-    require_approval = platform.settings.auth.require_approval
+    require_approval = ports.settings.auth.require_approval
     now = _clock()
     previous_email = ""
 
@@ -311,24 +338,24 @@ def verify(platform: Platform, user: str, token: str) -> str:
             return stored
         raise _TokenRefused
 
-    account = _spend(platform, user, spend).account
-    origin = platform.settings.server.origin
+    account = _spend(ports, user, spend).account
+    origin = ports.settings.server.origin
     if previous_email:
-        platform.mailer.send(
+        ports.mailer.send(
             previous_email,
             "Workbench: your e-mail address was changed",
             f"Hello {account.name},\n\nthe e-mail address of the Workbench account '{user}' is now "
-            f"{account.email}. If you did not ask for this, tell {platform.settings.server.support_email}.\n",
+            f"{account.email}. If you did not ask for this, tell {ports.settings.server.support_email}.\n",
         )
         return "E-mail address has been changed."
     if account.status == "approved":
-        platform.mailer.send(
+        ports.mailer.send(
             account.email,
             "Workbench: your account is ready",
             f"Hello {account.name},\n\nyour account '{user}' is ready; log in at {origin}\n",
         )
         return "Account has been verified and approved."
-    platform.mailer.send(
+    ports.mailer.send(
         account.email,
         "Workbench: e-mail address verified",
         f"Hello {account.name},\n\nyour e-mail address is verified. An administrator "
@@ -336,8 +363,8 @@ def verify(platform: Platform, user: str, token: str) -> str:
     )
     # The approval token is new (the registrant's is spent) and goes to the support address only.
     query = f"t={account.token}&u={user}"
-    platform.mailer.send(
-        platform.settings.server.support_email,
+    ports.mailer.send(
+        ports.settings.server.support_email,
         f"Workbench: new account request from {user}",
         f"{account.name} <{account.email}> ({account.organization or 'no organization'}) asks for "
         f"the account '{user}'.\n\n{account.description}\n\n"
@@ -346,7 +373,7 @@ def verify(platform: Platform, user: str, token: str) -> str:
     return "Account has been verified."
 
 
-def decide(platform: Platform, user: str, token: str, *, approve: bool) -> str:
+def decide(ports: AccountPorts, user: str, token: str, *, approve: bool) -> str:
     """Approve or deny an account awaiting approval, by the token from the request e-mail (once)."""
 
     def spend(stored: AccountRecord) -> AccountRecord:
@@ -355,16 +382,16 @@ def decide(platform: Platform, user: str, token: str, *, approve: bool) -> str:
         _new_status(stored, "approved" if approve else "denied")
         return stored
 
-    account = _spend(platform, user, spend).account
+    account = _spend(ports, user, spend).account
     if approve:
-        platform.mailer.send(
+        ports.mailer.send(
             account.email,
             "Workbench: your account is approved",
             f"Hello {account.name},\n\nyour account '{user}' is approved; log in at "
-            f"{platform.settings.server.origin}\n",
+            f"{ports.settings.server.origin}\n",
         )
         return "Account has been approved."
-    platform.mailer.send(
+    ports.mailer.send(
         account.email,
         "Workbench: your account request was denied",
         f"Hello {account.name},\n\nyour request for the account '{user}' was denied.\n",
@@ -372,7 +399,7 @@ def decide(platform: Platform, user: str, token: str, *, approve: bool) -> str:
     return "Account has been denied."
 
 
-def _current_generation(platform: Platform, record: AccountRecord) -> str:
+def _current_generation(ports: AccountPorts, record: AccountRecord) -> str:
     """The record's token generation, given one first if it has none (an account from before)."""
     if record.token_generation:
         return record.token_generation
@@ -382,10 +409,10 @@ def _current_generation(platform: Platform, record: AccountRecord) -> str:
             stored.token_generation = new_token_generation()
         return stored
 
-    return platform.store.update_account(record.account.id, assign).token_generation
+    return ports.store.update_account(record.account.id, assign).token_generation
 
 
-def request_reset(platform: Platform, name_or_email: str, *, address: str = "") -> str:
+def request_reset(ports: AccountPorts, name_or_email: str, *, address: str = "") -> str:
     """E-mail a link with a short-lived reset token (or the verification link, if unverified).
 
     The answer is the same whether the account exists or not, and whether a mail went out: within
@@ -393,41 +420,41 @@ def request_reset(platform: Platform, name_or_email: str, *, address: str = "") 
     ``address`` as failed logins do."""
     if not name_or_email:
         raise InvalidInput("is required", field="userId")
-    auth = platform.settings.auth
+    auth = ports.settings.auth
     now = _clock()
     if address:
         throttle.count(
-            platform.store,
+            ports.store,
             throttle.counter_key("address", address),
             limit=auth.login_address_attempts,
             now=now,
             window_seconds=auth.login_window,
             what="failed logins and reset requests from this address",
         )
-    record = platform.store.find_account(name_or_email)
+    record = ports.store.find_account(name_or_email)
     if record is None:
         return RESET_SENT
     account = record.account
-    (sent,) = platform.store.hit_throttles(
+    (sent,) = ports.store.hit_throttles(
         [throttle.counter_key("reset-mail", account.id)], now, auth.reset_interval
     )
     if sent.hits > 1:
         return RESET_SENT
-    origin = platform.settings.server.origin
+    origin = ports.settings.server.origin
     if account.status == "unverified":
-        platform.mailer.send(
+        ports.mailer.send(
             account.email,
             "Workbench: verify your e-mail address",
             f"{origin}/#/register/verify?t={account.token}&u={account.id}\n",
         )
         return RESET_SENT
-    token = platform.tokens.issue(
+    token = ports.tokens.issue(
         account.id,
         scope=RESET_SCOPE,
         lifetime_seconds=RESET_TOKEN_SECONDS,
-        generation=_current_generation(platform, record),
+        generation=_current_generation(ports, record),
     )
-    platform.mailer.send(
+    ports.mailer.send(
         account.email,
         "Workbench: reset your password",
         f"Hello {account.name},\n\nset a new password for '{account.id}' within "
@@ -436,20 +463,20 @@ def request_reset(platform: Platform, name_or_email: str, *, address: str = "") 
     return RESET_SENT
 
 
-def change_password(platform: Platform, token: str | None, password: str) -> str:
+def change_password(ports: AccountPorts, token: str | None, password: str) -> str:
     """Set the caller's password; a reset token from the e-mail is accepted here (and only here).
 
     The change ends every session of the account (the caller's too), which spends the reset token:
     it carries the generation the change replaces."""
     if token is None:
         raise Unauthorized("missing bearer token")
-    principal = platform.tokens.decode(token)
+    principal = ports.tokens.decode(token)
     if principal.scope is None:
-        platform.tokens.check_generation(principal)
+        ports.tokens.check_generation(principal)
     elif principal.scope != RESET_SCOPE:
         raise Unauthorized(f"a {principal.scope} token cannot change a password")
     _check_password(password)
-    password_hash = platform.passwords.hash(password)
+    password_hash = ports.passwords.hash(password)
     generation = principal.claims.get(GENERATION_CLAIM)
 
     def change(stored: AccountRecord) -> AccountRecord:
@@ -466,15 +493,15 @@ def change_password(platform: Platform, token: str | None, password: str) -> str
         return stored
 
     try:
-        platform.store.update_account(principal.user, change)
+        ports.store.update_account(principal.user, change)
     except NotFound:
         raise Unauthorized(f"account '{principal.user}' no longer exists") from None
     return "Password changed."
 
 
-def account_for_email(platform: Platform, email: str) -> str:
+def account_for_email(ports: AccountLookupPorts, email: str) -> str:
     """The approved Workbench account of a Clowder user, by e-mail."""
-    record = platform.store.find_account(email.strip())
+    record = ports.store.find_account(email.strip())
     if record is None or record.account.email.strip().lower() != email.strip().lower():
         raise InvalidInput(f"no Workbench account has the e-mail address {email!r}", field="email")
     if record.account.status != "approved":
@@ -485,49 +512,49 @@ def account_for_email(platform: Platform, email: str) -> str:
 # --- management ----------------------------------------------------------------------------
 
 
-def _visible(platform: Platform, principal: Principal, account_id: str) -> AccountRecord:
+def _visible(ports: AccountPorts, principal: Principal, account_id: str) -> AccountRecord:
     if not principal.admin and principal.user != account_id:
         raise Forbidden("you may only see your own account")
-    record = platform.store.get_account(account_id)
+    record = ports.store.get_account(account_id)
     if record is None:
         raise NotFound("account", account_id)
     return record
 
 
-def list_accounts(platform: Platform) -> list[Account]:
-    return [public_view(r.account, for_admin=True) for r in platform.store.list_accounts()]
+def list_accounts(ports: AccountPorts) -> list[Account]:
+    return [public_view(r.account, for_admin=True) for r in ports.store.list_accounts()]
 
 
-def create(platform: Platform, account: Account, *, password_hash: str | None = None) -> Account:
+def create(ports: AccountPorts, account: Account, *, password_hash: str | None = None) -> Account:
     """An account made by the admin: approved at once (server.go PostAccount). A name in use is 409
     before anything else is checked; an empty password leaves the account without one, so that it
     cannot log in until its owner sets one by a password reset. ``password_hash``, from an import,
     is stored as it is instead of hashing ``password``."""
-    if platform.store.get_account(_user_name(account)) is not None:
+    if ports.store.get_account(_user_name(account)) is not None:
         raise Conflict("Username is in use")
-    account = _with_limits(platform, _check_new_account(account, by_admin=True))
-    _conflict_for(platform, account)
+    account = _with_limits(ports, _check_new_account(account, by_admin=True))
+    _conflict_for(ports, account)
     account = account.model_copy(update={"status": account.status or "approved", "token": ""})
     if password_hash is None:
-        password_hash = platform.passwords.hash(account.password) if account.password else ""
+        password_hash = ports.passwords.hash(account.password) if account.password else ""
     # A new record, so a new token generation: tokens of an account deleted before under the same
     # name carry another and stay refused.
-    platform.store.insert_account(AccountRecord(account.model_copy(update={"password": ""}), password_hash))
+    ports.store.insert_account(AccountRecord(account.model_copy(update={"password": ""}), password_hash))
     return public_view(account, for_admin=True)
 
 
-def read(platform: Platform, principal: Principal, account_id: str) -> Account:
-    return public_view(_visible(platform, principal, account_id).account, for_admin=principal.admin)
+def read(ports: AccountPorts, principal: Principal, account_id: str) -> Account:
+    return public_view(_visible(ports, principal, account_id).account, for_admin=principal.admin)
 
 
-def update(platform: Platform, principal: Principal, account_id: str, changes: Account) -> Account:
+def update(ports: AccountPorts, principal: Principal, account_id: str, changes: Account) -> Account:
     """Change an account; only the admin may change its status or limits.
 
     A new e-mail address from the admin takes effect at once (the admin is trusted with addresses, as
     when creating accounts); one from the user waits for the link mailed to it (until then the
     account keeps its address, and Clowder events naming the new one find no account). A new
     password or status ends the account's sessions."""
-    _visible(platform, principal, account_id)
+    _visible(ports, principal, account_id)
     if changes.id and changes.id != account_id:
         raise InvalidInput(f"does not match the path ('{account_id}')", field="id")
     if changes.namespace and changes.namespace != account_id:
@@ -536,12 +563,12 @@ def update(platform: Platform, principal: Principal, account_id: str, changes: A
     if new_email and not EMAIL.match(new_email):
         raise InvalidInput("must be an e-mail address", field="email")
     if new_email and not principal.admin:
-        holder = platform.store.find_account(new_email)
+        holder = ports.store.find_account(new_email)
         if holder is not None and holder.account.id != account_id:
             raise Conflict("Email address is already associated with another account")
     if changes.password:
         _check_password(changes.password)
-    password_hash = platform.passwords.hash(changes.password) if changes.password else None
+    password_hash = ports.passwords.hash(changes.password) if changes.password else None
     requested: EmailChange | None = None
 
     def change(stored: AccountRecord) -> AccountRecord:
@@ -575,30 +602,30 @@ def update(platform: Platform, principal: Principal, account_id: str, changes: A
             stored.token_generation = new_token_generation()
         return stored
 
-    updated = platform.store.update_account(account_id, change).account
+    updated = ports.store.update_account(account_id, change).account
     if requested is not None:
-        platform.mailer.send(
+        ports.mailer.send(
             requested.address,
             "Workbench: confirm your new e-mail address",
             f"Hello {updated.name},\n\nto make {requested.address} the e-mail address of the Workbench "
             f"account '{account_id}', open within {EMAIL_CHANGE_SECONDS // 3600} hours\n\n"
-            f"{platform.settings.server.origin}/#/register/verify?t={requested.token}&u={account_id}\n",
+            f"{ports.settings.server.origin}/#/register/verify?t={requested.token}&u={account_id}\n",
         )
     return public_view(updated, for_admin=principal.admin)
 
 
-def delete(platform: Platform, account_id: str) -> None:
+def delete(ports: AccountPorts, account_id: str) -> None:
     """Remove an account with its stacks (stopped first), catalog and home."""
     from shared.domain import stacks
 
     if account_id == ADMIN:
         raise Forbidden("the admin account cannot be deleted")
-    if platform.store.get_account(account_id) is None:
+    if ports.store.get_account(account_id) is None:
         raise NotFound("account", account_id)
-    for stack in platform.store.list_stacks(account_id):
-        platform.runtime.remove(stacks.plan_for(platform, account_id, stack))
-    platform.runtime.remove_account(account_id)
-    platform.store.delete_account(account_id)
+    for stack in ports.store.list_stacks(account_id):
+        ports.runtime.remove(stacks.plan_for(ports, account_id, stack))
+    ports.runtime.remove_account(account_id)
+    ports.store.delete_account(account_id)
 
 
 def _stopped(stack: Stack, sid: str | None = None) -> Stack:
@@ -624,26 +651,26 @@ def _stopped(stack: Stack, sid: str | None = None) -> Stack:
     )
 
 
-def export_package(platform: Platform, principal: Principal, account_id: str) -> ExportPackage:
+def export_package(ports: AccountPorts, principal: Principal, account_id: str) -> ExportPackage:
     """The account with its catalog and (stopped) stacks. Unlike the Go apiserver's export, it
     carries no password hash (no answer of this API holds one): an account imported from it gets
     its password by a reset."""
-    record = _visible(platform, principal, account_id)
+    record = _visible(ports, principal, account_id)
     return ExportPackage(
         account=public_view(record.account, for_admin=False),
-        services=platform.store.list_specs(account_id),
-        stacks=[_stopped(stack) for stack in platform.store.list_stacks(account_id)],
+        services=ports.store.list_specs(account_id),
+        stacks=[_stopped(stack) for stack in ports.store.list_stacks(account_id)],
     )
 
 
-def _import_stack(platform: Platform, owner: str, stack: Stack) -> None:
+def _import_stack(ports: AccountPorts, owner: str, stack: Stack) -> None:
     """Add an imported stack, under a new id when its own is taken (e.g. by the exported account)."""
     from shared.domain.stacks import new_stack_id
 
     candidate = _stopped(stack)
     for _ in range(5):
         try:
-            platform.store.insert_stack(owner, candidate)
+            ports.store.insert_stack(owner, candidate)
         except Conflict:
             candidate = _stopped(stack, new_stack_id())
             continue
@@ -651,7 +678,7 @@ def _import_stack(platform: Platform, owner: str, stack: Stack) -> None:
     raise Conflict("could not allocate a stack id; try again")
 
 
-def _imported_hash(platform: Platform, password: str) -> str:
+def _imported_hash(ports: AccountPorts, password: str) -> str:
     """The password hash to store for an imported account: the hash its export carries (APR1 from
     the Go apiserver, argon2), stored as it is; a plain password, hashed; none (the account then gets
     its password by a reset)."""
@@ -660,27 +687,27 @@ def _imported_hash(platform: Platform, password: str) -> str:
     if not password or apr1.is_apr1(password) or password.startswith(("$argon2id$", "$argon2i$")):
         return password
     _check_password(password)
-    return platform.passwords.hash(password)
+    return ports.passwords.hash(password)
 
 
-def import_package(platform: Platform, package: ExportPackage) -> Account:
+def import_package(ports: AccountPorts, package: ExportPackage) -> Account:
     """Create an account from an export, with its catalog and (stopped) stacks; all or nothing. The
     account keeps the exported password hash (server.go ImportAccount), so its owner logs in with the
     same password."""
     account = package.account
-    password_hash = _imported_hash(platform, account.password)
-    checked = [platform.validator.check_posted(spec.model_dump()).spec for spec in package.services]
+    password_hash = _imported_hash(ports, account.password)
+    checked = [ports.validator.check_posted(spec.model_dump()).spec for spec in package.services]
     created = create(
-        platform,
+        ports,
         account.model_copy(update={"status": account.status or "approved", "password": ""}),
         password_hash=password_hash,
     )
     try:
         for spec in checked:
-            platform.store.replace_spec(created.id, spec)
+            ports.store.replace_spec(created.id, spec)
         for stack in package.stacks:
-            _import_stack(platform, created.id, stack)
+            _import_stack(ports, created.id, stack)
     except BaseException:
-        platform.store.delete_account(created.id)
+        ports.store.delete_account(created.id)
         raise
     return created

@@ -9,13 +9,13 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shared.core.models import DeadLetter
 
 if TYPE_CHECKING:
     from events.codec import Event
-    from shared.bootstrap import Platform
+    from shared.adapters.store import Store
 
 log = logging.getLogger("workbench.deadletters")
 
@@ -30,6 +30,13 @@ TEXT_LIMIT = 1024
 """How much of each attribute (type, source, subject, …) and of the error a dead letter keeps."""
 DEFAULT_LIST = 100
 MAX_LIST = 1000
+
+
+class DeadLetterPorts(Protocol):
+    """Dead letters are kept in the store only."""
+
+    @property
+    def store(self) -> Store: ...
 
 
 def excerpt(data: bytes, limit: int = DATA_LIMIT) -> str:
@@ -140,14 +147,14 @@ def from_event(event: Event, *, now: int | None = None) -> DeadLetter:
     )
 
 
-def record(platform: Platform, event: Event) -> DeadLetter:
+def record(ports: DeadLetterPorts, event: Event) -> DeadLetter:
     """Keep a dead-lettered event (once, however often it is delivered here) and return its record."""
     dead_letter = from_event(event)
-    platform.store.insert_dead_letter(dead_letter)
+    ports.store.insert_dead_letter(dead_letter)
     return dead_letter
 
 
-def newest(platform: Platform, limit: str | None) -> list[DeadLetter]:
+def newest(ports: DeadLetterPorts, limit: str | None) -> list[DeadLetter]:
     """The newest dead letters; ``limit`` (text from a query) between 1 and MAX_LIST, default 100."""
     from shared.core.errors import InvalidInput
 
@@ -159,4 +166,4 @@ def newest(platform: Platform, limit: str | None) -> list[DeadLetter]:
             raise InvalidInput(f"must be an integer, got {limit!r}", field="limit") from None
         if not 1 <= count <= MAX_LIST:
             raise InvalidInput(f"must be between 1 and {MAX_LIST}, got {count}", field="limit")
-    return platform.store.list_dead_letters(count)
+    return ports.store.list_dead_letters(count)

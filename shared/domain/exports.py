@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shared.core import datafolder
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
@@ -16,11 +16,36 @@ from shared.domain.messages import ExportCommand, queue_for
 
 if TYPE_CHECKING:
     from events.types import ExportUploaded
-    from shared.bootstrap import Platform
+    from shared.adapters.bus import Bus
+    from shared.adapters.clowder import ClowderClient
+    from shared.adapters.objectstore import ObjectStore
+    from shared.adapters.sink import EventSink
+    from shared.adapters.store import Store
+    from shared.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 GRANT_SECONDS = 24 * 3600
+
+
+class ExportPorts(Protocol):
+    """The adapters an export uses: the bus to the user's shovels, the object store they upload
+    into, Clowder to make the dataset in, the sink for its outcome."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def objects(self) -> ObjectStore: ...
+    @property
+    def bus(self) -> Bus: ...
+    @property
+    def sink(self) -> EventSink: ...
+
+    def clowder(self) -> ClowderClient:
+        """The client of the paired Clowder (Unavailable when none is paired)."""
+        ...
 
 
 def _now() -> int:
@@ -28,7 +53,7 @@ def _now() -> int:
 
 
 def request(
-    platform: Platform,
+    ports: ExportPorts,
     user: str,
     *,
     folder: str,
@@ -43,9 +68,9 @@ def request(
     from shared.domain.transfers import paired_clowder
 
     if clowder_url is None:
-        clowder_url = platform.settings.clowder.url or ""
-    source = paired_clowder(platform, clowder_url)
-    folder = datafolder.folder_in_home(folder, app_mounts(platform, user))
+        clowder_url = ports.settings.clowder.url or ""
+    source = paired_clowder(ports, clowder_url)
+    folder = datafolder.folder_in_home(folder, app_mounts(ports, user))
     if not name.strip():
         raise InvalidInput("must not be empty", field="name")
     export = Export(
@@ -59,32 +84,32 @@ def request(
         createdTime=_now(),
         updateTime=_now(),
     )
-    if not platform.store.insert_export(export):
-        existing = platform.store.get_export(export.id)
+    if not ports.store.insert_export(export):
+        existing = ports.store.get_export(export.id)
         assert existing is not None
         return existing  # a redelivered event
-    return _ask_shovels(platform, export)
+    return _ask_shovels(ports, export)
 
 
-def app_mounts(platform: Platform, user: str) -> list[tuple[str, str]]:
+def app_mounts(ports: ExportPorts, user: str) -> list[tuple[str, str]]:
     """Each folder of the home an app of the user's stacks mounts, with where it mounts it: the
     service's own folders and the data folder beneath them."""
     from shared.domain.specs import lookup
 
     mounts: list[tuple[str, str]] = []
-    for stack in platform.store.list_stacks(user):
+    for stack in ports.store.list_stacks(user):
         for service in stack.services:
             mounts.extend((service.volumeMounts or {}).items())
-            spec = lookup(platform.store, user, service.service)
+            spec = lookup(ports.store, user, service.service)
             if spec is not None:
                 mounts.append((datafolder.DATA_FOLDER, datafolder.mount_path(spec)))
     return mounts
 
 
-def _ask_shovels(platform: Platform, export: Export) -> Export:
+def _ask_shovels(ports: ExportPorts, export: Export) -> Export:
     """Send the user's shovels the command to upload the folder, with a grant of its own."""
     user = export.user
-    grant = platform.objects.upload_grant(f"exports/{export.id}/", GRANT_SECONDS)
+    grant = ports.objects.upload_grant(f"exports/{export.id}/", GRANT_SECONDS)
     command = ExportCommand(
         export_id=export.id,
         user=user,
@@ -93,21 +118,21 @@ def _ask_shovels(platform: Platform, export: Export) -> Export:
         upload_fields=grant.fields,
         key_prefix=grant.prefix,
     )
-    platform.bus.publish(queue_for(user), command.model_dump_json().encode())
+    ports.bus.publish(queue_for(user), command.model_dump_json().encode())
 
     def uploading(current: Export) -> Export:
         return current.model_copy(update={"state": "uploading", "updateTime": _now()})
 
-    return platform.store.update_export(export.id, uploading)
+    return ports.store.update_export(export.id, uploading)
 
 
 def export_id_for(source: str, event_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"export:{source}#{event_id}"))
 
 
-def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
+def record_uploaded(ports: ExportPorts, uploaded: ExportUploaded) -> Export:
     """The shovel put the folder's files in staging: create the dataset and stream them into it."""
-    export = platform.store.get_export(uploaded.export_id)
+    export = ports.store.get_export(uploaded.export_id)
     if export is None or export.user != uploaded.user:
         raise NotFound("export", uploaded.export_id)
     prefix = f"exports/{export.id}/"
@@ -117,7 +142,7 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
         safe_relative(file.path, field="files.path")
     if export.state == "failed":
         # A late or repeated report of an export already given up: what it staged has no use.
-        _discard_staged(platform, uploaded)
+        _discard_staged(ports, uploaded)
         return export
     if export.state == "completed":
         return export
@@ -130,29 +155,29 @@ def record_uploaded(platform: Platform, uploaded: ExportUploaded) -> Export:
 
     try:
         # The report is kept with the export: resuming its creation after a crash or an outage needs it.
-        export = platform.store.update_export(export.id, creating, work=uploaded.model_dump_json())
+        export = ports.store.update_export(export.id, creating, work=uploaded.model_dump_json())
     except Conflict:
-        found = platform.store.get_export(export.id)
+        found = ports.store.get_export(export.id)
         assert found is not None
         return found
-    return _create(platform, export, uploaded)
+    return _create(ports, export, uploaded)
 
 
-def _create(platform: Platform, export: Export, uploaded: ExportUploaded) -> Export:
+def _create(ports: ExportPorts, export: Export, uploaded: ExportUploaded) -> Export:
     """Create the dataset (unless an earlier attempt did) and upload the staged files into it. Clowder
     unavailable leaves the export ``creating``, to be resumed; any other refusal fails it, and the
     dataset it made is deleted, so that a failed export leaves no empty dataset behind."""
     errors = [FileError(path=problem.path, error=problem.error) for problem in uploaded.errors]
     if errors and not uploaded.files:
-        return give_up(platform, export.id, "no file of the folder could be uploaded", uploaded)
+        return give_up(ports, export.id, "no file of the folder could be uploaded", uploaded)
     export_id = export.id
     try:
         with lease_kept(
-            lambda: platform.store.update_export(export_id, _touch),
-            platform.settings.recovery.resume_after / 4,
+            lambda: ports.store.update_export(export_id, _touch),
+            ports.settings.recovery.resume_after / 4,
             what=f"export {export_id}",
         ):
-            _fill_dataset(platform, export, uploaded)
+            _fill_dataset(ports, export, uploaded)
     except Unavailable as error:
         message = f"Clowder could not take the export; retrying: {error.message}"
         log.warning("export %s: %s", export_id, message)
@@ -160,10 +185,10 @@ def _create(platform: Platform, export: Export, uploaded: ExportUploaded) -> Exp
         def waiting(current: Export) -> Export:
             return current.model_copy(update={"message": message, "updateTime": _now()})
 
-        return platform.store.update_export(export_id, waiting)
+        return ports.store.update_export(export_id, waiting)
     except WorkbenchError as error:
-        return give_up(platform, export_id, f"Clowder could not take the export: {error.message}", uploaded)
-    _discard_staged(platform, uploaded)
+        return give_up(ports, export_id, f"Clowder could not take the export: {error.message}", uploaded)
+    _discard_staged(ports, uploaded)
 
     def completed(current: Export) -> Export:
         return current.model_copy(
@@ -177,14 +202,14 @@ def _create(platform: Platform, export: Export, uploaded: ExportUploaded) -> Exp
             }
         )
 
-    final = platform.store.update_export(export_id, completed)
-    _announce(platform, final, "; ".join(f"{e.path}: {e.error}" for e in errors) or None)
+    final = ports.store.update_export(export_id, completed)
+    _announce(ports, final, "; ".join(f"{e.path}: {e.error}" for e in errors) or None)
     return final
 
 
-def _fill_dataset(platform: Platform, export: Export, uploaded: ExportUploaded) -> None:
+def _fill_dataset(ports: ExportPorts, export: Export, uploaded: ExportUploaded) -> None:
     """The dataset with every uploaded file; a file an earlier attempt put there is not sent again."""
-    client = platform.clowder()
+    client = ports.clowder()
     present: set[tuple[str, int | None]] = set()
     if export.datasetId:
         dataset_id = export.datasetId
@@ -195,23 +220,23 @@ def _fill_dataset(platform: Platform, export: Export, uploaded: ExportUploaded) 
         def created(current: Export) -> Export:
             return current.model_copy(update={"datasetId": dataset_id, "updateTime": _now()})
 
-        platform.store.update_export(export.id, created)
+        ports.store.update_export(export.id, created)
     for file in uploaded.files:
         path = safe_relative(file.path)
         if (path, file.size) not in present:
-            client.upload(dataset_id, path, platform.objects.read(file.key), file.size)
+            client.upload(dataset_id, path, ports.objects.read(file.key), file.size)
 
 
-def give_up(platform: Platform, export_id: str, message: str, uploaded: ExportUploaded | None) -> Export:
+def give_up(ports: ExportPorts, export_id: str, message: str, uploaded: ExportUploaded | None) -> Export:
     """Fail the export for good, saying why: the dataset it created is deleted (a failed export leaves
     no dataset behind), its staged files too, and the failure is announced."""
-    export = platform.store.get_export(export_id)
+    export = ports.store.get_export(export_id)
     if export is None:
         raise NotFound("export", export_id)
     kept_dataset = export.datasetId
     if export.datasetId:
         try:
-            platform.clowder().delete_dataset(export.datasetId)
+            ports.clowder().delete_dataset(export.datasetId)
         except WorkbenchError as error:
             message += f"; the dataset {export.datasetId} it created could not be deleted: {error.message}"
         else:
@@ -232,20 +257,20 @@ def give_up(platform: Platform, export_id: str, message: str, uploaded: ExportUp
             }
         )
 
-    final = platform.store.update_export(export_id, failed)
+    final = ports.store.update_export(export_id, failed)
     if uploaded is not None:
-        _discard_staged(platform, uploaded)
+        _discard_staged(ports, uploaded)
     else:
-        for key, _ in platform.objects.list(f"exports/{export_id}/"):
-            platform.objects.delete(key)  # what a shovel staged before the export was given up
-    _announce(platform, final, message)
+        for key, _ in ports.objects.list(f"exports/{export_id}/"):
+            ports.objects.delete(key)  # what a shovel staged before the export was given up
+    _announce(ports, final, message)
     return final
 
 
-def _announce(platform: Platform, export: Export, error: str | None) -> None:
+def _announce(ports: ExportPorts, export: Export, error: str | None) -> None:
     from events import types
 
-    platform.sink.emit(
+    ports.sink.emit(
         types.EXPORT_FAILED if export.state == "failed" else types.EXPORT_COMPLETED,
         types.ExportOutcome(
             export_id=export.id,
@@ -277,28 +302,28 @@ def resumed(current: Export, attempt: int, attempts: int) -> Export:
     return current.model_copy(update={"updateTime": _now()})
 
 
-def resume(platform: Platform, export: Export, work: str | None) -> Export:
+def resume(ports: ExportPorts, export: Export, work: str | None) -> Export:
     """Go on with an export whose work stopped: ask the shovels again for the upload whose command was
     lost, create the dataset from the kept report, or, given up, clean up after it."""
     from events.types import ExportUploaded
 
     uploaded = ExportUploaded.model_validate_json(work) if work else None
     if export.state == "failed":
-        return give_up(platform, export.id, export.message, uploaded)
+        return give_up(ports, export.id, export.message, uploaded)
     if export.state in ("requested", "uploading"):
-        return _ask_shovels(platform, export)
+        return _ask_shovels(ports, export)
     if uploaded is None:
-        return give_up(platform, export.id, "the shovel's report of the upload was lost", None)
-    return _create(platform, export, uploaded)
+        return give_up(ports, export.id, "the shovel's report of the upload was lost", None)
+    return _create(ports, export, uploaded)
 
 
-def _discard_staged(platform: Platform, uploaded: ExportUploaded) -> None:
+def _discard_staged(ports: ExportPorts, uploaded: ExportUploaded) -> None:
     for file in uploaded.files:
-        platform.objects.delete(file.key)
+        ports.objects.delete(file.key)
 
 
-def read(platform: Platform, user: str, export_id: str) -> Export:
-    export = platform.store.get_export(export_id, user)
+def read(ports: ExportPorts, user: str, export_id: str) -> Export:
+    export = ports.store.get_export(export_id, user)
     if export is None:
         raise NotFound("export", export_id)
     return export

@@ -8,13 +8,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from shared.core.errors import WorkbenchError
 
 if TYPE_CHECKING:
-    from shared.bootstrap import Platform
     from shared.core.models import Export, Transfer
+    from shared.domain.exports import ExportPorts
+    from shared.domain.transfers import TransferPorts
+
+    class RecoveryPorts(TransferPorts, ExportPorts, Protocol):
+        """What resuming transfers and exports takes: what each of them takes. (Declared for the
+        type checker only: the services themselves are imported when work is resumed.)"""
+
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +42,27 @@ class Claimed:
     work: str | None
 
 
-def claim_abandoned(platform: Platform, *, restarted: bool = False) -> list[Claimed]:
+def claim_abandoned(ports: RecoveryPorts, *, restarted: bool = False) -> list[Claimed]:
     """Claim every accepted, unfinished transfer and export whose lease ran out.
 
     ``restarted``: this process has just started. On in-process queues (no RabbitMQ) every unfinished
     item, however recent, was then the work of the process that ended, and the commands it had queued
     ended with it: those waiting for a shovel are taken as well. Called before the platform serves,
     it claims nothing of this process's own."""
-    return list(_claims(platform, restarted=restarted))
+    return list(_claims(ports, restarted=restarted))
 
 
-def _claims(platform: Platform, *, restarted: bool) -> Iterator[Claimed]:
+def _claims(ports: RecoveryPorts, *, restarted: bool) -> Iterator[Claimed]:
     """The abandoned items, each claimed only as it is asked for (so that a claim does not wait out
     its lease behind the work on the items before it)."""
     from shared.domain import exports, transfers
 
-    store = platform.store
-    recovery = platform.settings.recovery
+    store = ports.store
+    recovery = ports.settings.recovery
     attempts = recovery.resume_attempts
     now = int(time.time())
     # With RabbitMQ, other instances may be at work on anything recent: only expired leases count.
-    lost_with_process = restarted and not platform.settings.amqp.url
+    lost_with_process = restarted and not ports.settings.amqp.url
     before = now + 1 if lost_with_process else now - recovery.resume_after
 
     def transfer_claim(current: Transfer, attempt: int) -> Transfer:
@@ -77,7 +83,7 @@ def _claims(platform: Platform, *, restarted: bool) -> Iterator[Claimed]:
             yield Claimed("export", *taken_export)
 
 
-def resume(platform: Platform, claimed: Claimed) -> None:
+def resume(ports: RecoveryPorts, claimed: Claimed) -> None:
     """Carry on with one claimed item; what becomes of it is recorded on it, so nothing is raised."""
     from shared.core.models import Export, Transfer
     from shared.domain import exports, transfers
@@ -86,27 +92,27 @@ def resume(platform: Platform, claimed: Claimed) -> None:
     log.info("resuming %s %s of %s (was %s)", claimed.kind, item.id, item.user, item.state)
     try:
         if isinstance(item, Transfer):
-            outcome: Transfer | Export = transfers.resume(platform, item, claimed.work)
+            outcome: Transfer | Export = transfers.resume(ports, item, claimed.work)
         else:
             assert isinstance(item, Export)
-            outcome = exports.resume(platform, item, claimed.work)
+            outcome = exports.resume(ports, item, claimed.work)
     except WorkbenchError as error:
         log.warning("could not resume %s %s: %s", claimed.kind, item.id, error.message)
         return
     log.info("%s %s is %s %s", claimed.kind, item.id, outcome.state, outcome.message)
 
 
-def sweep(platform: Platform) -> int:
+def sweep(ports: RecoveryPorts) -> int:
     """One pass: forget the events past their window, then resume (or fail) each abandoned item.
     Returns how many were taken. Safe to run on several instances at once: each item is claimed
     in the store before its work, and only by one."""
-    window = platform.settings.clowder.event_max_age
-    pruned = platform.store.prune_events(int(time.time()) - window)
+    window = ports.settings.clowder.event_max_age
+    pruned = ports.store.prune_events(int(time.time()) - window)
     if pruned:
         log.info("forgot %d events older than %d s", pruned, window)
     taken = 0
-    for claimed in _claims(platform, restarted=False):
-        resume(platform, claimed)
+    for claimed in _claims(ports, restarted=False):
+        resume(ports, claimed)
         taken += 1
     return taken
 
@@ -115,8 +121,8 @@ class Sweeper:
     """``workbench run``'s background sweep: first what the start claimed, then a pass every
     ``WORKBENCH_SWEEP_SECONDS`` until stopped."""
 
-    def __init__(self, platform: Platform, claimed: list[Claimed], stop: threading.Event) -> None:
-        self.platform = platform
+    def __init__(self, ports: RecoveryPorts, claimed: list[Claimed], stop: threading.Event) -> None:
+        self.ports = ports
         self.claimed = claimed
         self.stop = stop
         self.thread = threading.Thread(target=self.run, name="workbench sweep", daemon=True)
@@ -129,10 +135,10 @@ class Sweeper:
         for claimed in self.claimed:
             if self.stop.is_set():
                 return
-            _logged(functools.partial(resume, self.platform, claimed))
-        interval = self.platform.settings.recovery.sweep_seconds
+            _logged(functools.partial(resume, self.ports, claimed))
+        interval = self.ports.settings.recovery.sweep_seconds
         while not self.stop.wait(interval):
-            _logged(lambda: sweep(self.platform))
+            _logged(lambda: sweep(self.ports))
 
     def join(self, timeout: float | None = None) -> None:
         self.thread.join(timeout)

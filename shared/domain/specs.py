@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.adapters.store import SYSTEM_CATALOG, Store
 from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -12,12 +12,20 @@ from shared.core.models import ServiceSpec
 from shared.domain.auth import Principal
 
 if TYPE_CHECKING:
-    from shared.bootstrap import Platform
-    from shared.domain.catalog import CheckedSpec
+    from shared.domain.catalog import CheckedSpec, SpecValidator
 
 log = logging.getLogger("workbench.specs")
 
 CATALOGS = ("system", "user", "all")
+
+
+class SpecPorts(Protocol):
+    """The adapters the catalog's routes use."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def validator(self) -> SpecValidator: ...
 
 
 def lookup(store: Store, owner: str, key: str) -> ServiceSpec | None:
@@ -40,9 +48,9 @@ def _owner(principal: Principal, catalog: str) -> str:
     return principal.user
 
 
-def list_specs(platform: Platform, principal: Principal, catalog: str | None) -> list[ServiceSpec]:
+def list_specs(ports: SpecPorts, principal: Principal, catalog: str | None) -> list[ServiceSpec]:
     chosen = _catalog(catalog)
-    store = platform.store
+    store = ports.store
     if chosen == "system":
         return store.list_specs(SYSTEM_CATALOG)
     if chosen == "user":
@@ -52,9 +60,9 @@ def list_specs(platform: Platform, principal: Principal, catalog: str | None) ->
     return [merged[key] for key in sorted(merged)]
 
 
-def read(platform: Platform, principal: Principal, key: str, catalog: str | None) -> ServiceSpec:
+def read(ports: SpecPorts, principal: Principal, key: str, catalog: str | None) -> ServiceSpec:
     chosen = _catalog(catalog)
-    store = platform.store
+    store = ports.store
     if chosen == "system":
         spec = store.get_spec(SYSTEM_CATALOG, key)
     elif chosen == "user":
@@ -66,10 +74,10 @@ def read(platform: Platform, principal: Principal, key: str, catalog: str | None
     return spec
 
 
-def _checked(platform: Platform, principal: Principal, document: Any, catalog: str) -> CheckedSpec:
+def _checked(ports: SpecPorts, principal: Principal, document: Any, catalog: str) -> CheckedSpec:
     """The spec as the Go apiserver's checks take it (400 where they refused), with the stricter
     checks' findings as warnings, which the log keeps too."""
-    checked = platform.validator.check_posted(document)
+    checked = ports.validator.check_posted(document)
     update: dict[str, Any] = {"catalog": catalog, "updateTime": int(time.time())}
     if catalog == "user":
         update["privileged"] = False  # privileged services only in the admin's catalog
@@ -79,61 +87,61 @@ def _checked(platform: Platform, principal: Principal, document: Any, catalog: s
     return checked._replace(spec=checked.spec.model_copy(update=update))
 
 
-def _with_dependencies(platform: Platform, principal: Principal, checked: CheckedSpec) -> CheckedSpec:
+def _with_dependencies(ports: SpecPorts, principal: Principal, checked: CheckedSpec) -> CheckedSpec:
     """404 for a missing dependency, as the Go apiserver answered; more warnings otherwise."""
     from shared.domain.catalog import check_dependencies
 
-    found = check_dependencies(checked.spec, lambda key: lookup(platform.store, principal.user, key))
+    found = check_dependencies(checked.spec, lambda key: lookup(ports.store, principal.user, key))
     for warning in found:
         log.warning("service spec '%s' of %s: %s", checked.spec.key, principal.user, warning)
     return checked._replace(warnings=checked.warnings + tuple(found))
 
 
-def create(platform: Platform, principal: Principal, document: Any, catalog: str | None) -> CheckedSpec:
+def create(ports: SpecPorts, principal: Principal, document: Any, catalog: str | None) -> CheckedSpec:
     """Add a spec: 400 for one the Go apiserver refused, 409 for a key in use, 404 for a missing
     dependency, in that order (server.go PostService)."""
     chosen = _catalog(catalog, default="user")
     if chosen == "all":
         raise InvalidInput("must be system or user when adding a service", field="catalog")
     owner = _owner(principal, chosen)
-    checked = _checked(platform, principal, document, chosen)
+    checked = _checked(ports, principal, document, chosen)
     spec = checked.spec
-    if lookup(platform.store, principal.user, spec.key) is not None:
+    if lookup(ports.store, principal.user, spec.key) is not None:
         raise Conflict(f"Service exists with key '{spec.key}'")
-    checked = _with_dependencies(platform, principal, checked)
+    checked = _with_dependencies(ports, principal, checked)
     spec = spec.model_copy(update={"createdTime": spec.updateTime})
-    platform.store.insert_spec(owner, spec)
+    ports.store.insert_spec(owner, spec)
     return checked._replace(spec=spec)
 
 
 def update(
-    platform: Platform, principal: Principal, key: str, document: Any, catalog: str | None
+    ports: SpecPorts, principal: Principal, key: str, document: Any, catalog: str | None
 ) -> CheckedSpec:
     chosen = _catalog(catalog, default="user")
     if chosen == "all":
         raise InvalidInput("must be system or user when replacing a service", field="catalog")
     owner = _owner(principal, chosen)
-    checked = _checked(platform, principal, document, chosen)
+    checked = _checked(ports, principal, document, chosen)
     spec = checked.spec
     if spec.key != key:
         raise InvalidInput(f"does not match the path ('{key}')", field="key")
-    current = platform.store.get_spec(owner, key)
+    current = ports.store.get_spec(owner, key)
     if current is None:
         raise NotFound("service", key)
-    checked = _with_dependencies(platform, principal, checked)
-    if platform.store.count_stacks_using(key, None if owner == SYSTEM_CATALOG else owner):
+    checked = _with_dependencies(ports, principal, checked)
+    if ports.store.count_stacks_using(key, None if owner == SYSTEM_CATALOG else owner):
         raise Conflict("Service is in use")
     spec = spec.model_copy(update={"createdTime": current.createdTime})
-    platform.store.replace_spec(owner, spec)
+    ports.store.replace_spec(owner, spec)
     return checked._replace(spec=spec)
 
 
-def delete(platform: Platform, principal: Principal, key: str, catalog: str | None) -> None:
+def delete(ports: SpecPorts, principal: Principal, key: str, catalog: str | None) -> None:
     chosen = _catalog(catalog, default="user")
     if chosen == "all":
         raise InvalidInput("must be system or user when deleting a service", field="catalog")
     owner = _owner(principal, chosen)
-    store = platform.store
+    store = ports.store
     if store.get_spec(owner, key) is None:
         raise NotFound("service", key)
     dependants = [
@@ -148,7 +156,7 @@ def delete(platform: Platform, principal: Principal, key: str, catalog: str | No
     store.delete_spec(owner, key)
 
 
-def configs(platform: Platform, principal: Principal, keys: str | None) -> dict[str, Any]:
+def configs(ports: SpecPorts, principal: Principal, keys: str | None) -> dict[str, Any]:
     """The configuration options of each named spec, keyed by spec key."""
     if not keys:
         raise InvalidInput("is required: a comma-separated list of service keys", field="services")
@@ -156,7 +164,7 @@ def configs(platform: Platform, principal: Principal, keys: str | None) -> dict[
     for key in (part.strip() for part in keys.split(",")):
         if not key:
             continue
-        spec = lookup(platform.store, principal.user, key)
+        spec = lookup(ports.store, principal.user, key)
         if spec is None:
             raise NotFound("service", key)
         found[key] = [config.model_dump() for config in spec.config or ()]

@@ -9,7 +9,7 @@ import string
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from shared.adapters.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES, ServicePlan, StackPlan, StatusReport
@@ -20,7 +20,9 @@ from shared.core.models import AccountResourceLimits, ServiceSpec, Stack, StackS
 from shared.domain import specs
 
 if TYPE_CHECKING:
-    from shared.bootstrap import Platform
+    from shared.adapters.runtime import Runtime
+    from shared.adapters.sink import EventSink
+    from shared.core.settings import Settings
 
 log = logging.getLogger(__name__)
 ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -28,6 +30,29 @@ MAX_STATUS_MESSAGES = 50
 RUNNING = ("starting", "started")
 RECONCILED = ("starting", "started", "stopping")
 """Stack states a read checks against the cluster: those that wait for the runtime to report."""
+
+
+class StackPorts(Protocol):
+    """The adapters stacks use (the platform has them all)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def runtime(self) -> Runtime: ...
+    @property
+    def runtime_kind(self) -> str:
+        """Where stacks run: ``local``, ``docker`` or ``kubernetes``."""
+        ...
+
+    @property
+    def site_key(self) -> bytes:
+        """The key of the access grants in a secure local stack's Connect URLs."""
+        ...
+
+    @property
+    def sink(self) -> EventSink: ...
 
 
 def random_suffix(length: int = 5) -> str:
@@ -159,13 +184,13 @@ def _compose_service(
     )
 
 
-def _compose(platform: Platform, owner: str, sid: str, body: Stack, previous: Stack | None) -> Stack:
+def _compose(ports: StackPorts, owner: str, sid: str, body: Stack, previous: Stack | None) -> Stack:
     if not body.key:
         raise InvalidInput("is required: the key of the stack's main service", field="key")
-    main = specs.lookup(platform.store, owner, body.key)
+    main = specs.lookup(ports.store, owner, body.key)
     if main is None:
         raise NotFound("service", body.key)
-    reachable, required = _dependency_closure(platform.store, owner, main)
+    reachable, required = _dependency_closure(ports.store, owner, main)
 
     wanted: list[StackService] = []
     seen: set[str] = set()
@@ -209,56 +234,56 @@ def _compose(platform: Platform, owner: str, sid: str, body: Stack, previous: St
 # --- reading and changing stacks -----------------------------------------------------------
 
 
-def get(platform: Platform, owner: str, sid: str) -> Stack:
-    stack = platform.store.get_stack(owner, sid)
+def get(ports: StackPorts, owner: str, sid: str) -> Stack:
+    stack = ports.store.get_stack(owner, sid)
     if stack is None:
         raise NotFound("stack", sid)
     return stack
 
 
-def create(platform: Platform, owner: str, body: Stack) -> Stack:
+def create(ports: StackPorts, owner: str, body: Stack) -> Stack:
     """Add a stopped stack; ids are retried in the unlikely case of a clash."""
     for _ in range(5):
-        stack = _compose(platform, owner, new_stack_id(), body, None)
+        stack = _compose(ports, owner, new_stack_id(), body, None)
         try:
-            platform.store.insert_stack(owner, stack)
+            ports.store.insert_stack(owner, stack)
         except Conflict:
             continue
         return stack
     raise Conflict("could not allocate a stack id; try again")
 
 
-def update(platform: Platform, owner: str, sid: str, body: Stack) -> Stack:
+def update(ports: StackPorts, owner: str, sid: str, body: Stack) -> Stack:
     """Replace a stopped stack's services (ids, folders and config of kept services are kept)."""
     if body.id and body.id != sid:
         raise InvalidInput(f"does not match the path ('{sid}')", field="id")
-    previous = get(platform, owner, sid)
-    composed = _compose(platform, owner, sid, body, previous)
+    previous = get(ports, owner, sid)
+    composed = _compose(ports, owner, sid, body, previous)
 
     def change(stack: Stack) -> Stack:
         if stack.status != "stopped":
             raise Conflict(f"stack '{sid}' is {stack.status}; stop it before changing it")
         return composed
 
-    return platform.store.update_stack(owner, sid, change)
+    return ports.store.update_stack(owner, sid, change)
 
 
-def rename(platform: Platform, owner: str, sid: str, name: str) -> Stack:
+def rename(ports: StackPorts, owner: str, sid: str, name: str) -> Stack:
     if not name.strip():
         raise InvalidInput("must not be empty", field="name")
 
     def change(stack: Stack) -> Stack:
         return stack.model_copy(update={"name": name.strip(), "updateTime": _now()})
 
-    return platform.store.update_stack(owner, sid, change)
+    return ports.store.update_stack(owner, sid, change)
 
 
-def delete(platform: Platform, owner: str, sid: str) -> None:
-    stack = get(platform, owner, sid)
+def delete(ports: StackPorts, owner: str, sid: str) -> None:
+    stack = get(ports, owner, sid)
     if stack.status in (*RUNNING, "stopping"):
         raise Conflict(f"stack '{sid}' is {stack.status}; stop it before deleting it")
-    platform.runtime.remove(plan_for(platform, owner, stack))
-    platform.store.delete_stack(owner, sid)
+    ports.runtime.remove(plan_for(ports, owner, stack))
+    ports.store.delete_stack(owner, sid)
 
 
 # --- running -------------------------------------------------------------------------------
@@ -284,25 +309,25 @@ def _ordered(stack: Stack, spec_of: dict[str, ServiceSpec]) -> list[StackService
     return ordered
 
 
-def plan_for(platform: Platform, owner: str, stack: Stack) -> StackPlan:
+def plan_for(ports: StackPorts, owner: str, stack: Stack) -> StackPlan:
     """What the runtime needs to run ``stack``: services in order, environment, folders."""
     spec_of: dict[str, ServiceSpec] = {}
     system_specs: set[str] = set()
     for service in stack.services:
         # As specs.lookup: the owner's own spec first. Where it was found, not what it says of
         # itself, tells whether it is the admin's.
-        spec = platform.store.get_spec(owner, service.service)
+        spec = ports.store.get_spec(owner, service.service)
         if spec is None:
-            spec = platform.store.get_spec(SYSTEM_CATALOG, service.service)
+            spec = ports.store.get_spec(SYSTEM_CATALOG, service.service)
             system_specs.add(service.service)
         if spec is None:
             raise NotFound("service", message=f"Missing dependency {service.service}")
         spec_of[service.service] = spec
     config_of = {service.service: service.config or {} for service in stack.services}
-    record = platform.store.get_account(owner)
+    record = ports.store.get_account(owner)
     email = record.account.email if record else ""
     limits = record.account.resourceLimits if record else AccountResourceLimits()
-    domain = platform.settings.runtime.domain
+    domain = ports.settings.runtime.domain
     plans = []
     for service in _ordered(stack, spec_of):
         spec = spec_of[service.service]
@@ -348,9 +373,9 @@ def _reset_services(stack: Stack, status: str) -> list[StackService]:
     ]
 
 
-def start(platform: Platform, owner: str, sid: str) -> Stack:
+def start(ports: StackPorts, owner: str, sid: str) -> Stack:
     """Mark the stack ``starting`` (only one caller can) and hand it to the runtime."""
-    plan = plan_for(platform, owner, get(platform, owner, sid))
+    plan = plan_for(ports, owner, get(ports, owner, sid))
 
     def change(stack: Stack) -> Stack:
         if stack.status != "stopped":
@@ -363,11 +388,11 @@ def start(platform: Platform, owner: str, sid: str) -> Stack:
             }
         )
 
-    stack = platform.store.update_stack(owner, sid, change)
+    stack = ports.store.update_stack(owner, sid, change)
     try:
-        platform.runtime.start(plan)
+        ports.runtime.start(plan)
     except WorkbenchError as error:
-        _mark_failed(platform.store, owner, sid, error.message)
+        _mark_failed(ports.store, owner, sid, error.message)
         raise
     return stack
 
@@ -391,56 +416,56 @@ def _mark_failed(store: Store, owner: str, sid: str, message: str) -> None:
         store.update_stack(owner, sid, change)
 
 
-def stop(platform: Platform, owner: str, sid: str) -> Stack:
+def stop(ports: StackPorts, owner: str, sid: str) -> Stack:
     """Mark the stack ``stopping`` and ask the runtime to stop it."""
-    plan = plan_for(platform, owner, get(platform, owner, sid))
+    plan = plan_for(ports, owner, get(ports, owner, sid))
 
     def change(stack: Stack) -> Stack:
         if stack.status in ("stopped", "stopping"):
             raise Conflict(f"stack '{sid}' is {stack.status}")
         return stack.model_copy(update={"status": "stopping", "updateTime": _now()})
 
-    stack = platform.store.update_stack(owner, sid, change)
-    platform.runtime.stop(plan)
+    stack = ports.store.update_stack(owner, sid, change)
+    ports.runtime.stop(plan)
     return stack
 
 
-def stop_all(platform: Platform, owner: str) -> list[Stack]:
+def stop_all(ports: StackPorts, owner: str) -> list[Stack]:
     stopped = []
-    for stack in platform.store.list_stacks(owner):
+    for stack in ports.store.list_stacks(owner):
         if stack.status in ("stopped", "stopping"):
             continue
         try:
-            stopped.append(stop(platform, owner, stack.id))
+            stopped.append(stop(ports, owner, stack.id))
         except Conflict:
             continue  # stopped meanwhile by another caller
     return stopped
 
 
-def quickstart(platform: Platform, owner: str, key: str | None) -> Stack:
+def quickstart(ports: StackPorts, owner: str, key: str | None) -> Stack:
     """Add (if needed) and start a stack of the one spec ``key``; 422 when it needs other services.
     The stack, starting or already running, as the Go apiserver's (server.go QuickstartStack: the
     start goes on in the background, the stack is written at once)."""
     if not key:
         raise InvalidInput("is required: the key of the service to start", field="key")
-    spec = specs.lookup(platform.store, owner, key)
+    spec = specs.lookup(ports.store, owner, key)
     if spec is None:
         raise NotFound("service", key)
     required = [d.key for d in spec.depends or () if d.required]
     if required:
         raise Unprocessable(f"'{key}' requires {', '.join(required)}; create a stack with them instead")
-    of_key = [s for s in platform.store.list_stacks(owner) if s.key == key]
+    of_key = [s for s in ports.store.list_stacks(owner) if s.key == key]
     # A running stack of the spec is the one to navigate to; otherwise the oldest.
     stack = next((s for s in of_key if s.status != "stopped"), of_key[0] if of_key else None)
     if stack is None:
         # As the Go apiserver's quickstart made it: named by the spec's label, and secure.
-        stack = create(platform, owner, Stack(key=key, secure=True))
+        stack = create(ports, owner, Stack(key=key, secure=True))
     if stack.status != "stopped":
         return stack
     try:
-        return start(platform, owner, stack.id)
+        return start(ports, owner, stack.id)
     except Conflict:
-        return get(platform, owner, stack.id)
+        return get(ports, owner, stack.id)
 
 
 def record_status(
@@ -504,11 +529,11 @@ def record_status(
     return before[0], after
 
 
-def report(platform: Platform, status_report: StatusReport, *, if_changed: bool = False) -> None:
+def report(ports: StackPorts, status_report: StatusReport, *, if_changed: bool = False) -> None:
     """Record what the runtime saw and announce a stack that became started, stopped or failed."""
     from events import types
 
-    outcome = record_status(platform.store, status_report, if_changed=if_changed)
+    outcome = record_status(ports.store, status_report, if_changed=if_changed)
     if outcome is None:
         return
     before, stack = outcome
@@ -516,7 +541,7 @@ def report(platform: Platform, status_report: StatusReport, *, if_changed: bool 
     if stack.status == before or stack.status not in announced:
         return
     messages = [message for service in stack.services for message in service.statusMessages[-1:]]
-    platform.sink.emit(
+    ports.sink.emit(
         announced[stack.status],
         types.StackOutcome(
             user=status_report.owner,
@@ -529,14 +554,14 @@ def report(platform: Platform, status_report: StatusReport, *, if_changed: bool 
     )
 
 
-def reconcile(platform: Platform, owner: str, stack: Stack, *, quiet: bool = True) -> Stack:
+def reconcile(ports: StackPorts, owner: str, stack: Stack, *, quiet: bool = True) -> Stack:
     """The stack once its stored status agrees with what the cluster shows, so that a lost status
     event leaves no wrong status behind; local stacks are reported on by their supervisors instead.
     ``quiet``: a cluster that cannot be asked leaves the stack as recorded rather than failing."""
-    if stack.status not in _reconciled_states(platform):
+    if stack.status not in _reconciled_states(ports):
         return stack
     try:
-        observed = platform.runtime.observe(plan_for(platform, owner, stack))
+        observed = ports.runtime.observe(plan_for(ports, owner, stack))
     except WorkbenchError as error:
         if not quiet:
             raise
@@ -544,40 +569,40 @@ def reconcile(platform: Platform, owner: str, stack: Stack, *, quiet: bool = Tru
         log.warning("could not reconcile stack %s of %s: %s", stack.id, owner, error.message)
         return stack
     for status_report in observed:
-        report(platform, status_report, if_changed=True)
+        report(ports, status_report, if_changed=True)
     if not observed:
         return stack
-    return platform.store.get_stack(owner, stack.id) or stack
+    return ports.store.get_stack(owner, stack.id) or stack
 
 
-def _reconciled_states(platform: Platform) -> tuple[str, ...]:
+def _reconciled_states(ports: StackPorts) -> tuple[str, ...]:
     """The stack states a read checks against the runtime: none for stacks on this machine (local
     processes or containers), whose supervising threads report on them."""
-    return () if platform.runtime_kind in ("local", "docker") else RECONCILED
+    return () if ports.runtime_kind in ("local", "docker") else RECONCILED
 
 
-def read(platform: Platform, owner: str, sid: str) -> Stack:
+def read(ports: StackPorts, owner: str, sid: str) -> Stack:
     """One of the owner's stacks, reconciled with the cluster, with the Connect URLs of its owner."""
-    return connectable(platform, owner, reconcile(platform, owner, get(platform, owner, sid)))
+    return connectable(ports, owner, reconcile(ports, owner, get(ports, owner, sid)))
 
 
-def list_stacks(platform: Platform, owner: str) -> list[Stack]:
+def list_stacks(ports: StackPorts, owner: str) -> list[Stack]:
     """The owner's stacks, each reconciled with the cluster."""
-    return [reconcile(platform, owner, stack) for stack in platform.store.list_stacks(owner)]
+    return [reconcile(ports, owner, stack) for stack in ports.store.list_stacks(owner)]
 
 
-def list_stacks_json(platform: Platform, owner: str) -> str:
+def list_stacks_json(ports: StackPorts, owner: str) -> str:
     """``list_stacks`` as a JSON array. A stored document the current model wrote, of a stack
     that no reconciling can change, is already that stack's JSON: it is served as stored rather
     than validated and serialized again (most of the cost of a listing). The others go through
     the model, and reconciling."""
-    reconciled = _reconciled_states(platform)
-    granted = _grants_access(platform)
+    reconciled = _reconciled_states(ports)
+    granted = _grants_access(ports)
     documents = [
         stored.document
         if stored.current and stored.status not in reconciled and not (granted and SECURE in stored.document)
-        else connectable(platform, owner, reconcile(platform, owner, stored.stack())).model_dump_json()
-        for stored in platform.store.list_stored_stacks(owner)
+        else connectable(ports, owner, reconcile(ports, owner, stored.stack())).model_dump_json()
+        for stored in ports.store.list_stored_stacks(owner)
     ]
     return "[" + ",".join(documents) + "]"
 
@@ -586,21 +611,21 @@ SECURE = '"secure":true'
 """How a current stored document of a secure stack says so (inside a string the quotes are escaped)."""
 
 
-def _grants_access(platform: Platform) -> bool:
+def _grants_access(ports: StackPorts) -> bool:
     """Whether secure stacks' Connect URLs carry access grants: on the local runtime, whose static
     sites check them (on a cluster the ingress checks the visitor's token instead)."""
-    return platform.runtime_kind == "local"
+    return ports.runtime_kind == "local"
 
 
-def connectable(platform: Platform, owner: str, stack: Stack) -> Stack:
+def connectable(ports: StackPorts, owner: str, stack: Stack) -> Stack:
     """``stack`` as its owner sees it: a secure local stack's endpoint URLs carry a short-lived access
     grant for their service, which the owner's Connect link presents. Grants are never stored or
     announced; each read of the owner's makes fresh ones."""
-    if not (stack.secure and _grants_access(platform)):
+    if not (stack.secure and _grants_access(ports)):
         return stack
     from shared.adapters.runtime.static_site import granted_url, service_key
 
-    site_key = platform.site_key
+    site_key = ports.site_key
     services = []
     for service in stack.services:
         if service.endpoints:
@@ -616,7 +641,7 @@ def connectable(platform: Platform, owner: str, stack: Stack) -> Stack:
     return stack.model_copy(update={"services": services})
 
 
-def reconcile_pod(platform: Platform, pod: Mapping[str, Any]) -> Stack | None:
+def reconcile_pod(ports: StackPorts, pod: Mapping[str, Any]) -> Stack | None:
     """Reconcile the stack a changed pod belongs to. The pod only names the stack (by its labels):
     the status comes from the cluster itself, so a forged or stale event can change nothing but the
     moment of a reconciliation. None when the pod is not a stack's or the stack is gone."""
@@ -626,13 +651,13 @@ def reconcile_pod(platform: Platform, pod: Mapping[str, Any]) -> Stack | None:
     if named is None:
         return None
     owner, sid = named
-    stack = platform.store.get_stack(owner, sid)
+    stack = ports.store.get_stack(owner, sid)
     if stack is None:
         return None
-    return reconcile(platform, owner, stack, quiet=False)
+    return reconcile(ports, owner, stack, quiet=False)
 
 
-def logs(platform: Platform, owner: str, ssid: str, lines: str | None) -> str:
+def logs(ports: StackPorts, owner: str, ssid: str, lines: str | None) -> str:
     """The service's status messages and log tail, in the Go apiserver's format: the last ``lines``
     lines (LOG_DEFAULT_LINES when not given, at most LOG_MAX_LINES)."""
     tail = LOG_DEFAULT_LINES
@@ -644,16 +669,16 @@ def logs(platform: Platform, owner: str, ssid: str, lines: str | None) -> str:
         if tail < 0:
             raise InvalidInput("must not be negative", field="lines")
     tail = min(tail, LOG_MAX_LINES)
-    stack = platform.store.get_stack(owner, stack_id_of(ssid))
+    stack = ports.store.get_stack(owner, stack_id_of(ssid))
     service = next((s for s in stack.services if s.id == ssid), None) if stack else None
     if service is None:
         raise NotFound("stack service", ssid)
     # The Go apiserver's title of the status messages; a runtime other than Kubernetes names them as such.
-    title = "KUBERNETES LOG" if platform.settings.runtime.kind == "kubernetes" else "STATUS MESSAGES"
+    title = "KUBERNETES LOG" if ports.settings.runtime.kind == "kubernetes" else "STATUS MESSAGES"
     text = f"{title}\n=====================\n"
     text += "".join(message + "\n" for message in service.statusMessages)
     text += "\nSERVICE LOG\n=====================\n"
-    return text + platform.runtime.logs(owner, ssid, tail)
+    return text + ports.runtime.logs(owner, ssid, tail)
 
 
 def endpoint_hosts(stacks: Iterable[Stack]) -> set[str]:
@@ -669,22 +694,22 @@ def endpoint_hosts(stacks: Iterable[Stack]) -> set[str]:
     return hosts
 
 
-def restore(platform: Platform) -> list[str]:
+def restore(ports: StackPorts) -> list[str]:
     """After a restart: start again the stacks that were running, finish stopping the others."""
     restored = []
-    for owner, stack in platform.store.list_all_stacks():
+    for owner, stack in ports.store.list_all_stacks():
         try:
             if stack.status in RUNNING:
-                plan = plan_for(platform, owner, stack)
-                platform.store.update_stack(owner, stack.id, _restarting)
-                platform.runtime.start(plan)
+                plan = plan_for(ports, owner, stack)
+                ports.store.update_stack(owner, stack.id, _restarting)
+                ports.runtime.start(plan)
                 restored.append(stack.id)
             elif stack.status == "stopping":
-                platform.runtime.stop(plan_for(platform, owner, stack))
+                ports.runtime.stop(plan_for(ports, owner, stack))
         except WorkbenchError as error:
             # One stack that cannot be restored must not keep the others (or the platform) down.
             log.warning("could not restore stack %s of %s: %s", stack.id, owner, error.message)
-            _mark_failed(platform.store, owner, stack.id, f"Could not be restarted: {error.message}")
+            _mark_failed(ports.store, owner, stack.id, f"Could not be restarted: {error.message}")
     return restored
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import Field
 
@@ -37,8 +37,12 @@ from shared.domain.messages import SyncCommand, SyncFile, queue_for
 
 if TYPE_CHECKING:
     from events.types import TransferProgress, TransferRequested
-    from shared.adapters.clowder import ClowderDataset, ClowderFile
-    from shared.bootstrap import Platform
+    from shared.adapters.bus import Bus
+    from shared.adapters.clowder import ClowderClient, ClowderDataset, ClowderFile
+    from shared.adapters.objectstore import ObjectStore
+    from shared.adapters.sink import EventSink
+    from shared.adapters.store import Store
+    from shared.core.settings import Settings
 
 log = logging.getLogger(__name__)
 LinkKind = Literal["copy", "symlink"]
@@ -58,6 +62,28 @@ SMALL_STAGING_PARALLEL = 8
 """Files downloaded from Clowder at once, small ones (up to ``INLINE_BYTES``) included."""
 RESTARTS = 3
 URL_SECONDS = 24 * 3600
+
+
+class TransferPorts(Protocol):
+    """The adapters a transfer uses: Clowder to read from, the object store to stage into, the
+    bus to the user's shovels, the sink for its outcome."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def objects(self) -> ObjectStore: ...
+    @property
+    def bus(self) -> Bus: ...
+    @property
+    def sink(self) -> EventSink: ...
+
+    def clowder(self) -> ClowderClient:
+        """The client of the paired Clowder (Unavailable when none is paired)."""
+        ...
+
+
 """How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
 
 
@@ -66,9 +92,9 @@ def transfer_id_for(source: str, event_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}#{event_id}"))
 
 
-def paired_clowder(platform: Platform, url: str) -> str:
+def paired_clowder(ports: TransferPorts, url: str) -> str:
     """The event's Clowder must be the one this Workbench is paired with."""
-    paired = platform.settings.clowder.url
+    paired = ports.settings.clowder.url
     if paired is None:
         raise InvalidInput("this Workbench is not paired with a Clowder instance (WORKBENCH_CLOWDER_URL)")
     if url.rstrip("/") != paired:
@@ -106,43 +132,45 @@ class TransferRequest(Model):
     folders: list[str] | None = Field(default=None, description="Only files below these dataset folders")
 
 
-def accept(platform: Platform, event_source: str, event_id: str, request: TransferRequested) -> Transfer:
+def accept(ports: TransferPorts, event_source: str, event_id: str, request: TransferRequested) -> Transfer:
     """Record the transfer an event asks for (once, whatever the redeliveries) and stage it."""
-    user = account_for_email(platform, request.email)
-    return _accept(platform, user, transfer_id_for(event_source, event_id), request)
+    user = account_for_email(ports, request.email)
+    return _accept(ports, user, transfer_id_for(event_source, event_id), request)
 
 
-def accept_for_user(platform: Platform, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
+def accept_for_user(
+    ports: TransferPorts, user: str, transfer_id: str, request: TransferRequested
+) -> Transfer:
     """Record and stage the transfer of a user known otherwise than by the request's e-mail (a Clowder
     extractor job's, by whose key it carries); the same ``transfer_id`` names one transfer."""
-    return _accept(platform, user, transfer_id, request)
+    return _accept(ports, user, transfer_id, request)
 
 
-def request_for(platform: Platform, user: str, body: TransferRequest) -> Transfer:
+def request_for(ports: TransferPorts, user: str, body: TransferRequest) -> Transfer:
     """Record and stage a transfer the user asked for over HTTP (a new one each time)."""
     from events.types import TransferRequested
 
-    record = platform.store.get_account(user)
+    record = ports.store.get_account(user)
     request = TransferRequested(
-        clowder_url=body.clowderUrl or platform.settings.clowder.url or "",
+        clowder_url=body.clowderUrl or ports.settings.clowder.url or "",
         dataset_id=body.datasetId,
         email=record.account.email if record is not None else "",
         target_folder=datafolder.target_in_home(body.target) if body.target else None,
         files=body.files,
         folders=body.folders,
     )
-    return _accept(platform, user, str(uuid.uuid4()), request)
+    return _accept(ports, user, str(uuid.uuid4()), request)
 
 
-def _accept(platform: Platform, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
+def _accept(ports: TransferPorts, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
     """Record the transfer of ``user`` (once per id) and stage it."""
-    source = paired_clowder(platform, request.clowder_url)
-    if request.stack_id and platform.store.get_stack(user, request.stack_id) is None:
+    source = paired_clowder(ports, request.clowder_url)
+    if request.stack_id and ports.store.get_stack(user, request.stack_id) is None:
         raise Forbidden(f"stack '{request.stack_id}' is not one of {user}'s stacks")
     target = ""
     if request.target_folder:
         target = datafolder.target_in_home(request.target_folder, field="target_folder")
-    if request.mode == "link" and not platform.settings.clowder.link_roots:
+    if request.mode == "link" and not ports.settings.clowder.link_roots:
         raise InvalidInput("link mode needs Clowder's storage mounted (WORKBENCH_LINK_ROOTS)", field="mode")
     transfer = Transfer(
         id=transfer_id,
@@ -156,8 +184,8 @@ def _accept(platform: Platform, user: str, transfer_id: str, request: TransferRe
         updateTime=_now(),
     )
     # The request is kept with the transfer: what resuming it after a crash or an outage needs.
-    platform.store.insert_transfer(transfer, work=request.model_dump_json())
-    lease = platform.settings.recovery.resume_after
+    ports.store.insert_transfer(transfer, work=request.model_dump_json())
+    lease = ports.settings.recovery.resume_after
 
     def claim(current: Transfer) -> Transfer:
         """Only one delivery stages at a time: a redelivery while another stages leaves it be,
@@ -169,12 +197,12 @@ def _accept(platform: Platform, user: str, transfer_id: str, request: TransferRe
         return current.model_copy(update={"state": "staging", "updateTime": _now()})
 
     try:
-        current = platform.store.update_transfer(transfer.id, claim)
+        current = ports.store.update_transfer(transfer.id, claim)
     except Conflict:
-        found = platform.store.get_transfer(transfer.id)
+        found = ports.store.get_transfer(transfer.id)
         assert found is not None
         return found  # a redelivered event: done, or in the hands of another delivery
-    return stage(platform, current, request)
+    return stage(ports, current, request)
 
 
 def _wanted(files: list[ClowderFile], request: TransferRequested) -> list[ClowderFile]:
@@ -233,40 +261,38 @@ def _distinct(path: str, taken: set[str]) -> str:
     raise AssertionError("unreachable")
 
 
-def stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
+def stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested) -> Transfer:
     """Stream every wanted file from Clowder into the object store and send sync commands in batches,
     so that the first files are placed while later ones still stage. The claim on the staging is
     renewed meanwhile (however long one file takes), so that no sweep takes it for abandoned."""
     transfer_id = transfer.id
     with lease_kept(
-        lambda: platform.store.update_transfer(transfer_id, _touch),
-        platform.settings.recovery.resume_after / 4,
+        lambda: ports.store.update_transfer(transfer_id, _touch),
+        ports.settings.recovery.resume_after / 4,
         what=f"transfer {transfer_id}",
     ):
-        return _stage(platform, transfer, request)
+        return _stage(ports, transfer, request)
 
 
-def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -> Transfer:
-    store = platform.store
-    client = platform.clowder()
+def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested) -> Transfer:
+    store = ports.store
+    client = ports.clowder()
     try:
         dataset = client.dataset(transfer.datasetId)
         listed = _wanted(client.files(transfer.datasetId), request)
     except Unavailable as error:
         # Let go of the claim, so that the redelivery this 503 asks for can stage at once.
-        _note(
-            platform, transfer.id, f"Clowder could not be read; retrying: {error.message}", state="requested"
-        )
+        _note(ports, transfer.id, f"Clowder could not be read; retrying: {error.message}", state="requested")
         raise
     except NotFound as error:
         # Delivering it again cannot help: the transfer ends here, saying why, instead of waiting for ever.
         message = f"Clowder has no dataset {transfer.datasetId!r}: {error.message}"
-        _fail(platform, transfer.id, message)
+        _fail(ports, transfer.id, message)
         raise InvalidInput(message, field="dataset_id") from None
     except WorkbenchError as error:
         # Clowder refused the platform (e.g. its API key): no redelivery helps either.
         message = f"Clowder refused to list the dataset: {error.message}"
-        _fail(platform, transfer.id, message)
+        _fail(ports, transfer.id, message)
         raise InvalidInput(message) from None
     target = transfer.target or f"{datafolder.DATA_FOLDER}/{_folder_name(dataset)}"
 
@@ -304,7 +330,7 @@ def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -
         )
 
     transfer = store.update_transfer(transfer.id, begin)
-    _stage_listed(platform, transfer, target, request, sources)
+    _stage_listed(ports, transfer, target, request, sources)
 
     def finish_staging(current: Transfer) -> Transfer:
         return current.model_copy(update={"stagingDone": True, "state": "syncing", "updateTime": _now()})
@@ -312,8 +338,8 @@ def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -
     store.update_transfer(transfer.id, finish_staging)
     from events import types
 
-    final = refresh(platform, transfer.id)
-    platform.sink.emit(
+    final = refresh(ports, transfer.id)
+    ports.sink.emit(
         types.TRANSFER_STAGED,
         types.TransferStaged(
             transfer_id=final.id,
@@ -327,22 +353,22 @@ def _stage(platform: Platform, transfer: Transfer, request: TransferRequested) -
 
 
 def _stage_listed(
-    platform: Platform,
+    ports: TransferPorts,
     transfer: Transfer,
     target: str,
     request: TransferRequested,
     sources: dict[str, ClowderFile],
 ) -> None:
     """Stage the files listed and not yet placed or failed, sending their sync commands as batches fill."""
-    store = platform.store
-    batch = _Batch(platform, transfer, target, request.link)
+    store = ports.store
+    batch = _Batch(ports, transfer, target, request.link)
     downloads: list[tuple[TransferFile, ClowderFile]] = []
     for row in store.list_transfer_files(transfer.id):
         if row.state in ("placed", "failed") or row.path not in sources:
             continue
         file = sources[row.path]
-        if transfer.mode == "link" and _on_link_root(platform, file):
-            sync_file = _link_file(platform, transfer, row, file)
+        if transfer.mode == "link" and _on_link_root(ports, file):
+            sync_file = _link_file(ports, transfer, row, file)
             if sync_file is not None:
                 batch.add(None, sync_file)
         else:
@@ -350,22 +376,22 @@ def _stage_listed(
     staged_before = store.find_blobs(
         transfer.source, [(file.id, row.size) for row, file in downloads if row.sha256 is None]
     )
-    for outcome in _stage_files(platform, transfer, downloads, staged_before):
+    for outcome in _stage_files(ports, transfer, downloads, staged_before):
         if outcome.error is not None:
             batch.fail(outcome.row.path, outcome.error)
             continue
         assert outcome.sync_file is not None
         batch.add(outcome.row, outcome.sync_file, new_blob=outcome.downloaded)
     batch.send()
-    _write_manifest(platform, transfer.id)
+    _write_manifest(ports, transfer.id)
 
 
 class _Batch:
     """Staged files gathered into sync commands: their rows are written, then the command is sent, so
     that a shovel's report never reaches a file the store does not yet know as staged."""
 
-    def __init__(self, platform: Platform, transfer: Transfer, target: str, link: LinkKind) -> None:
-        self.platform, self.transfer, self.target, self.link = platform, transfer, target, link
+    def __init__(self, ports: TransferPorts, transfer: Transfer, target: str, link: LinkKind) -> None:
+        self.ports, self.transfer, self.target, self.link = ports, transfer, target, link
         self.rows: list[TransferFile] = []
         self.files: list[SyncFile] = []
         self.failed: list[tuple[str, str]] = []
@@ -392,7 +418,7 @@ class _Batch:
             self.send()
 
     def send(self) -> None:
-        store = self.platform.store
+        store = self.ports.store
         if self.blobs:
             store.remember_blobs(self.transfer.source, self.blobs)
         if self.rows:
@@ -400,7 +426,7 @@ class _Batch:
         if self.failed:
             store.settle_transfer_files(self.transfer.id, [], self.failed)
         if self.files:
-            _send(self.platform, self.transfer, self.target, self.files, self.link)
+            _send(self.ports, self.transfer, self.target, self.files, self.link)
         self.rows, self.files, self.failed, self.blobs, self.size, self.inline = [], [], [], [], 0, 0
 
 
@@ -416,7 +442,7 @@ class _Staged:
 
 
 def _stage_files(
-    platform: Platform,
+    ports: TransferPorts,
     transfer: Transfer,
     files: list[tuple[TransferFile, ClowderFile]],
     staged_before: dict[tuple[str, int], str],
@@ -443,7 +469,7 @@ def _stage_files(
                     break  # in order: the next large file waits for a large one to finish
                 waiting.popleft()
                 known = row.sha256 or staged_before.get((file.id, row.size))
-                running[pool.submit(_stage_file, platform, transfer, row, file, known)] = large(file)
+                running[pool.submit(_stage_file, ports, transfer, row, file, known)] = large(file)
             if not running:
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -455,16 +481,16 @@ def _stage_files(
 
 
 def _stage_file(
-    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile, sha256: str | None
+    ports: TransferPorts, transfer: Transfer, row: TransferFile, file: ClowderFile, sha256: str | None
 ) -> _Staged:
     """One file into the object store, or found there already (``sha256``: its blob staged before)."""
-    objects = platform.objects
+    objects = ports.objects
     content: bytes | None = None
     size = row.size
     downloaded = False
     if sha256 is None or not objects.has(blob_key(sha256)):
         try:
-            blob, content = _download_blob(platform, file)
+            blob, content = _download_blob(ports, file)
         except WorkbenchError as error:
             return _Staged(row, error=f"could not stage from Clowder: {error.message}")
         if file.size is not None and blob.size != file.size:
@@ -485,7 +511,7 @@ def _stage_file(
     return _Staged(staged, sync_file, downloaded=downloaded)
 
 
-def _download_blob(platform: Platform, file: ClowderFile) -> tuple[Blob, bytes | None]:
+def _download_blob(ports: TransferPorts, file: ClowderFile) -> tuple[Blob, bytes | None]:
     """Stream one Clowder file into the object store; a small one's bytes are kept as well, to travel in
     the sync command. A body cut short where Clowder offers no ranges can only be fetched again from
     the start (the hash covers every byte), a few times at most."""
@@ -494,9 +520,9 @@ def _download_blob(platform: Platform, file: ClowderFile) -> tuple[Blob, bytes |
     keep = file.size is not None and file.size <= INLINE_BYTES
     for attempt in range(1, RESTARTS + 1):
         kept: list[bytes] = []
-        chunks = platform.clowder().download(file.id, size=file.size)
+        chunks = ports.clowder().download(file.id, size=file.size)
         try:
-            blob = platform.objects.put_blob(_keeping(chunks, kept) if keep else chunks, size=file.size)
+            blob = ports.objects.put_blob(_keeping(chunks, kept) if keep else chunks, size=file.size)
         except RestartRequired:
             if attempt == RESTARTS:
                 raise
@@ -521,32 +547,32 @@ def _touch(current: Transfer) -> Transfer:
     return current.model_copy(update={"updateTime": _now()})
 
 
-def _on_link_root(platform: Platform, file: ClowderFile) -> bool:
+def _on_link_root(ports: TransferPorts, file: ClowderFile) -> bool:
     """Whether Clowder keeps the file on its own disk, below a folder mounted here; the others are
     staged as in stage mode (Clowder 1.x never says where a file lies on disk)."""
     if not file.storage_path:
         return False
     path = os.path.normpath(file.storage_path)
-    return any(Path(path).is_relative_to(root) for root in platform.settings.clowder.link_roots)
+    return any(Path(path).is_relative_to(root) for root in ports.settings.clowder.link_roots)
 
 
 def _link_file(
-    platform: Platform, transfer: Transfer, row: TransferFile, file: ClowderFile
+    ports: TransferPorts, transfer: Transfer, row: TransferFile, file: ClowderFile
 ) -> SyncFile | None:
     """A file the shovel takes straight from Clowder's mounted storage; a path that leads out of its
     link root (through a symlink) is refused, and nothing is read from it."""
     assert file.storage_path is not None
     resolved = Path(file.storage_path).resolve()
-    roots = platform.settings.clowder.link_roots
+    roots = ports.settings.clowder.link_roots
     if not any(resolved.is_relative_to(root) for root in roots):
-        platform.store.settle_transfer_files(
+        ports.store.settle_transfer_files(
             transfer.id, [], [(row.path, f"refused link: {file.storage_path!r} leads out of the link roots")]
         )
         return None
     try:
         size = resolved.stat().st_size
     except OSError as error:
-        platform.store.settle_transfer_files(
+        ports.store.settle_transfer_files(
             transfer.id,
             [],
             [
@@ -557,22 +583,22 @@ def _link_file(
             ],
         )
         return None
-    platform.store.put_transfer_files(transfer.id, [row.model_copy(update={"state": "staged", "size": size})])
+    ports.store.put_transfer_files(transfer.id, [row.model_copy(update={"state": "staged", "size": size})])
     return SyncFile(path=row.path, size=size, source=str(resolved), clowder_id=file.id)
 
 
 def _send(
-    platform: Platform, transfer: Transfer, target: str, files: list[SyncFile], link: LinkKind = "copy"
+    ports: TransferPorts, transfer: Transfer, target: str, files: list[SyncFile], link: LinkKind = "copy"
 ) -> None:
     command = SyncCommand(transfer_id=transfer.id, user=transfer.user, target=target, files=files, link=link)
-    platform.bus.publish(queue_for(transfer.user), command.model_dump_json().encode())
+    ports.bus.publish(queue_for(transfer.user), command.model_dump_json().encode())
 
 
-def _write_manifest(platform: Platform, transfer_id: str) -> None:
+def _write_manifest(ports: TransferPorts, transfer_id: str) -> None:
     """``manifests/<id>.json``: relative path, size, sha256 and Clowder id of every file."""
 
     def lines() -> Iterator[bytes]:
-        for row in platform.store.list_transfer_files(transfer_id):
+        for row in ports.store.list_transfer_files(transfer_id):
             yield (
                 json.dumps(
                     {"path": row.path, "size": row.size, "sha256": row.sha256, "clowder_id": row.clowderId}
@@ -580,37 +606,39 @@ def _write_manifest(platform: Platform, transfer_id: str) -> None:
                 + "\n"
             ).encode()
 
-    platform.objects.put(f"manifests/{transfer_id}.json", lines())
+    ports.objects.put(f"manifests/{transfer_id}.json", lines())
 
 
-def _fail(platform: Platform, transfer_id: str, message: str) -> None:
+def _fail(ports: TransferPorts, transfer_id: str, message: str) -> None:
     def change(current: Transfer) -> Transfer:
         return current.model_copy(update={"state": "failed", "message": message, "updateTime": _now()})
 
-    _announce(platform, platform.store.update_transfer(transfer_id, change))
+    _announce(ports, ports.store.update_transfer(transfer_id, change))
 
 
-def _note(platform: Platform, transfer_id: str, message: str, *, state: TransferState | None = None) -> None:
+def _note(
+    ports: TransferPorts, transfer_id: str, message: str, *, state: TransferState | None = None
+) -> None:
     def change(current: Transfer) -> Transfer:
         return current.model_copy(
             update={"message": message, "updateTime": _now(), "state": state or current.state}
         )
 
-    platform.store.update_transfer(transfer_id, change)
+    ports.store.update_transfer(transfer_id, change)
 
 
-def refresh(platform: Platform, transfer_id: str) -> Transfer:
+def refresh(ports: TransferPorts, transfer_id: str) -> Transfer:
     """Recount a transfer from its files and settle its state; the outcome event goes out once.
 
     The files are counted before the transfer is locked, so a shovel's report may settle some in
     between and a concurrent recount may already have written newer counts: recount until the
     count read is still the count after writing, so the last write always counts every settled file."""
-    store = platform.store
+    store = ports.store
     tally = store.tally_transfer_files(transfer_id)
     while True:
-        transfer, finished = _recount(platform, transfer_id, tally)
+        transfer, finished = _recount(ports, transfer_id, tally)
         if finished:
-            _announce(platform, transfer)
+            _announce(ports, transfer)
         latest = store.tally_transfer_files(transfer_id)
         if latest == tally:
             return transfer
@@ -618,7 +646,7 @@ def refresh(platform: Platform, transfer_id: str) -> Transfer:
 
 
 def _recount(
-    platform: Platform, transfer_id: str, tally: tuple[int, int, int, list[tuple[str, str]]]
+    ports: TransferPorts, transfer_id: str, tally: tuple[int, int, int, list[tuple[str, str]]]
 ) -> tuple[Transfer, bool]:
     """Write the counts of ``tally``; whether this write finished the transfer."""
     files, placed, placed_bytes, failed = tally
@@ -639,11 +667,11 @@ def _recount(
             }
         )
 
-    transfer = platform.store.update_transfer(transfer_id, change)
+    transfer = ports.store.update_transfer(transfer_id, change)
     return transfer, bool(finished)
 
 
-def _announce(platform: Platform, transfer: Transfer) -> None:
+def _announce(ports: TransferPorts, transfer: Transfer) -> None:
     from events import types
 
     outcome = types.TransferOutcome(
@@ -658,11 +686,11 @@ def _announce(platform: Platform, transfer: Transfer) -> None:
         target=transfer.target,
         locations=[
             types.FileLocation(service=location.service, path=location.path)
-            for location in locations(data_mounts(platform, transfer.user), transfer.target)
+            for location in locations(data_mounts(ports, transfer.user), transfer.target)
         ],
     )
     kind = types.TRANSFER_COMPLETED if transfer.state == "completed" else types.TRANSFER_FAILED
-    platform.sink.emit(kind, outcome, subject=transfer.id)
+    ports.sink.emit(kind, outcome, subject=transfer.id)
 
 
 def resumed(current: Transfer, attempt: int, attempts: int) -> Transfer:
@@ -680,7 +708,7 @@ def resumed(current: Transfer, attempt: int, attempts: int) -> Transfer:
     return current.model_copy(update={"state": "staging", "stagingDone": False, "updateTime": _now()})
 
 
-def resume(platform: Platform, transfer: Transfer, work: str | None) -> Transfer:
+def resume(ports: TransferPorts, transfer: Transfer, work: str | None) -> Transfer:
     """Go on with a transfer whose work stopped: staging is idempotent (blobs are found by content,
     placed files are left alone), so it simply runs again; one given up is announced as failed."""
     from pydantic import ValidationError
@@ -688,7 +716,7 @@ def resume(platform: Platform, transfer: Transfer, work: str | None) -> Transfer
     from events.types import TransferRequested
 
     if transfer.state == "failed":
-        _announce(platform, transfer)
+        _announce(ports, transfer)
         return transfer
     try:
         if work:
@@ -702,32 +730,30 @@ def resume(platform: Platform, transfer: Transfer, work: str | None) -> Transfer
                 stack_id=transfer.stackId or None,
             )
     except ValidationError as error:
-        _fail(
-            platform, transfer.id, f"cannot be resumed: its request is not valid ({error.errors()[0]['msg']})"
-        )
-        return refresh(platform, transfer.id)
+        _fail(ports, transfer.id, f"cannot be resumed: its request is not valid ({error.errors()[0]['msg']})")
+        return refresh(ports, transfer.id)
     try:
-        return stage(platform, transfer, request)
+        return stage(ports, transfer, request)
     except WorkbenchError as error:  # recorded on the transfer: failed, or waiting for Clowder
         log.warning("resuming transfer %s: %s", transfer.id, error.message)
-        found = platform.store.get_transfer(transfer.id)
+        found = ports.store.get_transfer(transfer.id)
         assert found is not None
         return found
 
 
-def record_progress(platform: Platform, progress: TransferProgress) -> Transfer:
+def record_progress(ports: TransferPorts, progress: TransferProgress) -> Transfer:
     """A shovel placed (or failed) some files of a transfer."""
-    transfer = platform.store.get_transfer(progress.transfer_id)
+    transfer = ports.store.get_transfer(progress.transfer_id)
     if transfer is None or transfer.user != progress.user:
         raise NotFound("transfer", progress.transfer_id)
-    platform.store.settle_transfer_files(
+    ports.store.settle_transfer_files(
         transfer.id, list(progress.placed), [(problem.path, problem.error) for problem in progress.errors]
     )
-    return refresh(platform, transfer.id)
+    return refresh(ports, transfer.id)
 
 
-def read(platform: Platform, user: str, transfer_id: str, *, admin: bool = False) -> Transfer:
-    transfer = platform.store.get_transfer(transfer_id, None if admin else user)
+def read(ports: TransferPorts, user: str, transfer_id: str, *, admin: bool = False) -> Transfer:
+    transfer = ports.store.get_transfer(transfer_id, None if admin else user)
     if transfer is None:
         raise NotFound("transfer", transfer_id)
     return transfer
@@ -743,16 +769,16 @@ SEEING = ("starting", "ready")
 """The states of a stack service whose container (or process) mounts the user's data folder."""
 
 
-def data_mounts(platform: Platform, user: str) -> list[tuple[str, ServiceSpec]]:
+def data_mounts(ports: TransferPorts, user: str) -> list[tuple[str, ServiceSpec]]:
     """The id and spec of each of the user's stack services that runs now: each sees the data folder."""
     from shared.domain.specs import lookup
 
     found = []
-    for stack in platform.store.list_stacks(user):
+    for stack in ports.store.list_stacks(user):
         if stack.status not in SHOVELLING:
             continue
         for service in stack.services:
-            spec = lookup(platform.store, user, service.service) if service.status in SEEING else None
+            spec = lookup(ports.store, user, service.service) if service.status in SEEING else None
             if spec is not None:
                 found.append((service.id, spec))
     return found
@@ -768,7 +794,7 @@ def locations(mounts: list[tuple[str, ServiceSpec]], target: str) -> list[FileLo
     return seen
 
 
-def as_owner_sees(platform: Platform, transfers: list[Transfer]) -> list[Transfer]:
+def as_owner_sees(ports: TransferPorts, transfers: list[Transfer]) -> list[Transfer]:
     """The transfers, each telling whether its files wait for one of its user's stacks to start: it
     is placing them and none of the user's stacks runs, so no shovel takes them yet (they stay queued);
     and where each running stack service sees its target folder."""
@@ -777,11 +803,11 @@ def as_owner_sees(platform: Platform, transfers: list[Transfer]) -> list[Transfe
     seen = []
     for transfer in transfers:
         if transfer.user not in mounts:
-            mounts[transfer.user] = data_mounts(platform, transfer.user)
+            mounts[transfer.user] = data_mounts(ports, transfer.user)
         waiting = False
         if transfer.state in PLACING:
             if transfer.user not in running:
-                stacks = platform.store.list_stacks(transfer.user)
+                stacks = ports.store.list_stacks(transfer.user)
                 running[transfer.user] = any(stack.status in SHOVELLING for stack in stacks)
             waiting = not running[transfer.user]
         where = locations(mounts[transfer.user], transfer.target)

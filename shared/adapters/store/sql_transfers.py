@@ -186,17 +186,6 @@ class TransferTables:
 
     # --- staged blobs -----------------------------------------------------------------
 
-    def find_blob(self, source: str, clowder_id: str, size: int) -> str | None:
-        with self._transaction(write=False) as db:
-            row = db.one(
-                "SELECT sha256 FROM blobs WHERE source = ? AND clowder_id = ? AND size = ?",
-                (source, clowder_id, size),
-            )
-        return str(row[0]) if row else None
-
-    def remember_blob(self, source: str, clowder_id: str, size: int, sha256: str) -> None:
-        self.remember_blobs(source, [(clowder_id, size, sha256)])
-
     def find_blobs(self, source: str, files: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
         found: dict[tuple[str, int], str] = {}
         wanted = set(files)

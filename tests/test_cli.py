@@ -126,18 +126,24 @@ def test_help(isolated_environment: Path) -> None:
     assert "--user" in importer.stdout
 
 
-def test_usage_mistakes_exit_2(isolated_environment: Path) -> None:
-    for arguments, complaint in [
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
         (("bogus",), "invalid choice: 'bogus'"),
         ((), "required: COMMAND"),
         (("catalog",), "required: ACTION"),
         (("catalog", "import"), "required: directory"),
         (("catalog", "import", str(TEST_SPECS), "--colour"), "unrecognized arguments: --colour"),
-    ]:
-        result = workbench(*arguments)
-        assert result.returncode == 2, (arguments, result)
-        assert complaint in result.stderr, (arguments, result.stderr)
-        assert "Traceback" not in result.stderr
+    ],
+    ids=["unknown-command", "no-command", "no-action", "no-directory", "unknown-option"],
+)
+def test_usage_mistakes_exit_2(
+    isolated_environment: Path, arguments: tuple[str, ...], complaint: str
+) -> None:
+    result = workbench(*arguments)
+    assert result.returncode == 2, (arguments, result)
+    assert complaint in result.stderr, (arguments, result.stderr)
+    assert "Traceback" not in result.stderr
 
 
 def test_init_prepares_a_deployment_once_and_again_changes_nothing(

@@ -505,28 +505,41 @@ def test_malformed_structured_events_are_refused_not_500(
         assert field.split(".")[0] in response.get_json()["Error"]
 
 
-@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+NUL_REQUESTS = [
+    ("GET", "/api/services/x%00", None, "key"),
+    ("GET", "/api/accounts/alice%00", None, "account_id"),
+    ("GET", "/api/services?catalog=user%00", None, "catalog"),
+    ("POST", "/api/authenticate", b'{"username": "alice\\u0000", "password": "x"}', "username"),
+    ("POST", "/api/stacks", b'{"key": "\\u0000"}', "key"),
+    (
+        "POST",
+        "/api/services",
+        b'{"key": "k", "config": [{"name": "a", "value": "\\u0000"}]}',
+        "config.0.value",
+    ),
+]
+"""A request with a NUL in a name, a query or a body: method, path, body and the field its error names."""
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("database", DATABASES)
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    NUL_REQUESTS,
+    ids=[f"{method} {path}" for method, path, _, _ in NUL_REQUESTS],
+)
 def test_nul_in_names_queries_and_bodies_is_400_naming_the_field(
-    api: Api, gateway: Gateway, platform: Platform, database: str
+    api: Api, database: str, method: str, path: str, body: bytes | None, field: str
 ) -> None:
     """PostgreSQL keeps no NUL in text: refused at the door, it is a 400, not the database's 503."""
     token = api.make_user()
-    for method, path, body, field in [
-        ("GET", "/api/services/x%00", None, "key"),
-        ("GET", "/api/accounts/alice%00", None, "account_id"),
-        ("GET", "/api/services?catalog=user%00", None, "catalog"),
-        ("POST", "/api/authenticate", b'{"username": "alice\\u0000", "password": "x"}', "username"),
-        ("POST", "/api/stacks", b'{"key": "\\u0000"}', "key"),
-        (
-            "POST",
-            "/api/services",
-            b'{"key": "k", "config": [{"name": "a", "value": "\\u0000"}]}',
-            "config.0.value",
-        ),
-    ]:
-        response = api.call(method, path, token, data=body, content_type="application/json")
-        assert response.status_code == 400, (path, response.get_json())
-        assert response.get_json()["Error"].startswith(f"{field}: "), response.get_json()
+    response = api.call(method, path, token, data=body, content_type="application/json")
+    assert response.status_code == 400, (path, response.get_json())
+    assert response.get_json()["Error"].startswith(f"{field}: "), response.get_json()
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_nul_in_an_event_is_400_naming_the_field(gateway: Gateway, platform: Platform, database: str) -> None:
     data = b'{"clowder_url": "https://clowder.example.org", "dataset_id": "1", "email": "a\\u0000"}'
     headers, body = _binary(event_of(TRANSFER, secret=platform.event_secret), data)
     response = WsgiClient(gateway).post("/events", headers=headers, data=body)

@@ -24,8 +24,9 @@ from shared.bootstrap import Platform
 from shared.core.errors import WorkbenchError
 from shared.domain import stacks
 from tests.conftest import Api
+from tests.support import wait_until
 from tests.test_services import Users
-from tests.test_stacks import add_spec, create, read, service_of, spec, started, stop
+from tests.test_stacks import add_spec, create, read, service_of, spec, started, stop, wait_for
 
 PYTHON_VERSION = f"python{sys.version_info.major}.{sys.version_info.minor}"
 ACCESS = "workbench-access"
@@ -140,9 +141,7 @@ def test_a_user_specs_config_reaches_no_environment_of_a_host_process(
     # Running stacks are started again when the platform restarts: still nothing runs.
     started(api, alice, stack["id"])
     stacks.restore(platform)
-    wait = time.monotonic() + 10
-    while read(api, alice, stack["id"])["status"] != "started" and time.monotonic() < wait:
-        time.sleep(0.05)
+    wait_for(api, alice, stack["id"], "started", passing=("starting",))
     settle()
     assert not marker.exists()
 
@@ -356,14 +355,21 @@ def test_a_restored_secure_site_still_admits_its_visitor(api: Api, platform: Pla
         # free); its cookie still works.
         before = read(api, alice, sid)["services"][0]["statusMessages"]
         stacks.restore(platform)
-        deadline = time.monotonic() + 15
-        while True:
+
+        def serving_again() -> dict[str, Any] | None:
             again = read(api, alice, sid)
             messages = again["services"][0]["statusMessages"]
             if again["status"] == "started" and messages != before and "serving" in " ".join(messages):
-                break
-            assert time.monotonic() < deadline, (before, again["services"][0]["statusMessages"])
-            time.sleep(0.05)
+                return again
+            return None
+
+        again = wait_until(
+            serving_again,
+            lambda: (
+                f"the site to serve again: {before} then {read(api, alice, sid)['services'][0]['statusMessages']}"
+            ),
+            15,
+        )
         assert owner.get(bare(endpoint_url(again, "pages"))).status_code == 200
         assert httpx.get(bare(endpoint_url(again, "pages")), timeout=5).status_code == 403
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from shared.adapters.store.migrations import MIGRATIONS
 from shared.adapters.store.sql import SqlStore, dialect_for, open_store
 from shared.core.errors import Conflict, NotFound, Unavailable
 from shared.core.models import Account, ServiceSpec, Stack, StackService, Term, Vocabulary
+from tests.support import wait_until
 
 THREADS = 8
 INCREMENTS = 25
@@ -515,16 +515,6 @@ def connection_counter(database_url: str) -> tuple[str, Callable[[], int]]:
     return f"{database_url}&application_name={name}", sessions
 
 
-def eventually(check: Callable[[], bool], seconds: float = 5) -> bool:
-    """PostgreSQL shows a closed session in pg_stat_activity until its backend has exited."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
 def test_connections_of_finished_threads_are_released(
     database_url: str, opened: Callable[[str], SqlStore]
@@ -538,9 +528,10 @@ def test_connections_of_finished_threads_are_released(
         thread = threading.Thread(target=store.get_stack, args=("alice", "s1"))
         thread.start()
         thread.join()
-    assert eventually(lambda: open_connections() <= 2), open_connections()
+    # Waits: PostgreSQL shows a closed session in pg_stat_activity until its backend has exited.
+    wait_until(lambda: open_connections() <= 2, lambda: f"at most 2 connections, not {open_connections()}", 5)
     store.close()
-    assert eventually(lambda: open_connections() == 0), open_connections()
+    wait_until(lambda: open_connections() == 0, lambda: f"no connection, not {open_connections()}", 5)
 
     # A closed store opens connections again when used; one in use while it closes is closed after.
     assert store.get_stack("alice", "s1") is not None
@@ -551,7 +542,7 @@ def test_connections_of_finished_threads_are_released(
         return current.model_copy(update={"name": "renamed"})
 
     assert store.update_stack("alice", "s1", close_meanwhile).name == "renamed"
-    assert eventually(lambda: open_connections() == 0), open_connections()
+    wait_until(lambda: open_connections() == 0, lambda: f"no connection, not {open_connections()}", 5)
     renamed = store.get_stack("alice", "s1")
     assert renamed is not None and renamed.name == "renamed"
 

@@ -14,11 +14,13 @@ from shared.adapters.clowder.download import Downloads
 from shared.adapters.clowder.multipart import MultipartBody, Source, SourceSizeMismatch
 from shared.adapters.clowder.records import ClowderDataset, ClowderFile, ClowderUser, FolderIndex
 from shared.adapters.clowder.transport import Transport, string
+from shared.core import retry
 from shared.core.errors import InvalidInput, NotFound, Unavailable
 
 Version: TypeAlias = Literal[1, 2]
 
-MAX_BACKOFF_SECONDS = 30.0
+#: The longest wait between attempts; read when a client is made, so tests can shorten it here.
+MAX_BACKOFF_SECONDS = retry.MAX_BACKOFF_SECONDS
 #: Clowder 2 refuses to create a dataset without a licence; this is one of its standard licence ids.
 DEFAULT_LICENSE_ID = "CC BY"
 

@@ -14,6 +14,7 @@ from bench.report import Figure, load, percentile, table, write
 from bench.rounds import alternate, ratio_spread, round_ratios, spread
 from bench.support import image_environment
 from shared.serving import registry
+from tests.support import wait_until
 
 # --- figures -----------------------------------------------------------------------------------
 
@@ -645,10 +646,7 @@ def test_processes_left_in_sessions_of_their_own_end_with_the_block(tmp_path: Pa
     )
     log = tmp_path / "parent.log"
     with running([sys.executable, "-c", parent], environment=dict(os.environ), log=log):
-        deadline = time.monotonic() + 10
-        while not log.read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        child = int(log.read_text())
+        child = int(wait_until(lambda: log.read_text().strip(), "the parent to print its child's pid", 10))
         assert started_at(child) is not None
     deadline = time.monotonic() + 5
     while started_at(child) is not None and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ from shared.adapters.runtime import StackPlan
 from shared.adapters.runtime.kubernetes import KubernetesRuntime
 from shared.core.errors import NotFound
 from tests.kube_server import KubeServer
+from tests.support import wait_until
 from tests.test_runtime_kubernetes import (  # noqa: F401 (fixtures)
     LIMITS,
     NAMESPACE,
@@ -78,10 +79,7 @@ def test_a_console_is_a_shell_in_the_pods_app_container_on_a_terminal(
         session.resize(132, 43)
         session.write(b"stty size; echo $$ > shell.pid; sleep 4242 & echo $! > job.pid\r")
         read_until(session, b"43 132")
-        deadline = time.monotonic() + 5
-        while not (tmp_path / "job.pid").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until((tmp_path / "job.pid").exists, "the shell to write job.pid", 5, every=0.1)
         time.sleep(0.2)
     finally:
         session.close()

@@ -168,6 +168,11 @@ class Syncer(CommandWorker):
         self._transfers = _OpenTransfers()
         self._downloads = Downloads() if direct else None
 
+    def close(self) -> None:
+        """Close the direct downloads' kept connections, once no file is placed any more."""
+        if self._downloads is not None:
+            self._downloads.close()
+
     def run(self, command: SyncCommand) -> TransferProgress:
         """Place every file, or fail it for good; ``Stopping`` when the shovel stops first."""
         transfer_id = check_transfer_id(command.transfer_id)

@@ -141,7 +141,8 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def no_stack_left(platform: Platform) -> Iterator[None]:
-    """Ends the stacks the test started (a module of transfer tests uses it with ``quick_retries``)."""
+    """Ends the stacks the test started (``pytestmark = pytest.mark.usefixtures("no_stack_left")`` in a
+    module whose tests start stacks)."""
     yield
     remove_stacks(platform)
 

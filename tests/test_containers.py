@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import suppress
-
 import httpx
 import pytest
 
 from shared.bootstrap import Platform
-from shared.core.errors import WorkbenchError
-from shared.domain import stacks
 from tests.conftest import Api
 from tests.test_services import Users
 from tests.test_stacks import add_spec, create, spec, started
@@ -31,14 +26,7 @@ def environment() -> dict[str, str]:
     return {"WORKBENCH_CLOWDER_SERVICE_TOKEN": SERVICE_TOKEN}
 
 
-@pytest.fixture(autouse=True)
-def no_process_left(platform: Platform) -> Iterator[None]:
-    yield
-    if not platform.has("runtime"):
-        return
-    for owner, stack in platform.store.list_all_stacks():
-        with suppress(WorkbenchError):
-            platform.runtime.remove(stacks.plan_for(platform, owner, stack))
+pytestmark = pytest.mark.usefixtures("no_stack_left")
 
 
 def test_clowder_sees_names_status_and_urls_but_no_config(api: Api, platform: Platform) -> None:

@@ -11,8 +11,6 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +19,6 @@ import httpx
 import pytest
 
 from shared.bootstrap import Platform
-from shared.core.errors import WorkbenchError
 from shared.domain import stacks
 from tests.conftest import Api
 from tests.support import wait_until
@@ -62,14 +59,7 @@ def environment() -> dict[str, str]:
     return {"WORKBENCH_LOCAL_COMMANDS": json.dumps(ADMIN_COMMANDS)}
 
 
-@pytest.fixture(autouse=True)
-def no_process_left(platform: Platform) -> Iterator[None]:
-    yield
-    if not platform.has("runtime"):
-        return
-    for owner, stack in platform.store.list_all_stacks():
-        with suppress(WorkbenchError):
-            platform.runtime.remove(stacks.plan_for(platform, owner, stack))
+pytestmark = pytest.mark.usefixtures("no_stack_left")
 
 
 @pytest.fixture

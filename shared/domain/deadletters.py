@@ -7,10 +7,10 @@ import binascii
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from shared.core import clock
 from shared.core.models import DeadLetter
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def from_event(event: Event, *, now: int | None = None) -> DeadLetter:
         errorData=_excerpt_text(_decoded(attributes.get(ERROR_DATA, ""))),
         errorDestination=_excerpt_text(destination),
         data=excerpt(event.data),
-        receivedTime=int(time.time()) if now is None else now,
+        receivedTime=clock.now() if now is None else now,
     )
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import TYPE_CHECKING, Protocol
 
-from shared.core import datafolder
+from shared.core import clock, datafolder
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.core.models import Export, FileError
 from shared.core.paths import safe_relative
@@ -48,10 +47,6 @@ class ExportPorts(Protocol):
         ...
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 def request(
     ports: ExportPorts,
     user: str,
@@ -81,8 +76,8 @@ def request(
         description=description,
         spaceId=space_id,
         source=source,
-        createdTime=_now(),
-        updateTime=_now(),
+        createdTime=clock.now(),
+        updateTime=clock.now(),
     )
     if not ports.store.insert_export(export):
         existing = ports.store.get_export(export.id)
@@ -121,7 +116,7 @@ def _ask_shovels(ports: ExportPorts, export: Export) -> Export:
     ports.bus.publish(queue_for(user), command.model_dump_json().encode())
 
     def uploading(current: Export) -> Export:
-        return current.model_copy(update={"state": "uploading", "updateTime": _now()})
+        return current.model_copy(update={"state": "uploading", "updateTime": clock.now()})
 
     return ports.store.update_export(export.id, uploading)
 
@@ -151,7 +146,7 @@ def record_uploaded(ports: ExportPorts, uploaded: ExportUploaded) -> Export:
         # One delivery of the report creates the dataset; a second one while it works changes nothing.
         if current.state != "uploading":
             raise Conflict(f"export '{current.id}' is already {current.state}")
-        return current.model_copy(update={"state": "creating", "updateTime": _now()})
+        return current.model_copy(update={"state": "creating", "updateTime": clock.now()})
 
     try:
         # The report is kept with the export: resuming its creation after a crash or an outage needs it.
@@ -183,7 +178,7 @@ def _create(ports: ExportPorts, export: Export, uploaded: ExportUploaded) -> Exp
         log.warning("export %s: %s", export_id, message)
 
         def waiting(current: Export) -> Export:
-            return current.model_copy(update={"message": message, "updateTime": _now()})
+            return current.model_copy(update={"message": message, "updateTime": clock.now()})
 
         return ports.store.update_export(export_id, waiting)
     except WorkbenchError as error:
@@ -198,7 +193,7 @@ def _create(ports: ExportPorts, export: Export, uploaded: ExportUploaded) -> Exp
                 "bytes": sum(file.size for file in uploaded.files),
                 "errors": errors,
                 "message": "",
-                "updateTime": _now(),
+                "updateTime": clock.now(),
             }
         )
 
@@ -218,7 +213,7 @@ def _fill_dataset(ports: ExportPorts, export: Export, uploaded: ExportUploaded) 
         dataset_id = client.create_dataset(export.name, export.description, export.spaceId)
 
         def created(current: Export) -> Export:
-            return current.model_copy(update={"datasetId": dataset_id, "updateTime": _now()})
+            return current.model_copy(update={"datasetId": dataset_id, "updateTime": clock.now()})
 
         ports.store.update_export(export.id, created)
     for file in uploaded.files:
@@ -253,7 +248,7 @@ def give_up(ports: ExportPorts, export_id: str, message: str, uploaded: ExportUp
                 "message": message,
                 "errors": errors or current.errors,
                 "datasetId": kept_dataset,
-                "updateTime": _now(),
+                "updateTime": clock.now(),
             }
         )
 
@@ -285,7 +280,7 @@ def _announce(ports: ExportPorts, export: Export, error: str | None) -> None:
 
 
 def _touch(current: Export) -> Export:
-    return current.model_copy(update={"updateTime": _now()})
+    return current.model_copy(update={"updateTime": clock.now()})
 
 
 def resumed(current: Export, attempt: int, attempts: int) -> Export:
@@ -296,10 +291,10 @@ def resumed(current: Export, attempt: int, attempts: int) -> Export:
             update={
                 "state": "failed",
                 "message": f"gave up after {attempts} attempts to resume it: {reason}",
-                "updateTime": _now(),
+                "updateTime": clock.now(),
             }
         )
-    return current.model_copy(update={"updateTime": _now()})
+    return current.model_copy(update={"updateTime": clock.now()})
 
 
 def resume(ports: ExportPorts, export: Export, work: str | None) -> Export:

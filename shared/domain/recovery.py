@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from shared.core import clock
 from shared.core.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def _claims(ports: RecoveryPorts, *, restarted: bool) -> Iterator[Claimed]:
     store = ports.store
     recovery = ports.settings.recovery
     attempts = recovery.resume_attempts
-    now = int(time.time())
+    now = clock.now()
     # With RabbitMQ, other instances may be at work on anything recent: only expired leases count.
     lost_with_process = restarted and not ports.settings.amqp.url
     before = now + 1 if lost_with_process else now - recovery.resume_after
@@ -107,7 +107,7 @@ def sweep(ports: RecoveryPorts) -> int:
     Returns how many were taken. Safe to run on several instances at once: each item is claimed
     in the store before its work, and only by one."""
     window = ports.settings.clowder.event_max_age
-    pruned = ports.store.prune_events(int(time.time()) - window)
+    pruned = ports.store.prune_events(clock.now() - window)
     if pruned:
         log.info("forgot %d events older than %d s", pruned, window)
     taken = 0

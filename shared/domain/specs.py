@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.adapters.store import SYSTEM_CATALOG, Store
+from shared.core import clock
 from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.core.models import ServiceSpec
 from shared.domain.auth import Principal
@@ -78,7 +78,7 @@ def _checked(ports: SpecPorts, principal: Principal, document: Any, catalog: str
     """The spec as the Go apiserver's checks take it (400 where they refused), with the stricter
     checks' findings as warnings, which the log keeps too."""
     checked = ports.validator.check_posted(document)
-    update: dict[str, Any] = {"catalog": catalog, "updateTime": int(time.time())}
+    update: dict[str, Any] = {"catalog": catalog, "updateTime": clock.now()}
     if catalog == "user":
         update["privileged"] = False  # privileged services only in the admin's catalog
         update["securityContext"] = None

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import posixpath
 import secrets
 import string
-import time
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Protocol
@@ -14,9 +12,10 @@ from urllib.parse import urlsplit
 
 from shared.adapters.runtime import LOG_DEFAULT_LINES, LOG_MAX_LINES, ServicePlan, StackPlan, StatusReport
 from shared.adapters.store import SYSTEM_CATALOG, Store
-from shared.core import datafolder
+from shared.core import clock, datafolder
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unprocessable, WorkbenchError
 from shared.core.models import AccountResourceLimits, ServiceSpec, Stack, StackService
+from shared.core.paths import safe_relative
 from shared.domain import specs
 
 if TYPE_CHECKING:
@@ -64,10 +63,6 @@ def new_stack_id() -> str:
     return "s" + random_suffix()
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 def stack_id_of(ssid: str) -> str:
     return ssid.split("-", 1)[0]
 
@@ -106,16 +101,12 @@ def _dependency_closure(
 
 
 def _safe_relative(path: str, field: str) -> str:
-    normal = posixpath.normpath(path)
-    if (
-        not path
-        or path.startswith("/")
-        or normal in (".", "..")
-        or normal.startswith("../")
-        or any(ord(character) < 32 for character in path)
-    ):
-        raise InvalidInput("must be a relative path inside the home folder", field=field)
-    return normal
+    """A volume mount's folder in the home, cleaned (see ``paths.safe_relative``); the error says
+    what a mount's folder must be, as the stack API always has."""
+    try:
+        return safe_relative(path, field=field)
+    except InvalidInput:
+        raise InvalidInput("must be a relative path inside the home folder", field=field) from None
 
 
 def _compose_service(
@@ -169,7 +160,7 @@ def _compose_service(
     )
     if image_tags and image_tag not in image_tags:
         raise InvalidInput(f"must be one of {', '.join(image_tags)}", field=f"{where}.imageTag")
-    now = _now()
+    now = clock.now()
     return StackService(
         id=ssid,
         stack=sid,
@@ -218,7 +209,7 @@ def _compose(ports: StackPorts, owner: str, sid: str, body: Stack, previous: Sta
         for index, given in enumerate(wanted)
     ]
     name = body.name.strip() or (previous.name if previous else "") or main.label or main.key
-    now = _now()
+    now = clock.now()
     return Stack(
         id=sid,
         key=main.key,
@@ -273,7 +264,7 @@ def rename(ports: StackPorts, owner: str, sid: str, name: str) -> Stack:
         raise InvalidInput("must not be empty", field="name")
 
     def change(stack: Stack) -> Stack:
-        return stack.model_copy(update={"name": name.strip(), "updateTime": _now()})
+        return stack.model_copy(update={"name": name.strip(), "updateTime": clock.now()})
 
     return ports.store.update_stack(owner, sid, change)
 
@@ -384,7 +375,7 @@ def start(ports: StackPorts, owner: str, sid: str) -> Stack:
             update={
                 "status": "starting",
                 "services": _reset_services(stack, ""),
-                "updateTime": _now(),
+                "updateTime": clock.now(),
             }
         )
 
@@ -402,7 +393,7 @@ def _mark_failed(store: Store, owner: str, sid: str, message: str) -> None:
         return stack.model_copy(
             update={
                 "status": "error",
-                "updateTime": _now(),
+                "updateTime": clock.now(),
                 "services": [
                     service.model_copy(
                         update={"statusMessages": [*service.statusMessages, message][-MAX_STATUS_MESSAGES:]}
@@ -423,7 +414,7 @@ def stop(ports: StackPorts, owner: str, sid: str) -> Stack:
     def change(stack: Stack) -> Stack:
         if stack.status in ("stopped", "stopping"):
             raise Conflict(f"stack '{sid}' is {stack.status}")
-        return stack.model_copy(update={"status": "stopping", "updateTime": _now()})
+        return stack.model_copy(update={"status": "stopping", "updateTime": clock.now()})
 
     stack = ports.store.update_stack(owner, sid, change)
     ports.runtime.stop(plan)
@@ -505,7 +496,7 @@ def record_status(
                         "status": report.status,
                         "statusMessages": messages,
                         "endpoints": endpoints,
-                        "updateTime": _now(),
+                        "updateTime": clock.now(),
                     }
                 )
             services.append(service)
@@ -520,7 +511,7 @@ def record_status(
             # The runtime reports every service stopped (also those it never started), dependants
             # first; only the last report, after the last process ended, makes the stack stopped.
             status = "stopped"
-        return stack.model_copy(update={"services": services, "status": status, "updateTime": _now()})
+        return stack.model_copy(update={"services": services, "status": status, "updateTime": clock.now()})
 
     try:
         after = store.update_stack(report.owner, report.sid, change)

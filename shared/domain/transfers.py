@@ -6,7 +6,6 @@ import itertools
 import json
 import logging
 import os
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -19,7 +18,7 @@ from pydantic import Field
 
 from events.ids import CLOWDER_ID_PATTERN
 from shared.adapters.objectstore import Blob, blob_key
-from shared.core import datafolder
+from shared.core import clock, datafolder
 from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.core.models import (
     FileError,
@@ -102,10 +101,6 @@ def paired_clowder(ports: TransferPorts, url: str) -> str:
     return paired
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 def printable(path: str) -> str:
     """A refused name as it can be stored and shown: control characters (NUL above all, which
     PostgreSQL text refuses) as ``\\xNN`` escapes."""
@@ -180,8 +175,8 @@ def _accept(ports: TransferPorts, user: str, transfer_id: str, request: Transfer
         target=target,
         mode=request.mode,
         stackId=request.stack_id or "",
-        createdTime=_now(),
-        updateTime=_now(),
+        createdTime=clock.now(),
+        updateTime=clock.now(),
     )
     # The request is kept with the transfer: what resuming it after a crash or an outage needs.
     ports.store.insert_transfer(transfer, work=request.model_dump_json())
@@ -192,9 +187,9 @@ def _accept(ports: TransferPorts, user: str, transfer_id: str, request: Transfer
         unless that one has gone quiet for a lease's length (it crashed; this one resumes)."""
         if current.stagingDone or current.state in ("completed", "failed"):
             raise Conflict("staging already finished")
-        if current.state == "staging" and _now() - current.updateTime < lease:
+        if current.state == "staging" and clock.now() - current.updateTime < lease:
             raise Conflict("another delivery is staging this transfer")
-        return current.model_copy(update={"state": "staging", "updateTime": _now()})
+        return current.model_copy(update={"state": "staging", "updateTime": clock.now()})
 
     try:
         current = ports.store.update_transfer(transfer.id, claim)
@@ -325,7 +320,7 @@ def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested)
                 "filesTotal": len(listed),
                 "bytesTotal": sum(file.size or 0 for file in listed),
                 "message": "",
-                "updateTime": _now(),
+                "updateTime": clock.now(),
             }
         )
 
@@ -333,7 +328,7 @@ def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested)
     _stage_listed(ports, transfer, target, request, sources)
 
     def finish_staging(current: Transfer) -> Transfer:
-        return current.model_copy(update={"stagingDone": True, "state": "syncing", "updateTime": _now()})
+        return current.model_copy(update={"stagingDone": True, "state": "syncing", "updateTime": clock.now()})
 
     store.update_transfer(transfer.id, finish_staging)
     from events import types
@@ -544,7 +539,7 @@ def _keeping(chunks: Iterable[bytes], kept: list[bytes]) -> Iterator[bytes]:
 
 
 def _touch(current: Transfer) -> Transfer:
-    return current.model_copy(update={"updateTime": _now()})
+    return current.model_copy(update={"updateTime": clock.now()})
 
 
 def _on_link_root(ports: TransferPorts, file: ClowderFile) -> bool:
@@ -611,7 +606,7 @@ def _write_manifest(ports: TransferPorts, transfer_id: str) -> None:
 
 def _fail(ports: TransferPorts, transfer_id: str, message: str) -> None:
     def change(current: Transfer) -> Transfer:
-        return current.model_copy(update={"state": "failed", "message": message, "updateTime": _now()})
+        return current.model_copy(update={"state": "failed", "message": message, "updateTime": clock.now()})
 
     _announce(ports, ports.store.update_transfer(transfer_id, change))
 
@@ -621,7 +616,7 @@ def _note(
 ) -> None:
     def change(current: Transfer) -> Transfer:
         return current.model_copy(
-            update={"message": message, "updateTime": _now(), "state": state or current.state}
+            update={"message": message, "updateTime": clock.now(), "state": state or current.state}
         )
 
     ports.store.update_transfer(transfer_id, change)
@@ -663,7 +658,7 @@ def _recount(
                 "bytesDone": placed_bytes,
                 "errors": [FileError(path=path, error=error) for path, error in failed],
                 "state": state,
-                "updateTime": _now(),
+                "updateTime": clock.now(),
             }
         )
 
@@ -702,10 +697,10 @@ def resumed(current: Transfer, attempt: int, attempts: int) -> Transfer:
             update={
                 "state": "failed",
                 "message": f"gave up after {attempts} attempts to resume it: {reason}",
-                "updateTime": _now(),
+                "updateTime": clock.now(),
             }
         )
-    return current.model_copy(update={"state": "staging", "stagingDone": False, "updateTime": _now()})
+    return current.model_copy(update={"state": "staging", "stagingDone": False, "updateTime": clock.now()})
 
 
 def resume(ports: TransferPorts, transfer: Transfer, work: str | None) -> Transfer:

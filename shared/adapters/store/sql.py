@@ -16,6 +16,7 @@ from shared.adapters.store.migrations import MIGRATIONS
 from shared.adapters.store.sql_deadletters import DeadLetterTables
 from shared.adapters.store.sql_events import EventTables
 from shared.adapters.store.sql_transfers import TransferTables
+from shared.core import clock
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shared.core.models import Account, ServiceSpec, Stack, Vocabulary
 
@@ -173,10 +174,6 @@ def dialect_for(database_url: str) -> Dialect:
     )
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 IDLE_CONNECTIONS = 8
 """Connections kept open between transactions at the least; a store keeps as many as it has had in
 use at once (under full load, one per server thread), so that a steady load opens none."""
@@ -294,7 +291,7 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
                     db.run(statement)
                 db.run(
                     "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                    (version, description, _now()),
+                    (version, description, clock.now()),
                 )
                 applied_now.append(version)
         if applied_now:
@@ -365,8 +362,8 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
                     record.token_generation,
                     *_email_change_columns(record),
                     account.model_dump_json(),
-                    _now(),
-                    _now(),
+                    clock.now(),
+                    clock.now(),
                 ),
             )
 
@@ -395,7 +392,7 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
                     record.token_generation,
                     *_email_change_columns(record),
                     record.account.model_dump_json(),
-                    _now(),
+                    clock.now(),
                     account_id,
                 ),
             )
@@ -510,7 +507,7 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
             db.run(
                 "INSERT INTO stacks (id, owner, status, model_version, data, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (stack.id, owner, stack.status, version, document, _now(), _now()),
+                (stack.id, owner, stack.status, version, document, clock.now(), clock.now()),
             )
             self._index_services(db, owner, stack)
 
@@ -526,7 +523,7 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
             document, version = _stack_document(stack)
             db.run(
                 "UPDATE stacks SET status = ?, model_version = ?, data = ?, updated_at = ? WHERE id = ?",
-                (stack.status, version, document, _now(), sid),
+                (stack.status, version, document, clock.now(), sid),
             )
             self._index_services(db, owner, stack)
         return stack

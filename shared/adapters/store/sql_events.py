@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
+
+from shared.core import clock
 
 
 class _Statements(Protocol):
@@ -29,7 +30,7 @@ class EventTables:
         """Whether this delivery may act on the event: True the first time, and when an earlier
         delivery claimed it more than ``lease`` seconds ago without finishing (it died); False while
         another delivery acts on it, and once one has."""
-        now = int(time.time())
+        now = clock.now()
         with self._transaction(write=True) as db:
             # Inserted first, so that two deliveries of a new event meet at the primary key.
             if db.run(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from shared.core import clock
 from shared.core.errors import NotFound
 from shared.core.models import Export, Transfer, TransferFile
 
@@ -20,10 +20,6 @@ class _Statements(Protocol):
 
 class _Dialect(Protocol):
     def for_update(self) -> str: ...
-
-
-def _now() -> int:
-    return int(time.time())
 
 
 class TransferTables:
@@ -49,8 +45,8 @@ class TransferTables:
                     transfer.state,
                     transfer.model_dump_json(),
                     work,
-                    _now(),
-                    _now(),
+                    clock.now(),
+                    clock.now(),
                 ),
             )
             return True
@@ -88,7 +84,7 @@ class TransferTables:
             claimed = db.run(
                 "UPDATE transfers SET state = ?, data = ?, attempts = attempts + 1, updated_at = ?"
                 " WHERE id = ? AND updated_at < ?",
-                (transfer.state, transfer.model_dump_json(), _now(), transfer_id, before),
+                (transfer.state, transfer.model_dump_json(), clock.now(), transfer_id, before),
             )
             if claimed != 1:
                 return None
@@ -122,7 +118,7 @@ class TransferTables:
             transfer = change(Transfer.model_validate_json(row[0]))
             db.run(
                 "UPDATE transfers SET state = ?, data = ?, updated_at = ? WHERE id = ?",
-                (transfer.state, transfer.model_dump_json(), _now(), transfer_id),
+                (transfer.state, transfer.model_dump_json(), clock.now(), transfer_id),
             )
         return transfer
 
@@ -226,7 +222,7 @@ class TransferTables:
                 return False
             db.run(
                 "INSERT INTO exports (id, owner, state, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (export.id, export.user, export.state, export.model_dump_json(), _now(), _now()),
+                (export.id, export.user, export.state, export.model_dump_json(), clock.now(), clock.now()),
             )
             return True
 
@@ -254,7 +250,7 @@ class TransferTables:
             export = change(Export.model_validate_json(row[0]))
             db.run(
                 "UPDATE exports SET state = ?, data = ?, work = COALESCE(?, work), updated_at = ? WHERE id = ?",
-                (export.state, export.model_dump_json(), work, _now(), export_id),
+                (export.state, export.model_dump_json(), work, clock.now(), export_id),
             )
         return export
 
@@ -289,7 +285,7 @@ class TransferTables:
             claimed = db.run(
                 "UPDATE exports SET state = ?, data = ?, attempts = attempts + 1, updated_at = ?"
                 " WHERE id = ? AND updated_at < ?",
-                (export.state, export.model_dump_json(), _now(), export_id, before),
+                (export.state, export.model_dump_json(), clock.now(), export_id, before),
             )
             if claimed != 1:
                 return None
@@ -302,7 +298,7 @@ class TransferTables:
             db.run("DELETE FROM shovels WHERE owner = ? AND stack_id = ?", (owner, stack_id))
             db.run(
                 "INSERT INTO shovels (owner, stack_id, data, seen_at) VALUES (?, ?, ?, ?)",
-                (owner, stack_id, json.dumps(heartbeat), _now()),
+                (owner, stack_id, json.dumps(heartbeat), clock.now()),
             )
 
     def list_heartbeats(self) -> Iterator[tuple[str, str, dict[str, Any], int]]:

@@ -11,11 +11,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.clowder_pairing import API_KEY, SECRET
 from tests.clowder_server import ClowderServer
 from tests.test_clowder_jobs import delete_queues, final_status, submit, wait_for
 from tests.test_e2e import STATIC_SPEC, Platform, bearer, user_with_spec, wait_for_status
 from tests.test_shovel import AMQP_URL, require_rabbitmq
-from tests.test_transfer_flow import API_KEY, SECRET
 
 pytestmark = pytest.mark.e2e
 

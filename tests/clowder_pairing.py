@@ -24,7 +24,6 @@ from shovel.local import attach_shovels
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
 from tests.support import WAIT_SECONDS, remove_stacks
-from tests.test_e2e import Platform as WorkbenchProcess
 
 SECRET = "pairing-secret-shared-with-clowder"
 API_KEY = "clowder-api-key"
@@ -115,22 +114,6 @@ def paired_environment(clowder: ClowderServer, extra_environment: dict[str, str]
         "WORKBENCH_PORT": str(free_port()),
         **extra_environment,
     }
-
-
-@pytest.fixture
-def paired_workbench(tmp_path: Path, clowder: ClowderServer) -> Iterator[WorkbenchProcess]:
-    """``workbench run`` as a process, paired with ``clowder``."""
-    settings = {
-        "WORKBENCH_CLOWDER_URL": clowder.url,
-        "WORKBENCH_CLOWDER_API_KEY": API_KEY,
-        "WORKBENCH_EVENT_SECRET": SECRET,
-    }
-    workbench = WorkbenchProcess(tmp_path / "data", settings=settings)
-    workbench.start()
-    try:
-        yield workbench
-    finally:
-        workbench.stop()
 
 
 @pytest.fixture

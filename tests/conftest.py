@@ -16,8 +16,8 @@ from shared.core.settings import Settings
 
 pytest_plugins = ["tests.diagnostics"]
 
-# The fixtures of a platform paired with the Clowder test server, for the modules of transfer tests.
-pytest_plugins = ["tests.clowder_pairing"]
+# The fixtures of a platform paired with the Clowder test server, and of ``workbench run`` as a process.
+pytest_plugins = ["tests.clowder_pairing", "tests.workbench_process"]
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("WORKBENCH_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")

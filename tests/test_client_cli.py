@@ -7,7 +7,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 
 from shared.adapters.runtime.processes import free_port
 from shared.bootstrap import Platform as LocalPlatform
-from tests.clowder_pairing import API_KEY
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, Api
 from tests.support import wait_for_status
@@ -144,16 +142,6 @@ def test_not_logged_in_or_unreachable_is_one_clear_line(tmp_path: Path) -> None:
 # --- against the local platform --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def workbench(tmp_path: Path) -> Iterator[Platform]:
-    platform = Platform(tmp_path / "data")
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
-
-
 @pytest.mark.e2e
 def test_log_in_browse_the_catalog_and_run_a_stack(workbench: Platform, tmp_path: Path) -> None:
     cli = Cli(tmp_path / "config" / "workbench.json", workbench.url)
@@ -206,26 +194,15 @@ def test_log_in_browse_the_catalog_and_run_a_stack(workbench: Platform, tmp_path
 # --- with the Clowder test server ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def paired(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
-    settings = {"WORKBENCH_CLOWDER_URL": clowder.url, "WORKBENCH_CLOWDER_API_KEY": API_KEY}
-    platform = Platform(tmp_path / "data", settings=settings)
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
-
-
 @pytest.mark.e2e
 def test_send_a_dataset_follow_it_and_export_a_folder(
-    paired: Platform, clowder: ClowderServer, tmp_path: Path
+    paired_workbench: Platform, clowder: ClowderServer, tmp_path: Path
 ) -> None:
     content = {"readme.txt": b"hello from Clowder\n", "raw/data.bin": os.urandom(500_000)}
     dataset_id = clowder.add_dataset("Field Study")
     clowder.add_files(dataset_id, content)
 
-    http = httpx.Client(base_url=paired.url, timeout=10)
+    http = httpx.Client(base_url=paired_workbench.url, timeout=10)
     admin = http.post("/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
         "token"
     ]
@@ -236,7 +213,7 @@ def test_send_a_dataset_follow_it_and_export_a_folder(
         "password": "carol-password",
     }
     assert http.post("/api/accounts", json=account, headers=bearer(admin)).status_code == 200
-    cli = Cli(tmp_path / "carol.json", paired.url)
+    cli = Cli(tmp_path / "carol.json", paired_workbench.url)
     cli.login("carol", "carol-password")
     assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(token_of(cli))).status_code == 200
     sid = cli.json("stacks", "create", "notebook")["id"]
@@ -247,7 +224,7 @@ def test_send_a_dataset_follow_it_and_export_a_folder(
     assert "Completed: 2 files in Clowder/incoming" in output
     # Where the app sees them: STATIC_SPEC mounts its folder at /home/user/work.
     assert f"in {sid}-notebook: /home/user/work/clowder/incoming" in output
-    home = paired.data_dir / "home" / "carol"
+    home = paired_workbench.data_dir / "home" / "carol"
     assert (home / "Clowder" / "incoming" / "readme.txt").read_bytes() == content["readme.txt"]
     assert (home / "Clowder" / "incoming" / "raw" / "data.bin").read_bytes() == content["raw/data.bin"]
     refusal = cli.failed("send", dataset_id, "--to", "../AppData")

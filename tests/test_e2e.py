@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -71,21 +71,22 @@ class Platform:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)
 
+    def __enter__(self) -> Platform:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # one that never came up is not left running
+            raise
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.stop()
+
     def mails(self) -> list[Any]:
         return [
             message_from_bytes(path.read_bytes(), policy=policy.default)
             for path in sorted((self.data_dir / "outbox").glob("*.eml"))
         ]
-
-
-@pytest.fixture
-def workbench(tmp_path: Path) -> Iterator[Platform]:
-    platform = Platform(tmp_path / "data")
-    platform.start()
-    try:
-        yield platform
-    finally:
-        platform.stop()
 
 
 def wait_for_status(

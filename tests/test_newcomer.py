@@ -16,7 +16,7 @@ import pytest
 from shared.tools.cli import parser
 from tests.conftest import ADMIN_PASSWORD, ROOT
 from tests.test_client_cli import EXECUTABLE, Cli, wait_for_stack
-from tests.test_e2e import Platform, workbench  # noqa: F401 (the fixture)
+from tests.test_e2e import Platform
 
 README = ROOT / "README.md"
 EXAMPLE_SID = "s1abcd"
@@ -58,7 +58,7 @@ def test_the_readme_says_where_workbench_is() -> None:
 
 
 @pytest.mark.e2e
-def test_the_readme_examples_run_as_written(workbench: Platform, tmp_path: Path) -> None:  # noqa: F811
+def test_the_readme_examples_run_as_written(workbench: Platform, tmp_path: Path) -> None:
     """Every example of the README's block against `workbench run` (send and export need a Clowder,
     so they are only parsed), with the platform's address and the stack id it printed put in."""
     admin = httpx.post(
@@ -101,7 +101,7 @@ def test_the_readme_examples_run_as_written(workbench: Platform, tmp_path: Path)
 
 
 @pytest.mark.e2e
-def test_an_empty_user_catalog_is_listed_not_a_traceback(workbench: Platform, tmp_path: Path) -> None:  # noqa: F811
+def test_an_empty_user_catalog_is_listed_not_a_traceback(workbench: Platform, tmp_path: Path) -> None:
     """`workbench catalog list --catalog user` with nothing in the caller's own catalog."""
     cli = Cli(tmp_path / "config.json", workbench.url)
     cli.login("admin", ADMIN_PASSWORD)

@@ -82,3 +82,26 @@ def test_retry_after_reads_seconds_only() -> None:
     assert retry_after(" 7 ") == 7.0
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert retry_after(None) is None
+
+
+def test_the_wait_can_be_cut_short() -> None:
+    class Stopped(Exception):
+        pass
+
+    waits: list[float] = []
+    calls = 0
+
+    def attempt(now: Attempt) -> None:
+        nonlocal calls
+        calls += 1
+        raise Again("busy")
+
+    def stop_on_second_wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        Policy(retries=5, backoff=1.0).run(attempt, sleep=stop_on_second_wait)
+    assert calls == 2
+    assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0

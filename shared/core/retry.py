@@ -9,12 +9,13 @@ API:
     other half, so that many workers retrying at once spread out; a server's ``Retry-After`` (in
     seconds, capped at ``max_backoff``) lengthens the wait, never shortens it.
 
-``policy.run(attempt, on_retry=None)``
+``policy.run(attempt, on_retry=None, sleep=time.sleep)``
     Calls ``attempt(Attempt(number, last))`` until it returns, and returns its value. An attempt that
     may be repeated raises ``Again(reason, retry_after=None)``; any other exception ends the run at
     once and reaches the caller. On its ``last`` attempt a caller raises its own final error instead
     of ``Again`` (an ``Again`` raised then reaches the caller as it is). ``on_retry(number, again)``
-    runs before each wait: the place for the log line.
+    runs before each wait: the place for the log line. ``sleep(seconds)`` waits: one that a stop
+    request cuts short, and raises to end the run, makes the retries cancellable.
 
 ``policy.delay(n, retry_after)`` and ``policy.pause(n, retry_after)``
     The wait before repeat ``n``, and that wait slept: for loops that cannot be a function call, such
@@ -84,7 +85,12 @@ class Policy:
         if delay > 0:
             time.sleep(delay)
 
-    def run(self, attempt: Callable[[Attempt], T], on_retry: Callable[[int, Again], None] | None = None) -> T:
+    def run(
+        self,
+        attempt: Callable[[Attempt], T],
+        on_retry: Callable[[int, Again], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> T:
         """``attempt`` called until it returns or raises anything but ``Again`` (see the module's doc)."""
         import tenacity
 
@@ -108,6 +114,7 @@ class Policy:
             wait=wait,
             retry=tenacity.retry_if_exception_type(Again),
             before_sleep=before_sleep,
+            sleep=sleep,
             reraise=True,
         )
         return retrying(once)

@@ -89,11 +89,6 @@ class AmqpBus:
         """The queues declared on the publishing connection."""
         self._closed = threading.Event()
 
-    @property
-    def address(self) -> str:
-        """``host:port`` of the broker, for messages (the URL would carry the password)."""
-        return self._address
-
     def publish(self, queue: str, body: bytes) -> None:
         def send(channel: BlockingChannel) -> None:
             self._declare(channel, queue)

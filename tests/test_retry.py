@@ -105,3 +105,24 @@ def test_the_wait_can_be_cut_short() -> None:
         Policy(retries=5, backoff=1.0).run(attempt, sleep=stop_on_second_wait)
     assert calls == 2
     assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0
+
+
+def test_linear_waits_without_jitter_are_exact() -> None:
+    policy = Policy(retries=10, backoff=1.5, max_backoff=5.0, linear=True, jitter=False)
+    assert [policy.delay(n) for n in range(1, 6)] == [1.5, 3.0, 4.5, 5.0, 5.0]
+    # Without jitter the exponential waits are exact too, and Retry-After still lengthens them.
+    exact = Policy(retries=10, backoff=1.0, jitter=False)
+    assert [exact.delay(n) for n in range(1, 5)] == [1.0, 2.0, 4.0, 8.0]
+    assert exact.delay(1, retry_after=3.0) == 3.0
+
+
+def test_a_linear_run_sleeps_the_linear_waits() -> None:
+    waits: list[float] = []
+
+    def attempt(now: Attempt) -> int:
+        if not now.last:
+            raise Again("busy")
+        return now.number
+
+    assert Policy(retries=3, backoff=1.0, linear=True, jitter=False).run(attempt, sleep=waits.append) == 4
+    assert waits == [1.0, 2.0, 3.0]

@@ -3,11 +3,13 @@ a log line before each wait; run by tenacity.
 
 API:
 
-``Policy(retries, backoff, max_backoff=30.0)``
+``Policy(retries, backoff, max_backoff=30.0, linear=False, jitter=True)``
     At most ``retries`` repeats after the first attempt. Before repeat ``n`` (1 for the first repeat)
     it waits half of ``min(max_backoff, backoff * 2 ** (n - 1))`` plus a random part of up to the
     other half, so that many workers retrying at once spread out; a server's ``Retry-After`` (in
-    seconds, capped at ``max_backoff``) lengthens the wait, never shortens it.
+    seconds, capped at ``max_backoff``) lengthens the wait, never shortens it. ``linear`` grows the
+    wait by ``backoff`` each time (``backoff * n``) instead of doubling it; without ``jitter`` the
+    wait is the whole of it, the same every time.
 
 ``policy.run(attempt, on_retry=None, sleep=time.sleep)``
     Calls ``attempt(Attempt(number, last))`` until it returns, and returns its value. An attempt that
@@ -70,12 +72,18 @@ class Policy:
     retries: int
     backoff: float
     max_backoff: float = MAX_BACKOFF_SECONDS
+    linear: bool = False
+    """``backoff * n`` before repeat ``n``, for waits that grow slowly; else ``backoff * 2 ** (n - 1)``."""
+    jitter: bool = True
+    """Half the wait fixed, half random; without it, the whole wait every time."""
 
     def delay(self, repeat: int, retry_after: float | None = None) -> float:
         """Seconds to wait before repeat ``repeat`` (1 for the first)."""
-        delay = min(self.max_backoff, self.backoff * 2.0 ** (repeat - 1))
-        # Half fixed, half random: retries from many workers spread out instead of arriving together.
-        delay = delay / 2 + _jitter.uniform(0, delay / 2)
+        growth = float(repeat) if self.linear else 2.0 ** (repeat - 1)
+        delay = min(self.max_backoff, self.backoff * growth)
+        if self.jitter:
+            # Half fixed, half random: retries from many workers spread out instead of arriving together.
+            delay = delay / 2 + _jitter.uniform(0, delay / 2)
         if retry_after is not None:
             delay = max(delay, min(self.max_backoff, retry_after))
         return delay

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from shared.bootstrap import Platform
 from shared.domain.deadletters import ERROR_DATA_LIMIT, error_data
 from shared.serving import registry
 from shared.tools.gateway import Gateway
+from shared.tools.ingress import EventIngress, WSGIApp
 from tests.conftest import Api
 
 REPLY = b'{"Error": "the signature does not match"}'
@@ -193,6 +195,49 @@ def test_the_local_broker_dead_letters_through_the_function_too(api: Api, platfo
         assert platform.store.list_transfers() == []
     finally:
         gateway.ingress.close()
+
+
+@pytest.mark.parametrize(
+    ("answers", "deliveries", "dead"),
+    [
+        pytest.param([503, 429, 409, 404, 201], 5, False, id="5xx-and-knatives-retried-4xx-then-success"),
+        pytest.param([400, 200], 1, True, id="other-4xx-is-final"),
+        pytest.param([500] * 9, 5, True, id="5xx-until-the-attempts-run-out"),
+    ],
+)
+def test_the_local_broker_retries_what_knative_retries(
+    platform: Platform, tmp_path: Path, answers: list[int], deliveries: int, dead: bool
+) -> None:
+    """Each delivery the function answers with the next status of ``answers``: 5xx and 404, 409, 429
+    are delivered again, up to five deliveries in all, and what still fails goes to the deadletter
+    function once."""
+    calls: list[str] = []
+
+    def app_for(name: str) -> WSGIApp:
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            calls.append(name)
+            status = answers[calls.count(name) - 1] if name == "transfer" else 202
+            start_response(f"{status} Status", [("Content-Length", "0")])
+            return [b""]
+
+        return app
+
+    ingress = EventIngress(app_for, tmp_path / "deadletter", backoff_seconds=0.01)
+    try:
+        event = codec.new_event(
+            types.TRANSFER_REQUESTED,
+            {"clowder_url": "https://clowder.example.org", "dataset_id": "42", "email": "a@example.org"},
+            source="https://clowder.example.org",
+            secret=platform.event_secret,
+        )
+        headers, body = codec.to_http(event, "binary")
+        assert WsgiClient(ingress).post("/", headers=headers, data=body).status_code == 202
+        assert ingress.wait_idle(30)
+    finally:
+        ingress.close()
+    assert calls.count("transfer") == deliveries
+    assert calls.count(registry.DEAD_LETTER_FUNCTION) == (1 if dead else 0)
+    assert len(list((tmp_path / "deadletter").glob("*.json"))) == (1 if dead else 0)
 
 
 def test_the_local_broker_routes_no_event_to_the_catch_all() -> None:

@@ -104,10 +104,11 @@ class EventIngress:
         from werkzeug.test import EnvironBuilder, run_wsgi_app
 
         from events import codec
+        from shared.core.retry import Again, Attempt, Policy
 
         headers, body = codec.to_http(event, "binary")
-        status, answer = 0, b""
-        for attempt in range(1, self.attempts + 1):
+
+        def once(now: Attempt) -> tuple[int, bytes]:
             environ = EnvironBuilder(
                 path="/", method="POST", headers=list(headers.items()), data=body
             ).get_environ()
@@ -118,13 +119,13 @@ class EventIngress:
             except Exception as error:
                 log.exception("delivering %s to %s failed", event.id, function_name)
                 status, answer = 500, str(error).encode()
-            if 200 <= status < 300:
-                break
-            if status < 500 and status not in RETRIED:
-                break
-            if attempt < self.attempts:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-        return status, answer
+            if not now.last and (status >= 500 or status in RETRIED):
+                raise Again(f"{function_name} answered {status}")
+            return status, answer
+
+        # Without jitter, as a Trigger's exponential backoffPolicy waits: backoff * 2 ** (n - 1).
+        policy = Policy(retries=max(0, self.attempts - 1), backoff=self.backoff_seconds, jitter=False)
+        return policy.run(once)
 
     def _dead_letter(self, event: Event, function_name: str, status: int, answer: bytes) -> None:
         """Keep what could not be delivered, with the ``knativeerror*`` facts a dead-letter sink gets."""

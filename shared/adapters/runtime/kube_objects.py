@@ -256,14 +256,15 @@ def shovel_account(placement: Placement) -> Manifest:
 
 
 def shovel_role(placement: Placement) -> Manifest:
-    """What a shovel may do: see its user's pods and start or stop its user's stacks. Only a namespace of
-    the user's own can be scoped so; in a shared one it may read nothing but its own secret."""
+    """What a shovel may do: see its user's pods and deployments. Starting or stopping a stack is not
+    among them: a shovel does that through the API with a short-lived token of that one stack, which
+    each stack command brings. Only a namespace of the user's own can be scoped so; in a shared one it
+    may read nothing but its own secret."""
     rules: list[Manifest]
     if placement.per_user:
         rules = [
             {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
         ]
     else:
         rules = [

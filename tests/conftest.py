@@ -16,8 +16,14 @@ from shared.core.settings import Settings
 
 pytest_plugins = ["tests.diagnostics"]
 
-# The fixtures of a platform paired with the Clowder test server, and of ``workbench run`` as a process.
-pytest_plugins = ["tests.clowder_pairing", "tests.workbench_process"]
+# The fixtures that several modules use: a platform paired with the Clowder test server, ``workbench run``
+# as a process, the browser tests' Chromium, and a Kubernetes runtime on the Kubernetes stand-in.
+pytest_plugins = [
+    "tests.clowder_pairing",
+    "tests.workbench_process",
+    "tests.chromium",
+    "tests.kubernetes_runtime",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("WORKBENCH_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")

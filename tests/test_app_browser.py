@@ -13,15 +13,14 @@ import httpx
 import pytest
 
 from shared.adapters.runtime.docker_engine import OWNER_LABEL
-from tests import engines, test_ui_browser
+from tests import engines
 from tests.clowder_server import ClowderServer
 from tests.conftest import ROOT
 from tests.engines import APP_FOLDER, IMAGE, TAG, Engine, catalog_app, ours
 from tests.test_e2e import Platform, user_with_spec
 from tests.test_ui_browser import SLOW, log_in, screenshot, stack_card, status_of, view
 
-# The fixtures: Chromium, and each engine in turn.
-browser = test_ui_browser.browser
+# The fixture of each engine in turn (Chromium's is the conftest plugin's).
 engine = engines.engine
 
 CLOWDER_KEY = "clowder-api-key-of-the-app-browser-test"

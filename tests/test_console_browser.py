@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
+from tests.chromium import WIDE
 from tests.engines import engine  # noqa: F401 (the fixture)
 from tests.test_console import Site, site  # noqa: F401 (the fixture)
-from tests.test_ui_browser import WIDE, browser, log_in, screenshot  # noqa: F401 (the fixture)
+from tests.test_ui_browser import log_in, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:  # noqa: F811
+def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=WIDE)
     context.set_default_timeout(15_000)
     opened = context.new_page()

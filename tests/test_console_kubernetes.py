@@ -15,16 +15,7 @@ from shared.adapters.runtime.kubernetes import KubernetesRuntime
 from shared.core.errors import NotFound
 from tests.kube_server import KubeServer
 from tests.support import wait_until
-from tests.test_runtime_kubernetes import (  # noqa: F401 (fixtures)
-    LIMITS,
-    NAMESPACE,
-    SID,
-    kube,
-    one_pod,
-    reports,
-    runtime,
-    service_plan,
-)
+from tests.test_runtime_kubernetes import LIMITS, NAMESPACE, SID, one_pod, service_plan
 
 # One socket of an exec's websocket client is left for the garbage collector to close (which one is
 # not yet found); the sessions themselves end, as the tests show.
@@ -39,7 +30,7 @@ def collected() -> Iterator[None]:
     gc.collect()
 
 
-def started(kube: KubeServer, runtime: KubernetesRuntime) -> str:  # noqa: F811
+def started(kube: KubeServer, runtime: KubernetesRuntime) -> str:
     plan = StackPlan(owner="alice", sid=SID, services=(service_plan("shell"),), limits=LIMITS)
     runtime.start(plan)
     kube.ready_all(NAMESPACE)
@@ -64,8 +55,8 @@ def alive(pid: int) -> bool:
 
 
 def test_a_console_is_a_shell_in_the_pods_app_container_on_a_terminal(
-    kube: KubeServer,  # noqa: F811
-    runtime: KubernetesRuntime,  # noqa: F811
+    kube: KubeServer,
+    runtime: KubernetesRuntime,
     tmp_path: Path,
 ) -> None:
     kube.exec_home = tmp_path
@@ -94,7 +85,7 @@ def test_a_console_is_a_shell_in_the_pods_app_container_on_a_terminal(
         assert not alive(pid), f"{name} {pid} outlived the console"
 
 
-def test_no_running_pod_no_console(kube: KubeServer, runtime: KubernetesRuntime) -> None:  # noqa: F811
+def test_no_running_pod_no_console(kube: KubeServer, runtime: KubernetesRuntime) -> None:
     plan = StackPlan(owner="alice", sid=SID, services=(service_plan("shell"),), limits=LIMITS)
     runtime.start(plan)  # its pod never becomes ready
     with pytest.raises(NotFound):

@@ -7,7 +7,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,6 @@ SHOVEL_SECRETS = {
 # --- The stand-in and a runtime on it -----------------------------------------------------------
 
 
-@pytest.fixture
-def kube() -> Iterator[KubeServer]:
-    with KubeServer() as server:
-        yield server
-
-
 class Reports(list[StatusReport]):
     def of(self, ssid: str) -> list[tuple[str, str | None]]:
         return [(report.status, report.message) for report in self if report.ssid == ssid]
@@ -96,18 +90,6 @@ def make_runtime(
         remove_wait=2.0,
         clock=clock,
     )
-
-
-@pytest.fixture
-def reports() -> Reports:
-    return Reports()
-
-
-@pytest.fixture
-def runtime(kube: KubeServer, reports: Reports) -> Iterator[KubernetesRuntime]:
-    instance = make_runtime(kube, reports)
-    yield instance
-    instance.close()
 
 
 def service_plan(

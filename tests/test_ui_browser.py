@@ -6,24 +6,21 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.chromium import NARROW
 from tests.clowder_server import ClowderServer
-from tests.conftest import ADMIN_PASSWORD, ROOT, services_required
+from tests.conftest import ADMIN_PASSWORD, ROOT
 from tests.test_e2e import STATIC_SPEC, Platform, bearer, token
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = Path(os.environ.get("WORKBENCH_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = ROOT / "var" / "screenshots"
 CLOWDER_KEY = "clowder-api-key"
 PASSWORD = "carol-password"
-WIDE = {"width": 1280, "height": 800}
-NARROW = {"width": 360, "height": 740}
 SLOW = 40_000
 """Milliseconds a stack may take to start or stop, or a transfer to finish, before a test fails."""
 
@@ -34,31 +31,6 @@ FAILING_SPEC = {
     "description": "Exits at once, so every start of it fails",
 }
 FAILING_COMMAND = "sh -c 'echo cannot open the data folder >&2; exit 3'"
-
-
-def missing(reason: str) -> None:
-    """Skip when the browser is missing; with WORKBENCH_REQUIRE_SERVICES set (CI), fail instead."""
-    message = f"the browser tests need Chromium and Playwright: {reason}"
-    if services_required():
-        pytest.fail(message + " (WORKBENCH_REQUIRE_SERVICES is set)")
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        missing(f"no {CHROMIUM} (Debian: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as error:
-        missing(f"the Python package playwright is not installed ({error})")
-    with sync_playwright() as playwright:
-        # Debian's build, never one downloaded by Playwright.
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,28 +63,6 @@ def workbench(tmp_path_factory: pytest.TempPathFactory, clowder: ClowderServer) 
         yield platform
     finally:
         platform.stop()
-
-
-@pytest.fixture
-def page(browser: Any, workbench: Platform) -> Iterator[Any]:
-    context = browser.new_context(viewport=WIDE)
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    problems: list[str] = []
-    opened.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    opened.on(
-        "console",
-        lambda message: (
-            problems.append(message.text)
-            if message.type == "error" and "Failed to load resource" not in message.text
-            else None
-        ),
-    )
-    try:
-        yield opened
-    finally:
-        context.close()
-    assert problems == [], "the page logged errors"
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:

@@ -13,10 +13,8 @@ from tests.test_e2e import STATIC_SPEC, Platform, bearer
 from tests.test_ui_browser import (
     PASSWORD,
     SLOW,
-    browser,
     clowder,
     log_in,
-    page,
     pytestmark,
     stack_card,
     status_of,
@@ -25,7 +23,7 @@ from tests.test_ui_browser import (
     workbench,
 )
 
-__all__ = ["browser", "clowder", "page", "pytestmark", "workbench"]
+__all__ = ["clowder", "pytestmark", "workbench"]
 
 INTERNAL_SPEC = {
     **STATIC_SPEC,

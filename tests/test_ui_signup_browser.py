@@ -10,13 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.chromium import NARROW
 from tests.conftest import ADMIN_PASSWORD
 from tests.test_e2e import Platform, bearer
-from tests.test_ui_browser import browser, page, screenshot, token
+from tests.test_ui_browser import screenshot, token
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-
-__all__ = ["browser", "page"]  # the fixtures this module's tests use, shared with the page's other tests
 
 LINK = re.compile(r"https?://\S+")
 
@@ -206,8 +205,6 @@ def test_forgot_the_password_then_set_a_new_one_from_the_mail(page: Any, workben
 
 def test_the_account_views_fit_a_narrow_screen(browser: Any, workbench: Platform) -> None:
     from playwright.sync_api import expect
-
-    from tests.test_ui_browser import NARROW
 
     context = browser.new_context(viewport=NARROW, device_scale_factor=1)
     try:

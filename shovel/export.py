@@ -15,10 +15,11 @@ from typing import IO, BinaryIO, cast
 import httpx
 
 from events.types import ExportUploaded, FileProblem, UploadedFile
+from shared.core.retry import Again, Attempt
 from shared.domain.messages import ExportCommand
 from shovel.folders import OPEN_FILE, HomeFolders
 from shovel.placing import PARTIAL_FOLDER, PlacementError, folder_in_home
-from shovel.sync import ATTEMPTS, CHUNK_SIZE, RETRY_SECONDS, TIMEOUT, Retry, Stopping
+from shovel.sync import ATTEMPTS, CHUNK_SIZE, TIMEOUT, Retry, Stopping, retry_policy, stoppable_pause
 from shovel.worker import CommandWorker
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ class Exporter(CommandWorker):
         self, command: ExportCommand, folders: HomeFolders, path: str, located: str
     ) -> UploadedFile | FileProblem:
         key = command.key_prefix + path
-        for attempt in range(1, ATTEMPTS + 1):
+
+        def once(now: Attempt) -> UploadedFile | FileProblem:
             if self.cancelled():
                 raise Stopping
             try:
@@ -112,11 +114,14 @@ class Exporter(CommandWorker):
                 log.warning("export %s: %r failed: %s", command.export_id, path, error)
                 return FileProblem(path=path, error=f"could not read it: {error.strerror or error}")
             except Retry as error:
-                if attempt == ATTEMPTS:
+                if now.last:
                     return FileProblem(path=path, error=f"the upload failed {ATTEMPTS} times, last: {error}")
-                log.info("upload of %r failed (%s); trying again", path, error)
-                self.pause(RETRY_SECONDS * attempt)
-        raise AssertionError("unreachable")
+                raise Again(str(error)) from None
+
+        def retrying(number: int, again: Again) -> None:
+            log.info("upload of %r failed (%s); trying again", path, again.reason)
+
+        return retry_policy().run(once, retrying, sleep=stoppable_pause(self.pause, self.cancelled))
 
     def _post(
         self, command: ExportCommand, folders: HomeFolders, path: str, located: str, key: str

@@ -25,6 +25,7 @@ from shared.adapters.objectstore import blob_key
 from shared.core.durable import new_durable_file
 from shared.core.http import BodyBroken, Pools
 from shared.core.paths import MAX_PATH_BYTES, has_control
+from shared.core.retry import Again, Attempt, Policy
 from shared.domain.messages import SyncCommand, SyncFile
 from shovel.folders import HomeFolders, open_folder
 from shovel.placing import (
@@ -58,6 +59,26 @@ class Stopping(Exception):
 
 class Retry(Exception):
     """A failure that may pass (a dropped connection, a 5xx answer): try the file again."""
+
+
+def retry_policy() -> Policy:
+    """A file's download or upload: ``ATTEMPTS`` attempts, ``RETRY_SECONDS * n`` before repeat ``n``
+    (read at each call, so that tests can shorten it)."""
+    return Policy(retries=ATTEMPTS - 1, backoff=RETRY_SECONDS, linear=True, jitter=False)
+
+
+def stoppable_pause(
+    pause: Callable[[float], object], cancelled: Callable[[], bool]
+) -> Callable[[float], None]:
+    """The wait between a file's attempts: cut short by the shovel's stop, which then ends the retries
+    with ``Stopping`` (the command goes back to the queue)."""
+
+    def wait(seconds: float) -> None:
+        pause(seconds)
+        if cancelled():
+            raise Stopping
+
+    return wait
 
 
 @dataclass(frozen=True)
@@ -309,17 +330,20 @@ class Syncer(CommandWorker):
         copied = self._copy_staged(file, work, partial)
         if copied is not None:
             return copied
-        for attempt in range(1, ATTEMPTS + 1):
+        url = file.url
+
+        def once(now: Attempt) -> str:
             try:
-                return self._fetch(file.url, file, work, partial)
+                return self._fetch(url, file, work, partial)
             except Retry as error:
-                if attempt == ATTEMPTS:
+                if now.last:
                     raise PlacementError(f"the download failed {ATTEMPTS} times, last: {error}") from None
-                log.info("download of %r failed (%s); trying again", file.path, error)
-                self.pause(RETRY_SECONDS * attempt)
-                if self.cancelled():
-                    raise Stopping from None
-        raise AssertionError("unreachable")
+                raise Again(str(error)) from None
+
+        def retrying(number: int, again: Again) -> None:
+            log.info("download of %r failed (%s); trying again", file.path, again.reason)
+
+        return retry_policy().run(once, retrying, sleep=stoppable_pause(self.pause, self.cancelled))
 
     def _fetch(self, url: str, file: SyncFile, work: int, partial: str) -> str:
         digest = hashlib.sha256()

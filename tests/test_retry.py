@@ -126,3 +126,33 @@ def test_a_linear_run_sleeps_the_linear_waits() -> None:
 
     assert Policy(retries=3, backoff=1.0, linear=True, jitter=False).run(attempt, sleep=waits.append) == 4
     assert waits == [1.0, 2.0, 3.0]
+
+
+def test_the_shovels_file_retries_wait_as_they_did_and_end_at_a_stop() -> None:
+    """A shovel's download or upload: three attempts, one second before the second and two before the
+    third; a stop during a wait ends the retries with Stopping."""
+    from shovel import sync
+
+    policy = sync.retry_policy()
+    assert policy.retries == sync.ATTEMPTS - 1 == 2
+    assert [policy.delay(n) for n in (1, 2)] == [1.0, 2.0]
+
+    waits: list[float] = []
+
+    def pause(seconds: float) -> None:
+        waits.append(seconds)
+
+    def cancelled() -> bool:
+        return len(waits) == 2
+
+    calls = 0
+
+    def attempt(now: Attempt) -> None:
+        nonlocal calls
+        calls += 1
+        raise Again("dropped")
+
+    with pytest.raises(sync.Stopping):
+        policy.run(attempt, sleep=sync.stoppable_pause(pause, cancelled))
+    assert waits == [1.0, 2.0]
+    assert calls == 2

@@ -18,6 +18,7 @@ from shared.tools import client_cli
 
 if TYPE_CHECKING:
     from shared.bootstrap import Platform
+    from shared.core.models import Stack
 
 log = logging.getLogger("workbench")
 
@@ -200,17 +201,40 @@ def init(arguments: argparse.Namespace) -> int:
 
 def _end_processes(current: Platform) -> None:
     """End the local services on the way out; their stacks start again with the next run."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from shared.domain import stacks
 
     if not current.has("runtime") or current.runtime_kind != "local":
         return  # stacks on a cluster or in containers run on without this process: not ended with it
     runtime = current.runtime
-    for owner, stack in current.store.list_all_stacks():
-        if stack.status in ("starting", "started", "error", "stopping"):
-            try:
-                runtime.remove(stacks.plan_for(current, owner, stack))
-            except WorkbenchError as error:
-                log.warning("could not end stack %s: %s", stack.id, error.message)
+    running = [
+        (owner, stack)
+        for owner, stack in current.store.list_all_stacks()
+        if stack.status in ("starting", "started", "error", "stopping")
+    ]
+
+    def end(owner: str, stack: Stack) -> None:
+        try:
+            runtime.remove(stacks.plan_for(current, owner, stack))
+        except WorkbenchError as error:
+            log.warning("could not end stack %s: %s", stack.id, error.message)
+        except Exception:
+            # One stack's failure must not leave the others' processes running.
+            log.exception("could not end stack %s", stack.id)
+
+    if not running:
+        return
+    # All at once: each waits for its processes to end (a shovel takes about a second), and one after
+    # another many stacks took longer than a supervisor waits before it kills this process, leaving
+    # the rest running.
+    with ThreadPoolExecutor(min(len(running), END_WORKERS), thread_name_prefix="end stack") as pool:
+        for owner, stack in running:
+            pool.submit(end, owner, stack)
+
+
+END_WORKERS = 64
+"""Stacks ended at once on the way out; each worker mostly waits for processes to exit."""
 
 
 def catalog_import(arguments: argparse.Namespace) -> int:

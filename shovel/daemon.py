@@ -179,6 +179,7 @@ class Shovel:
             commands.shutdown(wait=True)
             stacks.shutdown(wait=True)
             files.shutdown(wait=True)
+            syncer.close()
             beats.join(SHUTDOWN_SECONDS)
             self.heartbeat.beat("stopping", self.last_sync)
             client.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.core.errors import InvalidInput
+from shared.core.paths import has_control
 from shared.core.settings import EnvironmentReader
 
 ConflictPolicy = Literal["keep-both", "overwrite", "skip"]
@@ -136,7 +137,7 @@ def from_env(environ: Mapping[str, str]) -> ShovelSettings:
 def _check_name(value: str, variable: str) -> None:
     if not value or not value.strip():
         raise InvalidInput("must be set", field=variable)
-    if "/" in value or any(ord(character) < 32 or ord(character) == 127 for character in value):
+    if "/" in value or has_control(value):
         raise InvalidInput(f"{value!r} contains a slash or a control character", field=variable)
 
 

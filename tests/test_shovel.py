@@ -1235,6 +1235,20 @@ def test_settings_from_the_environment(home: Path, tmp_path: Path) -> None:
             ShovelSettings.from_env({key: value for key, value in base.items() if key != name})
 
 
+def test_a_user_or_stack_name_with_a_slash_or_a_control_character_is_refused(home: Path) -> None:
+    base = {
+        "WORKBENCH_SHOVEL_USER": USER,
+        "WORKBENCH_SHOVEL_STACK_ID": "s1",
+        "WORKBENCH_SHOVEL_HOME": str(home),
+    }
+    for name in ("WORKBENCH_SHOVEL_USER", "WORKBENCH_SHOVEL_STACK_ID"):
+        for value in ("a/b", "a\nb", "a\x00b", "a\x7fb"):
+            with pytest.raises(InvalidInput, match="a slash or a control character") as caught:
+                ShovelSettings.from_env({**base, name: value})
+            assert caught.value.field == name
+    assert ShovelSettings.from_env({**base, "WORKBENCH_SHOVEL_USER": "d\u00e9a"}).user == "d\u00e9a"
+
+
 def test_cli_needs_rabbitmq(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

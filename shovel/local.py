@@ -19,7 +19,9 @@ from shovel.settings import PREFIX, ShovelSettings
 
 log = logging.getLogger(__name__)
 
-STOP_SECONDS = 15.0
+STOP_SECONDS = 8.0
+"""How long a shovel may take to end before it is killed: within the 10 s a supervisor (systemd, a
+container engine) gives `workbench run` to end, so that none outlives it."""
 
 
 @dataclass(frozen=True)

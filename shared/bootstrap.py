@@ -188,19 +188,19 @@ class Platform:
         from events.signing import derive_key
         from shared.adapters.runtime.kube_api import KubeApi
         from shared.adapters.runtime.kube_objects import ShovelSidecar
-        from shared.adapters.runtime.kubernetes import SHOVEL_TOKEN_SECONDS, KubernetesRuntime, ShovelSupply
+        from shared.adapters.runtime.kubernetes import KubernetesRuntime, ShovelSupply
 
         def shovel_secrets(user: str) -> dict[str, str]:
             return {
                 "amqp-url": self.settings.amqp.url or "",
                 "signing-key": derive_key(self.event_secret, f"shovel:{user}").hex(),
-                "api-token": self.tokens.issue(user, lifetime_seconds=SHOVEL_TOKEN_SECONDS),
             }
 
         sidecar = ShovelSidecar(
             image=self.settings.runtime.kubernetes.shovel_image,
             events_url=self.events_url,
             api_url=self.settings.server.origin,
+            attempts=self.settings.recovery.shovel_attempts,
         )
         return KubernetesRuntime(
             self.settings.runtime,

@@ -449,6 +449,33 @@ def test_the_shovel_is_a_native_sidecar_of_the_main_service_on_the_same_home(
     assert "initContainers" not in deployment(kube, "s1abcd-backend")["spec"]["template"]["spec"]
 
 
+def test_the_platform_gives_each_shovel_the_configured_attempts_and_no_token_of_its_user(
+    kube: KubeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The composition root's sidecar: WORKBENCH_SHOVEL_ATTEMPTS reaches the shovel's environment, and the
+    shovel's secret holds its AMQP URL and signing key only (a stack command brings its own token)."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    settings = Settings.from_env(
+        {
+            "KUBECONFIG": str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+            "WORKBENCH_DATA_DIR": str(tmp_path / "data"),
+            "WORKBENCH_RUNTIME": "kubernetes",
+            "WORKBENCH_DOMAIN": DOMAIN,
+            "WORKBENCH_SHOVEL_ATTEMPTS": "3",
+        }
+    )
+    platform = Platform(settings)
+    try:
+        platform.runtime.start(two_service_plan())
+    finally:
+        platform.close()
+    [shovel] = deployment(kube, "s1abcd-frontend")["spec"]["template"]["spec"]["initContainers"]
+    environment = {item["name"]: item.get("value") for item in shovel["env"]}
+    assert environment["WORKBENCH_SHOVEL_ATTEMPTS"] == "3"
+    secret = kube.get("secrets", NAMESPACE, "alice-shovel")
+    assert secret is not None and set(secret["data"]) == {"amqp-url", "signing-key"}
+
+
 def test_names_that_cannot_name_kubernetes_objects_are_refused_before_anything_is_sent(
     kube: KubeServer, runtime: KubernetesRuntime
 ) -> None:

@@ -46,9 +46,6 @@ from shared.core.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
-SHOVEL_TOKEN_SECONDS = 30 * 24 * 3600
-"""Unused here since the shovel's secret takes no API token (``SHOVEL_SECRET_KEYS``); the composition root
-still names it until it stops issuing one."""
 REMOVE_WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.5
 # What belongs to one stack, dependants' objects before what they use.

@@ -22,7 +22,6 @@ from shared.bootstrap import Platform
 from shared.tools.gateway import Gateway
 from shovel.local import attach_shovels
 from tests.clowder_server import ClowderServer
-from tests.conftest import Api
 from tests.support import WAIT_SECONDS, remove_stacks
 
 SECRET = "pairing-secret-shared-with-clowder"
@@ -177,33 +176,3 @@ def shovels(platform: Platform, served: Served) -> Served:
     """A shovel beside every stack the platform starts (in-process threads, or processes with RabbitMQ)."""
     attach_shovels(platform, heartbeat_seconds=60)
     return served
-
-
-# --- accounts and stacks --------------------------------------------------------------------------------
-
-
-def make_user(api: Api, platform: Platform, user: str) -> str:
-    """An approved account (e-mail ``<user>@example.org``); returns a token of the user."""
-    account = {
-        "namespace": user,
-        "name": user.title(),
-        "email": f"{user}@example.org",
-        "password": f"secret-{user}",
-    }
-    response = api.call("POST", "/api/accounts", admin_token(platform), json=account)
-    assert response.status_code == 200, response.get_json()
-    return platform.tokens.issue(user)
-
-
-def admin_token(platform: Platform) -> str:
-    return platform.tokens.issue("admin", admin=True)
-
-
-@pytest.fixture
-def alice(api: Api, platform: Platform) -> str:
-    return make_user(api, platform, "alice")
-
-
-@pytest.fixture
-def bob(api: Api, platform: Platform) -> str:
-    return make_user(api, platform, "bob")

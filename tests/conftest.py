@@ -14,11 +14,12 @@ import pytest
 from shared.bootstrap import Platform, use_platform
 from shared.core.settings import Settings
 
-pytest_plugins = ["tests.diagnostics"]
-
-# The fixtures that several modules use: a platform paired with the Clowder test server, ``workbench run``
-# as a process, the browser tests' Chromium, and a Kubernetes runtime on the Kubernetes stand-in.
 pytest_plugins = [
+    "tests.diagnostics",
+    # The fixtures that several modules use: accounts and their tokens, a platform paired with the
+    # Clowder test server, ``workbench run`` as a process, the browser tests' Chromium, and a
+    # Kubernetes runtime on the Kubernetes stand-in.
+    "tests.users",
     "tests.clowder_pairing",
     "tests.workbench_process",
     "tests.chromium",

@@ -16,7 +16,7 @@ from shared.bootstrap import Platform
 from shared.core.settings import Settings
 from tests.conftest import ROOT, Api
 from tests.test_catalog import shipped_spec_files
-from tests.test_services import Users
+from tests.users import Users
 
 WORKBENCH = Path(sys.executable).with_name("workbench")
 TEST_SPECS = ROOT / "tests" / "data" / "specs"

@@ -7,8 +7,8 @@ import pytest
 
 from shared.bootstrap import Platform
 from tests.conftest import Api
-from tests.test_services import Users
 from tests.test_stacks import add_spec, create, spec, started
+from tests.users import Users
 
 SERVICE_TOKEN = "clowder-service-token-of-the-containers-tests"
 PASSWORD = "secret-xyz"

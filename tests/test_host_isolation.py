@@ -22,8 +22,8 @@ from shared.bootstrap import Platform
 from shared.domain import stacks
 from tests.conftest import Api
 from tests.support import wait_until
-from tests.test_services import Users
 from tests.test_stacks import add_spec, create, read, service_of, spec, started, stop, wait_for
+from tests.users import Users
 
 PYTHON_VERSION = f"python{sys.version_info.major}.{sys.version_info.minor}"
 ACCESS = "workbench-access"
@@ -60,21 +60,6 @@ def environment() -> dict[str, str]:
 
 
 pytestmark = pytest.mark.usefixtures("no_stack_left")
-
-
-@pytest.fixture
-def users(api: Api, platform: Platform) -> Users:
-    return Users(api, platform)
-
-
-@pytest.fixture
-def alice(users: Users) -> str:
-    return users.make("alice")
-
-
-@pytest.fixture
-def admin(users: Users) -> str:
-    return users.admin()
 
 
 def process_environment(platform: Platform, owner: str, ssid: str) -> dict[str, str]:

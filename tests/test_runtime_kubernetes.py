@@ -34,8 +34,8 @@ from shared.domain import stacks
 from tests.conftest import Api
 from tests.kube_server import KubeServer
 from tests.test_auth import error_of
-from tests.test_services import Users
 from tests.test_stacks import add_spec, create, read, spec
+from tests.users import Users
 
 DOMAIN = "workbench.example.org"
 SID = "s1abcd"
@@ -981,11 +981,6 @@ def test_deleting_a_stack_and_an_account_removes_what_they_created(
     api.call("GET", f"/api/start/{other}", alice)
     assert api.call("DELETE", "/api/accounts/alice", users.admin()).status_code == 200
     assert kube.get("namespaces", None, NAMESPACE) is None
-
-
-@pytest.fixture
-def users(api: Api, platform: Platform) -> Users:
-    return Users(api, platform)
 
 
 # --- Settings ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from shared.domain import stacks
 from tests.conftest import Api
 from tests.support import remove_stacks, wait_for_status
 from tests.test_auth import error_of
-from tests.test_services import Users
+from tests.users import Users
 
 STACK_ID = re.compile(r"^s[a-z0-9]{5}$")
 LOG_HEADER = "STATUS MESSAGES\n=====================\n"  # the local runtime's title of them
@@ -106,21 +106,6 @@ def no_process_left(platform: Platform) -> Iterator[None]:
         return
     remove_stacks(platform)
     assert not list((platform.data_dir / "run").glob("*/*.json")), "a process record is left"
-
-
-@pytest.fixture
-def users(api: Api, platform: Platform) -> Users:
-    return Users(api, platform)
-
-
-@pytest.fixture
-def alice(users: Users) -> str:
-    return users.make("alice")
-
-
-@pytest.fixture
-def bob(users: Users) -> str:
-    return users.make("bob")
 
 
 def add_spec(api: Api, token: str, document: dict[str, Any], catalog: str = "") -> None:
@@ -859,8 +844,6 @@ def test_the_listing_reconciles_the_stacks_a_cluster_may_have_changed(
             }
             assert observing[0].observed == [waiting.id]  # the stopped stack was served as stored
             assert resting.id not in observing[0].observed
-            assert stacks.list_stacks_json(platform, "alice") == listed_through_the_model(
-                platform, "alice"
-            )
+            assert stacks.list_stacks_json(platform, "alice") == listed_through_the_model(platform, "alice")
         finally:
             platform.close()

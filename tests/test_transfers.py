@@ -37,14 +37,13 @@ from tests.clowder_pairing import (
     SERVICE_TOKEN,
     SOURCE,
     Served,
-    admin_token,
-    make_user,
 )
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api, Client
 from tests.support import WAIT_SECONDS, wait_for_status, wait_until
 from tests.test_auth import error_of
 from tests.test_e2e import STATIC_SPEC
+from tests.users import Users
 
 MODES: tuple[Mode, ...] = ("binary", "structured")
 
@@ -838,7 +837,7 @@ def test_a_transfer_completes_through_rabbitmq_and_a_shovel_process(
     clowder: ClowderServer,
     shovels: Served,
 ) -> None:
-    token = make_user(api, platform, RABBIT_USER)
+    token = Users(api, platform).make(RABBIT_USER)
     dataset_id, content, _ = field_study(clowder, big=1_000_000)
     sid = started_stack(api, token)
 
@@ -876,10 +875,14 @@ def test_each_user_sees_only_their_own_transfers(
 
     refused(api.call("GET", f"/api/transfers/{bobs}", alice), bobs, status=404)
     refused(api.call("GET", f"/api/transfers/{alices}", bob), alices, status=404)
-    assert transfer_of(api, admin_token(platform), alices)["user"] == "alice"
-    assert transfer_of(api, admin_token(platform), bobs)["user"] == "bob"
+    assert transfer_of(api, Users(api, platform).admin(), alices)["user"] == "alice"
+    assert transfer_of(api, Users(api, platform).admin(), bobs)["user"] == "bob"
     refused(api.call("GET", "/api/transfers"), status=401)
-    refused(api.call("GET", "/api/transfers/nothing-such", admin_token(platform)), "nothing-such", status=404)
+    refused(
+        api.call("GET", "/api/transfers/nothing-such", Users(api, platform).admin()),
+        "nothing-such",
+        status=404,
+    )
 
 
 # --- 11. start and stop from Clowder ----------------------------------------------------------------------
@@ -960,7 +963,7 @@ def test_containers_lists_a_users_stacks_for_the_user_the_admin_and_clowder(
     assert httpx.get(url, timeout=5).status_code == 200
     assert containers[sid]["key"] == STATIC_SPEC["key"]
 
-    as_admin = api.call("GET", "/api/containers/alice", admin_token(platform))
+    as_admin = api.call("GET", "/api/containers/alice", Users(api, platform).admin())
     assert as_admin.status_code == 200
     assert as_admin.get_json() == response.get_json()
     as_clowder = api.call("GET", "/api/containers/alice", SERVICE_TOKEN)
@@ -970,7 +973,7 @@ def test_containers_lists_a_users_stacks_for_the_user_the_admin_and_clowder(
     refused(api.call("GET", "/api/containers/alice", bob), status=403)
     refused(api.call("GET", "/api/containers/alice"), status=401)
     refused(api.call("GET", "/api/containers/alice", "not-a-token"), status=401)
-    refused(api.call("GET", "/api/containers/nobody", admin_token(platform)), "nobody", status=404)
+    refused(api.call("GET", "/api/containers/nobody", Users(api, platform).admin()), "nobody", status=404)
     assert api.call("GET", "/api/containers/bob", bob).get_json() == []
 
 
@@ -1108,7 +1111,9 @@ def test_the_admin_sees_each_running_shovels_heartbeat(
     sid = started_stack(api, alice)
 
     def beating() -> list[dict[str, Any]] | None:
-        listed: list[dict[str, Any]] = api.call("GET", "/api/shovels", admin_token(platform)).get_json()
+        listed: list[dict[str, Any]] = api.call(
+            "GET", "/api/shovels", Users(api, platform).admin()
+        ).get_json()
         return [shovel for shovel in listed if shovel["stackId"] == sid] or None
 
     [shovel] = wait_until(beating, "the shovel's first heartbeat")

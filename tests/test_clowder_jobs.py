@@ -503,3 +503,32 @@ def test_a_transfer_no_job_asked_for_ends_quietly_where_no_clowder_rabbitmq_is_s
     headers, data = codec.to_http(outcome_event(platform, "t-not-a-job", "d1"), "binary")
     answer = client("clowder_job").post("/", headers=headers, data=data)
     assert answer.status_code == 202, answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_the_function_answers_an_event_past_its_limit_or_of_another_type_as_every_event_function(
+    mode: Literal["binary", "structured"],
+    clowder: ClowderServer,
+    platform: Platform,
+    client: Callable[[str], Client],
+) -> None:
+    from events import codec
+
+    def job(data: bytes, event_type: str = clowder_jobs.JOB_EVENT) -> codec.Event:
+        attributes = {
+            "specversion": "1.0",
+            "type": event_type,
+            "source": "/apis/v1/namespaces/workbench/rabbitmqsources/clowder-jobs-send",
+            "id": uuid.uuid4().hex,
+            "datacontenttype": "application/json",
+        }
+        return codec.Event(attributes, data)
+
+    headers, data = codec.to_http(job(b'"' + b"x" * (1 << 20) + b'"'), mode)
+    answer = client("clowder_job").post("/", headers=headers, data=data)
+    assert answer.status_code == 413 and "WORKBENCH_MAX_EVENT_BYTES" in answer.get_data(as_text=True)
+    headers, data = codec.to_http(job(b"{}", "org.example.other"), mode)
+    answer = client("clowder_job").post("/", headers=headers, data=data)
+    assert answer.status_code == 400
+    assert "does not handle events of type org.example.other" in answer.get_json()["Error"]
+    assert clowder.statuses == [] and platform.store.list_dead_letters(10) == []

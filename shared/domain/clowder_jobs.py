@@ -17,23 +17,68 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from events.ids import CLOWDER_ID_PATTERN
 from shared.core.errors import Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 
 if TYPE_CHECKING:
-    from flask import Request as FlaskRequest
-    from flask import Response as FlaskResponse
-
     from events.types import TransferOutcome
-    from shared.adapters.clowder.amqp import Received
-    from shared.bootstrap import Platform
     from shared.core.models import Transfer
 
 log = logging.getLogger(__name__)
+
+
+class Delivered(Protocol):
+    """One job as it came off Clowder's queue (or out of a RabbitmqSource's event)."""
+
+    @property
+    def queue(self) -> str: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def reply_to(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def message_id(self) -> str | None: ...
+
+
+DeliveredT = TypeVar("DeliveredT", bound=Delivered)
+"""What the queues hand out, and take back when a job is refused."""
+
+
+class JobQueues(Protocol[DeliveredT]):
+    """Clowder's RabbitMQ as the jobs use it: its extractors announced, jobs taken, statuses sent,
+    refused jobs kept in ``error.<queue>``."""
+
+    def announce(self, heartbeats: Iterable[bytes]) -> None: ...
+    def reply(self, queue: str, correlation_id: str | None, body: bytes) -> None: ...
+    def reject(self, queue: str, received: DeliveredT) -> None: ...
+    def consume(
+        self, queues: Iterable[str], handler: Callable[[DeliveredT], None], *, stop: threading.Event
+    ) -> None: ...
+
+
+if TYPE_CHECKING:
+    from shared.domain.stack_actions import StackActionPorts
+    from shared.domain.stacks import StackPorts
+    from shared.domain.transfers import TransferPorts
+
+    class ClowderJobPorts(TransferPorts, StackPorts, StackActionPorts, Protocol):
+        """What carrying out a job takes: what a transfer, a stack and a stack action handed to a
+        shovel take. (Declared for the type checker only: those services are imported when a job
+        asks for them.)"""
+
+    class JobQueuePorts(ClowderJobPorts, Protocol[DeliveredT]):
+        """Besides, Clowder's queues, to take jobs from and answer them on."""
+
+        def clowder_queues(self) -> JobQueues[DeliveredT]:
+            """Clowder's RabbitMQ (Unavailable when none is set)."""
+            ...
+
 
 Action = Literal["send", "start", "stop"]
 Kind = Literal["start", "processing", "done", "error"]
@@ -227,11 +272,11 @@ class Address:
     extractor: str
 
 
-def carry_out(platform: Platform, received: Received, reply: Reply, reject: Callable[[], None]) -> None:
+def carry_out(ports: ClowderJobPorts, received: Delivered, reply: Reply, reject: Callable[[], None]) -> None:
     """Carry out one job and tell Clowder how it went; a bad job ends with its error in Clowder, a dead
     letter here and ``reject`` (to Clowder's ``error.<queue>``). Raises only ``Unavailable``, for a
     job to be delivered again."""
-    settings = platform.settings.clowder
+    settings = ports.settings.clowder
     reply_to = received.reply_to or settings.reply_queue
     address = Address(reply_to, received.correlation_id, "", "", received.queue)
     try:
@@ -240,36 +285,36 @@ def carry_out(platform: Platform, received: Received, reply: Reply, reject: Call
             raise InvalidInput(f"no action of this Workbench listens on the queue {received.queue!r}")
         job = parse(received.body)
         address = Address(reply_to, received.correlation_id, job.job_id, job.resource_id, received.queue)
-        if not platform.store.claim_event(
-            JOB_SOURCE, job.job_id, received.queue, int(time.time()), platform.settings.recovery.resume_after
+        if not ports.store.claim_event(
+            JOB_SOURCE, job.job_id, received.queue, int(time.time()), ports.settings.recovery.resume_after
         ):
             log.info("Clowder job %s was taken before; acknowledged again", job.job_id)
             return
         try:
             _tell(reply, address, "start", "Started processing.")
-            message = _act(platform, action, job, address, reply)
+            message = _act(ports, action, job, address, reply)
         except Unavailable:
-            platform.store.release_event(JOB_SOURCE, job.job_id)
+            ports.store.release_event(JOB_SOURCE, job.job_id)
             raise
         except BaseException:
-            platform.store.finish_event(JOB_SOURCE, job.job_id)
+            ports.store.finish_event(JOB_SOURCE, job.job_id)
             raise
-        platform.store.finish_event(JOB_SOURCE, job.job_id)
+        ports.store.finish_event(JOB_SOURCE, job.job_id)
         if message is not None:
             _tell(reply, address, "done", message)
     except Unavailable:
         raise
     except WorkbenchError as error:
-        _refuse(platform, received, address, error.message, reply, reject)
+        _refuse(ports, received, address, error.message, reply, reject)
     except Exception:
         # Never a crash loop: the job ends, saying so, and the consumer goes on with the next one.
         log.exception("Clowder job %s on %s failed", address.job_id or "?", received.queue)
-        _refuse(platform, received, address, "internal error; the server log has the details", reply, reject)
+        _refuse(ports, received, address, "internal error; the server log has the details", reply, reject)
 
 
 def _refuse(
-    platform: Platform,
-    received: Received,
+    ports: ClowderJobPorts,
+    received: Delivered,
     address: Address,
     reason: str,
     reply: Reply,
@@ -280,7 +325,7 @@ def _refuse(
         address = Address(address.queue, address.correlation_id, job_id, resource_id, received.queue)
     log.warning("refused Clowder job %s on %s: %s", address.job_id or "?", received.queue, reason)
     _tell(reply, address, "error", reason)
-    _dead_letter(platform, received, address, reason)
+    _dead_letter(ports, received, address, reason)
     reject()
 
 
@@ -311,7 +356,7 @@ def _tell(reply: Reply, address: Address, kind: Kind, message: str) -> None:
         log.warning("could not tell Clowder job %s: %s (%s)", address.job_id, message, error.message)
 
 
-def _dead_letter(platform: Platform, received: Received, address: Address, reason: str) -> None:
+def _dead_letter(ports: ClowderJobPorts, received: Delivered, address: Address, reason: str) -> None:
     """Keep the refused job for the admin, its key cut out."""
     from shared.core.models import DeadLetter
     from shared.domain.deadletters import dead_letter_id, excerpt
@@ -325,7 +370,7 @@ def _dead_letter(platform: Platform, received: Received, address: Address, reaso
     except (ValueError, UnicodeDecodeError):
         pass
     event_id = address.job_id or received.message_id or str(uuid.uuid4())
-    platform.store.insert_dead_letter(
+    ports.store.insert_dead_letter(
         DeadLetter(
             id=dead_letter_id(JOB_SOURCE, event_id, received.queue),
             type="clowder.extractor.job",
@@ -340,26 +385,26 @@ def _dead_letter(platform: Platform, received: Received, address: Address, reaso
     )
 
 
-def _act(platform: Platform, action: Action, job: Job, address: Address, reply: Reply) -> str | None:
+def _act(ports: ClowderJobPorts, action: Action, job: Job, address: Address, reply: Reply) -> str | None:
     """Check the job and do what it asks; the final message, or None when it comes with the outcome."""
     from shared.domain.accounts import account_for_email
     from shared.domain.transfers import paired_clowder
 
     try:
-        paired = paired_clowder(platform, job.host)
+        paired = paired_clowder(ports, job.host)
     except InvalidInput:
         raise InvalidInput(
             f"the job comes from the Clowder at {job.host!r}, not the one this Workbench is paired with"
         ) from None
-    email = _key_owner(platform, paired, job)
-    user = account_for_email(platform, email)
+    email = _key_owner(ports, paired, job)
+    user = account_for_email(ports, email)
     if action == "send":
-        _send(platform, paired, user, job, address, reply)
+        _send(ports, paired, user, job, address, reply)
         return None
-    return _stack_action(platform, user, action, job.parameters.get("stack"))
+    return _stack_action(ports, user, action, job.parameters.get("stack"))
 
 
-def _key_owner(platform: Platform, paired: str, job: Job) -> str:
+def _key_owner(ports: ClowderJobPorts, paired: str, job: Job) -> str:
     """The e-mail of the Clowder user the job's key belongs to, after making sure that user can read
     the dataset; the key is used for these two requests only."""
     from shared.adapters.clowder import ClowderClient
@@ -380,7 +425,7 @@ def _key_owner(platform: Platform, paired: str, job: Job) -> str:
     return owner.email
 
 
-def _send(platform: Platform, paired: str, user: str, job: Job, address: Address, reply: Reply) -> None:
+def _send(ports: ClowderJobPorts, paired: str, user: str, job: Job, address: Address, reply: Reply) -> None:
     from pydantic import ValidationError
 
     from events.types import TransferRequested
@@ -410,11 +455,11 @@ def _send(platform: Platform, paired: str, user: str, job: Job, address: Address
         "resource_id": address.resource_id,
         "extractor": address.extractor,
     }
-    platform.objects.put(f"{RECORDS}{transfer_id}.json", [json.dumps(record).encode()])
+    ports.objects.put(f"{RECORDS}{transfer_id}.json", [json.dumps(record).encode()])
     try:
-        transfer = transfers.accept_for_user(platform, user, transfer_id, request)
+        transfer = transfers.accept_for_user(ports, user, transfer_id, request)
     except WorkbenchError:
-        platform.objects.delete(f"{RECORDS}{transfer_id}.json")
+        ports.objects.delete(f"{RECORDS}{transfer_id}.json")
         raise
     if transfer.state not in ("completed", "failed"):
         _tell(reply, address, "processing", _progress(transfer))
@@ -431,36 +476,34 @@ def _progress(transfer: Transfer) -> str:
 _DONE = {"start": ("starting", "started"), "stop": ("stopping", "stopped")}
 
 
-def _stack_action(platform: Platform, user: str, action: Action, stack_id: Any) -> str:
+def _stack_action(ports: ClowderJobPorts, user: str, action: Action, stack_id: Any) -> str:
     from shared.domain import stack_actions, stacks
 
     if action == "stop" and not stack_id:
-        stopped = [stack.id for stack in stacks.stop_all(platform, user)]
+        stopped = [stack.id for stack in stacks.stop_all(ports, user)]
         return f"stopping {', '.join(stopped)}" if stopped else "none of your stacks was running"
     if not isinstance(stack_id, str) or not stack_id:
         raise InvalidInput("name the stack in the job's parameters (stack)", field="stack")
     try:
-        stack = stacks.get(platform, user, stack_id)
+        stack = stacks.get(ports, user, stack_id)
     except NotFound:
         raise Forbidden(f"stack '{stack_id}' is not one of {user}'s stacks") from None
     if stack.status in _DONE[action]:
         return f"stack {stack_id} is {stack.status}"
-    if stack_actions.by_shovel(platform, user):
-        stack_actions.send(platform, user, stack_id, "start" if action == "start" else "stop")
+    if stack_actions.by_shovel(ports, user):
+        stack_actions.send(ports, user, stack_id, "start" if action == "start" else "stop")
         return f"stack {stack_id}: the {action} is handed to the shovel of your running stack"
-    stack = (
-        stacks.start(platform, user, stack_id) if action == "start" else stacks.stop(platform, user, stack_id)
-    )
+    stack = stacks.start(ports, user, stack_id) if action == "start" else stacks.stop(ports, user, stack_id)
     return f"stack {stack_id} is {stack.status}"
 
 
-def outcome(platform: Platform, transfer: TransferOutcome, failed: bool, reply: Reply) -> bool:
+def outcome(ports: ClowderJobPorts, transfer: TransferOutcome, failed: bool, reply: Reply) -> bool:
     """Tell the Clowder job that asked for a transfer how it ended (done, with the transfer's id and where
     each running app sees the files; or the error); whether a job was waiting for it."""
     key = f"{RECORDS}{transfer.transfer_id}.json"
-    if not platform.objects.has(key):
+    if not ports.objects.has(key):
         return False
-    record = json.loads(b"".join(platform.objects.read(key)))
+    record = json.loads(b"".join(ports.objects.read(key)))
     address = Address(
         record["queue"],
         record["correlation_id"],
@@ -479,7 +522,7 @@ def outcome(platform: Platform, transfer: TransferOutcome, failed: bool, reply: 
         _tell(reply, address, "error", f"{summary}; failed: {problems or 'see the transfer'}")
     else:
         _tell(reply, address, "done", summary)
-    platform.objects.delete(key)
+    ports.objects.delete(key)
     return True
 
 
@@ -505,27 +548,40 @@ def version() -> str:
         return "0.0.0"
 
 
-def announce(platform: Platform) -> None:
+def announce(ports: JobQueuePorts[DeliveredT]) -> None:
     """One heartbeat of each extractor, from the platform (not from each shovel)."""
-    settings = platform.settings
-    platform.clowder_queues().announce(
+    settings = ports.settings
+    ports.clowder_queues().announce(
         heartbeat(extractor, version(), settings.server.origin)
         for extractor in extractors(settings.clowder.extractor_prefix)
     )
 
 
-def run(platform: Platform, stop: threading.Event) -> None:
+def queue_of(prefix: str, source: str) -> str:
+    """The queue a RabbitmqSource read a job from, by the source's name that ends the event's ``source``
+    (a source of no action of this Workbench: its last part, which the job is refused for)."""
+    for extractor in extractors(prefix):
+        if source.endswith("/" + source_name(extractor.action)):
+            return extractor.name
+    return source.rsplit("/", 1)[-1]
+
+
+def take(ports: JobQueuePorts[DeliveredT], received: DeliveredT) -> None:
+    """Carry out a job taken from Clowder's queue, its statuses sent back and, refused, the job kept in
+    ``error.<queue>``; raises only ``Unavailable``, for the job to be delivered again."""
+    queues = ports.clowder_queues()
+    carry_out(ports, received, queues.reply, lambda: queues.reject(received.queue, received))
+
+
+def run(ports: JobQueuePorts[DeliveredT], stop: threading.Event) -> None:
     """``workbench run``'s own consumer of Clowder's queues (where no RabbitmqSource delivers them),
     announcing the extractors meanwhile; returns once ``stop`` is set."""
-    queues = platform.clowder_queues()
-
-    def handle(received: Received) -> None:
-        carry_out(platform, received, queues.reply, lambda: queues.reject(received.queue, received))
+    queues = ports.clowder_queues()
 
     def announcing() -> None:
         while True:
             try:
-                announce(platform)
+                announce(ports)
             except Unavailable as error:
                 log.warning("could not announce the extractors to Clowder: %s", error.message)
             if stop.wait(ANNOUNCE_SECONDS):
@@ -533,59 +589,6 @@ def run(platform: Platform, stop: threading.Event) -> None:
 
     announcer = threading.Thread(target=announcing, name="clowder-announce", daemon=True)
     announcer.start()
-    names = [extractor.name for extractor in extractors(platform.settings.clowder.extractor_prefix)]
-    queues.consume(names, handle, stop=stop)
+    names = [extractor.name for extractor in extractors(ports.settings.clowder.extractor_prefix)]
+    queues.consume(names, lambda received: take(ports, received), stop=stop)
     announcer.join(5)
-
-
-def serve(request: FlaskRequest) -> FlaskResponse:
-    """The ``clowder_job`` function: a job a RabbitmqSource turned into an event (202 once carried out
-    or refused with its error told to Clowder; 503 to have it delivered again), or the outcome of a
-    transfer a job asked for (a signed event of this platform, served as every event is)."""
-    from flask import Response
-
-    from events import codec, types
-    from events.errors import InvalidEvent
-    from shared.adapters.clowder.amqp import Received
-    from shared.bootstrap import platform
-    from shared.core.errors import ContentTooLarge
-    from shared.serving.bodies import refusal
-    from shared.serving.eventing import EventCall, event_body, serve_event
-
-    try:
-        event = codec.from_http(dict(request.headers), event_body(request))
-    except ContentTooLarge as error:
-        return refusal(error)
-    except InvalidEvent as error:
-        return Response(json.dumps({"Error": f"not a valid CloudEvent: {error}"}), 400)
-    if event.type != JOB_EVENT:
-
-        def told(call: EventCall) -> None:
-            # Clowder's RabbitMQ is reached only for a transfer a job asked for: every transfer's
-            # outcome comes here, also on a platform that takes no jobs.
-            def reply(queue: str, correlation_id: str | None, body: bytes) -> None:
-                call.platform.clowder_queues().reply(queue, correlation_id, body)
-
-            outcome(call.platform, call.data, call.event.type == types.TRANSFER_FAILED, reply)
-
-        return serve_event(
-            "clowder_job", request, {types.TRANSFER_COMPLETED: told, types.TRANSFER_FAILED: told}
-        )
-    current = platform()
-    prefix = current.settings.clowder.extractor_prefix
-    action = next(
-        (
-            extractor.action
-            for extractor in extractors(prefix)
-            if event.source.endswith("/" + source_name(extractor.action))
-        ),
-        None,
-    )
-    queue = f"{prefix}.{action}" if action else event.source.rsplit("/", 1)[-1]
-    received = Received(queue, event.data, None, None, event.id, False)
-    try:
-        queues = current.clowder_queues()
-        carry_out(current, received, queues.reply, lambda: queues.reject(queue, received))
-    except Unavailable as error:
-        return Response(json.dumps({"Error": error.message}), 503, mimetype="application/json")
-    return Response(b"", 202)

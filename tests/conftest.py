@@ -17,13 +17,14 @@ from shared.core.settings import Settings
 pytest_plugins = [
     "tests.diagnostics",
     # The fixtures that several modules use: accounts and their tokens, a platform paired with the
-    # Clowder test server, ``workbench run`` as a process, the browser tests' Chromium, and a
-    # Kubernetes runtime on the Kubernetes stand-in.
+    # Clowder test server, ``workbench run`` as a process, the browser tests' Chromium, a Kubernetes
+    # runtime on the Kubernetes stand-in, and a receiver of events.
     "tests.users",
     "tests.clowder_pairing",
     "tests.workbench_process",
     "tests.chromium",
     "tests.kubernetes_runtime",
+    "tests.receiver",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

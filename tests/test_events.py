@@ -9,10 +9,8 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from events.types import (
     dataschema,
 )
 from tests.conftest import ROOT
+from tests.receiver import Receiver
 
 WORKBENCH = Path(sys.executable).with_name("workbench")
 SECRET = b"the-pairing-secret"
@@ -467,47 +466,6 @@ def test_an_event_needs_its_required_attributes() -> None:
 
 
 # The producer and `workbench events send`
-
-
-@dataclass
-class Receiver:
-    """A small HTTP server on 127.0.0.1 that records what is posted to it."""
-
-    url: str
-    status: int = 202
-    reply: bytes = b""
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    connections: list[tuple[str, int]] = field(default_factory=list)
-    """The client's address of each request (the same one twice means a reused connection)."""
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keeps a connection open for as long as the client wants
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            state.requests.append((dict(self.headers.items()), body))
-            state.connections.append(self.client_address)
-            self.send_response(state.status)
-            self.send_header("content-length", str(len(state.reply)))
-            self.end_headers()
-            self.wfile.write(state.reply)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the test's output is no place for an access log
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/events")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def test_send_delivers_a_binary_event(receiver: Receiver) -> None:

@@ -27,7 +27,8 @@ from tests import test_transfers as transfers
 from tests.clowder_pairing import SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
-from tests.test_events import Receiver, receiver, workbench
+from tests.receiver import Receiver
+from tests.test_events import workbench
 from tests.test_transfers import (
     MODES,
     ClientFactory,
@@ -48,9 +49,6 @@ pytestmark = pytest.mark.usefixtures("quick_retries", "no_stack_left")
 @pytest.fixture
 def environment(paired_environment: dict[str, str]) -> dict[str, str]:
     return paired_environment
-
-
-__all__ = ["receiver"]  # the producer's test receiver, a fixture of test_events
 
 
 def event_made(

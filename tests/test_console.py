@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import ADMIN_PASSWORD
 from tests.engines import APP_FOLDER, Engine, catalog_app, engine  # noqa: F401 (the fixture)
+from tests.support import wait_until
 from tests.test_e2e import Platform as Workbench
 from tests.test_e2e import bearer, wait_for_status
 
@@ -172,24 +173,24 @@ def test_the_owner_types_into_a_shell_in_the_container_and_reads_the_sent_file(
 
 
 def test_closing_the_socket_ends_the_shell_and_what_it_started(site: Site, engine: Engine) -> None:  # noqa: F811
-    deadline = time.monotonic() + 10
-    while of_the_console(processes(engine, site)):  # the sessions of the tests before have ended
-        assert time.monotonic() < deadline, processes(engine, site)
-        time.sleep(0.2)
+    def console_processes() -> list[str]:
+        return of_the_console(processes(engine, site))
+
+    def shell_and_jobs() -> list[str] | None:
+        found = console_processes()
+        return found if len(found) >= 4 else None
+
+    def all_processes() -> str:
+        return f"the console's processes (all processes now: {processes(engine, site)})"
+
+    wait_until(lambda: not console_processes(), all_processes, 10, every=0.2)  # earlier sessions ended
     terminal = Terminal(site.socket_url(site.ssid), token=site.carol, browser=True)
     assert terminal.socket.getsubprotocol() == "workbench.console"  # never the token back
     terminal.type("sleep 4242 & sleep 4343\r")
-    deadline = time.monotonic() + 10
-    while len(of_the_console(processes(engine, site))) < 4:
-        assert time.monotonic() < deadline, processes(engine, site)
-        time.sleep(0.2)
-    running = sorted(of_the_console(processes(engine, site)))
+    running = sorted(wait_until(shell_and_jobs, all_processes, 10, every=0.2))
     assert running[1:] == ["sh", "sleep 4242", "sleep 4343"], running  # and the session's first shell
     terminal.close()
-    deadline = time.monotonic() + 10
-    while left := of_the_console(processes(engine, site)):
-        assert time.monotonic() < deadline, f"the console's processes outlived it: {left}"
-        time.sleep(0.3)
+    wait_until(lambda: not console_processes(), all_processes, 10, every=0.3)  # they end with the session
 
 
 def test_exit_ends_the_session_and_closes_the_socket(site: Site) -> None:

@@ -213,27 +213,31 @@ def test_each_function_has_exactly_one_service() -> None:
         assert (ROOT / function.source).is_file()
 
 
-def test_each_service_scales_and_serves_as_its_function_says() -> None:
-    for service in knative_services():
-        function = registry.function(environment(service)["FUNCTION_TARGET"])
-        template = service["spec"]["template"]
-        annotations = template["metadata"]["annotations"]
-        assert annotations["autoscaling.knative.dev/min-scale"] == str(function.min_scale)
-        assert annotations["autoscaling.knative.dev/max-scale"] == str(function.max_scale)
-        assert annotations["autoscaling.knative.dev/target"] == str(function.concurrency)
-        spec = template["spec"]
-        # functions-framework's gunicorn serves THREADS requests at once in its one worker.
-        assert spec["containerConcurrency"] == function.concurrency
-        assert environment(service)["THREADS"] == str(function.concurrency)
-        assert environment(service)["WORKERS"] == "1"
-        assert spec["timeoutSeconds"] == function.timeout_seconds
-        (container,) = spec["containers"]
-        assert container["ports"] == [{"name": "http1", "containerPort": manifests.PORT}]
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["tcpSocket"] == {"port": manifests.PORT}, probe
-        assert set(container["resources"]) == {"requests", "limits"}
-        assert container["securityContext"]["runAsNonRoot"] is True
-        assert service["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+def name_of(service: Manifest) -> str:
+    return str(service["metadata"]["name"])
+
+
+@pytest.mark.parametrize("service", knative_services(), ids=name_of)
+def test_each_service_scales_and_serves_as_its_function_says(service: Manifest) -> None:
+    function = registry.function(environment(service)["FUNCTION_TARGET"])
+    template = service["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == str(function.min_scale)
+    assert annotations["autoscaling.knative.dev/max-scale"] == str(function.max_scale)
+    assert annotations["autoscaling.knative.dev/target"] == str(function.concurrency)
+    spec = template["spec"]
+    # functions-framework's gunicorn serves THREADS requests at once in its one worker.
+    assert spec["containerConcurrency"] == function.concurrency
+    assert environment(service)["THREADS"] == str(function.concurrency)
+    assert environment(service)["WORKERS"] == "1"
+    assert spec["timeoutSeconds"] == function.timeout_seconds
+    (container,) = spec["containers"]
+    assert container["ports"] == [{"name": "http1", "containerPort": manifests.PORT}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["tcpSocket"] == {"port": manifests.PORT}, probe
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert service["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
 
 
 def test_every_service_account_a_service_runs_as_exists() -> None:
@@ -484,7 +488,9 @@ def test_no_role_grants_wildcards_or_escalation_and_only_the_managers_see_secret
 
 
 def settings_read() -> set[str]:
-    return set(re.findall(r'"(WORKBENCH_[A-Z0-9_]+)"', (ROOT / "shared" / "core" / "settings.py").read_text()))
+    return set(
+        re.findall(r'"(WORKBENCH_[A-Z0-9_]+)"', (ROOT / "shared" / "core" / "settings.py").read_text())
+    )
 
 
 def test_the_settings_are_ones_the_code_reads_and_secrets_come_only_from_the_secret() -> None:

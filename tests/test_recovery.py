@@ -26,7 +26,7 @@ from shared.bootstrap import Platform
 from shared.core.models import Account, Transfer
 from shared.domain import recovery
 from tests import test_transfers as transfers
-from tests.clowder_pairing import API_KEY, SECRET, SOURCE, Served
+from tests.clowder_pairing import SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, Api
 from tests.support import wait_until
@@ -247,19 +247,10 @@ def test_only_one_instance_claims_abandoned_work(two_instances: list[SqlStore]) 
 
 
 @pytest.mark.e2e
-def test_transfers_of_a_killed_platform_complete_after_its_restart(tmp_path: Path) -> None:
-    with ClowderServer(tmp_path / "clowder", 2, API_KEY) as clowder:
-        settings = {
-            "WORKBENCH_CLOWDER_URL": clowder.url,
-            "WORKBENCH_CLOWDER_API_KEY": API_KEY,
-            "WORKBENCH_EVENT_SECRET": SECRET,
-        }
-        workbench = PlatformProcess(tmp_path / "data", settings=settings)
-        workbench.start()
-        try:
-            _kill_and_restart(workbench, clowder)
-        finally:
-            workbench.stop()
+def test_transfers_of_a_killed_platform_complete_after_its_restart(
+    paired_workbench: PlatformProcess, clowder: ClowderServer
+) -> None:
+    _kill_and_restart(paired_workbench, clowder)
 
 
 def _kill_and_restart(workbench: PlatformProcess, clowder: ClowderServer) -> None:

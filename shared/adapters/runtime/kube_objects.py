@@ -10,6 +10,15 @@ from datetime import datetime
 from typing import Any
 
 from shared.adapters.runtime import ServicePlan, StackPlan
+
+# The labels a stack's pod is known by, named where the domain reads them too (importable from here
+# as before).
+from shared.adapters.runtime.naming import DNS_LABEL as _DNS_LABEL
+from shared.adapters.runtime.naming import MANAGED_BY as MANAGED_BY
+from shared.adapters.runtime.naming import MANAGER as MANAGER
+from shared.adapters.runtime.naming import STACK_LABEL as STACK_LABEL
+from shared.adapters.runtime.naming import USER_LABEL as USER_LABEL
+from shared.adapters.runtime.naming import stack_of_pod as stack_of_pod
 from shared.core.datafolder import DATA_FOLDER
 from shared.core.errors import InvalidInput
 from shared.core.models import AccountResourceLimits, Endpoint, Port, ServiceStatus
@@ -18,10 +27,6 @@ from shared.core.settings import KubernetesSettings
 
 Manifest = dict[str, Any]
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "workbench"
-USER_LABEL = "workbench/user"
-STACK_LABEL = "workbench/stack"
 SERVICE_LABEL = "workbench/service"
 REPLICAS_ANNOTATION = "workbench/replicas"
 """On a Deployment: the replicas the platform wants ("1" while its stack runs). A Deployment that is
@@ -56,7 +61,6 @@ FAILING_REASONS = frozenset(
     }
 )
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
@@ -679,20 +683,6 @@ def deployment(
 class Observation:
     status: ServiceStatus
     message: str
-
-
-def stack_of_pod(pod: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The owner and stack id a pod's labels name, when it is a stack's pod at all."""
-    metadata = pod.get("metadata")
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    if not isinstance(labels, Mapping) or labels.get(MANAGED_BY) != MANAGER:
-        return None
-    owner, sid = labels.get(USER_LABEL), labels.get(STACK_LABEL)
-    if not isinstance(owner, str) or not isinstance(sid, str):
-        return None
-    if not (_DNS_LABEL.match(owner) and _DNS_LABEL.match(sid)):
-        return None
-    return owner, sid
 
 
 def replicas_of(deployment: Mapping[str, Any]) -> int:

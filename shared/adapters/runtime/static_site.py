@@ -45,7 +45,9 @@ _COOKIE_SAFE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 def service_key(site_key: bytes, owner: str, ssid: str) -> bytes:
-    """The key of one service's grants: the site holds only its own, so it admits to no other."""
+    """The key of one service's grants: the site holds only its own, so it admits to no other. The
+    platform's (and the domain's) is ``shared.adapters.runtime.grants.service_key``: this module runs
+    apart from the project and imports none of it, so it keeps its own copy of the format."""
     return hmac.new(site_key, f"static-site:{owner}/{ssid}".encode(), hashlib.sha256).digest()
 
 
@@ -70,7 +72,8 @@ def admits(key: bytes, purpose: str, token: str, *, now: float | None = None) ->
 
 
 def granted_url(url: str, key: bytes, *, now: float | None = None) -> str:
-    """``url`` with a fresh grant of the service whose key is ``key``."""
+    """``url`` with a fresh grant of the service whose key is ``key`` (as the platform's
+    ``shared.adapters.runtime.grants.granted_url`` makes it)."""
     parts = urlsplit(url)
     query = [(name, value) for name, value in parse_qsl(parts.query) if name != ACCESS_PARAMETER]
     query.append((ACCESS_PARAMETER, issue(key, "grant", GRANT_SECONDS, now=now)))

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from shared.adapters.runtime.grants import granted_url, service_key
 from shared.core.models import Stack
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ def connectable(ports: StackPorts, owner: str, stack: Stack) -> Stack:
     announced; each read of the owner's makes fresh ones."""
     if not (stack.secure and grants_access(ports)):
         return stack
-    from shared.adapters.runtime.static_site import granted_url, service_key
-
     site_key = ports.site_key
     services = []
     for service in stack.services:

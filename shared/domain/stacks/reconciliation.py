@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.runtime.naming import stack_of_pod
 from shared.core.errors import WorkbenchError
 from shared.core.models import Stack
 from shared.domain.stacks.planning import plan_for
@@ -51,8 +52,6 @@ def reconcile_pod(ports: StackPorts, pod: Mapping[str, Any]) -> Stack | None:
     """Reconcile the stack a changed pod belongs to. The pod only names the stack (by its labels):
     the status comes from the cluster itself, so a forged or stale event can change nothing but the
     moment of a reconciliation. None when the pod is not a stack's or the stack is gone."""
-    from shared.adapters.runtime.kube_objects import stack_of_pod
-
     named = stack_of_pod(pod)
     if named is None:
         return None

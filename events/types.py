@@ -14,6 +14,7 @@ from events.names import EXPORT_COMPLETED as EXPORT_COMPLETED
 from events.names import EXPORT_FAILED as EXPORT_FAILED
 from events.names import EXPORT_REQUESTED as EXPORT_REQUESTED
 from events.names import EXPORT_UPLOADED as EXPORT_UPLOADED
+from events.names import SHOVEL_COMMAND_ABANDONED as SHOVEL_COMMAND_ABANDONED
 from events.names import SHOVEL_HEARTBEAT as SHOVEL_HEARTBEAT
 from events.names import STACK_FAILED as STACK_FAILED
 from events.names import STACK_START_REQUESTED as STACK_START_REQUESTED
@@ -172,6 +173,22 @@ class ShovelHeartbeat(Payload):
     last_sync: str | None = None
 
 
+class CommandAbandoned(Payload):
+    """Sent by a shovel that gave up on a command of its user's queue after WORKBENCH_SHOVEL_ATTEMPTS
+    failed attempts; the platform keeps it as a dead letter. It names the command, never carries it
+    (a command holds pre-signed URLs or a stack's control token)."""
+
+    user: str
+    stack_id: str | None = Field(default=None, description="The stack of the shovel that gave up")
+    kind: Literal["sync", "export", "start", "stop"] = Field(description="The command's kind")
+    subject: str = Field(
+        description="What the command was about: the transfer's id (sync), the export's id (export), "
+        "the stack's id (start, stop)"
+    )
+    failures: int = Field(ge=1, description="How often the command was tried and failed")
+    reason: str = Field(description="The last failure, without a URL's query string")
+
+
 DATA_MODELS: dict[str, type[Payload]] = {
     TRANSFER_REQUESTED: TransferRequested,
     EXPORT_REQUESTED: ExportRequested,
@@ -188,11 +205,12 @@ DATA_MODELS: dict[str, type[Payload]] = {
     STACK_STOPPED: StackOutcome,
     STACK_FAILED: StackOutcome,
     SHOVEL_HEARTBEAT: ShovelHeartbeat,
+    SHOVEL_COMMAND_ABANDONED: CommandAbandoned,
 }
 """Every known type and its data model; an event of another type is refused."""
 
 INBOUND = (TRANSFER_REQUESTED, EXPORT_REQUESTED, STACK_START_REQUESTED, STACK_STOP_REQUESTED)
-FROM_SHOVELS = (TRANSFER_PROGRESS, EXPORT_UPLOADED, SHOVEL_HEARTBEAT)
+FROM_SHOVELS = (TRANSFER_PROGRESS, EXPORT_UPLOADED, SHOVEL_HEARTBEAT, SHOVEL_COMMAND_ABANDONED)
 
 
 def dataschema(event_type: str) -> str:

@@ -19,8 +19,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from events.types import (
     EXPORT_UPLOADED,
+    SHOVEL_COMMAND_ABANDONED,
     SHOVEL_HEARTBEAT,
     TRANSFER_PROGRESS,
+    CommandAbandoned,
     ExportUploaded,
     FileProblem,
     Payload,
@@ -315,34 +317,55 @@ class Shovel:
 
     def _give_up(self, command: AnyCommand, failures: int, error: Exception) -> None:
         """Drop a command that failed every attempt, reporting its files (or its folder) failed with the
-        reason, so that the transfer or export ends saying why instead of the command looping."""
+        reason, so that the transfer or export ends saying why instead of the command looping, and
+        telling the platform, which keeps it as a dead letter for the operator."""
         reason = f"the shovel gave up after {failures} failed attempts: {_reason(error)}"
         log.error("%s dropped: %s", _describe(command), reason)
-        report: tuple[str, Payload] | None = None
+        for report in (self._failure_report(command, reason), self._abandoned(command, failures, reason)):
+            if report is None:
+                continue
+            try:
+                self.emit(*report)
+            except Exception as report_error:
+                # The platform's sweep resumes the transfer or export, then fails it, saying why; this
+                # log line is then what is left of the dead letter.
+                log.error("could not report that %s was given up: %s", _describe(command), report_error)
+
+    def _abandoned(self, command: AnyCommand, failures: int, reason: str) -> tuple[str, Payload]:
+        """The event of a command given up: what it was and why, not the command (its URLs, a token)."""
+        if isinstance(command, SyncCommand):
+            subject = command.transfer_id
+        elif isinstance(command, ExportCommand):
+            subject = command.export_id
+        else:
+            subject = command.stack_id
+        abandoned = CommandAbandoned(
+            user=command.user,
+            stack_id=self.settings.stack_id,
+            kind=command.kind,
+            subject=subject,
+            failures=failures,
+            reason=reason,
+        )
+        return SHOVEL_COMMAND_ABANDONED, abandoned
+
+    def _failure_report(self, command: AnyCommand, reason: str) -> tuple[str, Payload] | None:
+        """The files of a sync command, or the folder of an export, reported failed with ``reason``."""
         if isinstance(command, SyncCommand):
             problems = [FileProblem(path=file.path, error=reason) for file in command.files]
-            report = (
-                TRANSFER_PROGRESS,
-                TransferProgress(
-                    transfer_id=command.transfer_id,
-                    user=command.user,
-                    stack_id=self.settings.stack_id,
-                    errors=problems,
-                ),
+            progress = TransferProgress(
+                transfer_id=command.transfer_id,
+                user=command.user,
+                stack_id=self.settings.stack_id,
+                errors=problems,
             )
-        elif isinstance(command, ExportCommand):
+            return TRANSFER_PROGRESS, progress
+        if isinstance(command, ExportCommand):
             problem = FileProblem(path=command.folder, error=reason)
-            report = (
-                EXPORT_UPLOADED,
-                ExportUploaded(export_id=command.export_id, user=command.user, errors=[problem]),
+            return EXPORT_UPLOADED, ExportUploaded(
+                export_id=command.export_id, user=command.user, errors=[problem]
             )
-        if report is None:
-            return
-        try:
-            self.emit(*report)
-        except Exception as report_error:
-            # The platform's sweep resumes the transfer or export, then fails it, saying why.
-            log.error("could not report that %s was given up: %s", _describe(command), report_error)
+        return None
 
     def _stack(self, command: StackCommand, client: httpx.Client) -> None:
         """Start or stop the stack through the API with the command's own token; what the API refuses

@@ -271,3 +271,158 @@ def test_the_store_keeps_each_dead_letter_once_and_lists_the_newest(database_url
         assert [item.errorCode for item in store.list_dead_letters(10)][-1] == "400"
     finally:
         store.close()
+
+
+# --- Commands the shovels gave up on ------------------------------------------------------------------
+
+
+class ShovelReports:
+    """The shovel's events, signed with its user's key and delivered to ``shovel_reports`` as the Broker
+    delivers them; the platform answers 503 to a report of placed files (down for that report), so the
+    command that places them fails however often it is tried."""
+
+    def __init__(self, platform: Platform, client: Callable[[str], Any], user: str) -> None:
+        from events.signing import derive_key
+
+        self.client = client
+        self.key = derive_key(platform.event_secret, f"shovel:{user}")
+        self.answers: list[tuple[str, int]] = []
+
+    def __call__(self, event_type: str, payload: types.Payload) -> None:
+        from events.errors import DeliveryError
+
+        if isinstance(payload, types.TransferProgress) and payload.placed:
+            self.answers.append((event_type, 503))
+            raise DeliveryError("the platform answered HTTP 503 to an event " + event_type)
+        event = codec.new_event(event_type, payload, source="workbench-shovel-test", secret=self.key)
+        headers, body = codec.to_http(event, "binary")
+        answer = self.client("shovel_reports").post("/", headers=headers, data=body)
+        if event_type != types.SHOVEL_HEARTBEAT:
+            self.answers.append((event_type, answer.status_code))
+
+
+@pytest.mark.parametrize("broker", ["memory", "rabbitmq"])
+def test_a_command_a_shovel_gives_up_on_is_a_dead_letter_and_its_file_is_reported_failed(
+    broker: str,
+    api: Api,
+    platform: Platform,
+    client: Callable[[str], Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+    import uuid
+
+    from shared.adapters.bus.memory import MemoryBus
+    from shared.core.models import Transfer, TransferFile
+    from shared.domain.messages import SyncCommand, SyncFile, queue_for
+    from shovel.settings import ShovelSettings
+    from tests.test_shovel import AMQP_URL, delete_queue, require_rabbitmq, running, wait_for
+
+    monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
+    user = f"poison{uuid.uuid4().hex[:8]}"
+    api.make_user(user)
+    data = b"alpha\n"
+    platform.store.insert_transfer(
+        Transfer(
+            id="t-poison", user=user, state="syncing", source="https://c", datasetId="d1", target="Clowder/p"
+        )
+    )
+    digest = hashlib.sha256(data).hexdigest()
+    platform.store.put_transfer_files(
+        "t-poison",
+        [TransferFile(path="a.txt", size=len(data), sha256=digest, clowderId="f1", state="staged")],
+    )
+    (tmp_path / "home").mkdir()
+    settings = ShovelSettings(
+        user=user, stack_id="s1", home=tmp_path / "home", health_host="127.0.0.1", health_port=0, attempts=2
+    )
+    command = SyncCommand(
+        transfer_id="t-poison",
+        user=user,
+        target="Clowder/p",
+        files=[
+            SyncFile(path="a.txt", size=len(data), sha256=digest, url="http://127.0.0.1:9/", content=data)
+        ],
+    )
+    if broker == "rabbitmq":
+        from shared.adapters.bus.amqp import AmqpBus
+
+        require_rabbitmq()
+        bus: Any = AmqpBus(AMQP_URL, name=f"test shovel {user}")
+    else:
+        bus = MemoryBus()
+    reports = ShovelReports(platform, client, user)
+    try:
+        with running(settings, bus, emit=reports):
+            bus.publish(queue_for(user), command.model_dump_json().encode())
+            wait_for(
+                lambda: len(reports.answers) == 4, "two failed reports, the files failed, the dead letter"
+            )
+    finally:
+        bus.close()
+        if broker == "rabbitmq":
+            delete_queue(queue_for(user))
+    assert reports.answers == [
+        (types.TRANSFER_PROGRESS, 503),
+        (types.TRANSFER_PROGRESS, 503),
+        (types.TRANSFER_PROGRESS, 202),
+        (types.SHOVEL_COMMAND_ABANDONED, 202),
+    ]
+
+    reason = "the shovel gave up after 2 failed attempts: the platform answered HTTP 503"
+    [letter] = listed(api, api.admin()).get_json()
+    assert letter["type"] == types.SHOVEL_COMMAND_ABANDONED and letter["subject"] == "sync t-poison"
+    assert letter["errorDestination"] == queue_for(user) and letter["errorCode"] == "abandoned"
+    assert letter["errorData"].startswith(reason)
+    assert json.loads(letter["data"]) | {"reason": ""} == {
+        "user": user,
+        "stack_id": "s1",
+        "kind": "sync",
+        "subject": "t-poison",
+        "failures": 2,
+        "reason": "",
+    }
+    # The file is still reported failed, with the same reason.
+    [file] = platform.store.list_transfer_files("t-poison")
+    assert file.state == "failed" and file.error.startswith(reason)
+
+
+def test_a_stack_command_given_up_is_a_dead_letter_without_its_token(
+    api: Api,
+    platform: Platform,
+    client: Callable[[str], Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API is unreachable for the shovel every time: the start is given up, and the dead letter
+    names the stack and the reason, never the stack's control token the command carried."""
+    from shared.adapters.bus.memory import MemoryBus
+    from shared.domain.messages import StackCommand, queue_for
+    from shovel.settings import ShovelSettings
+    from tests.test_shovel import free_port, running, wait_for
+
+    monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
+    api.make_user("alice")
+    (tmp_path / "home").mkdir()
+    settings = ShovelSettings(
+        user="alice",
+        stack_id="s1",
+        home=tmp_path / "home",
+        health_host="127.0.0.1",
+        health_port=0,
+        attempts=2,
+        api_url=f"http://127.0.0.1:{free_port()}",
+    )
+    token = platform.tokens.issue_stack_control("alice", "s2abcd")
+    command = StackCommand(kind="start", user="alice", stack_id="s2abcd", token=token)
+    bus = MemoryBus()
+    reports = ShovelReports(platform, client, "alice")
+    with running(settings, bus, emit=reports):
+        bus.publish(queue_for("alice"), command.model_dump_json().encode())
+        wait_for(lambda: reports.answers, "the dead letter")
+    assert reports.answers == [(types.SHOVEL_COMMAND_ABANDONED, 202)]
+    [letter] = listed(api, api.admin()).get_json()
+    assert letter["subject"] == "start s2abcd" and letter["errorDestination"] == queue_for("alice")
+    assert letter["errorData"].startswith("the shovel gave up after 2 failed attempts: ")
+    assert token not in json.dumps(letter) and token.split(".")[-1] not in json.dumps(letter)

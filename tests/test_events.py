@@ -109,6 +109,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "status": "ready",
         "free_bytes": 12345,
     },
+    "org.ndslabs.workbench.shovel.command.abandoned": {
+        "user": "alice",
+        "stack_id": "s1abc",
+        "kind": "sync",
+        "subject": "t-1",
+        "failures": 5,
+        "reason": "the shovel gave up after 5 failed attempts: HTTP 500",
+    },
 }
 TYPES = sorted(DATA_MODELS)
 

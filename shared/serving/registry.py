@@ -605,8 +605,13 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "shovel_reports",
-        "What the shovels report: files placed, folders uploaded, heartbeats",
-        events=(event_names.TRANSFER_PROGRESS, event_names.EXPORT_UPLOADED, event_names.SHOVEL_HEARTBEAT),
+        "What the shovels report: files placed, folders uploaded, heartbeats, commands given up",
+        events=(
+            event_names.TRANSFER_PROGRESS,
+            event_names.EXPORT_UPLOADED,
+            event_names.SHOVEL_HEARTBEAT,
+            event_names.SHOVEL_COMMAND_ABANDONED,
+        ),
         timeout_seconds=600,
     ),
     Function(

@@ -317,7 +317,8 @@ def test_a_command_a_shovel_gives_up_on_is_a_dead_letter_and_its_file_is_reporte
     from shared.core.models import Transfer, TransferFile
     from shared.domain.messages import SyncCommand, SyncFile, queue_for
     from shovel.settings import ShovelSettings
-    from tests.test_shovel import AMQP_URL, delete_queue, require_rabbitmq, running, wait_for
+    from tests.support import wait_until
+    from tests.test_shovel import AMQP_URL, delete_queue, require_rabbitmq, running
 
     monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
     user = f"poison{uuid.uuid4().hex[:8]}"
@@ -356,7 +357,7 @@ def test_a_command_a_shovel_gives_up_on_is_a_dead_letter_and_its_file_is_reporte
     try:
         with running(settings, bus, emit=reports):
             bus.publish(queue_for(user), command.model_dump_json().encode())
-            wait_for(
+            wait_until(
                 lambda: len(reports.answers) == 4, "two failed reports, the files failed, the dead letter"
             )
     finally:
@@ -398,9 +399,11 @@ def test_a_stack_command_given_up_is_a_dead_letter_without_its_token(
     """The API is unreachable for the shovel every time: the start is given up, and the dead letter
     names the stack and the reason, never the stack's control token the command carried."""
     from shared.adapters.bus.memory import MemoryBus
+    from shared.adapters.runtime.processes import free_port
     from shared.domain.messages import StackCommand, queue_for
     from shovel.settings import ShovelSettings
-    from tests.test_shovel import free_port, running, wait_for
+    from tests.support import wait_until
+    from tests.test_shovel import running
 
     monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
     api.make_user("alice")
@@ -420,7 +423,7 @@ def test_a_stack_command_given_up_is_a_dead_letter_without_its_token(
     reports = ShovelReports(platform, client, "alice")
     with running(settings, bus, emit=reports):
         bus.publish(queue_for("alice"), command.model_dump_json().encode())
-        wait_for(lambda: reports.answers, "the dead letter")
+        wait_until(lambda: reports.answers, "the dead letter")
     assert reports.answers == [(types.SHOVEL_COMMAND_ABANDONED, 202)]
     [letter] = listed(api, api.admin()).get_json()
     assert letter["subject"] == "start s2abcd" and letter["errorDestination"] == queue_for("alice")

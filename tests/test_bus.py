@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -466,7 +467,7 @@ def test_a_forced_close_loses_nothing_and_redelivers_nothing_acked(
     assert amqp.ready(queue) == 0
 
 
-def test_a_deleted_queue_is_declared_again(amqp: Backend) -> None:
+def test_a_deleted_queue_is_declared_again(amqp: Backend, caplog: pytest.LogCaptureFixture) -> None:
     bus = amqp.make_bus()
     queue = amqp.queue()
     bus.publish(queue, b"before")
@@ -478,6 +479,11 @@ def test_a_deleted_queue_is_declared_again(amqp: Backend) -> None:
         bus.publish(queue, b"after")
         recorder.wait_for(2)
     assert recorder.bodies == [b"before", b"after"]
+    # The message came back unroutable once; the retry, at once, declared the queue again.
+    retries = [record.getMessage() for record in caplog.records if "(attempt" in record.getMessage()]
+    assert (
+        len(retries) == 1 and f"publish to queue '{queue}'" in retries[0] and "(attempt 1 of 3)" in retries[0]
+    )
 
 
 def test_publishing_to_an_unreachable_broker_is_unavailable_without_the_password() -> None:
@@ -501,13 +507,16 @@ def test_a_consumer_of_an_unreachable_broker_keeps_trying_until_stopped(
 
     bus = AmqpBus("amqp://guest:do-not-leak@127.0.0.1:1/", connect_timeout=2)
     running = Running(bus, "workbench.shovel.alice", Recorder(), prefetch=1)
-    time.sleep(1.0)
+    time.sleep(1.2)
     started = time.monotonic()
     running.finish()
     assert time.monotonic() - started < 2
     messages = [record.getMessage() for record in caplog.records]
     assert any("127.0.0.1:1" in message for message in messages)
     assert not any("do-not-leak" in message for message in messages)
+    # The waits double from half a second (each between half and the whole of it).
+    waits = [float(found) for found in re.findall(r"retrying in ([0-9.]+) s", "\n".join(messages))]
+    assert len(waits) >= 2 and 0.2 <= waits[0] <= 0.5 and 0.5 <= waits[1] <= 1.0, waits
 
 
 def test_messages_and_queues_are_durable(amqp: Backend) -> None:

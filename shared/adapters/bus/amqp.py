@@ -15,6 +15,7 @@ from pika.spec import Basic, BasicProperties
 
 from shared.adapters.bus import Delivery
 from shared.core.errors import Unavailable
+from shared.core.retry import Again, Attempt, Policy
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,9 @@ PERSISTENT = BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
 CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
 # How often a consumer looks at its stop event between deliveries.
 POLL_SECONDS = 0.25
-FIRST_BACKOFF_SECONDS = 0.5
-LAST_BACKOFF_SECONDS = 30.0
+RECONNECT = Policy(retries=0, backoff=0.5, max_backoff=30.0)
+"""A consumer's waits before connecting again (it tries for ever): 0.5 s doubling up to 30 s, each
+between half and the whole of that, so that many shovels do not reconnect to a restarted broker at once."""
 
 
 class _HandlerFailed(Exception):
@@ -82,6 +84,8 @@ class AmqpBus:
         self._password = credentials.password if isinstance(credentials, pika.PlainCredentials) else ""
         self._drain_timeout = drain_timeout
         self._publish_attempts = publish_attempts
+        # At once: a dropped connection (the usual cause) is mended by connecting again, not by waiting.
+        self._publishing = Policy(retries=publish_attempts - 1, backoff=0.0, jitter=False)
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -111,20 +115,21 @@ class AmqpBus:
         tell = connected or (lambda _: None)
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, not {prefetch}")
-        backoff = FIRST_BACKOFF_SECONDS
+        failures = 0  # connections failed in a row: each waits longer, up to the policy's longest wait
         while not self._finished(stop):
             try:
                 connection = pika.BlockingConnection(self._parameters)
             except CONNECTION_ERRORS as error:
+                failures += 1
+                wait = RECONNECT.delay(failures)
                 log.warning(
                     "cannot reach RabbitMQ at %s to consume '%s' (%s); retrying in %.1f s",
                     self._address,
                     queue,
                     self._describe(error),
-                    backoff,
+                    wait,
                 )
-                self._pause(stop, backoff)
-                backoff = min(backoff * 2, LAST_BACKOFF_SECONDS)
+                self._pause(stop, wait)
                 continue
             consumer = _Consumer(connection, self._drain_timeout, tell)
             try:
@@ -134,16 +139,17 @@ class AmqpBus:
             except CONNECTION_ERRORS as error:
                 if consumer.started:
                     tell(False)
-                    backoff = FIRST_BACKOFF_SECONDS
+                    failures = 0
+                failures += 1
+                wait = RECONNECT.delay(failures)
                 log.warning(
                     "lost the RabbitMQ connection to %s consuming '%s' (%s); reconnecting in %.1f s",
                     self._address,
                     queue,
                     self._describe(error),
-                    backoff,
+                    wait,
                 )
-                self._pause(stop, backoff)
-                backoff = min(backoff * 2, LAST_BACKOFF_SECONDS)
+                self._pause(stop, wait)
             finally:
                 _close_quietly(connection)
 
@@ -158,8 +164,8 @@ class AmqpBus:
         with self._lock:
             if self._closed.is_set():
                 raise Unavailable(f"cannot {what}: the RabbitMQ client for {self._address} is closed")
-            failure: Exception | None = None
-            for attempt in range(1, self._publish_attempts + 1):
+
+            def attempt(now: Attempt) -> None:
                 try:
                     channel = self._publishing_channel()
                 except CONNECTION_ERRORS as error:
@@ -171,20 +177,29 @@ class AmqpBus:
                 except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
                     # The channel is still usable; the queue was deleted or the broker could not take it.
                     self._declared.clear()
-                    failure = error
+                    failure: Exception = error
                 except CONNECTION_ERRORS as error:
                     self._drop_publisher()
                     failure = error
-                log.warning(
-                    "cannot %s on RabbitMQ at %s (attempt %d of %d): %s",
-                    what,
-                    self._address,
-                    attempt,
-                    self._publish_attempts,
-                    self._describe(failure),
-                )
-            assert failure is not None
-            raise self._unavailable(what, failure) from failure
+                if now.last:
+                    self._failed_attempt(what, now.number, self._describe(failure))
+                    raise self._unavailable(what, failure) from failure
+                raise Again(self._describe(failure)) from failure
+
+            def on_retry(number: int, again: Again) -> None:
+                self._failed_attempt(what, number, again.reason)
+
+            self._publishing.run(attempt, on_retry)
+
+    def _failed_attempt(self, what: str, number: int, reason: str) -> None:
+        log.warning(
+            "cannot %s on RabbitMQ at %s (attempt %d of %d): %s",
+            what,
+            self._address,
+            number,
+            self._publish_attempts,
+            reason,
+        )
 
     def _publishing_channel(self) -> BlockingChannel:
         if self._channel is None or not self._channel.is_open:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -29,7 +28,8 @@ from shared.core.models import (
     TransferFile,
     TransferState,
 )
-from shared.core.paths import MAX_COMPONENT_BYTES, safe_name, safe_relative
+from shared.core.names import first_free
+from shared.core.paths import safe_name, safe_relative
 from shared.domain.accounts import account_for_email
 from shared.domain.leases import lease_kept
 from shared.domain.messages import SyncCommand, SyncFile, queue_for
@@ -234,26 +234,9 @@ def _paths(listed: list[ClowderFile]) -> Iterator[tuple[ClowderFile, str, str | 
     assigned: set[str] = set()
     for file, path, refusal in checked:
         if path in assigned:
-            path = _distinct(path, originals | assigned)
+            path = first_free(path, originals | assigned)
         assigned.add(path)
         yield file, path, refusal
-
-
-def _distinct(path: str, taken: set[str]) -> str:
-    """``path`` renamed ``name (n).ext`` with the first n not taken, within the length of a name."""
-    folder, slash, name = path.rpartition("/")
-    stem, dot, extension = name.rpartition(".")
-    if not stem:  # no extension, or a hidden file such as ".env"
-        stem, dot, extension = name, "", ""
-    for number in itertools.count(1):
-        mark = f" ({number})"
-        shortened = stem
-        while len(f"{shortened}{mark}{dot}{extension}".encode()) > MAX_COMPONENT_BYTES and shortened:
-            shortened = shortened[:-1]
-        candidate = f"{folder}{slash}{shortened}{mark}{dot}{extension}"
-        if candidate not in taken:
-            return candidate
-    raise AssertionError("unreachable")
 
 
 def stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested) -> Transfer:

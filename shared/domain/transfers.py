@@ -63,6 +63,7 @@ SMALL_STAGING_PARALLEL = 8
 RESTARTS = 3
 """Downloads of one file from its start, at most (one after another, without a wait between them)."""
 URL_SECONDS = 24 * 3600
+"""How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
 
 
 class TransferPorts(Protocol):
@@ -83,9 +84,6 @@ class TransferPorts(Protocol):
     def clowder(self) -> ClowderClient:
         """The client of the paired Clowder (Unavailable when none is paired)."""
         ...
-
-
-"""How long a sync command's download URLs stay valid: a transfer may wait for a stack to start."""
 
 
 def transfer_id_for(source: str, event_id: str) -> str:
@@ -255,11 +253,24 @@ def stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested) 
 
 
 def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested) -> Transfer:
-    store = ports.store
+    dataset, listed = _list_dataset(ports, transfer, request)
+    target = transfer.target or f"{datafolder.DATA_FOLDER}/{_folder_name(dataset)}"
+    sources = _record_files(ports.store, transfer.id, listed)
+    transfer = _begin_staging(ports.store, transfer.id, dataset, target, listed)
+    _stage_listed(ports, transfer, target, request, sources)
+    _finish_staging(ports.store, transfer.id)
+    return _announce_staged(ports, transfer.id)
+
+
+def _list_dataset(
+    ports: TransferPorts, transfer: Transfer, request: TransferRequested
+) -> tuple[ClowderDataset, list[ClowderFile]]:
+    """The dataset and its files the request wants, from Clowder; where Clowder cannot say, the
+    transfer is released for a redelivery (Clowder unavailable) or failed (no such dataset, or the
+    platform refused)."""
     client = ports.clowder()
     try:
-        dataset = client.dataset(transfer.datasetId)
-        listed = _wanted(client.files(transfer.datasetId), request)
+        return client.dataset(transfer.datasetId), _wanted(client.files(transfer.datasetId), request)
     except Unavailable as error:
         # Let go of the claim, so that the redelivery this 503 asks for can stage at once.
         _note(ports, transfer.id, f"Clowder could not be read; retrying: {error.message}", state="requested")
@@ -274,9 +285,12 @@ def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested)
         message = f"Clowder refused to list the dataset: {error.message}"
         _fail(ports, transfer.id, message)
         raise InvalidInput(message) from None
-    target = transfer.target or f"{datafolder.DATA_FOLDER}/{_folder_name(dataset)}"
 
-    known = {file.path: file for file in store.list_transfer_files(transfer.id)}
+
+def _record_files(store: Store, transfer_id: str, listed: list[ClowderFile]) -> dict[str, ClowderFile]:
+    """A row for each listed file the transfer does not know yet (failed at once where its name is
+    refused); the files to stage, by the path each goes to."""
+    known = {file.path for file in store.list_transfer_files(transfer_id)}
     rows: list[TransferFile] = []
     sources: dict[str, ClowderFile] = {}
     for file, path, refusal in _paths(listed):
@@ -294,7 +308,14 @@ def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested)
         sources[path] = file
         if path not in known:
             rows.append(TransferFile(path=path, size=file.size or 0, clowderId=file.id))
-    store.put_transfer_files(transfer.id, [row for row in rows if row.path not in known])
+    store.put_transfer_files(transfer_id, [row for row in rows if row.path not in known])
+    return sources
+
+
+def _begin_staging(
+    store: Store, transfer_id: str, dataset: ClowderDataset, target: str, listed: list[ClowderFile]
+) -> Transfer:
+    """The transfer as staging, with its dataset's name, its folder and the totals of its files."""
 
     def begin(current: Transfer) -> Transfer:
         return current.model_copy(
@@ -309,16 +330,23 @@ def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested)
             }
         )
 
-    transfer = store.update_transfer(transfer.id, begin)
-    _stage_listed(ports, transfer, target, request, sources)
+    return store.update_transfer(transfer_id, begin)
 
-    def finish_staging(current: Transfer) -> Transfer:
+
+def _finish_staging(store: Store, transfer_id: str) -> None:
+    """Every file staged (or failed): what is left is the shovels' syncing."""
+
+    def finish(current: Transfer) -> Transfer:
         return current.model_copy(update={"stagingDone": True, "state": "syncing", "updateTime": clock.now()})
 
-    store.update_transfer(transfer.id, finish_staging)
+    store.update_transfer(transfer_id, finish)
+
+
+def _announce_staged(ports: TransferPorts, transfer_id: str) -> Transfer:
+    """The transfer, counted again from its files, announced as staged."""
     from events import types
 
-    final = refresh(ports, transfer.id)
+    final = refresh(ports, transfer_id)
     ports.sink.emit(
         types.TRANSFER_STAGED,
         types.TransferStaged(

@@ -665,6 +665,70 @@ def test_downloads_through_the_http_client_where_a_proxy_is_set(
     assert files_below(settings.home / "in") == contents
 
 
+class KeptAlive:
+    """A staging server that keeps each connection open after its answer (HTTP/1.1), and counts the
+    connections its clients still hold open."""
+
+    def __init__(self, data: bytes) -> None:
+        import http.server
+
+        owner = self
+        self.open = 0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with owner.lock:
+                    owner.open += 1
+
+            def finish(self) -> None:
+                # Runs once the client closed the connection: handle() serves requests until then.
+                super().finish()
+                with owner.lock:
+                    owner.open -= 1
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_shovel_closes_its_kept_download_connections_when_it_stops(
+    settings: ShovelSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)  # downloads go over the shovel's own kept connections
+    data = os.urandom(100_000)
+    server = KeptAlive(data)
+    file = SyncFile(path="a.bin", size=len(data), sha256=sha256(data), url=f"{server.url}/blob")
+    bus = RecordingBus()
+    try:
+        with running(settings, bus):
+            send(bus, SyncCommand(transfer_id="t-kept", user=USER, target="Clowder/kept", files=[file]))
+            wait_for(lambda: bus.settlements, "the command to be settled")
+            assert server.open == 1, "the download's connection is kept for the next one"
+        wait_for(lambda: server.open == 0, "the kept connection to be closed")
+    finally:
+        server.close()
+    assert files_below(settings.home / "Clowder/kept") == {"a.bin": data}
+
+
 def test_link_mode_copies_and_symlinks_below_the_roots(
     settings: ShovelSettings, staging: Staging, tmp_path: Path
 ) -> None:

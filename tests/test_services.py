@@ -75,12 +75,12 @@ def test_all_catalogs_merge_system_and_own(api: Api, alice: str, bob: str) -> No
         assert merged == sorted([*system, "alicething"]), query
 
 
-def test_unknown_catalog_is_rejected_naming_catalog(api: Api, alice: str) -> None:
-    for catalog in ("mine", "System", "everything"):
-        response = api.call("GET", f"/api/services?catalog={catalog}", alice)
-        assert response.status_code == 400, catalog
-        assert error_of(response).startswith("catalog:"), catalog
-        assert catalog in error_of(response)
+@pytest.mark.parametrize("catalog", ["mine", "System", "everything"])
+def test_unknown_catalog_is_rejected_naming_catalog(api: Api, alice: str, catalog: str) -> None:
+    response = api.call("GET", f"/api/services?catalog={catalog}", alice)
+    assert response.status_code == 400, catalog
+    assert error_of(response).startswith("catalog:"), catalog
+    assert catalog in error_of(response)
 
 
 def test_listing_needs_a_token(api: Api, platform: Platform) -> None:
@@ -240,13 +240,17 @@ def test_adding_to_all_catalogs_is_rejected(api: Api, alice: str) -> None:
     assert "catalog" in error_of(response)
 
 
-def test_body_that_is_not_a_spec_object_is_rejected(api: Api, alice: str) -> None:
-    for body in (b"{not json", b"", b"[1, 2]", b'"jupyterlab"', b"\xff\xfe", b"null"):
-        response = api.call(
-            "POST", "/api/services", alice, data=body, headers={"Content-Type": "application/json"}
-        )
-        assert response.status_code == 400, body
-        assert error_of(response)
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"", b"[1, 2]", b'"jupyterlab"', b"\xff\xfe", b"null"],
+    ids=["not-json", "empty", "list", "string", "not-utf8", "null"],
+)
+def test_body_that_is_not_a_spec_object_is_rejected(api: Api, alice: str, body: bytes) -> None:
+    response = api.call(
+        "POST", "/api/services", alice, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, body
+    assert error_of(response)
 
 
 def test_rejected_posts_change_nothing(api: Api, alice: str) -> None:
@@ -450,8 +454,8 @@ def test_configs_of_an_unknown_spec_is_not_found(api: Api, alice: str, bob: str)
     assert api.call("GET", "/api/configs?services=alicething", bob).status_code == 404
 
 
-def test_configs_need_the_services_parameter(api: Api, alice: str) -> None:
-    for query in ("", "?services=", "?other=mysql"):
-        response = api.call("GET", f"/api/configs{query}", alice)
-        assert response.status_code == 400, query
-        assert error_of(response).startswith("services:"), query
+@pytest.mark.parametrize("query", ["", "?services=", "?other=mysql"], ids=["none", "empty", "other"])
+def test_configs_need_the_services_parameter(api: Api, alice: str, query: str) -> None:
+    response = api.call("GET", f"/api/configs{query}", alice)
+    assert response.status_code == 400, query
+    assert error_of(response).startswith("services:"), query

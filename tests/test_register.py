@@ -211,11 +211,11 @@ def test_decisions_need_the_right_token_and_a_verified_account(
     assert status_of(platform) == "unapproved"
 
 
-def test_verify_without_both_fields_is_400(api: RecordingApi) -> None:
-    for body in ({"u": "carol"}, {"t": "token"}, {}):
-        response = api.call("PUT", "/api/register/verify", json=body)
-        assert response.status_code == 400
-        error_of(response)
+@pytest.mark.parametrize("body", [{"u": "carol"}, {"t": "token"}, {}], ids=["no-token", "no-user", "neither"])
+def test_verify_without_both_fields_is_400(api: RecordingApi, body: dict[str, str]) -> None:
+    response = api.call("PUT", "/api/register/verify", json=body)
+    assert response.status_code == 400
+    error_of(response)
 
 
 @pytest.mark.parametrize("environment", [{"WORKBENCH_REQUIRE_APPROVAL": "false"}])

@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,36 +33,24 @@ from events.types import (
 )
 from shared.adapters.bus import Delivery
 from shared.adapters.bus.memory import MemoryBus
+from shared.adapters.runtime.processes import free_port
 from shared.core.errors import InvalidInput, Unavailable
 from shared.domain.messages import ExportCommand, StackCommand, SyncCommand, SyncFile, queue_for
 from shovel.daemon import event_sender, run
 from shovel.settings import ConflictPolicy, ShovelSettings
 from tests.conftest import need
+from tests.support import wait_until
 
 AMQP_URL = os.environ.get("WORKBENCH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 WAIT = 15.0
 """Every wait gives up after this long, so a broken shovel fails a test instead of hanging it."""
+POLL = 0.02
+"""How often a wait looks again: a shovel's steps take milliseconds."""
 USER = "alice"
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- HTTP servers of the tests ------------------------------------------------------------------------
@@ -250,9 +237,11 @@ def of_type(emitted: Emitted, event_type: str) -> list[Any]:
 
 
 def progress_of(emitted: Emitted, count: int = 1) -> list[TransferProgress]:
-    reports: list[TransferProgress] = wait_for(
+    reports: list[TransferProgress] = wait_until(
         lambda: len(of_type(emitted, TRANSFER_PROGRESS)) >= count and of_type(emitted, TRANSFER_PROGRESS),
         f"{count} progress report(s)",
+        WAIT,
+        every=POLL,
     )
     return reports
 
@@ -309,7 +298,7 @@ def test_sync_places_every_file_and_reports_once(settings: ShovelSettings, stagi
     with running(settings, bus) as emitted:
         send(bus, command)
         [progress] = progress_of(emitted)
-        wait_for(lambda: bus.settlements, "the command to be settled")
+        wait_until(lambda: bus.settlements, "the command to be settled", WAIT, every=POLL)
 
     assert files_below(settings.home / "Clowder/Data set") == contents
     assert sorted(progress.placed) == sorted(contents)
@@ -339,7 +328,7 @@ def test_files_appear_only_complete(settings: ShovelSettings, staging: Staging) 
     seen_partial = False
     with running(settings, bus) as emitted:
         send(bus, command)
-        wait_for(blob.holding.is_set, "half of the file to be sent")
+        wait_until(blob.holding.is_set, "half of the file to be sent", WAIT, every=POLL)
         releaser = threading.Timer(0.5, hold.set)
         releaser.start()
         while not of_type(emitted, TRANSFER_PROGRESS):
@@ -363,7 +352,7 @@ def test_checksum_mismatch_fails_that_file_only(settings: ShovelSettings, stagin
     with running(settings, bus) as emitted:
         send(bus, SyncCommand(transfer_id="t2", user=USER, target="d", files=[good, bad, short]))
         [progress] = progress_of(emitted)
-        wait_for(lambda: bus.settlements, "the command to be settled")
+        wait_until(lambda: bus.settlements, "the command to be settled", WAIT, every=POLL)
 
     assert files_below(settings.home) == {"d/good.txt": b"good"}
     assert progress.placed == ["good.txt"]
@@ -522,7 +511,7 @@ def test_commands_of_one_transfer_are_placed_side_by_side(settings: ShovelSettin
     bus = MemoryBus()
     with running(settings, bus) as emitted:
         send(bus, first)
-        wait_for(slow.holding.is_set, "half of the slow file")
+        wait_until(slow.holding.is_set, "half of the slow file", WAIT, every=POLL)
         send(bus, second)
         [quick] = progress_of(emitted, 1)  # while the first command still waits for its file
         assert sorted(quick.placed) == sorted(contents) and quick.errors == []
@@ -565,7 +554,7 @@ def test_files_carried_in_the_command_are_placed_without_a_download(
     with running(settings, bus) as emitted:
         send(bus, command)
         [progress] = progress_of(emitted)
-        wait_for(lambda: bus.settlements, "the command to be settled")
+        wait_until(lambda: bus.settlements, "the command to be settled", WAIT, every=POLL)
     assert progress.placed == ["inline.txt"]
     [problem] = progress.errors
     assert problem.path == "tampered.txt" and "checksum mismatch" in problem.error
@@ -721,9 +710,9 @@ def test_the_shovel_closes_its_kept_download_connections_when_it_stops(
     try:
         with running(settings, bus):
             send(bus, SyncCommand(transfer_id="t-kept", user=USER, target="Clowder/kept", files=[file]))
-            wait_for(lambda: bus.settlements, "the command to be settled")
+            wait_until(lambda: bus.settlements, "the command to be settled", WAIT, every=POLL)
             assert server.open == 1, "the download's connection is kept for the next one"
-        wait_for(lambda: server.open == 0, "the kept connection to be closed")
+        wait_until(lambda: server.open == 0, "the kept connection to be closed", WAIT, every=POLL)
     finally:
         server.close()
     assert files_below(settings.home / "Clowder/kept") == {"a.bin": data}
@@ -802,7 +791,7 @@ def test_command_for_another_user_is_rejected(settings: ShovelSettings, staging:
         # Published to this shovel's own queue, as a confused or hostile producer might.
         bus.publish(queue_for(USER), command.model_dump_json().encode())
         bus.publish(queue_for(USER), b"not json at all")
-        wait_for(lambda: len(bus.settlements) == 2, "both messages to be settled")
+        wait_until(lambda: len(bus.settlements) == 2, "both messages to be settled", WAIT, every=POLL)
     assert [(entry.action, entry.requeue) for entry in bus.settlements] == [("reject", False)] * 2
     assert of_type(emitted, TRANSFER_PROGRESS) == []
     assert files_below(settings.home) == {}
@@ -830,7 +819,7 @@ def test_memory_stays_bounded_for_a_large_file(settings: ShovelSettings, staging
     )
     bus = MemoryBus()
     with running(settings, bus) as emitted:
-        wait_for(lambda: of_type(emitted, SHOVEL_HEARTBEAT), "the first heartbeat")
+        wait_until(lambda: of_type(emitted, SHOVEL_HEARTBEAT), "the first heartbeat", WAIT, every=POLL)
         tracemalloc.start()
         try:
             send(bus, command)
@@ -901,8 +890,10 @@ def test_export_uploads_a_nested_folder(settings: ShovelSettings, receiver: Rece
     bus = RecordingBus()
     with running(settings, bus) as emitted:
         send(bus, command)
-        [report] = wait_for(lambda: of_type(emitted, EXPORT_UPLOADED), "the export report")
-        wait_for(lambda: bus.settlements, "the command to be settled")
+        [report] = wait_until(
+            lambda: of_type(emitted, EXPORT_UPLOADED), "the export report", WAIT, every=POLL
+        )
+        wait_until(lambda: bus.settlements, "the command to be settled", WAIT, every=POLL)
 
     assert isinstance(report, ExportUploaded)
     assert report.errors == []
@@ -931,9 +922,11 @@ def test_export_of_a_missing_or_hostile_folder_reports_it(
                     key_prefix="x/",
                 ),
             )
-        reports = wait_for(
+        reports = wait_until(
             lambda: len(of_type(emitted, EXPORT_UPLOADED)) == 2 and of_type(emitted, EXPORT_UPLOADED),
             "reports",
+            WAIT,
+            every=POLL,
         )
     errors = {report.errors[0].path: report.errors[0].error for report in reports}
     assert "does not exist" in errors["nothing-here"]
@@ -969,7 +962,7 @@ def test_stack_commands_call_the_api_with_their_own_token(
             send(bus, StackCommand(kind="stop", user=USER, stack_id="s3", token="expired"))
             hostile = StackCommand(kind="stop", user="mallory", stack_id="s9", token="x")
             bus.publish(queue_for(USER), hostile.model_dump_json().encode())
-            wait_for(lambda: len(bus.settlements) == 5, "five settlements")
+            wait_until(lambda: len(bus.settlements) == 5, "five settlements", WAIT, every=POLL)
     finally:
         server.close()
     assert calls == [
@@ -1015,13 +1008,13 @@ def test_a_stop_waits_for_the_commands_taken_before_it(settings: ShovelSettings,
         bus = RecordingBus()
         with running(replace(settings, api_url=server.url), bus):
             send(bus, command)
-            wait_for(blob.holding.is_set, "the download under way")
+            wait_until(blob.holding.is_set, "the download under way", WAIT, every=POLL)
             send(bus, StackCommand(kind="stop", user=USER, stack_id="s1", token="t"))
             time.sleep(0.3)  # the stop is taken meanwhile, and waits
             assert placed_when_stopped == []
             assert blob.hold is not None
             blob.hold.set()
-            wait_for(lambda: len(bus.settlements) == 2, "both commands settled")
+            wait_until(lambda: len(bus.settlements) == 2, "both commands settled", WAIT, every=POLL)
     finally:
         server.close()
     assert placed_when_stopped == [{"before/slow.bin": data}]
@@ -1062,7 +1055,9 @@ class FailingPlatform:
         try:
             with running(configured, bus, emit=event_sender(configured)):
                 bus.publish(queue_for(command.user), command.model_dump_json().encode())
-                wait_for(lambda: len(self.reports) == 4, "three failed reports and the last one")
+                wait_until(
+                    lambda: len(self.reports) == 4, "three failed reports and the last one", WAIT, every=POLL
+                )
                 time.sleep(0.3)  # nothing more comes: the command is gone
         finally:
             self.server.close()
@@ -1109,7 +1104,9 @@ def test_an_export_that_fails_every_time_is_given_up_saying_why(
     try:
         with running(configured, bus, emit=event_sender(configured)):
             send(bus, command)
-            wait_for(lambda: len(platform.exports) == 3, "two failed reports and the last one")
+            wait_until(
+                lambda: len(platform.exports) == 3, "two failed reports and the last one", WAIT, every=POLL
+            )
     finally:
         platform.server.close()
     assert [status for status, _ in platform.exports] == [500, 500, 202]
@@ -1230,11 +1227,14 @@ def test_healthz_is_503_until_connected_then_200(settings: ShovelSettings) -> No
 
     try:
         with running(replace(settings, health_port=port), bus):
-            waiting = wait_for(answer, "the health server")
+            waiting = wait_until(answer, "the health server", WAIT, every=POLL)
             assert waiting.status_code == 503 and waiting.json() == {"status": "connecting"}
             bus.gate.set()
-            ready = wait_for(
-                lambda: (response := answer()) is not None and response.status_code == 200 and response, "200"
+            ready = wait_until(
+                lambda: (response := answer()) is not None and response.status_code == 200 and response,
+                "200",
+                WAIT,
+                every=POLL,
             )
             assert ready.json()["status"] == "ready"
             assert ready.json()["user"] == USER and ready.json()["stack_id"] == "s1"
@@ -1432,7 +1432,7 @@ def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, 
     try:
         bus.publish(queue_for(user), command.model_dump_json().encode())
         first = start()
-        wait_for(held.holding.is_set, "the fourth file to be half sent")
+        wait_until(held.holding.is_set, "the fourth file to be half sent", WAIT, every=POLL)
         assert sorted(files_below(target)) == ["part-0.bin", "part-1.bin", "part-2.bin"]
         first.send_signal(signal.SIGKILL)
         first.wait(WAIT)
@@ -1440,8 +1440,11 @@ def test_killed_shovel_resumes_without_duplicates(staging: Staging, home: Path, 
         assert sorted(files_below(target)) == ["part-0.bin", "part-1.bin", "part-2.bin"]
 
         second = start()
-        progress = wait_for(
-            lambda: [event for event in sink.events if event.type == TRANSFER_PROGRESS], "the progress event"
+        progress = wait_until(
+            lambda: [event for event in sink.events if event.type == TRANSFER_PROGRESS],
+            "the progress event",
+            WAIT,
+            every=POLL,
         )
         second.send_signal(signal.SIGTERM)
         assert second.wait(WAIT) == 0
@@ -1494,11 +1497,21 @@ def test_a_dropped_broker_connection_mid_transfer_loses_and_repeats_nothing(
                 stdout=output,
                 stderr=output,
             )
-        wait_for(staging.blobs["part-2.bin"].holding.is_set, "the third file to be half sent")
-        assert wait_for(lambda: close_connections(f"shovel {user}/s1"), "the shovel's connection to close")
+        wait_until(
+            staging.blobs["part-2.bin"].holding.is_set, "the third file to be half sent", WAIT, every=POLL
+        )
+        assert wait_until(
+            lambda: close_connections(f"shovel {user}/s1"),
+            "the shovel's connection to close",
+            WAIT,
+            every=POLL,
+        )
         hold.set()
-        progress = wait_for(
-            lambda: [event for event in sink.events if event.type == TRANSFER_PROGRESS], "the progress event"
+        progress = wait_until(
+            lambda: [event for event in sink.events if event.type == TRANSFER_PROGRESS],
+            "the progress event",
+            WAIT,
+            every=POLL,
         )
         process.send_signal(signal.SIGTERM)
         assert process.wait(WAIT) == 0

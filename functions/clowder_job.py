@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING
 import functions_framework
 from flask import Request, Response
 
-from events import codec, types
-from events.errors import InvalidEvent
-from shared.core.errors import ContentTooLarge
+from events import types
 from shared.domain import clowder_jobs
-from shared.serving.eventing import EventCall, adapt, event_body, serve_event
+from shared.serving.eventing import EventCall, adapt, signed
 
 if TYPE_CHECKING:
     from events.codec import Event
@@ -39,18 +37,17 @@ def told(call: EventCall) -> None:
     clowder_jobs.outcome(call.platform, call.data, call.event.type == types.TRANSFER_FAILED, reply)
 
 
-def _carries_a_job(request: Request) -> bool:
-    """Whether the request is a RabbitmqSource's job event; what cannot be read at all goes the way of
-    this platform's own events, whose adapter answers it (413, 400)."""
-    try:
-        event = codec.from_http(dict(request.headers), event_body(request))
-    except (ContentTooLarge, InvalidEvent):
-        return False
-    return event.type == clowder_jobs.JOB_EVENT
+OUTCOMES = {types.TRANSFER_COMPLETED: told, types.TRANSFER_FAILED: told}
 
 
 @functions_framework.http
 def clowder_job(request: Request) -> Response:
-    if _carries_a_job(request):
-        return adapt("clowder_job", request, carry_out, handles={clowder_jobs.JOB_EVENT})
-    return serve_event("clowder_job", request, {types.TRANSFER_COMPLETED: told, types.TRANSFER_FAILED: told})
+    outcome = signed(OUTCOMES)
+
+    def act(event: Event) -> None:
+        if event.type == clowder_jobs.JOB_EVENT:
+            carry_out(event)
+        else:
+            outcome(event)
+
+    return adapt("clowder_job", request, act, handles={clowder_jobs.JOB_EVENT, *OUTCOMES})

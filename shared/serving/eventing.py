@@ -187,9 +187,9 @@ def adapt(
     return _answer(202)
 
 
-def serve_event(function_name: str, request: Request, handlers: Mapping[str, EventHandler]) -> Response:
-    """Answer a delivered event of this platform or Clowder: signed, young enough, its data valid for
-    its type, and acted on once however often it is delivered (``adapt`` gives the statuses)."""
+def signed(handlers: Mapping[str, EventHandler]) -> Callable[[Event], None]:
+    """Acting on an event of this platform or Clowder: signed, young enough, its data valid for its
+    type, and acted on once however often it is delivered."""
     from events import codec
     from shared.bootstrap import platform
 
@@ -208,4 +208,10 @@ def serve_event(function_name: str, request: Request, handlers: Mapping[str, Eve
         handler = handlers[event.type]
         _handle_once(current, event, lambda: handler(EventCall(current, event, data)))
 
-    return adapt(function_name, request, act, handles=handlers.keys())
+    return act
+
+
+def serve_event(function_name: str, request: Request, handlers: Mapping[str, EventHandler]) -> Response:
+    """Answer a delivered event of this platform or Clowder as ``signed`` acts on it (``adapt`` gives
+    the statuses)."""
+    return adapt(function_name, request, signed(handlers), handles=handlers.keys())

@@ -13,7 +13,8 @@ import pytest
 
 from tests.clowder_pairing import API_KEY, SECRET
 from tests.clowder_server import ClowderServer
-from tests.test_clowder_jobs import delete_queues, final_status, submit, wait_for
+from tests.support import wait_until
+from tests.test_clowder_jobs import delete_queues, final_status, submit
 from tests.test_e2e import STATIC_SPEC, Platform, bearer, user_with_spec, wait_for_status
 from tests.test_shovel import AMQP_URL, require_rabbitmq
 
@@ -42,12 +43,8 @@ def workbench(tmp_path: Path, clowder: ClowderServer) -> Iterator[Platform]:
         "WORKBENCH_CLOWDER_AMQP_URL": AMQP_URL,
         "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": PREFIX,
     }
-    platform = Platform(tmp_path / "data", settings=settings)
-    platform.start()
-    try:
+    with Platform(tmp_path / "data", settings=settings) as platform:
         yield platform
-    finally:
-        platform.stop()
 
 
 def test_a_dataset_submitted_to_send_to_workbench_is_read_inside_the_running_app_and_clowder_says_done(
@@ -66,7 +63,7 @@ def test_a_dataset_submitted_to_send_to_workbench_is_read_inside_the_running_app
     connect = service["endpoints"][0]["url"]
 
     # What the Clowder user does: the extractor is listed; they submit the dataset to it.
-    wait_for(lambda: f"{PREFIX}.send" in clowder.heartbeats, "Send to Workbench announced")
+    wait_until(lambda: f"{PREFIX}.send" in clowder.heartbeats, "Send to Workbench announced")
     job_id = submit(clowder, key, dataset_id, f"{PREFIX}.send")
     done = final_status(clowder, job_id, seconds=60)
     assert done["message_type"] == "StatusMessage.done", done

@@ -13,11 +13,13 @@ from typing import Any, Literal
 
 import pytest
 
+from shared.adapters.runtime.processes import free_port
 from shared.bootstrap import Platform
 from shared.domain import clowder_jobs
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api, Client
-from tests.test_shovel import AMQP_URL, delete_queue, free_port, require_rabbitmq
+from tests.support import wait_until
+from tests.test_shovel import AMQP_URL, delete_queue, require_rabbitmq
 from tests.test_stack_commands import served
 
 __all__ = ["served"]  # a fixture of test_stack_commands
@@ -141,16 +143,6 @@ def consumer(platform: Platform) -> Iterator[threading.Thread]:
     assert not thread.is_alive()
 
 
-def wait_for(check: Callable[[], Any], what: str, seconds: float = 20) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(0.05)
-
-
 def final_status(clowder: ClowderServer, job_id: str, seconds: float = 20) -> dict[str, Any]:
     def ended() -> dict[str, Any] | None:
         for status in clowder.statuses_of(job_id):
@@ -158,8 +150,7 @@ def final_status(clowder: ClowderServer, job_id: str, seconds: float = 20) -> di
                 return status
         return None
 
-    found: dict[str, Any] = wait_for(ended, f"the end of job {job_id}", seconds)
-    return found
+    return wait_until(ended, f"the end of job {job_id}", seconds)
 
 
 def submit(clowder: ClowderServer, key: str, dataset_id: str, queue: str, parameters: Any = None) -> str:
@@ -190,7 +181,7 @@ def test_the_platform_announces_its_three_actions_as_clowder_lists_them(
 ) -> None:
     import httpx
 
-    wait_for(lambda: all(queue in clowder.heartbeats for queue in QUEUES), "the three heartbeats")
+    wait_until(lambda: all(queue in clowder.heartbeats for queue in QUEUES), "the three heartbeats")
     if clowder.version == 1:
         listed = httpx.get(f"{clowder.url}/api/extractors", headers={"X-API-Key": API_KEY}).json()
         names = {info["name"]: info for info in listed}
@@ -222,7 +213,7 @@ def test_a_submitted_dataset_becomes_a_transfer_of_the_keys_user_and_a_duplicate
     clowder.add_files(dataset_id, {"a.csv": b"1,2\n", "raw/b.bin": b"\0" * 1000})
 
     job_id = submit(clowder, key, dataset_id, f"{PREFIX}.send", {"target": "Soil"})
-    processing = wait_for(
+    processing = wait_until(
         lambda: [s for s in clowder.statuses_of(job_id) if s["message_type"] == "StatusMessage.processing"],
         "a processing status",
     )
@@ -239,7 +230,7 @@ def test_a_submitted_dataset_becomes_a_transfer_of_the_keys_user_and_a_duplicate
     body |= {"jobid": job_id} if clowder.version == 1 else {"job_id": job_id, "resource_type": "dataset"}
     count = len(clowder.statuses_of(job_id))
     clowder.publish_job(queue, body)
-    wait_for(lambda: unsettled(queue) == 0, "the duplicate taken")
+    wait_until(lambda: unsettled(queue) == 0, "the duplicate taken")
     time.sleep(0.5)  # time enough for a second transfer or status, were one to come
     assert len(platform.store.list_transfers("dana")) == 1
     assert len(clowder.statuses_of(job_id)) == count
@@ -268,7 +259,7 @@ def test_a_submitted_file_sends_that_file_only(
             headers={"X-API-KEY": key},
             json={},
         ).json()
-    wait_for(
+    wait_until(
         lambda: [s for s in clowder.statuses_of(str(answer)) if "processing" in s["message_type"]],
         "a processing status",
     )
@@ -328,13 +319,13 @@ def test_a_bad_job_ends_with_its_error_in_clowder_a_dead_letter_and_no_crash(
     assert BAD_JOBS[case] in error["message"], error
     assert error["status"].startswith("StatusMessage.error: ")
     assert platform.store.list_transfers("dana") == []
-    (letter,) = wait_for(lambda: platform.store.list_dead_letters(10), "the dead letter")
+    (letter,) = wait_until(lambda: platform.store.list_dead_letters(10), "the dead letter")
     assert letter.errorDestination == queue and BAD_JOBS[case] in letter.errorData
     assert "dana" not in letter.data.split("secretKey")[-1][:40] or case == "malformed body"
     assert dana not in letter.data  # the key is never kept, nor logged
     assert dana not in caplog.text and body.get("secretKey", dana) not in caplog.text
     # As pyclowder does, the job itself goes to error.<queue>, for Clowder's admins.
-    assert len(wait_for(lambda: queue_bodies(f"error.{queue}"), "the job in the error queue")) == 1
+    assert len(wait_until(lambda: queue_bodies(f"error.{queue}"), "the job in the error queue")) == 1
     assert queue_bodies(queue) == []
 
     # The consumer goes on: a good job after the bad one is carried out.
@@ -360,10 +351,10 @@ def test_start_and_stop_take_the_stack_from_the_parameters(
         f"stack {sid} is starting",
         f"stack {sid} is started",
     )
-    wait_for(lambda: stacks.get(platform, "dana", sid).status == "started", "the stack started", 30)
+    wait_until(lambda: stacks.get(platform, "dana", sid).status == "started", "the stack started", 30)
     stopped = submit(clowder, key, dataset_id, f"{PREFIX}.stop")  # no stack named: all of them
     assert final_status(clowder, stopped)["message"] == f"stopping {sid}"
-    wait_for(lambda: stacks.get(platform, "dana", sid).status == "stopped", "the stack stopped", 30)
+    wait_until(lambda: stacks.get(platform, "dana", sid).status == "stopped", "the stack stopped", 30)
     missing = submit(clowder, key, dataset_id, f"{PREFIX}.start", {})
     assert "name the stack" in final_status(clowder, missing)["message"]
     foreign = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": "s9zzzz"})
@@ -403,12 +394,12 @@ def test_a_start_job_is_carried_out_by_a_shovel_of_the_user_on_rabbitmq(
     assert api.call("POST", "/api/services", token, json=STATIC_SPEC).status_code == 200
     running, stopped = new_stack(api, token), new_stack(api, token)
     assert api.call("GET", f"/api/start/{running}", token).status_code == 202
-    wait_for(lambda: status(platform, user, running) == "started", "the running stack", 30)
+    wait_until(lambda: status(platform, user, running) == "started", "the running stack", 30)
 
     job = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": stopped})
     message = final_status(clowder, job)["message"]
     assert message == f"stack {stopped}: the start is handed to the shovel of your running stack"
-    wait_for(lambda: status(platform, user, stopped) == "started", "the stack the job named", 30)
+    wait_until(lambda: status(platform, user, stopped) == "started", "the stack the job named", 30)
     log = platform.data_dir / "logs" / user / f"{running}-shovel.log"
     assert f"start of stack {stopped} accepted" in log.read_text()
     assert [stack.status for stack in stacks.list_stacks(platform, user)] == ["started", "started"]
@@ -451,7 +442,9 @@ def test_the_function_carries_out_a_job_as_a_rabbitmq_source_delivers_it_and_tel
     answer = client("clowder_job").post("/", headers=headers, data=data)
     assert answer.status_code == 202, answer.get_data(as_text=True)
     (transfer,) = platform.store.list_transfers("dana")
-    wait_for(lambda: any("processing" in s["message_type"] for s in clowder.statuses_of(job_id)), "progress")
+    wait_until(
+        lambda: any("processing" in s["message_type"] for s in clowder.statuses_of(job_id)), "progress"
+    )
 
     # The transfer's outcome event (as the Broker delivers it) ends the job in Clowder.
     outcome = outcome_event(platform, transfer.id, dataset_id, target=transfer.target)
@@ -489,7 +482,7 @@ def test_the_sweep_announces_the_extractors_as_the_cluster_s_cron_job_does(
     assert clowder.heartbeats == {}
     assert main(["sweep"]) == 0
     assert "abandoned transfers and exports taken up" in capsys.readouterr().out
-    wait_for(lambda: set(QUEUES) <= set(clowder.heartbeats), "the heartbeats of one sweep")
+    wait_until(lambda: set(QUEUES) <= set(clowder.heartbeats), "the heartbeats of one sweep")
 
 
 @pytest.mark.parametrize("environment", [{"WORKBENCH_CLOWDER_AMQP_URL": ""}], ids=["no-clowder-rabbitmq"])

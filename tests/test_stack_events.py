@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from events import codec, types
 from tests.conftest import Api
+from tests.support import wait_until
 
 NOTEBOOK = {
     "key": "pages",
@@ -69,14 +69,18 @@ def environment(sink: Sink) -> dict[str, str]:
 
 
 def wait_for_event(sink: Sink, event_type: str, stack_id: str, seconds: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
+    """The data of the first ``event_type`` event about ``stack_id`` the sink has received."""
+
+    def announced() -> dict[str, Any] | None:
         for event in sink.of_type(event_type):
             data = event.json()
             if isinstance(data, dict) and data.get("stack_id") == stack_id:
                 return data
-        assert time.monotonic() < deadline, f"no {event_type} for {stack_id}: {[e.type for e in sink.events]}"
-        time.sleep(0.05)
+        return None
+
+    return wait_until(
+        announced, lambda: f"{event_type} for {stack_id} (received: {[e.type for e in sink.events]})", seconds
+    )
 
 
 def test_started_stopped_and_failed_stacks_are_announced(api: Api, sink: Sink) -> None:

@@ -16,13 +16,12 @@ import pytest
 from shared.adapters.runtime.processes import free_port
 from shared.bootstrap import Platform
 from shared.domain import clowder_jobs
+from tests.clowder_pairing import Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api, Client
 from tests.support import wait_until
 from tests.test_shovel import AMQP_URL, delete_queue, require_rabbitmq
-from tests.test_stack_commands import served
-
-__all__ = ["served"]  # a fixture of test_stack_commands
+from tests.users import Users
 
 API_KEY = "platform-clowder-key"
 PREFIX = f"wbtest{uuid.uuid4().hex[:8]}"
@@ -377,7 +376,8 @@ def test_a_start_job_is_carried_out_by_a_shovel_of_the_user_on_rabbitmq(
     clowder: ClowderServer,
     platform: Platform,
     api: Api,
-    served: str,
+    users: Users,
+    shovels: Served,
     consumer: threading.Thread,
     user: str,
 ) -> None:
@@ -386,20 +386,20 @@ def test_a_start_job_is_carried_out_by_a_shovel_of_the_user_on_rabbitmq(
     process of its own) carries out through the API with a token for that stack alone."""
     from shared.domain import stacks
     from tests.test_e2e import STATIC_SPEC
-    from tests.test_stack_commands import make_user, new_stack, status
+    from tests.test_transfers import new_stack
 
-    token = make_user(api, platform, user)
+    token = users.make(user)
     key = clowder.add_user(f"{user}@example.org")
     dataset_id = clowder.add_dataset("Any")
     assert api.call("POST", "/api/services", token, json=STATIC_SPEC).status_code == 200
     running, stopped = new_stack(api, token), new_stack(api, token)
     assert api.call("GET", f"/api/start/{running}", token).status_code == 202
-    wait_until(lambda: status(platform, user, running) == "started", "the running stack", 30)
+    wait_until(lambda: stacks.get(platform, user, running).status == "started", "the running stack", 30)
 
     job = submit(clowder, key, dataset_id, f"{PREFIX}.start", {"stack": stopped})
     message = final_status(clowder, job)["message"]
     assert message == f"stack {stopped}: the start is handed to the shovel of your running stack"
-    wait_until(lambda: status(platform, user, stopped) == "started", "the stack the job named", 30)
+    wait_until(lambda: stacks.get(platform, user, stopped).status == "started", "the stack the job named", 30)
     log = platform.data_dir / "logs" / user / f"{running}-shovel.log"
     assert f"start of stack {stopped} accepted" in log.read_text()
     assert [stack.status for stack in stacks.list_stacks(platform, user)] == ["started", "started"]

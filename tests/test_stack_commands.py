@@ -7,26 +7,24 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from typing import Any
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from events import types
 from events.codec import new_event, to_http
+from shared.adapters.runtime.processes import free_port
 from shared.bootstrap import Platform
-from shared.core.errors import WorkbenchError
 from shared.domain import clowder_jobs, stacks
 from shared.domain.messages import StackCommand, queue_for
-from shared.tools.gateway import Gateway
-from shovel.local import attach_shovels
+from tests.clowder_pairing import Served
 from tests.conftest import Api, Client
-from tests.test_e2e import STATIC_SPEC
-from tests.test_shovel import AMQP_URL, delete_queue, free_port, require_rabbitmq
+from tests.support import wait_until
+from tests.test_shovel import AMQP_URL, delete_queue, require_rabbitmq
+from tests.test_transfers import new_stack
+from tests.users import Users
 
 SECRET = "pairing-secret-of-the-stack-command-tests"
 SOURCE = "https://clowder.example.org/"
@@ -62,65 +60,6 @@ def user(broker: str) -> Iterator[str]:
         delete_queue(queue_for(name))
 
 
-class _Quiet(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def served(platform: Platform) -> Iterator[str]:
-    """The platform's gateway on its port, with a shovel beside every stack it starts."""
-    attach_shovels(platform, heartbeat_seconds=60)
-    gateway = Gateway(data_dir=platform.data_dir)
-    settings = platform.settings.server
-    server = make_server(settings.host, settings.port, gateway, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://{settings.host}:{settings.port}"
-    finally:
-        # The stacks (and their shovels) end while the API and /events still answer them.
-        for owner, stack in platform.store.list_all_stacks():
-            with suppress(WorkbenchError):
-                platform.runtime.remove(stacks.plan_for(platform, owner, stack))
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        if gateway.ingress is not None:
-            gateway.ingress.close()
-
-
-def make_user(api: Api, platform: Platform, user: str) -> str:
-    account = {
-        "namespace": user,
-        "name": user.title(),
-        "email": f"{user}@example.org",
-        "password": "secret-pw",
-    }
-    response = api.call("POST", "/api/accounts", platform.tokens.issue("admin", admin=True), json=account)
-    assert response.status_code == 200, response.get_json()
-    return platform.tokens.issue(user)
-
-
-def new_stack(api: Api, token: str) -> str:
-    response = api.call("POST", "/api/services", token, json=STATIC_SPEC)
-    assert response.status_code in (200, 409), response.get_json()
-    response = api.call("POST", "/api/stacks", token, json={"key": STATIC_SPEC["key"]})
-    assert response.status_code == 200, response.get_json()
-    sid: str = response.get_json()["id"]
-    return sid
-
-
-def wait_for(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def status(platform: Platform, user: str, sid: str) -> str:
     return stacks.get(platform, user, sid).status
 
@@ -145,31 +84,34 @@ def shovels_said(platform: Platform, user: str, caplog: pytest.LogCaptureFixture
 
 def test_clowder_starts_and_stops_go_through_a_shovel_of_the_user(
     api: Api,
+    users: Users,
     client: Callable[[str], Client],
     platform: Platform,
-    served: str,
+    shovels: Served,
     user: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="shovel.daemon")
-    token = make_user(api, platform, user)
+    token = users.make(user)
     first, second = new_stack(api, token), new_stack(api, token)
 
     # None of the user's stacks runs, so no shovel would take a command: the platform starts it itself.
     deliver(client, types.STACK_START_REQUESTED, user, first)
-    wait_for(lambda: status(platform, user, first) == "started", "the first stack started")
+    wait_until(lambda: status(platform, user, first) == "started", "the first stack started", WAIT)
     assert f"of stack {first} accepted" not in shovels_said(platform, user, caplog)
 
     # Now the first stack's shovel takes the user's stack actions, with a token for each stack alone.
     deliver(client, types.STACK_START_REQUESTED, user, second)
-    wait_for(lambda: status(platform, user, second) == "started", "the second stack started")
-    wait_for(lambda: f"start of stack {second} accepted" in shovels_said(platform, user, caplog), "its log")
+    wait_until(lambda: status(platform, user, second) == "started", "the second stack started", WAIT)
+    wait_until(
+        lambda: f"start of stack {second} accepted" in shovels_said(platform, user, caplog), "its log", WAIT
+    )
 
     # A stop: the shovel of a stack may stop its own stack, which ends that very shovel.
     deliver(client, types.STACK_STOP_REQUESTED, user, first)
-    wait_for(lambda: status(platform, user, first) == "stopped", "the first stack stopped")
+    wait_until(lambda: status(platform, user, first) == "stopped", "the first stack stopped", WAIT)
     deliver(client, types.STACK_STOP_REQUESTED, user, second)
-    wait_for(lambda: status(platform, user, second) == "stopped", "the second stack stopped")
+    wait_until(lambda: status(platform, user, second) == "stopped", "the second stack stopped", WAIT)
     said = shovels_said(platform, user, caplog)
     for sid in (first, second):
         assert f"stop of stack {sid} accepted" in said or f"the stop of its own stack {sid}" in said, said
@@ -177,11 +119,11 @@ def test_clowder_starts_and_stops_go_through_a_shovel_of_the_user(
 
 
 def test_an_extractor_job_s_stop_is_handed_to_the_shovels_with_a_token_for_that_stack(
-    api: Api, platform: Platform, user: str
+    api: Api, users: Users, platform: Platform, user: str
 ) -> None:
     """What a Clowder job hands over: one command on the user's queue, whose token the API takes for the
     start and stop of that stack only."""
-    token = make_user(api, platform, user)
+    token = users.make(user)
     sid = new_stack(api, token)
     platform.store.update_stack(user, sid, lambda stack: stack.model_copy(update={"status": "started"}))
     message = clowder_jobs._stack_action(platform, user, "stop", sid)

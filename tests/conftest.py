@@ -18,13 +18,14 @@ pytest_plugins = [
     "tests.diagnostics",
     # The fixtures that several modules use: accounts and their tokens, a platform paired with the
     # Clowder test server, ``workbench run`` as a process, the browser tests' Chromium, a Kubernetes
-    # runtime on the Kubernetes stand-in, and a receiver of events.
+    # runtime on the Kubernetes stand-in, a receiver of events, and local runtimes on the test's data dir.
     "tests.users",
     "tests.clowder_pairing",
     "tests.workbench_process",
     "tests.chromium",
     "tests.kubernetes_runtime",
     "tests.receiver",
+    "tests.local_runtime",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

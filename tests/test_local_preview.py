@@ -8,9 +8,7 @@ from pathlib import Path
 
 from shared.adapters.runtime import ServicePlan
 from shared.core.models import ServiceSpec
-from tests.test_runtime_local import LISTEN, Harness, harness, service, stack
-
-__all__ = ["harness"]
+from tests.test_runtime_local import LISTEN, Harness, service, stack
 
 
 def internal(plan: ServicePlan) -> ServicePlan:

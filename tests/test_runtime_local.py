@@ -11,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -161,15 +161,6 @@ class Harness:
             for plan in self.plans:
                 runtime.remove(plan)
             runtime.close()
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path / "data")
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
 
 
 def service(

@@ -18,7 +18,8 @@ pytest_plugins = [
     "tests.diagnostics",
     # The fixtures that several modules use: accounts and their tokens, a platform paired with the
     # Clowder test server, ``workbench run`` as a process, the browser tests' Chromium, a Kubernetes
-    # runtime on the Kubernetes stand-in, a receiver of events, and local runtimes on the test's data dir.
+    # runtime on the Kubernetes stand-in, a receiver of events, local runtimes on the test's data dir, and
+    # the console tests' platform on a container engine.
     "tests.users",
     "tests.clowder_pairing",
     "tests.workbench_process",
@@ -26,6 +27,7 @@ pytest_plugins = [
     "tests.kubernetes_runtime",
     "tests.receiver",
     "tests.local_runtime",
+    "tests.console_site",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.chromium import WIDE
+from tests.console_site import Site
 from tests.engines import engine  # noqa: F401 (the fixture)
-from tests.test_console import Site, site  # noqa: F401 (the fixture)
 from tests.test_ui_browser import log_in, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -49,7 +49,7 @@ def log_in_steadily(page: Any, url: str, username: str, password: str) -> None:
     log_in(page, url, username, password)
 
 
-def test_the_console_button_opens_a_terminal_on_a_shell_in_the_app(page: Any, site: Site) -> None:  # noqa: F811
+def test_the_console_button_opens_a_terminal_on_a_shell_in_the_app(page: Any, site: Site) -> None:
     from playwright.sync_api import expect
 
     log_in_steadily(page, site.workbench.url, "carol", "carol-pw1")

@@ -121,7 +121,7 @@ def local_harness(tmp_path: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture(params=["local", "s3-memory", "s3-server"])
-def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+def object_store(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "local":
         yield request.getfixturevalue("local_harness")
     elif request.param == "s3-memory":
@@ -156,34 +156,34 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
 # -- the contract, on every adapter ----------------------------------------------------------------
 
 
-def test_put_blob_stores_under_its_sha256(harness: Harness) -> None:
+def test_put_blob_stores_under_its_sha256(object_store: Harness) -> None:
     content = b"a dataset file\n" * 1000
-    blob = harness.store.put_blob([content[:7], content[7:]])
+    blob = object_store.store.put_blob([content[:7], content[7:]])
     assert blob.sha256 == hashlib.sha256(content).hexdigest()
     assert blob.key == blob_key(blob.sha256)
     assert blob.size == len(content)
-    assert harness.store.size(blob.key) == len(content)
-    assert b"".join(harness.store.read(blob.key)) == content
-    assert harness.leftovers() == []
+    assert object_store.store.size(blob.key) == len(content)
+    assert b"".join(object_store.store.read(blob.key)) == content
+    assert object_store.leftovers() == []
 
 
-def test_the_same_content_twice_is_one_blob(harness: Harness) -> None:
-    first = harness.store.put_blob([b"same ", b"bytes"])
-    second = harness.store.put_blob([b"same bytes"])
+def test_the_same_content_twice_is_one_blob(object_store: Harness) -> None:
+    first = object_store.store.put_blob([b"same ", b"bytes"])
+    second = object_store.store.put_blob([b"same bytes"])
     assert first == second
-    assert harness.store.list("blobs/") == [(first.key, 10)]
-    assert harness.leftovers() == []
+    assert object_store.store.list("blobs/") == [(first.key, 10)]
+    assert object_store.leftovers() == []
 
 
-def test_empty_stream_is_a_blob_too(harness: Harness) -> None:
-    blob = harness.store.put_blob([])
+def test_empty_stream_is_a_blob_too(object_store: Harness) -> None:
+    blob = object_store.store.put_blob([])
     assert blob.sha256 == hashlib.sha256(b"").hexdigest()
-    assert harness.store.size(blob.key) == 0
-    assert b"".join(harness.store.read(blob.key)) == b""
+    assert object_store.store.size(blob.key) == 0
+    assert b"".join(object_store.store.read(blob.key)) == b""
 
 
-def test_read_size_has_delete_and_list(harness: Harness) -> None:
-    store = harness.store
+def test_read_size_has_delete_and_list(object_store: Harness) -> None:
+    store = object_store.store
     assert store.put("exports/a/one.txt", [b"one"]) == 3
     assert store.put("exports/a/sub/two.txt", iter([b"t", b"wo"])) == 3
     assert store.put("exports/b/three.txt", [b"three"]) == 5
@@ -210,50 +210,50 @@ def test_read_size_has_delete_and_list(harness: Harness) -> None:
         store.read("exports/a/one.txt")
 
 
-def test_a_large_stream_is_stored_in_parts(harness: Harness) -> None:
+def test_a_large_stream_is_stored_in_parts(object_store: Harness) -> None:
     total = 40 * MIB
     parts: list[str] = []
-    if harness.kind != "local":
-        harness.store.client.meta.events.register(
+    if object_store.kind != "local":
+        object_store.store.client.meta.events.register(
             "before-parameter-build.s3.CreateMultipartUpload",
             lambda **kwargs: parts.append(kwargs["params"]["Key"]),
         )
     tracemalloc.start()
     try:
-        blob = harness.store.put_blob(stream(total))
+        blob = object_store.store.put_blob(stream(total))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert blob.sha256 == digest_of(total)
-    assert harness.store.size(blob.key) == total
-    if harness.kind == "local":
+    assert object_store.store.size(blob.key) == total
+    if object_store.kind == "local":
         assert peak < 4 * MIB, f"peak {peak / MIB:.1f} MiB"
     else:
         # The upload to tmp/ and the copy to the blob key both went in parts (the copy beyond 5 GB needs it).
         assert len(parts) == 2 and parts[0].startswith("tmp/") and parts[1] == blob.key
     hasher = hashlib.sha256()
-    for chunk in harness.store.read(blob.key):
+    for chunk in object_store.store.read(blob.key):
         hasher.update(chunk)
     assert hasher.hexdigest() == blob.sha256
-    assert harness.leftovers() == []
+    assert object_store.leftovers() == []
 
 
-def test_a_crash_mid_put_leaves_nothing(harness: Harness) -> None:
+def test_a_crash_mid_put_leaves_nothing(object_store: Harness) -> None:
     # Past two parts on S3, so that a multipart upload was started and must be aborted.
     with pytest.raises(RuntimeError, match="halfway"):
-        harness.store.put_blob(crashing(12 * MIB))
+        object_store.store.put_blob(crashing(12 * MIB))
     with pytest.raises(RuntimeError, match="halfway"):
-        harness.store.put("exports/x/file.bin", crashing(12 * MIB))
+        object_store.store.put("exports/x/file.bin", crashing(12 * MIB))
     with pytest.raises(RuntimeError, match="halfway"):
-        harness.store.put_blob(crashing(1 * MIB))
-    assert harness.store.list("") == []
-    assert not harness.store.has("exports/x/file.bin")
-    assert harness.leftovers() == []
+        object_store.store.put_blob(crashing(1 * MIB))
+    assert object_store.store.list("") == []
+    assert not object_store.store.has("exports/x/file.bin")
+    assert object_store.leftovers() == []
 
 
 @pytest.mark.parametrize("key", HOSTILE_KEYS)
-def test_hostile_keys_are_refused(harness: Harness, key: str) -> None:
-    store = harness.store
+def test_hostile_keys_are_refused(object_store: Harness, key: str) -> None:
+    store = object_store.store
     calls: list[Callable[[], object]] = [
         lambda: store.has(key),
         lambda: store.size(key),
@@ -273,65 +273,65 @@ def test_hostile_keys_are_refused(harness: Harness, key: str) -> None:
     assert store.list("") == []
 
 
-def test_grants_are_for_folders_only(harness: Harness) -> None:
+def test_grants_are_for_folders_only(object_store: Harness) -> None:
     for prefix in ["", "exports", "/exports/"]:
         with pytest.raises(InvalidInput):
-            harness.store.upload_grant(prefix)
+            object_store.store.upload_grant(prefix)
     for seconds in [0, -5, 8 * 24 * 3600]:
         with pytest.raises(InvalidInput, match="expires"):
-            harness.store.presign_get("exports/a", seconds)
+            object_store.store.presign_get("exports/a", seconds)
 
 
-def test_a_presigned_url_fetches_the_bytes(harness: Harness) -> None:
+def test_a_presigned_url_fetches_the_bytes(object_store: Harness) -> None:
     content = "données\n".encode() * 100
-    blob = harness.store.put_blob([content])
-    harness.store.put("exports/ü and space/f.txt", [b"odd name"])
-    if harness.fetch is None:
-        url = harness.store.presign_get(blob.key, 60)
+    blob = object_store.store.put_blob([content])
+    object_store.store.put("exports/ü and space/f.txt", [b"odd name"])
+    if object_store.fetch is None:
+        url = object_store.store.presign_get(blob.key, 60)
         assert "X-Amz-Expires=60" in url and "X-Amz-Signature=" in url
         return
-    response = harness.fetch.get(harness.store.presign_get(blob.key))
+    response = object_store.fetch.get(object_store.store.presign_get(blob.key))
     assert response.status_code == 200
     assert response.content == content
     assert int(response.headers["Content-Length"]) == len(content)
-    response = harness.fetch.get(harness.store.presign_get("exports/ü and space/f.txt"))
+    response = object_store.fetch.get(object_store.store.presign_get("exports/ü and space/f.txt"))
     assert response.content == b"odd name"
 
 
-def test_an_upload_grant_stores_under_its_prefix(harness: Harness) -> None:
-    grant = harness.store.upload_grant("exports/e1/", 300)
+def test_an_upload_grant_stores_under_its_prefix(object_store: Harness) -> None:
+    grant = object_store.store.upload_grant("exports/e1/", 300)
     assert grant.prefix == "exports/e1/"
-    if harness.fetch is None:
+    if object_store.fetch is None:
         return
-    response = harness.fetch.post(
+    response = object_store.fetch.post(
         grant.url,
         data={**grant.fields, "key": "exports/e1/data/${filename}"},
         files={"file": ("table.csv", io.BytesIO(b"a,b\n1,2\n"))},
     )
     assert response.status_code == 204, response.text
-    assert b"".join(harness.store.read("exports/e1/data/table.csv")) == b"a,b\n1,2\n"
-    assert harness.leftovers() == []
+    assert b"".join(object_store.store.read("exports/e1/data/table.csv")) == b"a,b\n1,2\n"
+    assert object_store.leftovers() == []
 
 
-def test_an_upload_grant_limits_keys_to_its_prefix(harness: Harness) -> None:
-    grant = harness.store.upload_grant("exports/e1/", 300)
-    if harness.kind != "local":
+def test_an_upload_grant_limits_keys_to_its_prefix(object_store: Harness) -> None:
+    grant = object_store.store.upload_grant("exports/e1/", 300)
+    if object_store.kind != "local":
         # S3 enforces the policy (moto does not): it must say so, and expire.
         policy = json.loads(base64.b64decode(grant.fields["policy"]))
         assert ["starts-with", "$key", "exports/e1/"] in policy["conditions"]
         assert policy["expiration"]
         return
-    assert harness.fetch is not None
-    response = harness.fetch.post(
+    assert object_store.fetch is not None
+    response = object_store.fetch.post(
         grant.url, data={**grant.fields, "key": "exports/other/x"}, files={"file": ("x", b"intruder")}
     )
     assert response.status_code == 403
     assert "outside" in response.json()["Error"]
-    response = harness.fetch.post(
+    response = object_store.fetch.post(
         grant.url, data={**grant.fields, "key": "exports/e1/../x"}, files={"file": ("x", b"intruder")}
     )
     assert response.status_code == 400
-    assert harness.store.list("") == []
+    assert object_store.store.list("") == []
 
 
 def test_an_unreachable_endpoint_is_unavailable_and_named() -> None:

@@ -22,7 +22,7 @@ import httpx
 
 from events.types import FileProblem, TransferProgress
 from shared.adapters.objectstore import blob_key
-from shared.core.durable import new_durable_file
+from shared.core.durable import new_durable_file, sync_batch, write_unsynced
 from shared.core.http import BodyBroken, Pools
 from shared.core.paths import MAX_PATH_BYTES, has_control
 from shared.core.retry import Again, Attempt, Policy
@@ -91,6 +91,18 @@ class FileOutcome:
     """For a file placed now: its ledger line (path in the home, entry), written once its folder is synced."""
     folder: str | None = None
     """The folder (in the home) that got a new name, made durable before the command is acknowledged."""
+    written: _Written | None = None
+    """For a file that came in the command: written and verified, not yet durable nor placed."""
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A file of the command's own bytes in the work folder, verified, waiting for the batch's barrier."""
+
+    joined: str
+    """Its path in the home."""
+    partial: str
+    sha256: str
 
 
 @dataclass
@@ -218,7 +230,10 @@ class Syncer(CommandWorker):
             ]
             # Every file finishes (or stops) before the command is settled, so nothing writes on behind it.
             wait(futures)
-            outcomes = [future.result() for future in futures]
+            outcomes = _results(futures, work)
+            # The files that came in the command: one barrier makes them all durable in the work
+            # folder, and only then do they get their names in the home.
+            outcomes = self._place_written(command, folders, work, outcomes)
             # The files placed from the command's own bytes, durable before it is acknowledged: first
             # the new names, then the ledger lines that say where they are (a redelivery trusts them).
             for placed_in in {outcome.folder for outcome in outcomes if outcome.folder is not None}:
@@ -234,6 +249,63 @@ class Syncer(CommandWorker):
             len(progress.errors),
         )
         return progress
+
+    def _place_written(
+        self, command: SyncCommand, folders: HomeFolders, work: int, outcomes: list[FileOutcome]
+    ) -> list[FileOutcome]:
+        """The outcomes with each written file synced (all at once) and placed, or failed."""
+        written = [outcome.written for outcome in outcomes if outcome.written is not None]
+        if not written:
+            return outcomes
+        unsynced = sync_batch(work, [file.partial for file in written])
+        return [
+            outcome
+            if outcome.written is None
+            else self._place_synced(command, folders, work, outcome, unsynced.get(outcome.written.partial))
+            for outcome in outcomes
+        ]
+
+    def _place_synced(
+        self,
+        command: SyncCommand,
+        folders: HomeFolders,
+        work: int,
+        outcome: FileOutcome,
+        unsynced: OSError | None,
+    ) -> FileOutcome:
+        """A written file, durable in the work folder, moved to its place; its folder and ledger line
+        are made durable with the rest of the command's."""
+        assert outcome.written is not None
+        file = outcome.written
+        parent, _, name = file.joined.rpartition("/")
+        try:
+            if unsynced is not None:
+                raise unsynced
+            with folders.folder(parent, create=True) as folder:
+                final = place(
+                    work,
+                    file.partial,
+                    folder,
+                    name,
+                    policy=self.settings.conflict_policy,
+                    sha256=file.sha256,
+                    durable=False,
+                )
+        except PlacementError as error:
+            discard(work, file.partial)
+            log.warning("transfer %s: %r failed: %s", command.transfer_id, outcome.path, error.message)
+            return FileOutcome(outcome.path, False, error=error.message)
+        except OSError as error:
+            discard(work, file.partial)
+            log.warning("transfer %s: %r failed: %s", command.transfer_id, outcome.path, error)
+            return FileOutcome(outcome.path, False, error=f"could not write it: {error.strerror or error}")
+        except BaseException:
+            discard(work, file.partial)
+            raise
+        placed = f"{parent}/{final}" if parent else final
+        log.debug("transfer %s: placed %s (%d bytes)", command.transfer_id, placed, outcome.size)
+        entry = LedgerEntry(placed=placed, sha256=file.sha256, size=outcome.size)
+        return FileOutcome(outcome.path, True, outcome.size, record=(file.joined, entry), folder=parent)
 
     def _progress(self, command: SyncCommand, outcomes: list[FileOutcome]) -> TransferProgress:
         return TransferProgress(
@@ -276,38 +348,28 @@ class Syncer(CommandWorker):
                     "transfer %s: %s was placed before, at %s", command.transfer_id, joined, known.placed
                 )
                 return FileOutcome(file.path, True, known.size)
+            if file.content is not None:
+                # Placed, with the command's other such files, after the batch's barrier (``run``).
+                digest = _write_content(file, file.content, work, partial)
+                return FileOutcome(file.path, False, file.size, written=_Written(joined, partial, digest))
             parent, _, name = joined.rpartition("/")
             # Opened before the file is fetched, and placed into by this descriptor afterwards: what
             # becomes of the path meanwhile (a folder swapped for a link) cannot redirect the file.
             with folders.folder(parent, create=True) as folder:
                 if file.source is not None:
                     sha256 = self._link_in(file, work, partial, symlink=command.link == "symlink")
-                elif file.content is not None:
-                    sha256 = _write_content(file, file.content, work, partial)
                 elif file.url is not None:
                     sha256 = self._download(file, work, partial)
                 else:
                     raise PlacementError("the command gives neither a url nor a source for it")
-                # A file that came in the command costs nothing to place again: its new name and
-                # ledger line are made durable with the rest of the command. Any other is recorded at
-                # once, so that a redelivery after a crash does not fetch it again.
-                later = file.content is not None
+                # Recorded at once, so that a redelivery after a crash does not fetch it again.
                 final = place(
-                    work,
-                    partial,
-                    folder,
-                    name,
-                    policy=self.settings.conflict_policy,
-                    sha256=sha256,
-                    durable=not later,
+                    work, partial, folder, name, policy=self.settings.conflict_policy, sha256=sha256
                 )
             placed = f"{parent}/{final}" if parent else final
             log.debug("transfer %s: placed %s (%d bytes)", command.transfer_id, placed, file.size)
-            entry = LedgerEntry(placed=placed, sha256=sha256, size=file.size)
-            if not later:
-                ledger.record(joined, entry)
-                return FileOutcome(file.path, True, file.size)
-            return FileOutcome(file.path, True, file.size, record=(joined, entry), folder=parent)
+            ledger.record(joined, LedgerEntry(placed=placed, sha256=sha256, size=file.size))
+            return FileOutcome(file.path, True, file.size)
         except PlacementError as error:
             discard(work, partial)
             log.warning("transfer %s: %r failed: %s", command.transfer_id, file.path, error.message)
@@ -507,11 +569,23 @@ class Downloads:
         return value
 
 
+def _results(futures: list[Future[FileOutcome]], work: int) -> list[FileOutcome]:
+    """The files' outcomes; where one stopped (or broke), the files written for the batch's barrier
+    are removed before that goes on up (the command is done again from its ledger)."""
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            if future.exception() is None and (written := future.result().written) is not None:
+                discard(work, written.partial)
+        raise
+
+
 def _write_content(file: SyncFile, content: bytes, work: int, partial: str) -> str:
-    """A file that came inside the command: checked first, then written (and made durable)."""
+    """A file that came inside the command: checked first, then written, not yet durable: the
+    command's barrier (``sync_batch``) makes it so, with the command's other such files."""
     sha256 = _verified(file, len(content), hashlib.sha256(content).hexdigest())
-    with new_durable_file(work, partial, size=len(content)) as output:
-        output.write(content)
+    write_unsynced(work, partial, content)
     return sha256
 
 

@@ -1,6 +1,7 @@
 """New files written to be durable: large ones straight to disk (``O_DIRECT``) where the filesystem
 allows it, others written back piece by piece as they grow; synced once at the end. Small files
-(records, settings, messages) replaced whole or not at all: ``write_atomically``."""
+(records, settings, messages) replaced whole or not at all: ``write_atomically``. Many small new files
+written together and made durable by one barrier: ``write_unsynced``, then ``sync_batch``."""
 
 from __future__ import annotations
 
@@ -69,6 +70,46 @@ def new_durable_file(folder: int, name: str, *, size: int | None = None) -> Iter
     finally:
         output.close()
         os.close(descriptor)
+
+
+def write_unsynced(folder: int, name: str, data: bytes | memoryview) -> None:
+    """The small file ``name`` made afresh in the open folder ``folder`` (as ``new_durable_file``
+    does) holding ``data``, its writeback started but not waited for: one of a batch of files that
+    ``sync_batch`` then makes durable together, before any of them is given its final name.
+
+    An fsync per small file makes each wait for its own journal commit; written back meanwhile,
+    the batch's files need only the commit or two that ``sync_batch`` waits for."""
+    with suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
+    descriptor = os.open(name, NEW_FILE, 0o666, dir_fd=folder)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        start_writeback(descriptor, 0, len(data))
+    finally:
+        os.close(descriptor)
+
+
+def sync_batch(folder: int, names: list[str]) -> dict[str, OSError]:
+    """Make the files ``names`` of the open folder ``folder`` (written by ``write_unsynced``) and
+    their names there durable: the batch's one barrier. Returns the files that could not be synced,
+    with the error (the others are durable)."""
+    failed: dict[str, OSError] = {}
+    for name in names:
+        try:
+            # Reopened rather than kept open from the write: a batch may be larger than the
+            # descriptors a process gets. An fsync through a read-only descriptor syncs the file.
+            descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            failed[name] = error
+    with suppress(OSError):  # some filesystems cannot sync a folder; the files themselves are synced
+        os.fsync(folder)
+    return failed
 
 
 @functools.cache

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+import typing
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from shared.adapters.store import SYSTEM_CATALOG, AccountRecord, Store
 from shared.adapters.store.migrations import MIGRATIONS
-from shared.adapters.store.sql import SqlStore, dialect_for, open_store
+from shared.adapters.store.sql import SqlStore, dialect_for, open_store, stack_model_version
 from shared.core.errors import Conflict, NotFound, Unavailable
 from shared.core.models import Account, ServiceSpec, Stack, StackService, Term, Vocabulary
 from tests.support import wait_until
@@ -363,6 +367,48 @@ def test_stored_stacks_tell_documents_of_the_current_model_from_older_ones(store
     # Written again, the older document is the current model's.
     store.update_stack("alice", "s1", lambda current: current.model_copy(update={"name": "again"}))
     assert [item.current for item in store.list_stored_stacks("alice")] == [True, True]
+
+
+def _types_within(annotation: object) -> Iterator[object]:
+    """``annotation`` and every type it is made of (the arguments of ``list[…]``, ``X | None``, …)."""
+    yield annotation
+    for argument in typing.get_args(annotation):
+        yield from _types_within(argument)
+
+
+def test_the_stack_model_is_defined_whole_in_the_models_module() -> None:
+    """``stack_model_version`` fingerprints the source of shared.core.models: that holds only while
+    every model the stored ``Stack`` document is made of is defined there."""
+    seen: set[type[BaseModel]] = set()
+    pending: list[type[BaseModel]] = [Stack]
+    while pending:
+        model = pending.pop()
+        seen.add(model)
+        for base in model.__mro__:
+            if issubclass(base, BaseModel) and base is not BaseModel:
+                assert base.__module__ == "shared.core.models", base
+        for info in model.model_fields.values():
+            for part in _types_within(info.annotation):
+                if isinstance(part, type) and issubclass(part, BaseModel) and part not in seen:
+                    pending.append(part)
+    assert StackService in seen and len(seen) >= 3
+
+
+def test_the_stack_model_version_is_known_without_building_the_stack_validator() -> None:
+    """A cold start that lists stacks serves their stored documents: telling which are current
+    must not build ``Stack``'s validator (tens of milliseconds) that the listing never uses."""
+    probe = (
+        "from shared.adapters.store.sql import stack_model_version\n"
+        "from shared.core.models import Stack\n"
+        "version = stack_model_version()\n"
+        "print(version, Stack.__pydantic_complete__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    version, built = result.stdout.split()
+    assert (version, built) == (stack_model_version(), "False")
+    assert len(version) == 16
 
 
 def test_stacks_are_isolated_by_owner(store: Store) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -58,7 +59,6 @@ class SqliteDialect:
 
     def connect(self) -> Any:
         import sqlite3
-        from pathlib import Path
 
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -584,16 +584,32 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables):
 
 @cache
 def stack_model_version() -> str:
-    """A fingerprint of the ``Stack`` model's serialized form (fields, their order, types and
-    defaults, and the serializer's version), recorded with each stored stack: a document written
-    under another is read through the model, which fills in what it lacks."""
-    import hashlib
-    import json
+    """A fingerprint of the ``Stack`` model's serialized form, recorded with each stored stack: a
+    document written under another is read through the model, which fills in what it lacks.
 
+    That form is fixed by the source of ``shared.core.models`` (where ``Stack`` and every model and
+    type it holds are defined, on pydantic alone; tests/test_store.py checks it) and by pydantic's
+    versions, so their hash stands for it. A cold start that lists stacks then reads one file
+    rather than building ``Stack``'s validator and JSON schema (20 ms or more) only to fingerprint
+    documents it serves as they are stored. An edit of that file that leaves ``Stack`` as it was
+    changes the fingerprint too: each stored stack is then read through the model until it is
+    written again, as after any change of the model."""
+    import hashlib
+
+    import pydantic
     import pydantic_core
 
-    schema = json.dumps(Stack.model_json_schema(mode="serialization"))
-    return hashlib.sha256(f"{pydantic_core.__version__}\n{schema}".encode()).hexdigest()[:16]
+    from shared.core import models
+
+    source = Path(models.__file__ or "")
+    if source.suffix != ".py":  # installed without its source: fingerprint the schema itself
+        import json
+
+        text = json.dumps(Stack.model_json_schema(mode="serialization"))
+    else:
+        text = source.read_text(encoding="utf-8")
+    versions = f"{pydantic.VERSION}\n{pydantic_core.__version__}\n"
+    return hashlib.sha256(f"{versions}{text}".encode()).hexdigest()[:16]
 
 
 def _stack_document(stack: Stack) -> tuple[str, str | None]:

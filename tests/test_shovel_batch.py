@@ -8,13 +8,18 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+import shovel.placing
+import shovel.sync
 from shared.core.durable import sync_batch, write_unsynced
 from shared.domain.messages import SyncCommand, SyncFile
+from shovel.placing import Ledger, LedgerEntry
 from shovel.settings import ShovelSettings
 from shovel.sync import Syncer
 
@@ -47,15 +52,16 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     return seen
 
 
-def syncer(home: Path) -> Syncer:
+@contextmanager
+def syncer(home: Path) -> Iterator[Syncer]:
+    """The shovel's file placing on its own (no bus): ``run`` carries out one sync command."""
     settings = ShovelSettings(user="alice", stack_id="s1", home=home, health_host="127.0.0.1", health_port=0)
-    return Syncer(
-        settings,
-        client=httpx.Client(),
-        pool=ThreadPoolExecutor(4),
-        cancelled=lambda: False,
-        pause=time.sleep,
-    )
+    with httpx.Client() as client, ThreadPoolExecutor(4) as pool:
+        placing = Syncer(settings, client=client, pool=pool, cancelled=lambda: False, pause=time.sleep)
+        try:
+            yield placing
+        finally:
+            placing.close()
 
 
 def inline(path: str, data: bytes, *, checksum: str | None = None) -> SyncFile:
@@ -96,11 +102,8 @@ def test_a_commands_files_are_all_durable_before_the_first_gets_its_name(
     contents = {f"sub{number % 3}/{number}.txt": os.urandom(100 + number) for number in range(12)}
     files = [inline(path, data) for path, data in contents.items()]
     files.append(inline("tampered.txt", b"not these bytes", checksum=hashlib.sha256(b"other").hexdigest()))
-    shovel = syncer(tmp_path)
-    try:
-        progress = shovel.run(SyncCommand(transfer_id="t-batch", user="alice", target="in", files=files))
-    finally:
-        shovel.close()
+    with syncer(tmp_path) as placing:
+        progress = placing.run(SyncCommand(transfer_id="t-batch", user="alice", target="in", files=files))
 
     assert sorted(progress.placed) == sorted(contents)
     assert [problem.path for problem in progress.errors] == ["tampered.txt"]
@@ -117,3 +120,53 @@ def test_a_commands_files_are_all_durable_before_the_first_gets_its_name(
     assert sorted(after) == sorted(
         [*(str(tmp_path / "in" / f"sub{number}") for number in range(3)), work + ".ledger"]
     )
+
+
+class Crash(BaseException):
+    """The shovel's process dying at that point: nothing after it runs."""
+
+
+@pytest.mark.parametrize("crash_at", ["placing", "ledger"])
+def test_a_command_done_again_after_a_crash_places_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: str
+) -> None:
+    contents = {f"{number}.txt": os.urandom(50 + number) for number in range(8)}
+    command = SyncCommand(
+        transfer_id="t-crash",
+        user="alice",
+        target="in",
+        files=[inline(path, data) for path, data in contents.items()],
+    )
+    placed: list[str] = []
+    if crash_at == "placing":
+        real_place = shovel.placing.place
+
+        def place_three(*arguments: Any, **options: Any) -> str:
+            if len(placed) == 3:
+                raise Crash
+            placed.append(real_place(*arguments, **options))
+            return placed[-1]
+
+        monkeypatch.setattr(shovel.sync, "place", place_three)
+    else:
+
+        def no_ledger(self: Ledger, records: list[tuple[str, LedgerEntry]]) -> None:
+            raise Crash
+
+        monkeypatch.setattr(Ledger, "record_all", no_ledger)
+    with syncer(tmp_path) as first, pytest.raises(Crash):
+        first.run(command)
+    # What is in view is whole: the files placed before the crash, and nothing else.
+    shown = {path.name: path.read_bytes() for path in (tmp_path / "in").iterdir()}
+    assert all(contents[name] == data for name, data in shown.items())
+    assert len(shown) == (3 if crash_at == "placing" else len(contents))
+    monkeypatch.undo()
+
+    with syncer(tmp_path) as again:
+        progress = again.run(command)  # the redelivery
+
+    assert sorted(progress.placed) == sorted(contents) and progress.errors == []
+    assert {path.name: path.read_bytes() for path in (tmp_path / "in").iterdir()} == contents
+    assert list((tmp_path / ".workbench-partial").iterdir()) == [
+        tmp_path / ".workbench-partial" / "t-crash.ledger"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -334,6 +335,7 @@ class Platform:
 
 _platform: Platform | None = None
 _platform_lock = threading.Lock()
+_startup_settled = False
 
 
 def platform() -> Platform:
@@ -344,8 +346,25 @@ def platform() -> Platform:
             if _platform is None:
                 settings = Settings.from_env()
                 logging.basicConfig(level=settings.server.log_level)
+                _settle_startup_objects()
                 _platform = Platform(settings)
     return _platform
+
+
+def _settle_startup_objects() -> None:
+    """Move every object the process holds now (the modules it imported, the server) out of the
+    cyclic garbage collector's sight, once per process: they live as long as the process, yet each
+    full collection would traverse them all again.
+
+    The first platform is built at a function's first request, just before that request imports
+    what it alone needs (psycopg, on PostgreSQL): without this, those imports set off one or two
+    full collections over every object of the startup, 20 to 40 ms of a cold start. Objects made
+    from here on are collected as before, and a platform built again later (as tests do) freezes
+    nothing more. Called under ``_platform_lock``."""
+    global _startup_settled
+    if not _startup_settled:
+        gc.freeze()
+        _startup_settled = True
 
 
 def use_platform(instance: Platform | None) -> Platform | None:

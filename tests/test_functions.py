@@ -94,6 +94,36 @@ def test_importing_a_function_loads_no_heavy_library() -> None:
     assert json.loads(output) == []
 
 
+def test_the_first_platform_puts_the_startup_objects_out_of_the_collectors_sight(tmp_path: Path) -> None:
+    """Cold start: what a function imported before its first request lives as long as the process,
+    so the imports of that request (psycopg on PostgreSQL) must not set off full collections over it;
+    a platform built again later freezes nothing more (tests build many)."""
+    script = (
+        "import gc, json\n"
+        "import functions.stacks\n"
+        "from shared.bootstrap import platform, use_platform\n"
+        "before = (gc.get_freeze_count(), len(gc.get_objects()))\n"
+        "platform()\n"
+        "after = (gc.get_freeze_count(), len(gc.get_objects()))\n"
+        "use_platform(None)\n"
+        "platform()\n"
+        "print(json.dumps([before, after, gc.get_freeze_count()]))\n"
+    )
+    environment = {
+        **os.environ,
+        "WORKBENCH_DATA_DIR": str(tmp_path / "data"),
+        "WORKBENCH_JWT_SECRET": "x" * 48,
+    }
+    output = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    ).stdout
+    (frozen_before, tracked_before), (frozen_after, tracked_after), frozen_again = json.loads(output)
+    assert frozen_before == 0
+    assert frozen_after >= tracked_before > 10_000  # pydantic and the models, among others
+    assert tracked_after < tracked_before / 10
+    assert frozen_again <= frozen_after  # (frozen objects freed since are counted no more)
+
+
 def test_a_function_served_alone_by_functions_framework(tmp_path: Path) -> None:
     """``functions-framework --source functions/system.py --target system`` serves that function only."""
     port = free_port()

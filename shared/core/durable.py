@@ -99,7 +99,8 @@ def sync_batch(folder: int, names: list[str]) -> dict[str, OSError]:
     for name in names:
         try:
             # Reopened rather than kept open from the write: a batch may be larger than the
-            # descriptors a process gets. An fsync through a read-only descriptor syncs the file.
+            # descriptors a process gets. An fsync through a read-only descriptor syncs the file,
+            # and reports a failed writeback of it that nobody has been told of yet (Linux's errseq).
             descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
             try:
                 os.fsync(descriptor)

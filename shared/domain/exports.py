@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from shared.core import clock, datafolder
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
@@ -15,36 +15,15 @@ from shared.domain.messages import ExportCommand, queue_for
 
 if TYPE_CHECKING:
     from events.types import ExportUploaded
-    from shared.adapters.bus import Bus
-    from shared.adapters.clowder import ClowderClient
-    from shared.adapters.objectstore import ObjectStore
-    from shared.adapters.sink import EventSink
-    from shared.adapters.store import Store
-    from shared.core.settings import Settings
+
+    # An export uses the adapters a transfer does, the other way round: the bus to the user's
+    # shovels, the object store they upload into, Clowder to make the dataset in, the sink for its
+    # outcome. (For the type checker only: the export function need not import the transfers.)
+    from shared.domain.transfers import TransferPorts as ExportPorts
 
 log = logging.getLogger(__name__)
 
 GRANT_SECONDS = 24 * 3600
-
-
-class ExportPorts(Protocol):
-    """The adapters an export uses: the bus to the user's shovels, the object store they upload
-    into, Clowder to make the dataset in, the sink for its outcome."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def objects(self) -> ObjectStore: ...
-    @property
-    def bus(self) -> Bus: ...
-    @property
-    def sink(self) -> EventSink: ...
-
-    def clowder(self) -> ClowderClient:
-        """The client of the paired Clowder (Unavailable when none is paired)."""
-        ...
 
 
 def request(

@@ -14,10 +14,9 @@ from shared.core.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from shared.core.models import Export, Transfer
-    from shared.domain.exports import ExportPorts
     from shared.domain.transfers import TransferPorts
 
-    class RecoveryPorts(TransferPorts, ExportPorts, Protocol):
+    class RecoveryPorts(TransferPorts, Protocol):
         """What resuming transfers and exports takes: what each of them takes. (Declared for the
         type checker only: the services themselves are imported when work is resumed.)"""
 

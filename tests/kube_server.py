@@ -367,6 +367,8 @@ class KubeServer:
         """Every exec asked for, in order."""
         self.exec_home = Path("/tmp")
         """The working folder and HOME of the processes execs run."""
+        self.claim_folders: dict[tuple[str, str], Path] = {}
+        """(namespace, claim name) → the host folder that stands for the claim's volume."""
         self._store: dict[tuple[str, str, str | None], dict[str, Object]] = {}
         self._kinds: dict[tuple[str, str], str] = dict(KINDS)
         self._logs: dict[tuple[str, str, str], str] = {}
@@ -452,6 +454,25 @@ class KubeServer:
     def pods(self, namespace: str, selector: str = "") -> list[Object]:
         matches = selector_matcher(selector)
         return [pod for pod in self.items("pods", namespace) if matches(pod["metadata"].get("labels", {}))]
+
+    def file_in_pod(self, pod: Object, container: str, path: str) -> Path:
+        """The host file a container of the pod sees at ``path``, as the kubelet mounts it: the
+        deepest volumeMount holding the path, its claim's folder (``claim_folders``), its subPath."""
+        spec = pod["spec"]
+        [found] = [item for item in spec["containers"] if item["name"] == container]
+        holding = [
+            mount
+            for mount in found.get("volumeMounts") or []
+            if path == mount["mountPath"] or path.startswith(mount["mountPath"].rstrip("/") + "/")
+        ]
+        if not holding:
+            raise LookupError(f"no volume of container {container} holds {path}")
+        mount = max(holding, key=lambda item: len(item["mountPath"]))
+        [volume] = [item for item in spec.get("volumes") or [] if item["name"] == mount["name"]]
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        folder = self.claim_folders[(pod["metadata"]["namespace"], claim)]
+        rest = path[len(mount["mountPath"]) :].lstrip("/")
+        return folder / str(mount.get("subPath", "")) / rest
 
     def fail(
         self,
@@ -817,9 +838,11 @@ class KubeServer:
     @staticmethod
     def _invalid_pod_spec(path: str, spec: Object) -> list[Object]:
         causes = []
+        volumes = {volume.get("name") for volume in spec.get("volumes") or []}
         for group in ("initContainers", "containers"):
             for index, container in enumerate(spec.get(group) or []):
                 where = f"{path}.{group}[{index}]"
+                causes += KubeServer._invalid_mounts(where, container.get("volumeMounts") or [], volumes)
                 name = container.get("name", "")
                 if not LABEL.match(name) or len(name) > 63:
                     causes.append(
@@ -855,6 +878,52 @@ class KubeServer:
                                 "field": f"{where}.ports.name",
                             }
                         )
+        return causes
+
+    @staticmethod
+    def _invalid_mounts(where: str, mounts: list[Object], volumes: set[Any]) -> list[Object]:
+        """As the API server's ValidateVolumeMounts: each mount names a volume of the pod, no two
+        share a mountPath, and a subPath is relative without ``..``."""
+        causes: list[Object] = []
+
+        def cause(reason: str, index: int, leaf: str, message: str) -> None:
+            field = f"{where}.volumeMounts[{index}].{leaf}"
+            causes.append({"reason": reason, "message": message, "field": field})
+
+        seen: set[str] = set()
+        for index, mount in enumerate(mounts):
+            name, mount_path, sub_path = (
+                mount.get("name", ""),
+                mount.get("mountPath", ""),
+                mount.get("subPath"),
+            )
+            if name not in volumes:
+                cause("FieldValueNotFound", index, "name", f"Not found: {json.dumps(name)}")
+            if not mount_path:
+                cause("FieldValueRequired", index, "mountPath", "Required value")
+            elif mount_path in seen:
+                cause(
+                    "FieldValueInvalid",
+                    index,
+                    "mountPath",
+                    f"Invalid value: {json.dumps(mount_path)}: must be unique",
+                )
+            seen.add(mount_path)
+            if sub_path:
+                if sub_path.startswith("/"):
+                    cause(
+                        "FieldValueInvalid",
+                        index,
+                        "subPath",
+                        f"Invalid value: {json.dumps(sub_path)}: must be a relative path",
+                    )
+                elif ".." in sub_path.split("/"):
+                    cause(
+                        "FieldValueInvalid",
+                        index,
+                        "subPath",
+                        f"Invalid value: {json.dumps(sub_path)}: must not contain '..'",
+                    )
         return causes
 
     # --- Writing ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shared.adapters.store import SYSTEM_CATALOG
@@ -168,3 +169,17 @@ def test_init_prepares_a_deployment_once_and_again_changes_nothing(
         assert len(platform.store.list_specs(SYSTEM_CATALOG)) == len(shipped_spec_files())
     finally:
         platform.close()
+
+
+def test_workbench_run_says_stacks_run_as_local_processes_when_no_engine_answers(tmp_path: Path) -> None:
+    """The banner of `workbench run` on a machine where no Docker or Podman answers, and how to change it."""
+    from tests.test_e2e import Platform as Workbench
+
+    settings = {"WORKBENCH_RUNTIME": "auto", "DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    with Workbench(tmp_path / "data", settings=settings) as workbench:
+        assert httpx.get(f"{workbench.url}/api/healthz", timeout=5).status_code == 200
+        banner = [line for line in workbench.log.read_text().splitlines() if line.startswith("Stacks run")]
+    assert banner == [
+        "Stacks run as local processes: no Docker or Podman answers (set DOCKER_HOST, or "
+        "WORKBENCH_RUNTIME=docker to insist)"
+    ]

@@ -3,10 +3,14 @@ with an image built here."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,11 +21,13 @@ from shared.adapters.runtime.docker_engine import (
     STACK_LABEL,
     DockerRuntime,
 )
+from shared.adapters.runtime.processes import accepts_connections
 from shared.bootstrap import Platform
 from shared.core.errors import Unavailable
 from shared.core.models import AccountResourceLimits, ServiceSpec
 from shared.core.settings import DockerSettings, RuntimeSettings, Settings
 from tests import engines
+from tests.conftest import Api
 from tests.engines import (
     APP_FOLDER,
     IMAGE,
@@ -421,3 +427,137 @@ def test_workbench_run_finds_the_engine_and_a_sent_dataset_is_inside_the_app(
         finally:
             http.close()
             workbench.stop()
+
+
+@pytest.fixture
+def environment(engine: Engine) -> dict[str, str]:
+    """The platform of a test that takes it runs its stacks on the engine."""
+    return {"WORKBENCH_RUNTIME": "docker", "DOCKER_HOST": engine.url}
+
+
+def test_an_internal_service_has_its_address_but_no_connect_url_in_the_api_or_the_cli(
+    engine: Engine,
+    api: Api,
+    platform: Platform,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from shared.tools import client_cli
+
+    alice = api.make_user("alice")
+    cache = {
+        **catalog_app("cache", "Cache", "busybox httpd for the stack's own services", serves=APP_FOLDER),
+        "access": "internal",
+    }
+    assert api.call("POST", "/api/services", alice, json=cache).status_code == 200
+    sid = api.call("POST", "/api/stacks", alice, json={"key": "cache"}).get_json()["id"]
+    assert api.call("GET", f"/api/start/{sid}", alice).status_code == 202
+    try:
+        stack = until_status(api, alice, sid, "started")
+        (service,) = stack["services"]
+        (endpoint,) = service["endpoints"]
+        assert endpoint["url"] == ""
+        # Its address is still there for the stack's own services (and reachable on the host).
+        assert accepts_connections(endpoint["nodePort"])
+        assert service["statusMessages"][-1] == (
+            f"Listening on 127.0.0.1:{endpoint['nodePort']} for the stack's own services "
+            "(internal: no Connect link)"
+        )
+
+        listed = api.call("GET", "/api/stacks", alice).get_json()
+        monkeypatch.setattr(client_cli, "session", lambda: Replies(listed))
+        assert client_cli.stacks_list(argparse.Namespace(json=False)) == 0
+        output = capsys.readouterr().out
+        assert f"{sid}  cache" in output
+        assert "CONNECT" not in output and str(endpoint["nodePort"]) not in output
+    finally:
+        api.call("GET", f"/api/stop/{sid}", alice)
+        until_status(api, alice, sid, "stopped")
+
+
+def test_a_service_keeps_its_connect_port_across_a_stop_and_start_while_the_port_is_free(
+    engine: Engine, tmp_path: Path
+) -> None:
+    plan = plan_of("s10", (spec("site", "httpd -f -p 80 -h /srv", port=80, probe="tcp"), {}, ()))
+    (tmp_path / "data" / "home" / "alice" / "AppData" / "s10-site").mkdir(parents=True)
+    (tmp_path / "data" / "home" / "alice" / "AppData" / "s10-site" / "index.html").write_text("kept\n")
+    reports = Reports()
+    runtime = runtime_on(engine, tmp_path / "data", reports)
+
+    def started() -> str:
+        reports.items.clear()
+        runtime.start(plan)
+        ready = reports.wait("s10-site", "ready", "error", "timeout")
+        assert ready.status == "ready" and ready.endpoints is not None, reports.of("s10-site")
+        return ready.endpoints[0].url
+
+    def stopped() -> None:
+        runtime.stop(plan)
+        reports.wait("s10-site", "stopped")
+
+    try:
+        url = started()
+        stopped()
+        assert started() == url  # and a new container: the stop removed the old one
+        assert fetch(url) == b"kept\n"
+
+        stopped()
+        # Once another program holds the port, the service gets another one.
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the fetch's TIME_WAIT
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+            moved = started()
+        assert moved != url
+        stopped()
+        assert started() == moved  # the new port is the one remembered now
+    finally:
+        runtime.remove(plan)
+        runtime.close()
+
+
+def test_a_service_whose_readiness_probe_never_answers_fails_after_the_specs_timeout(
+    engine: Engine, tmp_path: Path
+) -> None:
+    silent = spec("silent", "sleep 600", port=80)  # the port is published; nothing serves it
+    silent = silent.model_copy(
+        update={"readinessProbe": silent.readinessProbe.model_copy(update={"timeout": 2})}
+    )
+    plan = plan_of("s11", (silent, {}, ()))
+    reports = Reports()
+    runtime = runtime_on(engine, tmp_path / "data", reports)  # its own timeout (30 s) is not used
+    try:
+        began = time.monotonic()
+        runtime.start(plan)
+        failed = reports.wait("s11-silent", "timeout", "ready", "error", seconds=25)
+        elapsed = time.monotonic() - began
+        assert (failed.status, failed.message) == (
+            "timeout",
+            "Service timed out after 2 seconds: its readiness probe (HTTP GET / on port 80) never answered",
+        )
+        assert 2 <= elapsed < 20
+        assert ours(engine, **{INSTANCE_LABEL: runtime.instance, SERVICE_LABEL: "s11-silent"}) == []
+    finally:
+        runtime.remove(plan)
+        runtime.close()
+
+
+class Replies:
+    """The command line's session, answering each call with the API's own answer."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    def call(self, method: str, path: str, **_: Any) -> Any:
+        return self.answer
+
+
+def until_status(api: Api, token: str, sid: str, status: str, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        stack: dict[str, Any] = api.call("GET", f"/api/stacks/{sid}", token).get_json()
+        if stack["status"] == status:
+            return stack
+        assert time.monotonic() < deadline, f"stack {sid} is {stack['status']}, not {status}: {stack}"
+        time.sleep(0.2)

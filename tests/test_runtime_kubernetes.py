@@ -714,6 +714,71 @@ def test_api_errors_become_the_projects_own(
     assert kube.token not in raised.value.message
 
 
+@pytest.mark.parametrize(
+    ("mounts", "field", "message"),
+    [
+        (
+            [{"name": "home", "mountPath": "/work"}, {"name": "home", "mountPath": "/work", "subPath": "x"}],
+            "volumeMounts[1].mountPath",
+            'Invalid value: "/work": must be unique',
+        ),
+        ([{"name": "scratch", "mountPath": "/work"}], "volumeMounts[0].name", 'Not found: "scratch"'),
+        (
+            [{"name": "home", "mountPath": "/work", "subPath": "/etc"}],
+            "volumeMounts[0].subPath",
+            'Invalid value: "/etc": must be a relative path',
+        ),
+        (
+            [{"name": "home", "mountPath": "/work", "subPath": "Clowder/../../other"}],
+            "volumeMounts[0].subPath",
+            "Invalid value: \"Clowder/../../other\": must not contain '..'",
+        ),
+    ],
+)
+def test_the_stand_in_refuses_volume_mounts_the_api_server_refuses(
+    kube: KubeServer, mounts: list[dict[str, str]], field: str, message: str
+) -> None:
+    """So that a pod spec the stand-in takes is one a real cluster takes: 422 with a Status body."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {kube.token}"}
+    created = httpx.post(
+        f"{kube.url}/api/v1/namespaces",
+        json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "checks"}},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    labels = {"app": "check"}
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "check"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "app", "image": "example/app:1.0", "volumeMounts": mounts}],
+                    "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "alice-home"}}],
+                },
+            },
+        },
+    }
+    answer = httpx.post(f"{kube.url}/apis/apps/v1/namespaces/checks/deployments", json=body, headers=headers)
+    assert answer.status_code == 422, answer.text
+    status = answer.json()
+    where = f"spec.template.spec.containers[0].{field}"
+    assert (status["kind"], status["reason"], status["code"]) == ("Status", "Invalid", 422)
+    assert status["message"] == f'Deployment.apps "check" is invalid: {where}: {message}'
+    assert [(cause["field"], cause["message"]) for cause in status["details"]["causes"]] == [(where, message)]
+    assert kube.get("deployments", "checks", "check") is None
+    # The same mounts, made valid, are taken.
+    containers = body["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    containers[0]["volumeMounts"] = [{"name": "home", "mountPath": "/work", "subPath": "Clowder"}]
+    answer = httpx.post(f"{kube.url}/apis/apps/v1/namespaces/checks/deployments", json=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+
+
 def test_a_409_on_create_means_it_exists(kube: KubeServer, runtime: KubernetesRuntime) -> None:
     # Made meanwhile by another platform process, say.
     kube.fail(
@@ -1032,7 +1097,7 @@ def test_a_local_platform_does_not_reconcile(tmp_path: Path) -> None:
 
 
 def test_the_pod_mounts_the_data_folder_where_a_transfer_says_its_files_are(
-    api: Api, platform: Platform, alice: str, kube: KubeServer, deliveries: Deliveries
+    api: Api, platform: Platform, alice: str, kube: KubeServer, deliveries: Deliveries, tmp_path: Path
 ) -> None:
     from shared.core.models import Transfer
 
@@ -1044,7 +1109,13 @@ def test_the_pod_mounts_the_data_folder_where_a_transfer_says_its_files_are(
     kube.ready_all(NAMESPACE, f"workbench/service={sid}-frontend")
     deliveries.deliver()
     assert stored(platform, sid).status == "started"
-    # What the shovel placed: the files of Clowder/Soil samples of alice's home volume.
+    # What the shovel placed: the files of Clowder/Soil samples of alice's home volume, here a host
+    # folder that stands for the claim.
+    volume = tmp_path / "alice-home"
+    kube.claim_folders[(NAMESPACE, "alice-home")] = volume
+    (volume / "Clowder" / "Soil samples").mkdir(parents=True)
+    (volume / "Clowder" / "Soil samples" / "cores.csv").write_bytes(b"depth,carbon\n10,1.2\n")
+    (volume / "AppData").mkdir()
     transfer = Transfer(id="t-kube", user="alice", source="https://clowder.example.org", datasetId="d1")
     platform.store.insert_transfer(
         transfer.model_copy(update={"target": "Clowder/Soil samples", "state": "completed"})
@@ -1073,3 +1144,7 @@ def test_the_pod_mounts_the_data_folder_where_a_transfer_says_its_files_are(
         assert claims[holding["name"]]["persistentVolumeClaim"]["claimName"] == "alice-home"
         rest = location["path"][len(holding["mountPath"]) :].lstrip("/")
         assert f"{holding['subPath']}/{rest}" == read_back["target"] == "Clowder/Soil samples"
+        # The placed file, read back through the pod's mounts at the path the transfer reports.
+        seen = kube.file_in_pod(pod, app["name"], location["path"] + "/cores.csv")
+        assert seen.resolve() == (volume / "Clowder" / "Soil samples" / "cores.csv").resolve()
+        assert seen.read_bytes() == b"depth,carbon\n10,1.2\n"

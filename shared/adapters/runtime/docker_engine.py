@@ -36,9 +36,11 @@ from shared.adapters.runtime.processes import (
     LOOPBACK,
     accepts_connections,
     checked_name,
+    port_is_free,
     publishable_port,
     remove_folder,
     volume_problem,
+    write_json_atomically,
 )
 from shared.core.datafolder import DATA_FOLDER
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
@@ -263,6 +265,7 @@ class DockerRuntime:
             self._remove_container(container)
         self._remove_networks(labels)
         remove_folder(self._home(owner))
+        remove_folder(self._data_dir / "run" / owner)  # the ports it remembers
 
     def close(self) -> None:
         """Stop watching and reporting; the containers keep running for the next platform to find."""
@@ -470,7 +473,12 @@ class DockerRuntime:
         arguments = dict(options)
         arguments["mounts"] = [Mount(target, source, type="bind") for target, source in options["mounts"]]
         arguments.pop("network")
-        arguments["ports"] = {port: (LOOPBACK, publishable_port()) for port in options["ports"]}
+        arguments["ports"] = {
+            port: (LOOPBACK, host_port)
+            for port, host_port in zip(
+                options["ports"], self._assign_ports(plan.owner, service, options["ports"]), strict=True
+            )
+        }
         arguments["networking_config"] = {
             network: EndpointConfig(client.api.api_version, aliases=[service.key])
         }
@@ -491,6 +499,53 @@ class DockerRuntime:
         )
         container.start()
         return container
+
+    def _assign_ports(self, owner: str, service: ServicePlan, ports: list[str]) -> list[int]:
+        """A host port for each of the container's ports: the one the service had last time where it
+        is still free, so that its Connect link outlives a stop and start, else a new one; remembered
+        for next time in ``run/<owner>/ports/<ssid>.json``, as the local runtime does."""
+        path = self._data_dir / "run" / owner / "ports" / f"{service.ssid}.json"
+        remembered: dict[str, int] = {}
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            remembered = {str(port): int(host) for port, host in json.loads(path.read_text()).items()}
+        taken = self._published_ports() if remembered else set()
+        assigned: list[int] = []
+        for port in ports:
+            name = port.partition("/")[0]
+            host_port = remembered.get(name)
+            # Podman publishes by a NAT rule without holding the port: a port another container
+            # publishes looks free on the host, so the engine's own list is asked too.
+            if (
+                host_port is None
+                or host_port in taken
+                or host_port in assigned
+                or not port_is_free(host_port)
+            ):
+                host_port = publishable_port()
+                while host_port in assigned or host_port in taken:
+                    host_port = publishable_port()
+            assigned.append(host_port)
+        if assigned:
+            try:
+                write_json_atomically(
+                    path, {port.partition("/")[0]: host for port, host in zip(ports, assigned, strict=True)}
+                )
+            except OSError as error:
+                log.warning("could not remember the ports of %s: %s", service.ssid, error)
+        return assigned
+
+    def _published_ports(self) -> set[int]:
+        """The host ports the engine's containers publish now, whoever made them."""
+        try:
+            listed = self._engine().api.containers()
+        except Exception as error:
+            raise engine_error(error, "listing the published ports") from error
+        return {
+            int(binding["PublicPort"])
+            for container in listed
+            for binding in container.get("Ports") or ()
+            if binding.get("PublicPort")
+        }
 
     def _await_ready(self, run: ContainerRun, service: ServicePlan, container: Container) -> None:
         spec = service.spec
@@ -515,7 +570,12 @@ class DockerRuntime:
                 return
             if time.monotonic() - started >= timeout:
                 self._remove_container(container)
-                self._fail(run, service, "timeout", f"Service timed out after {timeout} seconds")
+                self._fail(
+                    run,
+                    service,
+                    "timeout",
+                    f"Service timed out after {timeout} seconds: {_not_ready(service)}",
+                )
                 return
             run.halted.wait(POLL_SECONDS)
 
@@ -539,6 +599,9 @@ class DockerRuntime:
     def _mark_ready(
         self, run: ContainerRun, service: ServicePlan, container: Container, host_ports: dict[int, int]
     ) -> None:
+        # An internal service (a database, a queue) is for the stack's other services: its address
+        # is listed, but it gets no URL, so no Connect link (as on a cluster, where it has no Ingress).
+        internal = service.spec.access == "internal"
         endpoints = [
             Endpoint(
                 host=LOOPBACK,
@@ -546,12 +609,20 @@ class DockerRuntime:
                 nodePort=host_ports[port.port],
                 protocol=port.protocol,
                 path=port.contextPath,
-                url=f"http://{LOOPBACK}:{host_ports[port.port]}{_url_path(port.contextPath)}",
+                url=""
+                if internal
+                else f"http://{LOOPBACK}:{host_ports[port.port]}{_url_path(port.contextPath)}",
             )
             for port in service.spec.ports or []
             if port.port in host_ports
         ]
-        message = f"Serving on {endpoints[0].url}" if endpoints else "Running"
+        if not endpoints:
+            message = "Running"
+        elif internal:
+            where = f"{LOOPBACK}:{endpoints[0].nodePort}"
+            message = f"Listening on {where} for the stack's own services (internal: no Connect link)"
+        else:
+            message = f"Serving on {endpoints[0].url}"
         run.ready[service.key] = container.id or ""
         self._report(run, service, "ready", message, endpoints or None)
 
@@ -823,6 +894,19 @@ def _http_ok(port: int, path: str) -> bool:
         return False
     finally:
         connection.close()
+
+
+def _not_ready(service: ServicePlan) -> str:
+    """Which readiness check never passed, as ``_is_ready`` makes it."""
+    spec = service.spec
+    probe = spec.readinessProbe
+    ports = spec.ports or []
+    port = probe.port or (ports[0].port if ports else 0)
+    if not port:
+        return "its container never ran"
+    if probe.type == "http":
+        return f"its readiness probe (HTTP GET {_url_path(probe.path)} on port {port}) never answered"
+    return f"nothing accepted connections on its port {port}"
 
 
 def _url_path(context_path: str) -> str:

@@ -11,7 +11,7 @@ from flask import Request, Response
 from events import types
 from events.codec import Event
 from events.types import CommandAbandoned
-from shared.domain import deadletters, exports, transfers
+from shared.domain import clowder_jobs, deadletters, exports, transfers
 from shared.domain.messages import queue_for
 from shared.serving.eventing import EventCall, serve_event
 
@@ -19,7 +19,12 @@ log = logging.getLogger("workbench.deadletters")
 
 
 def progress(call: EventCall) -> None:
-    transfers.record_progress(call.platform, call.data)
+    transfer = transfers.record_progress(call.platform, call.data)
+
+    def reply(queue: str, correlation_id: str | None, body: bytes) -> None:
+        call.platform.clowder_queues().reply(queue, correlation_id, body)
+
+    clowder_jobs.progress(call.platform, transfer, reply)  # a transfer a Clowder job asked for: its counts
 
 
 def uploaded(call: EventCall) -> None:

@@ -395,7 +395,9 @@ class ClowderServer:
             if file:
                 body["filename"] = file.name
             if parameters is not None:
-                body["parameters"] = parameters
+                # Clowder 1 writes a dataset submission's parameters into the job as JSON text
+                # (Json.stringify), a file submission's as they came.
+                body["parameters"] = parameters if file else json.dumps(parameters)
         else:
             body = {
                 "host": self.url,
@@ -412,7 +414,7 @@ class ClowderServer:
                 body.update(filename=file.name, fileSize=file.size)
             else:
                 body["datasetName"] = self.datasets[dataset_id].name
-        self.jobs[job_id] = {"queue": queue, "resource_id": resource_id}
+        self.jobs[job_id] = {"queue": queue, "resource_id": resource_id, "body": body}
         self.publish_job(queue, body)
         return job_id
 
@@ -1214,10 +1216,14 @@ class _ExtractorSide:
                     if method is None or body is None:
                         continue
                     taken = True
-                    document = json.loads(body)
+                    try:
+                        document = json.loads(body)
+                    except ValueError:
+                        continue  # other tests on this RabbitMQ send what is no heartbeat, as Clowder ignores
                     with self.server._lock:
                         if queue == beats:
-                            self.server.heartbeats[document["queue"]] = document
+                            if isinstance(document, dict) and isinstance(document.get("queue"), str):
+                                self.server.heartbeats[document["queue"]] = document
                         else:
                             self.server.statuses.append(document)
                 if not taken:

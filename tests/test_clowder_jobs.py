@@ -26,6 +26,10 @@ from tests.users import Users
 API_KEY = "platform-clowder-key"
 PREFIX = f"wbtest{uuid.uuid4().hex[:8]}"
 QUEUES = [f"{PREFIX}.{action}" for action in ("send", "start", "stop")]
+SOURCE_OF_SEND = (
+    f"/apis/v1/namespaces/workbench/rabbitmqsources/{clowder_jobs.source_name('send')}#{PREFIX}.send"
+)
+"""The ``source`` of the events eventing-rabbitmq's RabbitmqSource makes of the send queue's jobs."""
 
 
 def delete_queues(prefix: str = PREFIX) -> None:
@@ -97,14 +101,27 @@ def unsettled(queue: str) -> int:
         connection.close()
 
 
+@pytest.fixture
+def clowder_amqp_url() -> str:
+    """Clowder's RabbitMQ (parametrize to put it elsewhere than the platform's)."""
+    return AMQP_URL
+
+
+@pytest.fixture
+def platform_amqp_url() -> str | None:
+    """The platform's own RabbitMQ; None: the test RabbitMQ where shovels run, else in-process queues."""
+    return None
+
+
 @pytest.fixture(params=[1, 2], ids=["clowder1", "clowder2"])
-def clowder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClowderServer]:
+def clowder(request: pytest.FixtureRequest, tmp_path: Path, clowder_amqp_url: str) -> Iterator[ClowderServer]:
     require_rabbitmq()
     try:
-        with ClowderServer(tmp_path / "clowder", request.param, API_KEY, amqp_url=AMQP_URL) as server:
+        with ClowderServer(tmp_path / "clowder", request.param, API_KEY, amqp_url=clowder_amqp_url) as server:
             yield server
     finally:
-        delete_queues()
+        if clowder_amqp_url == AMQP_URL:
+            delete_queues()
 
 
 @pytest.fixture
@@ -114,18 +131,22 @@ def stack_actions() -> str:
 
 
 @pytest.fixture
-def environment(clowder: ClowderServer, stack_actions: str) -> dict[str, str]:
+def environment(
+    clowder: ClowderServer, stack_actions: str, clowder_amqp_url: str, platform_amqp_url: str | None
+) -> dict[str, str]:
     through_shovels = stack_actions == "shovels"
     return {
         "WORKBENCH_CLOWDER_URL": clowder.url,
         "WORKBENCH_CLOWDER_API_KEY": API_KEY,
-        "WORKBENCH_CLOWDER_AMQP_URL": AMQP_URL,
+        "WORKBENCH_CLOWDER_AMQP_URL": clowder_amqp_url,
         "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": PREFIX,
         # A RabbitmqSource's event carries no reply_to: the function replies here.
         "WORKBENCH_CLOWDER_REPLY_QUEUE": clowder.reply_queue,
         "WORKBENCH_STACK_ACTIONS": stack_actions,
         # The shovels, processes of their own, reach the platform's queues and its API.
-        "WORKBENCH_AMQP_URL": AMQP_URL if through_shovels else "",
+        "WORKBENCH_AMQP_URL": platform_amqp_url
+        if platform_amqp_url is not None
+        else (AMQP_URL if through_shovels else ""),
         "WORKBENCH_PORT": str(free_port()) if through_shovels else "",
     }
 
@@ -218,6 +239,9 @@ def test_a_submitted_dataset_becomes_a_transfer_of_the_keys_user_and_a_duplicate
     )
     first = clowder.statuses_of(job_id)[0]
     (transfer,) = platform.store.list_transfers("dana")
+    # Clowder 1 sends a dataset submission's parameters as JSON text, Clowder 2 as an object.
+    sent = clowder.jobs[job_id]["body"]["parameters"]
+    assert sent == ('{"target": "Soil"}' if clowder.version == 1 else {"target": "Soil"})
     assert transfer.target == "Clowder/Soil" and transfer.filesTotal == 2
     assert f"transfer {transfer.id}: 0 of 2 files" in processing[0]["message"]
     assert processing[0]["file_id"] == dataset_id and processing[0]["extractor_id"] == f"{PREFIX}.send"
@@ -309,14 +333,19 @@ def test_a_bad_job_ends_with_its_error_in_clowder_a_dead_letter_and_no_crash(
         body["parameters"] = {"target": "../../.ssh"}
     if case == "malformed body":
         clowder.publish_job(queue, b"{not json")
-        job_id = ""
     else:
         clowder.publish_job(queue, body)
 
-    error = final_status(clowder, job_id)
-    assert error["message_type"] == "StatusMessage.error"
-    assert BAD_JOBS[case] in error["message"], error
-    assert error["status"].startswith("StatusMessage.error: ")
+    if case == "malformed body":
+        # As pyclowder: no job id could be read, so no status (Clowder has no job of an empty id).
+        wait_until(lambda: platform.store.list_dead_letters(10), "the dead letter")
+        time.sleep(0.3)
+        assert clowder.statuses == []
+    else:
+        error = final_status(clowder, job_id)
+        assert error["message_type"] == "StatusMessage.error"
+        assert BAD_JOBS[case] in error["message"], error
+        assert error["status"].startswith("StatusMessage.error: ")
     assert platform.store.list_transfers("dana") == []
     (letter,) = wait_until(lambda: platform.store.list_dead_letters(10), "the dead letter")
     assert letter.errorDestination == queue and BAD_JOBS[case] in letter.errorData
@@ -427,12 +456,13 @@ def test_the_function_carries_out_a_job_as_a_rabbitmq_source_delivers_it_and_tel
         "datasetId": dataset_id,
         "job_id": job_id,
     }
-    # What a RabbitmqSource sends: its own type and source (ending with its name), the job as data.
+    # What a RabbitmqSource sends: its own type, its source (eventing-rabbitmq's RabbitmqEventSource:
+    # /apis/v1/namespaces/<ns>/rabbitmqsources/<name>#<queue>), the job as data.
     event = codec.Event(
         {
             "specversion": "1.0",
             "type": clowder_jobs.JOB_EVENT,
-            "source": "/apis/v1/namespaces/workbench/rabbitmqsources/clowder-jobs-send",
+            "source": SOURCE_OF_SEND,
             "id": uuid.uuid4().hex,
             "datacontenttype": "application/json",
         },
@@ -511,7 +541,7 @@ def test_the_function_answers_an_event_past_its_limit_or_of_another_type_as_ever
         attributes = {
             "specversion": "1.0",
             "type": event_type,
-            "source": "/apis/v1/namespaces/workbench/rabbitmqsources/clowder-jobs-send",
+            "source": SOURCE_OF_SEND,
             "id": uuid.uuid4().hex,
             "datacontenttype": "application/json",
         }
@@ -525,3 +555,222 @@ def test_the_function_answers_an_event_past_its_limit_or_of_another_type_as_ever
     assert answer.status_code == 400
     assert "does not handle events of type org.example.other" in answer.get_json()["Error"]
     assert clowder.statuses == [] and platform.store.list_dead_letters(10) == []
+
+
+def test_announcing_alone_declares_the_queues_so_a_job_waits_for_the_rabbitmq_source(
+    clowder: ClowderServer, platform: Platform
+) -> None:
+    """On a cluster nothing consumes before the RabbitmqSources, which read predeclared queues only:
+    the sweep's announcement declares them (and ``error.<queue>``) as pyclowder does when it connects,
+    so a job Clowder sends is kept, not dropped for want of a queue."""
+    import pika
+    import pika.exceptions
+
+    delete_queues()
+    clowder_jobs.announce(platform)
+    wait_until(lambda: set(QUEUES) <= set(clowder.heartbeats), "the heartbeats")
+    clowder.publish_job(f"{PREFIX}.send", {"job_id": "kept", "host": clowder.url})
+    wait_until(lambda: unsettled(f"{PREFIX}.send") == 1, "the job kept on its queue")
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        for queue in QUEUES:
+            channel = connection.channel()
+            declared = channel.queue_declare(f"error.{queue}", passive=True)  # raises were it missing
+            assert declared.method.message_count == 0
+            # Durable, as pyclowder declares them: declaring it non-durable is refused.
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="durable"):
+                connection.channel().queue_declare(queue, durable=False)
+    finally:
+        connection.close()
+
+
+def test_a_job_delivered_again_while_an_earlier_delivery_still_holds_it_goes_back_on_the_queue(
+    clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+) -> None:
+    """A delivery that died with the job claimed (its process killed) leaves no status but "started":
+    a redelivery within the claim's lease is not acknowledged as a duplicate but put back, and carried
+    out once the claim lapses; a job that did finish is acknowledged."""
+    api.make_user("dana")
+    key = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Soil samples")
+    clowder.add_files(dataset_id, {"a.csv": b"1"})
+    job_id = uuid.uuid4().hex[:24]
+    queue = f"{PREFIX}.send"
+    # The delivery that died: its claim is still held.
+    assert platform.store.claim_event(
+        clowder_jobs.JOB_SOURCE, job_id, queue, int(time.time()), platform.settings.recovery.resume_after
+    )
+    body = {"host": clowder.url, "secretKey": key, "id": dataset_id, "datasetId": dataset_id}
+    body |= {"jobid": job_id} if clowder.version == 1 else {"job_id": job_id, "resource_type": "dataset"}
+    clowder.publish_job(queue, body)
+    time.sleep(1.5)
+    assert clowder.statuses_of(job_id) == [] and platform.store.list_transfers("dana") == []
+    assert queue_bodies(f"error.{queue}") == [] and platform.store.list_dead_letters(10) == []
+
+    platform.store.release_event(clowder_jobs.JOB_SOURCE, job_id)  # as the lease lapsing does
+    wait_until(
+        lambda: any("processing" in s["message_type"] for s in clowder.statuses_of(job_id)),
+        "the job carried out after all",
+        20,
+    )
+    assert len(platform.store.list_transfers("dana")) == 1
+
+
+def test_the_folder_parameter_sends_that_folder_of_the_dataset_only(
+    clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+) -> None:
+    api.make_user("dana")
+    key = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Field data")
+    clowder.add_files(
+        dataset_id, {"top.txt": b"1", "raw/a.csv": b"22", "raw/deep/b.csv": b"333", "other/c": b"4"}
+    )
+    job_id = submit(clowder, key, dataset_id, f"{PREFIX}.send", {"folder": "raw"})
+    wait_until(
+        lambda: [s for s in clowder.statuses_of(job_id) if "processing" in s["message_type"]], "progress"
+    )
+    (transfer,) = platform.store.list_transfers("dana")
+    files = platform.store.list_transfer_files(transfer.id)
+    assert sorted(row.path for row in files) == ["raw/a.csv", "raw/deep/b.csv"]
+
+
+def test_statuses_name_done_only_when_done_and_heartbeats_name_the_repository_for_both_clowders() -> None:
+    """Clowder 1 takes a status whose text holds DONE for the end of the job, so a dataset named so must
+    not end it early; Clowder 2 reads the repository as repository_type/repository_url."""
+    processing = json.loads(clowder_jobs.status("j1", "d1", "x.send", "processing", "placed in Clowder/DONE"))
+    assert "DONE" not in processing["status"] and "DONE" not in processing["message"]
+    assert processing["message"] == "placed in Clowder/Done"
+    done = json.loads(clowder_jobs.status("j1", "d1", "x.send", "done", "in Clowder/DONE"))
+    assert done["message"] == "in Clowder/DONE"
+    beat = json.loads(clowder_jobs.heartbeat(clowder_jobs.extractors("x")[0], "1", "https://wb.example.org"))
+    (repository,) = beat["extractor_info"]["repository"]
+    assert repository["repository_type"] == repository["repType"] == "git"
+    assert repository["repository_url"] == repository["repUrl"] == clowder_jobs.REPOSITORY_URL
+
+
+def test_clowder_hears_the_counts_as_the_shovels_place_the_files_at_most_so_often(
+    clowder: ClowderServer,
+    platform: Platform,
+    api: Api,
+    consumer: threading.Thread,
+    client: Callable[[str], Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from events import codec, types
+    from events.signing import derive_key
+
+    api.make_user("dana")
+    key = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Soil samples")
+    clowder.add_files(dataset_id, {"a.csv": b"1,2\n", "b.csv": b"3,4\n", "c.csv": b"5\n"})
+    job_id = submit(clowder, key, dataset_id, f"{PREFIX}.send")
+
+    def processing() -> list[str]:
+        return [
+            s["message"]
+            for s in clowder.statuses_of(job_id)
+            if s["message_type"] == "StatusMessage.processing"
+        ]
+
+    wait_until(processing, "the first processing status")
+    (transfer,) = platform.store.list_transfers("dana")
+
+    def placed(*paths: str) -> None:
+        """A shovel of dana reporting ``paths`` placed, to shovel_reports as the Broker delivers it."""
+        report = types.TransferProgress(
+            transfer_id=transfer.id, user="dana", placed=list(paths), bytes_placed=4
+        )
+        event = codec.new_event(
+            types.TRANSFER_PROGRESS,
+            report,
+            source="shovel-test",
+            secret=derive_key(platform.event_secret, "shovel:dana"),
+        )
+        headers, body = codec.to_http(event, "binary")
+        answer = client("shovel_reports").post("/", headers=headers, data=body)
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+
+    placed("a.csv")  # within PROGRESS_SECONDS of the first status: not told
+    time.sleep(0.5)
+    assert len(processing()) == 1
+    monkeypatch.setattr(clowder_jobs, "PROGRESS_SECONDS", 0.0)
+    placed("b.csv")
+    told = wait_until(lambda: processing()[1:], "a progress status")
+    assert told[0].startswith(f"transfer {transfer.id}: 2 of 3 files (8 of ")
+    monkeypatch.setattr(clowder_jobs, "PROGRESS_SECONDS", 3600.0)
+    placed("c.csv")  # the last: the transfer's outcome tells it, not a progress status
+    time.sleep(0.5)
+    assert len(processing()) == 2
+
+
+CLOWDER_VHOST, PLATFORM_VHOST = f"{PREFIX}-clowder", f"{PREFIX}-platform"
+
+
+def vhost_url(vhost: str) -> str:
+    from urllib.parse import quote
+
+    return AMQP_URL.rsplit("/", 1)[0] + "/" + quote(vhost, safe="")
+
+
+@pytest.fixture
+def two_brokers() -> Iterator[None]:
+    """Two virtual hosts of the test RabbitMQ standing for two servers: Clowder's and the platform's."""
+    import shutil
+    import subprocess
+
+    require_rabbitmq()
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+
+    def control(*arguments: str) -> None:
+        subprocess.run(["rabbitmqctl", *arguments], check=True, capture_output=True, timeout=60)
+
+    try:
+        for vhost in (CLOWDER_VHOST, PLATFORM_VHOST):
+            control("add_vhost", vhost)
+            control("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield
+    finally:
+        for vhost in (CLOWDER_VHOST, PLATFORM_VHOST):
+            subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+def queue_exists(url: str, queue: str) -> bool:
+    import pika
+    import pika.exceptions
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        connection.channel().queue_declare(queue, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+@pytest.mark.parametrize(
+    ("clowder_amqp_url", "platform_amqp_url"), [(vhost_url(CLOWDER_VHOST), vhost_url(PLATFORM_VHOST))]
+)
+def test_clowder_s_rabbitmq_and_the_platform_s_are_kept_apart(
+    two_brokers: None, clowder: ClowderServer, platform: Platform, api: Api, consumer: threading.Thread
+) -> None:
+    """Jobs, heartbeats and statuses on Clowder's broker; the user's sync commands on the platform's;
+    neither broker gets the other's queues."""
+    from shared.domain.messages import queue_for
+
+    api.make_user("dana")
+    key = clowder.add_user("dana@example.org")
+    dataset_id = clowder.add_dataset("Soil samples")
+    clowder.add_files(dataset_id, {"a.csv": b"1,2\n"})
+    wait_until(lambda: set(QUEUES) <= set(clowder.heartbeats), "the heartbeats on Clowder's broker")
+    job_id = submit(clowder, key, dataset_id, f"{PREFIX}.send")
+    wait_until(
+        lambda: [s for s in clowder.statuses_of(job_id) if "processing" in s["message_type"]], "progress"
+    )
+    clowder_side, platform_side = vhost_url(CLOWDER_VHOST), vhost_url(PLATFORM_VHOST)
+    assert all(queue_exists(clowder_side, queue) for queue in QUEUES)
+    assert not any(queue_exists(platform_side, queue) for queue in QUEUES)
+    assert queue_exists(platform_side, queue_for("dana"))
+    assert not queue_exists(clowder_side, queue_for("dana"))

@@ -666,3 +666,44 @@ def test_the_rabbitmq_source_check_refuses_what_its_crd_does_not_allow() -> None
     assert any("sink" in error.message for error in validator.iter_errors(without_sink))
     misspelt = {**source, "spec": {**source["spec"], "rabbitmqClusterRef": {"name": "rabbitmq"}}}
     assert list(validator.iter_errors(misspelt))
+
+
+def test_the_settings_tell_the_functions_where_the_statuses_of_a_rabbitmq_source_s_jobs_go() -> None:
+    """A RabbitmqSource's event has no reply_to: without the reply queue in the ConfigMap, no status of
+    a job taken on a cluster would reach Clowder."""
+    (config_map,) = of_kind("ConfigMap")
+    assert config_map["data"]["WORKBENCH_CLOWDER_REPLY_QUEUE"] == manifests.CLOWDER_REPLY_QUEUE
+    assert config_map["data"]["WORKBENCH_CLOWDER_EXTRACTOR_PREFIX"] == "workbench"
+    readme = (ROOT / "README.md").read_text()
+    assert "WORKBENCH_CLOWDER_REPLY_QUEUE, value:" in readme  # the cluster steps set it
+
+
+def test_the_sources_read_the_queues_of_the_extractor_prefix_the_functions_are_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.domain import clowder_jobs
+    from shared.tools.cli import main
+
+    documents = manifests.documents(manifests.Target(extractor_prefix="lab"))
+    sources = [item for item in documents["sources.yaml"] if item["kind"] == "RabbitmqSource"]
+    assert sorted(item["spec"]["rabbitmqResourcesConfig"]["queueName"] for item in sources) == [
+        "lab.send",
+        "lab.start",
+        "lab.stop",
+    ]
+    (config_map,) = [item for item in documents["config.yaml"] if item["kind"] == "ConfigMap"]
+    assert config_map["data"]["WORKBENCH_CLOWDER_EXTRACTOR_PREFIX"] == "lab"
+    source = f"/apis/v1/namespaces/workbench/rabbitmqsources/{clowder_jobs.source_name('send')}#lab.send"
+    assert clowder_jobs.queue_of("lab", source) == "lab.send"
+
+    # The command takes the prefix from the setting, as the functions do.
+    monkeypatch.setenv("WORKBENCH_CLOWDER_EXTRACTOR_PREFIX", "lab")
+    assert main(["manifests", "--output", str(tmp_path)]) == 0
+    written = yaml.safe_load_all((tmp_path / "sources.yaml").read_text())
+    queues = {
+        item["spec"]["rabbitmqResourcesConfig"]["queueName"]
+        for item in written
+        if item and item["kind"] == "RabbitmqSource"
+    }
+    assert queues == {"lab.send", "lab.start", "lab.stop"}
+    assert "(lab.send, lab.start, lab.stop)" in (tmp_path / "sources.yaml").read_text().replace("\n# ", " ")

@@ -54,7 +54,7 @@ class JobQueues(Protocol[DeliveredT]):
     """Clowder's RabbitMQ as the jobs use it: its extractors announced, jobs taken, statuses sent,
     refused jobs kept in ``error.<queue>``."""
 
-    def announce(self, heartbeats: Iterable[bytes]) -> None: ...
+    def announce(self, heartbeats: Iterable[bytes], queues: Iterable[str] = ()) -> None: ...
     def reply(self, queue: str, correlation_id: str | None, body: bytes) -> None: ...
     def reject(self, queue: str, received: DeliveredT) -> None: ...
     def consume(
@@ -88,6 +88,8 @@ JOB_SOURCE = "clowder-job"
 RECORDS = "clowder-jobs/"
 """Where the reply address of a job whose transfer is under way waits for its outcome (object store)."""
 MAX_BODY_BYTES = 64 * 1024
+PROGRESS_SECONDS = 10.0
+"""At most one progress status per job this often: a transfer of many small files reports many times."""
 REPOSITORY_URL = "https://github.com/nds-org/ndslabs"
 
 
@@ -154,7 +156,15 @@ def heartbeat(extractor: Extractor, version: str, platform_id: str) -> bytes:
         "author": "Labs Workbench",
         "contributors": [],
         "contexts": [],
-        "repository": [{"repType": "git", "repUrl": REPOSITORY_URL}],
+        # Clowder 1 reads repType/repUrl, Clowder 2's Repository model repository_type/repository_url.
+        "repository": [
+            {
+                "repType": "git",
+                "repUrl": REPOSITORY_URL,
+                "repository_type": "git",
+                "repository_url": REPOSITORY_URL,
+            }
+        ],
         "external_services": [],
         "libraries": [],
         "bibtex": [],
@@ -243,7 +253,10 @@ def parse(body: bytes) -> Job:
 
 def status(job_id: str, resource_id: str, extractor: str, kind: Kind, message: str) -> bytes:
     """A status message as pyclowder's ``status_update`` writes it (its ``status`` is the enum
-    member's text, which Clowder 1 searches for ``DONE``)."""
+    member's text, which Clowder 1 searches for ``DONE``: so no other status carries that word, were
+    it in a dataset's or folder's name)."""
+    if kind != "done":
+        message = message.replace("DONE", "Done")
     return json.dumps(
         {
             "file_id": resource_id,
@@ -288,8 +301,12 @@ def carry_out(ports: ClowderJobPorts, received: Delivered, reply: Reply, reject:
         if not ports.store.claim_event(
             JOB_SOURCE, job.job_id, received.queue, int(time.time()), ports.settings.recovery.resume_after
         ):
-            log.info("Clowder job %s was taken before; acknowledged again", job.job_id)
-            return
+            if ports.store.event_finished(JOB_SOURCE, job.job_id):
+                log.info("Clowder job %s was carried out before; acknowledged again", job.job_id)
+                return
+            # The delivery that claimed it may have died with the claim: acknowledged now, the job
+            # would stay "started" in Clowder for good. Back on the queue until the claim lapses.
+            raise Unavailable(f"Clowder job {job.job_id} is still being carried out; it comes back later")
         try:
             _tell(reply, address, "start", "Started processing.")
             message = _act(ports, action, job, address, reply)
@@ -324,7 +341,8 @@ def _refuse(
         job_id, resource_id = _ids_of(received.body)
         address = Address(address.queue, address.correlation_id, job_id, resource_id, received.queue)
     log.warning("refused Clowder job %s on %s: %s", address.job_id or "?", received.queue, reason)
-    _tell(reply, address, "error", reason)
+    if address.job_id:  # as pyclowder, no status for a job whose id could not be read: Clowder has none such
+        _tell(reply, address, "error", reason)
     _dead_letter(ports, received, address, reason)
     reject()
 
@@ -337,9 +355,15 @@ def _ids_of(body: bytes) -> tuple[str, str]:
         return "", ""
     if not isinstance(document, dict):
         return "", ""
+    import re
+
     found = [document.get(name) for name in ("jobid", "job_id", "id")]
-    texts = [value[:100] if isinstance(value, str) else "" for value in found]
+    texts = [value if isinstance(value, str) and re.fullmatch(_ID, value) else "" for value in found]
     return texts[0] or texts[1], texts[2]
+
+
+_ID = r"[A-Za-z0-9_-]{1,100}"
+"""What a job id (Clowder 1's UUID, Clowder 2's object id) read from a body that is no valid job may be."""
 
 
 def _tell(reply: Reply, address: Address, kind: Kind, message: str) -> None:
@@ -454,6 +478,7 @@ def _send(ports: ClowderJobPorts, paired: str, user: str, job: Job, address: Add
         "job_id": address.job_id,
         "resource_id": address.resource_id,
         "extractor": address.extractor,
+        "told_at": time.time(),  # the processing status below; progress statuses follow it
     }
     ports.objects.put(f"{RECORDS}{transfer_id}.json", [json.dumps(record).encode()])
     try:
@@ -466,10 +491,37 @@ def _send(ports: ClowderJobPorts, paired: str, user: str, job: Job, address: Add
 
 
 def _progress(transfer: Transfer) -> str:
-    return (
+    counts = (
         f"transfer {transfer.id}: {transfer.filesDone} of {transfer.filesTotal} files "
-        f"({transfer.bytesDone} of {transfer.bytesTotal} bytes) placed in {transfer.target}; "
-        "they reach your data folder as soon as one of your stacks runs"
+        f"({transfer.bytesDone} of {transfer.bytesTotal} bytes) placed in {transfer.target}"
+    )
+    if transfer.filesDone:
+        return counts
+    return counts + "; they reach your data folder as soon as one of your stacks runs"
+
+
+def progress(ports: ClowderJobPorts, transfer: Transfer, reply: Reply) -> bool:
+    """Tell the Clowder job that asked for ``transfer`` how many of its files are placed now (at most
+    once every ``PROGRESS_SECONDS``; the outcome tells the end); whether a status was sent."""
+    key = f"{RECORDS}{transfer.id}.json"
+    if transfer.state in ("completed", "failed") or not ports.objects.has(key):
+        return False
+    record = json.loads(b"".join(ports.objects.read(key)))
+    now = time.time()
+    if now - float(record.get("told_at", 0)) < PROGRESS_SECONDS:
+        return False
+    ports.objects.put(key, [json.dumps({**record, "told_at": now}).encode()])
+    _tell(reply, _address(record), "processing", _progress(transfer))
+    return True
+
+
+def _address(record: dict[str, Any]) -> Address:
+    return Address(
+        record["queue"],
+        record["correlation_id"],
+        record["job_id"],
+        record["resource_id"],
+        record["extractor"],
     )
 
 
@@ -503,14 +555,7 @@ def outcome(ports: ClowderJobPorts, transfer: TransferOutcome, failed: bool, rep
     key = f"{RECORDS}{transfer.transfer_id}.json"
     if not ports.objects.has(key):
         return False
-    record = json.loads(b"".join(ports.objects.read(key)))
-    address = Address(
-        record["queue"],
-        record["correlation_id"],
-        record["job_id"],
-        record["resource_id"],
-        record["extractor"],
-    )
+    address = _address(json.loads(b"".join(ports.objects.read(key))))
     where = "; ".join(f"{location.service}: {location.path}" for location in transfer.locations)
     summary = (
         f"transfer {transfer.transfer_id}: {transfer.files_done} of {transfer.files_total} files "
@@ -549,17 +594,23 @@ def version() -> str:
 
 
 def announce(ports: JobQueuePorts[DeliveredT]) -> None:
-    """One heartbeat of each extractor, from the platform (not from each shovel)."""
+    """One heartbeat of each extractor, from the platform (not from each shovel), its queues declared
+    first (a cluster's RabbitmqSources read them predeclared; the sweep CronJob runs this)."""
     settings = ports.settings
+    announced = extractors(settings.clowder.extractor_prefix)
     ports.clowder_queues().announce(
-        heartbeat(extractor, version(), settings.server.origin)
-        for extractor in extractors(settings.clowder.extractor_prefix)
+        [heartbeat(extractor, version(), settings.server.origin) for extractor in announced],
+        [extractor.name for extractor in announced],
     )
 
 
 def queue_of(prefix: str, source: str) -> str:
-    """The queue a RabbitmqSource read a job from, by the source's name that ends the event's ``source``
-    (a source of no action of this Workbench: its last part, which the job is refused for)."""
+    """The queue a RabbitmqSource read a job from: eventing-rabbitmq's ``source`` is
+    ``/apis/v1/namespaces/<namespace>/rabbitmqsources/<name>#<queue>``; without the queue, the
+    source's name (a source of no action of this Workbench: its last part, which the job is refused for)."""
+    _, _, queue = source.partition("#")
+    if queue:
+        return queue
     for extractor in extractors(prefix):
         if source.endswith("/" + source_name(extractor.action)):
             return extractor.name

@@ -326,6 +326,8 @@ def shovel(arguments: argparse.Namespace) -> int:
 
 def manifests(arguments: argparse.Namespace) -> int:
     """Write ``knative/`` from the function registry, or with --check only say whether it is current."""
+    import os
+
     from shared.tools import manifests as generator
 
     chosen = {
@@ -337,9 +339,13 @@ def manifests(arguments: argparse.Namespace) -> int:
             "gateway_namespace",
             "rabbitmq_cluster",
             "rabbitmq_namespace",
+            "extractor_prefix",
         )
         if getattr(arguments, name) is not None
     }
+    prefix = os.environ.get("WORKBENCH_CLOWDER_EXTRACTOR_PREFIX")
+    if prefix and "extractor_prefix" not in chosen:
+        chosen["extractor_prefix"] = prefix
     target = generator.Target(**chosen)
     files = generator.generate(target)
     directory = Path(arguments.output)
@@ -452,6 +458,7 @@ def parser() -> argparse.ArgumentParser:
         ("--gateway-namespace", "the namespace"),
         ("--rabbitmq-cluster", "the RabbitmqCluster 'rabbitmq'"),
         ("--rabbitmq-namespace", "the namespace"),
+        ("--extractor-prefix", "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX, else 'workbench'"),
     ):
         manifests_command.add_argument(option, help=f"default: {default}")
     manifests_command.set_defaults(handler=manifests)

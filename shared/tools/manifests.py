@@ -152,7 +152,9 @@ FILE_NOTES: dict[str, str] = {
         "emit events the Broker's address as K_SINK. One RabbitmqSource per Clowder extractor queue "
         "({clowder_queues}) on Clowder's own RabbitMQ (the Secret {clowder_secret}, keys uri, username "
         "and password: Clowder's broker may be another server) turns each job into an event for the "
-        "Broker, whose Trigger hands it to clowder_job; the queues are Clowder's, so they are predeclared."
+        "Broker, whose Trigger hands it to clowder_job; the queues are predeclared (the sweep CronJob "
+        "declares them as it announces the extractors), and the statuses of their jobs go to "
+        "WORKBENCH_CLOWDER_REPLY_QUEUE (config.yaml): such an event carries no reply_to."
     ),
     "routing.yaml": (
         'The one public entry point: HTTPRoutes on the Gateway "{gateway}" (not generated: it belongs to '
@@ -180,6 +182,9 @@ class Target:
     rabbitmq_cluster: str = RABBITMQ_CLUSTER
     rabbitmq_namespace: str | None = None
     """The RabbitmqCluster's namespace; None: this namespace."""
+    extractor_prefix: str = "workbench"
+    """``WORKBENCH_CLOWDER_EXTRACTOR_PREFIX``: the Clowder extractor queues the RabbitmqSources read, and
+    the setting the functions get, so that both name the same queues."""
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -225,7 +230,7 @@ def config(target: Target) -> list[Manifest]:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _metadata(SETTINGS_CONFIG_MAP, target, **{"app.kubernetes.io/component": "settings"}),
-            "data": dict(sorted(SETTINGS.items())),
+            "data": dict(sorted({**SETTINGS, **clowder_job_settings(target)}.items())),
         },
     ]
 
@@ -632,13 +637,24 @@ def eventing(target: Target, functions: Iterable[Function]) -> list[Manifest]:
 CLOWDER_RABBITMQ_SECRET = "clowder-rabbitmq"  # noqa: S105 (a Secret's name, not its value)
 """The Secret (keys ``uri``, ``username``, ``password``) of Clowder's RabbitMQ, read by the RabbitmqSources."""
 CLOWDER_JOB_FUNCTION = "clowder_job"
+CLOWDER_REPLY_QUEUE = "clowder.INSTANCE_ID"
+"""Placeholder of ``WORKBENCH_CLOWDER_REPLY_QUEUE``: a RabbitmqSource's event carries no ``reply_to``,
+so the statuses of the jobs it delivers go there (Clowder 2's ``clowder.<instance id>``)."""
+
+
+def clowder_job_settings(target: Target) -> dict[str, str]:
+    """The ConfigMap's settings of Clowder's jobs: the queues' prefix, and where statuses go."""
+    return {
+        "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": target.extractor_prefix,
+        "WORKBENCH_CLOWDER_REPLY_QUEUE": CLOWDER_REPLY_QUEUE,
+    }
 
 
 def clowder_job_sources(target: Target) -> list[Manifest]:
-    """A RabbitmqSource per extractor queue of the platform's (``workbench.send``, ``.start``, ``.stop``;
-    the prefix of ``WORKBENCH_CLOWDER_EXTRACTOR_PREFIX``'s default): each job becomes an event of type
-    ``dev.knative.rabbitmq.event`` whose source ends with the RabbitmqSource's name, sent to the Broker
-    and retried from there like every other event."""
+    """A RabbitmqSource per extractor queue of the platform's (``<prefix>.send``, ``.start``, ``.stop``,
+    the target's ``WORKBENCH_CLOWDER_EXTRACTOR_PREFIX``): each job becomes an event of type
+    ``dev.knative.rabbitmq.event`` whose source is ``/apis/v1/namespaces/<ns>/rabbitmqsources/<name>#<queue>``,
+    sent to the Broker and retried from there like every other event."""
     from shared.domain import clowder_jobs
 
     labels = {"app.kubernetes.io/component": "eventing"}
@@ -658,7 +674,7 @@ def clowder_job_sources(target: Target) -> list[Manifest]:
                 "sink": {"ref": _broker_reference()},
             },
         }
-        for extractor in clowder_jobs.extractors("workbench")
+        for extractor in clowder_jobs.extractors(target.extractor_prefix)
     ]
 
 
@@ -809,7 +825,9 @@ def documents(target: Target = Target()) -> dict[str, list[Manifest]]:
 
 def _header(file_name: str, target: Target) -> str:
     note = FILE_NOTES[file_name].format(
-        clowder_queues="workbench.send, workbench.start, workbench.stop",
+        clowder_queues=", ".join(
+            f"{target.extractor_prefix}.{action}" for action in ("send", "start", "stop")
+        ),
         clowder_secret=CLOWDER_RABBITMQ_SECRET,
         secret_keys=", ".join(key for key, _ in sorted(SECRET_SETTINGS.values())),
         stack_labels=", ".join(f"{key}={value}" for key, value in STACK_LABELS.items()),

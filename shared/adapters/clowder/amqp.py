@@ -56,10 +56,17 @@ class ClowderQueues:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
 
-    def announce(self, heartbeats: Iterable[bytes]) -> None:
-        """Send each heartbeat to the ``extractors`` fanout exchange, which Clowder 1 and 2 listen to."""
+    def announce(self, heartbeats: Iterable[bytes], queues: Iterable[str] = ()) -> None:
+        """Declare each extractor's queue and its ``error.<queue>`` durable, as pyclowder does when it
+        connects (a RabbitmqSource only reads a predeclared queue, and Clowder drops a job sent to a
+        queue that does not exist), then send each heartbeat to the ``extractors`` fanout exchange,
+        which Clowder 1 and 2 listen to."""
+        names = list(queues)
 
         def send(channel: BlockingChannel) -> None:
+            for queue in names:
+                channel.queue_declare(queue, durable=True)
+                channel.queue_declare(f"error.{queue}", durable=True)
             channel.exchange_declare(HEARTBEAT_EXCHANGE, exchange_type="fanout", durable=True)
             for body in heartbeats:
                 channel.basic_publish(HEARTBEAT_EXCHANGE, "", body)

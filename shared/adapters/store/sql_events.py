@@ -61,6 +61,12 @@ class EventTables:
         with self._transaction(write=True) as db:
             db.run("DELETE FROM seen_events WHERE source = ? AND id = ? AND done = 0", (source, event_id))
 
+    def event_finished(self, source: str, event_id: str) -> bool:
+        """Whether a delivery of the event finished acting on it (not merely claimed it)."""
+        with self._transaction(write=False) as db:
+            row = db.one("SELECT done FROM seen_events WHERE source = ? AND id = ?", (source, event_id))
+        return row is not None and bool(int(row[0]))
+
     def prune_events(self, made_before: int) -> int:
         """Forget the events made before ``made_before`` (refused for their age by then anyway)."""
         with self._transaction(write=True) as db:

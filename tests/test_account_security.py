@@ -139,12 +139,18 @@ def test_every_status_change_gives_a_new_token_and_spent_ones_are_refused(
         assert api.call("GET", path).status_code == 404
     assert verify(api, platform).status_code == 404
 
-    # The admin putting the account back to "unapproved": a new token again; the old links stay spent.
+    # The token is of the status (as the Go apiserver's was): the admin putting the account back to
+    # "unapproved" makes it awaiting a decision again, by the links the support address holds; the
+    # verification link stays spent, and a decision spends the links again.
     response = api.call("PUT", "/api/accounts/carol", api.admin(), json={"status": "unapproved"})
     assert response.status_code == 200, response.get_json()
+    assert stored(platform, "carol").account.token == approval_token
+    assert verify(api, platform).status_code == 404
+    assert api.call("GET", links["deny"]).status_code == 200
+    assert stored(platform, "carol").account.status == "denied"
     assert stored(platform, "carol").account.token not in (registration_token, approval_token, approved_token)
-    assert api.call("GET", links["approve"]).status_code == 404
-    assert stored(platform, "carol").account.status == "unapproved"
+    for path in (links["approve"], links["deny"]):
+        assert api.call("GET", path).status_code == 404
 
 
 def test_the_access_log_never_holds_a_link_token(caplog: pytest.LogCaptureFixture) -> None:

@@ -260,6 +260,87 @@ def test_reset_of_an_unknown_account_is_200(api: RecordingApi, platform: Platfor
     assert [message["To"] for message in mails(platform)] == ["alice@example.org"]
 
 
+# --- registration tokens -----------------------------------------------------------------------
+
+
+def listed_token(api: RecordingApi, user: str) -> tuple[str, str]:
+    """``(status, token)`` of ``user`` in the admin's account list, where the Go test suite reads them."""
+    response = api.call("GET", "/api/accounts", api.admin())
+    assert response.status_code == 200
+    (found,) = [item for item in response.get_json() if item["id"] == user]
+    return found["status"], found["token"]
+
+
+def test_a_verify_token_saved_before_a_delete_verifies_the_account_registered_again(
+    api: RecordingApi, platform: Platform
+) -> None:
+    """etcd.go PutAccount: ``account.Token = HashString(email + status)``, so the Go test suite verifies
+    an account deleted and registered again with the token it saved the first time. Here the token
+    is a keyed MAC of the same facts: equal for the same account, e-mail and status, spent as soon as
+    the status changes."""
+    registration = account("carol", email="Carol@Example.org", password="carol-password")
+    assert api.call("POST", "/api/register", json=registration).status_code == 200
+    status, saved = listed_token(api, "carol")
+    assert status == "unverified" and saved
+    assert api.call("PUT", "/api/register/verify", json={"u": "carol", "t": saved}).status_code == 200
+    status, decision = listed_token(api, "carol")
+    assert status == "unapproved" and decision != saved
+    assert api.call("PUT", "/api/register/verify", json={"u": "carol", "t": saved}).status_code == 404
+    assert api.call("GET", f"/api/register/deny?u=carol&t={decision}").status_code == 200
+    assert listed_token(api, "carol")[0] == "denied"
+    assert api.call("GET", f"/api/register/approve?u=carol&t={decision}").status_code == 404
+
+    assert api.call("DELETE", "/api/accounts/carol", api.admin()).status_code == 200
+    again = registration | {"email": "carol@example.ORG"}  # the address compares without case
+    assert api.call("POST", "/api/register", json=again).status_code == 200
+    assert listed_token(api, "carol") == ("unverified", saved)
+    assert api.call("PUT", "/api/register/verify", json={"u": "carol", "t": saved}).status_code == 200
+    assert listed_token(api, "carol") == ("unapproved", decision)
+    assert api.call("GET", f"/api/register/approve?u=carol&t={decision}").status_code == 200
+    assert listed_token(api, "carol")[0] == "approved"
+    assert can_log_in(api, "carol", "carol-password")
+    # Another user's token, or this one's for another status, is no token for carol.
+    assert (
+        api.call("POST", "/api/register", json=account("dave", password="dave-password")).status_code == 200
+    )
+    _, daves = listed_token(api, "dave")
+    assert api.call("PUT", "/api/register/verify", json={"u": "carol", "t": daves}).status_code == 404
+
+
+def test_registration_tokens_are_keyed_by_the_servers_secret() -> None:
+    """Go's token was an unkeyed hash of e-mail and status, which anyone knowing the address could
+    compute; here it is an HMAC under the server's secret: another secret gives another token, and
+    no unkeyed hash of the facts it covers is it."""
+    import hashlib
+
+    from shared.core.models import Account
+    from shared.domain.accounts import registration_token
+    from shared.domain.auth import Tokens
+
+    def tokens(secret: str) -> Tokens:
+        return Tokens(secret, lifetime_seconds=60, refresh_seconds=60)
+
+    carol = Account(
+        id="carol", namespace="carol", name="Carol", email="carol@example.org", status="unverified"
+    )
+    first, second = tokens("a" * 40), tokens("b" * 40)
+    token = registration_token(first, carol)
+    assert len(token) >= 43  # 256 bits
+    assert token == registration_token(first, carol.model_copy(update={"email": "CAROL@example.org"}))
+    assert token != registration_token(second, carol)
+    for changed in ({"status": "unapproved"}, {"id": "carl"}, {"email": "carol@example.com"}):
+        assert token != registration_token(first, carol.model_copy(update=changed))
+    for algorithm in ("md5", "sha1", "sha256"):
+        digest = hashlib.new(algorithm, b"carol@example.orgunverified").digest()
+        assert token not in (digest.hex(), base64url(digest))
+
+
+def base64url(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 # --- service specs -----------------------------------------------------------------------------
 
 
@@ -296,6 +377,28 @@ def test_a_spec_go_accepted_is_200_with_the_schemas_warnings(
     response = api.call("PUT", "/api/services/golike", alice, json=changed)
     assert response.status_code == 200, response.get_json()
     assert response.headers.getlist("Warning") == ['299 - "the spec schema: description: is required"']
+
+
+def test_a_user_catalog_spec_always_requires_login(api: RecordingApi) -> None:
+    """server.go PostService and PutService: a user catalog's spec is stored with ``AuthRequired =
+    true`` (and no security context) whatever was posted; the system catalog keeps what the admin
+    sent."""
+    alice = api.make_user("alice")
+    posted = go_accepted_spec("open") | {"authRequired": False, "privileged": True}
+    response = api.call("POST", "/api/services?catalog=user", alice, json=posted)
+    assert response.status_code == 200, response.get_json()
+    assert (response.get_json()["authRequired"], response.get_json()["privileged"]) == (True, False)
+    response = api.call(
+        "PUT", "/api/services/open?catalog=user", alice, json=posted | {"label": "Still open"}
+    )
+    assert response.status_code == 200, response.get_json()
+    stored = api.call("GET", "/api/services/open?catalog=user", alice).get_json()
+    assert (stored["label"], stored["authRequired"], stored["privileged"]) == ("Still open", True, False)
+
+    admin = api.admin()
+    response = api.call("POST", "/api/services?catalog=system", admin, json=go_accepted_spec("public"))
+    assert response.status_code == 200, response.get_json()
+    assert api.call("GET", "/api/services/public?catalog=system", admin).get_json()["authRequired"] is False
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,28 @@ def token_generation(store: Store, user: str) -> str | None:
     return standing[1]
 
 
+REGISTRATION_PURPOSE = "registration"
+"""What the tokens of the verification and approval e-mails are for, in the facts their MAC covers."""
+
+
+def registration_token(tokens: Tokens, account: Account) -> str:
+    """The token of ``account``'s verification link (while unverified) and approval links (while
+    unapproved): a MAC under the server's secret of the account id, its e-mail address (without
+    case) and status. The Go apiserver's was ``HashString(email + status)``, the same again for an
+    account deleted and registered anew, which its clients rely on; but unkeyed, anyone could compute
+    it. Being of the status, a token stops working as soon as the status changes: it works once."""
+    return tokens.link_mac(REGISTRATION_PURPOSE, account.id, account.email.strip().lower(), account.status)
+
+
+def _with_registration_token(tokens: Tokens, account: Account) -> Account:
+    """``account`` holding its current registration token (the admin's list shows it)."""
+    return account.model_copy(update={"token": registration_token(tokens, account)})
+
+
+def _registration_token_is(tokens: Tokens, account: Account, status: str, given: str) -> bool:
+    return account.status == status and _same(registration_token(tokens, account), given)
+
+
 def public_view(account: Account, *, for_admin: bool) -> Account:
     """The account as the API shows it: never the password, the token only to the admin."""
     return account.model_copy(update={"password": "", "token": account.token if for_admin else ""})
@@ -284,13 +306,9 @@ def register(ports: AccountPorts, account: Account) -> Account:
     _conflict_for(ports, account)
     # Whoever registers gets the default limits: only the admin may give more.
     account = account.model_copy(
-        update={
-            "status": "unverified",
-            "token": secrets.token_urlsafe(24),
-            "lastLogin": 0,
-            "resourceLimits": default_limits(ports),
-        }
+        update={"status": "unverified", "lastLogin": 0, "resourceLimits": default_limits(ports)}
     )
+    account = _with_registration_token(ports.tokens, account)
     record = AccountRecord(
         account.model_copy(update={"password": ""}), ports.passwords.hash(account.password)
     )
@@ -305,10 +323,12 @@ def register(ports: AccountPorts, account: Account) -> Account:
     return public_view(account, for_admin=False)
 
 
-def _new_status(stored: AccountRecord, status: str) -> None:
-    """Every status change: a new random token for the account's e-mail links (the one sent before
-    is stale), and a new token generation (the sessions before end)."""
-    stored.account = stored.account.model_copy(update={"status": status, "token": secrets.token_urlsafe(24)})
+def _new_status(ports: AccountPorts, stored: AccountRecord, status: str) -> None:
+    """Every status change: the token of the new status for the account's e-mail links (the one
+    sent before is stale), and a new token generation (the sessions before end)."""
+    stored.account = _with_registration_token(
+        ports.tokens, stored.account.model_copy(update={"status": status})
+    )
     stored.token_generation = new_token_generation()
 
 
@@ -323,8 +343,8 @@ def verify(ports: AccountPorts, user: str, token: str) -> str:
     def spend(stored: AccountRecord) -> AccountRecord:
         nonlocal previous_email
         account = stored.account
-        if account.status == "unverified" and _same(account.token, token):
-            _new_status(stored, "unapproved" if require_approval else "approved")
+        if _registration_token_is(ports.tokens, account, "unverified", token):
+            _new_status(ports, stored, "unapproved" if require_approval else "approved")
             return stored
         change = stored.email_change
         if (
@@ -377,9 +397,9 @@ def decide(ports: AccountPorts, user: str, token: str, *, approve: bool) -> str:
     """Approve or deny an account awaiting approval, by the token from the request e-mail (once)."""
 
     def spend(stored: AccountRecord) -> AccountRecord:
-        if stored.account.status != "unapproved" or not _same(stored.account.token, token):
+        if not _registration_token_is(ports.tokens, stored.account, "unapproved", token):
             raise _TokenRefused
-        _new_status(stored, "approved" if approve else "denied")
+        _new_status(ports, stored, "approved" if approve else "denied")
         return stored
 
     account = _spend(ports, user, spend).account
@@ -445,7 +465,7 @@ def request_reset(ports: AccountPorts, name_or_email: str, *, address: str = "")
         ports.mailer.send(
             account.email,
             "Workbench: verify your e-mail address",
-            f"{origin}/#/register/verify?t={account.token}&u={account.id}\n",
+            f"{origin}/#/register/verify?t={registration_token(ports.tokens, account)}&u={account.id}\n",
         )
         return RESET_SENT
     token = ports.tokens.issue(
@@ -534,7 +554,9 @@ def create(ports: AccountPorts, account: Account, *, password_hash: str | None =
         raise Conflict("Username is in use")
     account = _with_limits(ports, _check_new_account(account, by_admin=True))
     _conflict_for(ports, account)
-    account = account.model_copy(update={"status": account.status or "approved", "token": ""})
+    account = _with_registration_token(
+        ports.tokens, account.model_copy(update={"status": account.status or "approved"})
+    )
     if password_hash is None:
         password_hash = ports.passwords.hash(account.password) if account.password else ""
     # A new record, so a new token generation: tokens of an account deleted before under the same
@@ -594,9 +616,9 @@ def update(ports: AccountPorts, principal: Principal, account_id: str, changes: 
         elif new_email and new_email.lower() != current.email.strip().lower():
             requested = EmailChange(new_email, secrets.token_urlsafe(24), _clock())
             stored.email_change = requested
-        stored.account = current.model_copy(update=update)
+        stored.account = _with_registration_token(ports.tokens, current.model_copy(update=update))
         if status_changed:
-            _new_status(stored, changes.status)
+            _new_status(ports, stored, changes.status)
         if password_hash:
             stored.password_hash = password_hash
             stored.token_generation = new_token_generation()

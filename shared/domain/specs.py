@@ -82,6 +82,7 @@ def _checked(ports: SpecPorts, principal: Principal, document: Any, catalog: str
     if catalog == "user":
         update["privileged"] = False  # privileged services only in the admin's catalog
         update["securityContext"] = None
+        update["authRequired"] = True  # a user's service is behind the login, as server.go has it
     for warning in checked.warnings:
         log.warning("service spec '%s' of %s: %s", checked.spec.key, principal.user, warning)
     return checked._replace(spec=checked.spec.model_copy(update=update))

@@ -183,3 +183,15 @@ def test_workbench_run_says_stacks_run_as_local_processes_when_no_engine_answers
         "Stacks run as local processes: no Docker or Podman answers (set DOCKER_HOST, or "
         "WORKBENCH_RUNTIME=docker to insist)"
     ]
+
+
+def test_workbench_run_says_the_runtime_was_chosen_when_local_processes_are_forced(tmp_path: Path) -> None:
+    """With WORKBENCH_RUNTIME=local the banner says so, not that no engine answers."""
+    from tests.test_e2e import Platform as Workbench
+
+    with Workbench(tmp_path / "data", settings={"WORKBENCH_RUNTIME": "local"}) as workbench:
+        assert httpx.get(f"{workbench.url}/api/healthz", timeout=5).status_code == 200
+        banner = [line for line in workbench.log.read_text().splitlines() if line.startswith("Stacks run")]
+    assert banner == [
+        "Stacks run as local processes (WORKBENCH_RUNTIME=local; auto or docker for containers)"
+    ]

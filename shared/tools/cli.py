@@ -161,6 +161,8 @@ def _runtime_banner(current: Platform) -> str:
         return f"Stacks run as containers on the engine at {where} (WORKBENCH_RUNTIME=local for processes)"
     if kind == "kubernetes":
         return "Stacks run on Kubernetes"
+    if current.settings.runtime.kind == "local":
+        return "Stacks run as local processes (WORKBENCH_RUNTIME=local; auto or docker for containers)"
     return (
         "Stacks run as local processes: no Docker or Podman answers (set DOCKER_HOST, or "
         "WORKBENCH_RUNTIME=docker to insist)"

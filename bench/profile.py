@@ -111,7 +111,7 @@ def sampled(pids: Mapping[str, int], folder: Path, rate: int = RATE) -> Iterator
         for name, pid in pids.items():
             output, log = folder / f"{name}.raw.txt", folder / f"{name}.py-spy.log"
             command = [py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
-            command += ["--function", "--nonblocking", "--output", str(output)]
+            command += ["--function", "--nonblocking", "--gil", "--output", str(output)]
             with log.open("wb") as written:
                 process = subprocess.Popen(command, stdout=written, stderr=subprocess.STDOUT)
             recorders[name] = (process, output, log)

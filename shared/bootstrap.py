@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from shared.adapters.clowder import ClowderClient
     from shared.adapters.clowder.amqp import ClowderQueues
     from shared.adapters.mail import Mailer
-    from shared.adapters.objectstore import ObjectStore
+    from shared.adapters.objectstore import HomeStagingPort, ObjectStore
     from shared.adapters.runtime import Reporter, Runtime, StatusReport
     from shared.adapters.sink import EventSink
     from shared.adapters.store import Store
@@ -57,6 +57,8 @@ class Platform:
         self._parts: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._runtime_wrappers: list[Callable[[Runtime], Runtime]] = []
+        self.home_staging: HomeStagingPort | None = None
+        """Set where the platform reaches the users' homes and shovels place from them (one machine)."""
 
     def wrap_runtime(self, wrapper: Callable[[Runtime], Runtime]) -> None:
         """Have the runtime built through ``wrapper`` (e.g. to run a shovel beside each stack)."""

@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.core.datafolder import WORK_FOLDER
 from shared.core.errors import InvalidInput
 from shared.core.names import numbered
 from shared.core.paths import safe_relative
@@ -24,7 +25,7 @@ from shovel.settings import ConflictPolicy
 
 log = logging.getLogger(__name__)
 
-PARTIAL_FOLDER = ".workbench-partial"
+PARTIAL_FOLDER = WORK_FOLDER
 """Downloads land here first: on the home's own volume, so that moving them into place is atomic."""
 READ_SIZE = 1 << 20
 MAX_CONFLICT_NAMES = 10_000

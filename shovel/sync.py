@@ -22,12 +22,13 @@ import httpx
 
 from events.types import FileProblem, TransferProgress
 from shared.adapters.objectstore import blob_key
+from shared.core.datafolder import staged_folder
 from shared.core.durable import new_durable_file, sync_batch, write_unsynced
 from shared.core.http import BodyBroken, Pools
 from shared.core.paths import MAX_PATH_BYTES, has_control
 from shared.core.retry import Again, Attempt, Policy
 from shared.domain.messages import SyncCommand, SyncFile
-from shovel.folders import HomeFolders, open_folder
+from shovel.folders import OPEN_FILE, HomeFolders, open_folder
 from shovel.placing import (
     PARTIAL_FOLDER,
     Ledger,
@@ -103,6 +104,9 @@ class _Written:
     """Its path in the home."""
     partial: str
     sha256: str
+    folder: int | None = None
+    """The open folder it is in: the transfer's staging folder, where the platform wrote it and made it
+    durable; None for the work folder (made durable by the command's barrier)."""
 
 
 @dataclass
@@ -224,8 +228,11 @@ class Syncer(CommandWorker):
                 return self._progress(
                     command, [FileOutcome(file.path, False, error=error.message) for file in command.files]
                 )
+            staged = _open_staged(folders, transfer_id, stack) if _any_staged(command) else None
             futures: list[Future[FileOutcome]] = [
-                self.pool.submit(self._place_one, command, folders, target, work, ledger, next(numbers), file)
+                self.pool.submit(
+                    self._place_one, command, folders, target, work, ledger, next(numbers), file, staged
+                )
                 for file in command.files
             ]
             # Every file finishes (or stops) before the command is settled, so nothing writes on behind it.
@@ -257,7 +264,7 @@ class Syncer(CommandWorker):
         written = [outcome.written for outcome in outcomes if outcome.written is not None]
         if not written:
             return outcomes
-        unsynced = sync_batch(work, [file.partial for file in written])
+        unsynced = sync_batch(work, [file.partial for file in written if file.folder is None])
         return [
             outcome
             if outcome.written is None
@@ -277,13 +284,14 @@ class Syncer(CommandWorker):
         are made durable with the rest of the command's."""
         assert outcome.written is not None
         file = outcome.written
+        source = work if file.folder is None else file.folder
         parent, _, name = file.joined.rpartition("/")
         try:
             if unsynced is not None:
                 raise unsynced
             with folders.folder(parent, create=True) as folder:
                 final = place(
-                    work,
+                    source,
                     file.partial,
                     folder,
                     name,
@@ -292,15 +300,16 @@ class Syncer(CommandWorker):
                     durable=False,
                 )
         except PlacementError as error:
-            discard(work, file.partial)
+            discard(source, file.partial)
             log.warning("transfer %s: %r failed: %s", command.transfer_id, outcome.path, error.message)
             return FileOutcome(outcome.path, False, error=error.message)
         except OSError as error:
-            discard(work, file.partial)
+            discard(source, file.partial)
             log.warning("transfer %s: %r failed: %s", command.transfer_id, outcome.path, error)
             return FileOutcome(outcome.path, False, error=f"could not write it: {error.strerror or error}")
         except BaseException:
-            discard(work, file.partial)
+            if file.folder is None:  # a staged file stays staged: the command is done again
+                discard(work, file.partial)
             raise
         placed = f"{parent}/{final}" if parent else final
         log.debug("transfer %s: placed %s (%d bytes)", command.transfer_id, placed, outcome.size)
@@ -330,8 +339,10 @@ class Syncer(CommandWorker):
         ledger: Ledger,
         number: int,
         file: SyncFile,
+        staged: int | None = None,
     ) -> FileOutcome:
-        """One file into the home, written first to ``work`` (the transfer's open work folder)."""
+        """One file into the home, written first to ``work`` (the transfer's open work folder), or
+        found in ``staged`` (the transfer's open staging folder) where the platform wrote it."""
         if self.cancelled():
             raise Stopping
         partial = f"{number}.part"
@@ -348,6 +359,9 @@ class Syncer(CommandWorker):
                     "transfer %s: %s was placed before, at %s", command.transfer_id, joined, known.placed
                 )
                 return FileOutcome(file.path, True, known.size)
+            if file.staged is not None:
+                # Placed with the command's other files of the batch (``run``), by a rename.
+                return self._take_staged(file, joined, folders, staged)
             if file.content is not None:
                 # Placed, with the command's other such files, after the batch's barrier (``run``).
                 digest = _write_content(file, file.content, work, partial)
@@ -382,6 +396,33 @@ class Syncer(CommandWorker):
         except BaseException:
             discard(work, partial)
             raise
+
+    def _take_staged(
+        self, file: SyncFile, joined: str, folders: HomeFolders, staged: int | None
+    ) -> FileOutcome:
+        """A file the platform wrote into the transfer's staging folder of the home, checked (size and
+        sha256) and left there to be renamed into place; where it is gone, it counts as placed if the
+        home holds it already (placed by a shovel that stopped before its ledger line), else as failed."""
+        assert file.staged is not None
+        name = file.staged
+        if not _SHA256.fullmatch(name):
+            raise PlacementError(f"its staged name {name[:80]!r} is not one the platform gives")
+        handle = None
+        if staged is not None:
+            with suppress(FileNotFoundError):
+                handle = os.open(name, OPEN_FILE, dir_fd=staged)
+        if handle is None:
+            if _holds(folders, joined, file):
+                return FileOutcome(file.path, True, file.size)
+            raise PlacementError("its staged copy is gone from the home's staging folder")
+        try:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                raise PlacementError(f"its staged copy {name!r} is not a regular file")
+            size, sha256 = _hashed(handle, file.size)
+        finally:
+            os.close(handle)
+        digest = _verified(file, size, sha256)
+        return FileOutcome(file.path, False, file.size, written=_Written(joined, name, digest, folder=staged))
 
     def _download(self, file: SyncFile, work: int, partial: str) -> str:
         assert file.url is not None
@@ -569,6 +610,55 @@ class Downloads:
         return value
 
 
+def _any_staged(command: SyncCommand) -> bool:
+    return any(file.staged is not None for file in command.files)
+
+
+def _open_staged(folders: HomeFolders, transfer_id: str, stack: ExitStack) -> int | None:
+    """The transfer's staging folder, open until ``stack`` closes; None where it is missing (each of
+    its files is then looked for in its place, or fails)."""
+    partial = folders.open_partial()
+    try:
+        staged = open_folder(partial, staged_folder(transfer_id))
+    except PlacementError:
+        return None
+    finally:
+        os.close(partial)
+    stack.callback(os.close, staged)
+    return staged
+
+
+def _hashed(handle: int, expected: int) -> tuple[int, str]:
+    """The size and sha256 of the open file ``handle``, read to its end, or to one byte beyond
+    ``expected`` (which shows a longer file without reading it all)."""
+    digest = hashlib.sha256()
+    size = 0
+    while size <= expected:
+        chunk = os.read(handle, min(CHUNK_SIZE, expected + 1 - size))
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _holds(folders: HomeFolders, joined: str, file: SyncFile) -> bool:
+    """Whether ``joined`` in the home is a regular file with ``file``'s size and sha256."""
+    parent, _, name = joined.rpartition("/")
+    try:
+        with folders.folder(parent) as folder:
+            handle = os.open(name, OPEN_FILE, dir_fd=folder)
+    except (OSError, PlacementError):
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return False
+        size, sha256 = _hashed(handle, file.size)
+    finally:
+        os.close(handle)
+    return size == file.size and file.sha256 is not None and sha256 == file.sha256.lower()
+
+
 def _results(futures: list[Future[FileOutcome]], work: int) -> list[FileOutcome]:
     """The files' outcomes; where one stopped (or broke), the files written for the batch's barrier
     are removed before that goes on up (the command is done again from its ledger)."""
@@ -576,7 +666,8 @@ def _results(futures: list[Future[FileOutcome]], work: int) -> list[FileOutcome]
         return [future.result() for future in futures]
     except BaseException:
         for future in futures:
-            if future.exception() is None and (written := future.result().written) is not None:
+            written = future.result().written if future.exception() is None else None
+            if written is not None and written.folder is None:  # a staged file stays for the redelivery
                 discard(work, written.partial)
         raise
 

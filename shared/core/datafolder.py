@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Iterable
 
@@ -15,6 +16,20 @@ MOUNT_NAME = "clowder"
 """Its name inside the app, beneath the app's own working folder (the spec's first volume mount)."""
 FALLBACK_MOUNT = "/data/clowder"
 """Where an app whose spec mounts no folder sees it."""
+WORK_FOLDER = ".workbench-partial"
+"""The home's own hidden folder, mounted into no app: the shovel's ledgers and partial files, and the
+folders a transfer is staged into where the platform reaches the home (``staged_folder``), all on
+the home's own volume, so that moving a finished file into view is a rename."""
+
+
+def staged_folder(transfer_id: str) -> str:
+    """The folder of ``WORK_FOLDER`` that the platform stages a transfer's files into."""
+    return f"{transfer_id}.staged"
+
+
+def staged_name(path: str) -> str:
+    """A staged file's name in its ``staged_folder``: plain, and the same each time it is staged."""
+    return hashlib.sha256(path.encode()).hexdigest()
 
 
 def mount_path(spec: ServiceSpec) -> str:

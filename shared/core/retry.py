@@ -99,10 +99,22 @@ class Policy:
         on_retry: Callable[[int, Again], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> T:
-        """``attempt`` called until it returns or raises anything but ``Again`` (see the module's doc)."""
+        """``attempt`` called until it returns or raises anything but ``Again`` (see the module's doc).
+
+        The first attempt runs on its own: most succeed, and they need none of tenacity's bookkeeping
+        (which costs more than the attempt where that is the download of a small file)."""
+        first = Attempt(1, last=self.retries == 0)
+        try:
+            return attempt(first)
+        except Again as again:
+            if first.last:
+                raise
+            if on_retry is not None:
+                on_retry(1, again)
+            sleep(self.delay(1, again.retry_after))
         import tenacity
 
-        number = 0
+        number = 1
 
         def once() -> T:
             nonlocal number
@@ -111,14 +123,14 @@ class Policy:
 
         def wait(state: tenacity.RetryCallState) -> float:
             again = _again(state)
-            return self.delay(state.attempt_number, again.retry_after)
+            return self.delay(state.attempt_number + 1, again.retry_after)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             if on_retry is not None:
-                on_retry(state.attempt_number, _again(state))
+                on_retry(state.attempt_number + 1, _again(state))
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retries + 1),
+            stop=tenacity.stop_after_attempt(self.retries),
             wait=wait,
             retry=tenacity.retry_if_exception_type(Again),
             before_sleep=before_sleep,

@@ -43,6 +43,11 @@ class SyncFile(Message):
         description="A small staged file's bytes, so that it is placed without a download (url still set)",
     )
     source: str | None = Field(default=None, description="Absolute path below a link root (link mode)")
+    staged: str | None = Field(
+        default=None,
+        description="Its name in the transfer's staging folder of the home (``staged_folder``), where the "
+        "platform wrote it: placing it is a rename",
+    )
     clowder_id: str = ""
 
 

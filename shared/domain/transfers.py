@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import Field
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from events.types import TransferProgress, TransferRequested
     from shared.adapters.bus import Bus
     from shared.adapters.clowder import ClowderClient, ClowderDataset, ClowderFile
-    from shared.adapters.objectstore import ObjectStore
+    from shared.adapters.objectstore import HomeStagingPort, ObjectStore, StagingFolder
     from shared.adapters.sink import EventSink
     from shared.adapters.store import Store
     from shared.core.settings import Settings
@@ -80,6 +83,11 @@ class TransferPorts(Protocol):
     def bus(self) -> Bus: ...
     @property
     def sink(self) -> EventSink: ...
+    @property
+    def home_staging(self) -> HomeStagingPort | None:
+        """Staging into the users' homes, where the platform reaches them (the shovels then place each
+        file with a rename); None where it does not (a cluster: staged in the object store)."""
+        ...
 
     def clowder(self) -> ClowderClient:
         """The client of the paired Clowder (Unavailable when none is paired)."""
@@ -368,8 +376,34 @@ def _stage_listed(
     sources: dict[str, ClowderFile],
 ) -> None:
     """Stage the files listed and not yet placed or failed, sending their sync commands as batches fill."""
+    with ExitStack() as stack:
+        folder = _staging_folder(ports, transfer, stack)
+        _stage_into(ports, transfer, target, request, sources, folder)
+    _write_manifest(ports, transfer.id)
+
+
+def _staging_folder(ports: TransferPorts, transfer: Transfer, stack: ExitStack) -> StagingFolder | None:
+    """The transfer's staging folder in the user's home, where the platform reaches it; None where it
+    does not, or the folder cannot be opened (the files are then staged in the object store)."""
+    if ports.home_staging is None:
+        return None
+    try:
+        return stack.enter_context(ports.home_staging.folder(transfer.user, transfer.id))
+    except WorkbenchError as error:
+        log.warning("transfer %s: staging in the object store instead: %s", transfer.id, error.message)
+        return None
+
+
+def _stage_into(
+    ports: TransferPorts,
+    transfer: Transfer,
+    target: str,
+    request: TransferRequested,
+    sources: dict[str, ClowderFile],
+    folder: StagingFolder | None,
+) -> None:
     store = ports.store
-    batch = _Batch(ports, transfer, target, request.link)
+    batch = _Batch(ports, transfer, target, request.link, folder)
     downloads: list[tuple[TransferFile, ClowderFile]] = []
     for row in store.list_transfer_files(transfer.id):
         if row.state in ("placed", "failed") or row.path not in sources:
@@ -384,22 +418,30 @@ def _stage_listed(
     staged_before = store.find_blobs(
         transfer.source, [(file.id, row.size) for row, file in downloads if row.sha256 is None]
     )
-    for outcome in _stage_files(ports, transfer, downloads, staged_before):
+    for outcome in _stage_files(ports, transfer, downloads, staged_before, folder):
         if outcome.error is not None:
             batch.fail(outcome.row.path, outcome.error)
             continue
         assert outcome.sync_file is not None
-        batch.add(outcome.row, outcome.sync_file, new_blob=outcome.downloaded)
+        batch.add(outcome.row, outcome.sync_file, new_blob=outcome.downloaded, unsynced=outcome.unsynced)
     batch.send()
-    _write_manifest(ports, transfer.id)
 
 
 class _Batch:
     """Staged files gathered into sync commands: their rows are written, then the command is sent, so
     that a shovel's report never reaches a file the store does not yet know as staged."""
 
-    def __init__(self, ports: TransferPorts, transfer: Transfer, target: str, link: LinkKind) -> None:
-        self.ports, self.transfer, self.target, self.link = ports, transfer, target, link
+    def __init__(
+        self,
+        ports: TransferPorts,
+        transfer: Transfer,
+        target: str,
+        link: LinkKind,
+        folder: StagingFolder | None = None,
+    ) -> None:
+        self.ports, self.transfer, self.target, self.link, self.folder = ports, transfer, target, link, folder
+        self.unsynced: list[str] = []
+        """Paths of the files written into the home's staging folder and not yet durable."""
         self.rows: list[TransferFile] = []
         self.files: list[SyncFile] = []
         self.failed: list[tuple[str, str]] = []
@@ -407,9 +449,14 @@ class _Batch:
         self.size = 0
         self.inline = 0
 
-    def add(self, row: TransferFile | None, sync_file: SyncFile, *, new_blob: bool = False) -> None:
+    def add(
+        self, row: TransferFile | None, sync_file: SyncFile, *, new_blob: bool = False, unsynced: bool = False
+    ) -> None:
         """One staged file (``row`` None where its row is written already); ``new_blob``: it was
-        fetched from Clowder now, and the store is to remember its blob for later transfers."""
+        fetched from Clowder now, and the store is to remember its blob for later transfers;
+        ``unsynced``: written into the home's staging folder, durable only after the batch's barrier."""
+        if unsynced:
+            self.unsynced.append(sync_file.path)
         if row is not None:
             self.rows.append(row)
             if new_blob and row.sha256 is not None:
@@ -426,6 +473,7 @@ class _Batch:
             self.send()
 
     def send(self) -> None:
+        self._barrier()
         store = self.ports.store
         if self.blobs:
             store.remember_blobs(self.transfer.source, self.blobs)
@@ -436,6 +484,22 @@ class _Batch:
         if self.files:
             _send(self.ports, self.transfer, self.target, self.files, self.link)
         self.rows, self.files, self.failed, self.blobs, self.size, self.inline = [], [], [], [], 0, 0
+        self.unsynced = []
+
+    def _barrier(self) -> None:
+        """The batch's files written into the home made durable, all at once, before the command that
+        has them placed goes out; a file that cannot be is failed instead."""
+        if not self.unsynced:
+            return
+        assert self.folder is not None
+        names = {datafolder.staged_name(path): path for path in self.unsynced}
+        failed = {names[name]: error for name, error in self.folder.barrier(list(names)).items()}
+        if failed:
+            self.rows = [row for row in self.rows if row.path not in failed]
+            self.files = [file for file in self.files if file.path not in failed]
+            for path, error in failed.items():
+                self.folder.discard(datafolder.staged_name(path))
+                self.failed.append((path, f"could not stage it in the home: {error.strerror or error}"))
 
 
 @dataclass(frozen=True)
@@ -446,7 +510,9 @@ class _Staged:
     sync_file: SyncFile | None = None
     error: str | None = None
     downloaded: bool = False
-    """Fetched from Clowder now (not found staged already): the store is to remember its blob."""
+    """Fetched from Clowder now into the object store: the store is to remember its blob."""
+    unsynced: bool = False
+    """Written into the home's staging folder, not yet durable (``_Batch`` makes it so)."""
 
 
 def _stage_files(
@@ -454,57 +520,123 @@ def _stage_files(
     transfer: Transfer,
     files: list[tuple[TransferFile, ClowderFile]],
     staged_before: dict[tuple[str, int], str],
+    folder: StagingFolder | None,
 ) -> Iterator[_Staged]:
     """Stage the files several at a time; each outcome as soon as it is known (so not in order).
 
     Up to ``STAGING_PARALLEL`` large files at once, and more small ones (``SMALL_STAGING_PARALLEL``
     in all): a small file's time goes in waiting for Clowder's answer and for its fsync, which
-    overlap. Only downloads run in the pool: what the caller does with an outcome stays on its thread."""
+    overlap. Workers take the files in order from one queue and hand back outcomes on another (a
+    file costs two queue operations, not a future and a wait over every running one); what the
+    caller does with an outcome stays on its thread."""
     if not files:
         return
-    waiting = deque(files)
-    pool = ThreadPoolExecutor(SMALL_STAGING_PARALLEL, thread_name_prefix="staging")
-    running: dict[Future[_Staged], bool] = {}  # -> whether the file is large
+    staging = _Staging(files)
+    results: SimpleQueue[_Staged | BaseException | None] = SimpleQueue()
 
-    def large(file: ClowderFile) -> bool:
-        return file.size is None or file.size > INLINE_BYTES
+    def work() -> None:
+        try:
+            while (item := staging.take()) is not None:
+                row, file = item
+                try:
+                    known = row.sha256 or staged_before.get((file.id, row.size))
+                    results.put(_stage_file(ports, row, file, known, folder))
+                finally:
+                    staging.done(file)
+        except BaseException as error:  # handed to the caller's thread, which raises it
+            staging.stop()
+            results.put(error)
+        finally:
+            results.put(None)
 
+    workers = [
+        threading.Thread(target=work, name=f"staging-{number}", daemon=True)
+        for number in range(min(SMALL_STAGING_PARALLEL, len(files)))
+    ]
+    for worker in workers:
+        worker.start()
     try:
-        while True:
-            while waiting and len(running) < SMALL_STAGING_PARALLEL:
-                row, file = waiting[0]
-                if large(file) and sum(running.values()) >= STAGING_PARALLEL:
-                    break  # in order: the next large file waits for a large one to finish
-                waiting.popleft()
-                known = row.sha256 or staged_before.get((file.id, row.size))
-                running[pool.submit(_stage_file, ports, transfer, row, file, known)] = large(file)
-            if not running:
-                return
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                del running[future]
-                yield future.result()
+        running = len(workers)
+        while running:
+            outcome = results.get()
+            if outcome is None:
+                running -= 1
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                yield outcome
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        staging.stop()
+        for worker in workers:
+            worker.join()
+
+
+class _Staging:
+    """The files waiting to be staged, taken in order; a large file waits for a large one to finish
+    while ``STAGING_PARALLEL`` are staged, and the files behind it wait with it."""
+
+    def __init__(self, files: list[tuple[TransferFile, ClowderFile]]) -> None:
+        self._waiting = deque(files)
+        self._changed = threading.Condition()
+        self._large = 0
+        self._stopped = False
+
+    def take(self) -> tuple[TransferFile, ClowderFile] | None:
+        with self._changed:
+            while self._waiting and not self._stopped:
+                _, file = self._waiting[0]
+                if _large(file):
+                    if self._large >= STAGING_PARALLEL:
+                        self._changed.wait()
+                        continue
+                    self._large += 1
+                return self._waiting.popleft()
+            return None
+
+    def done(self, file: ClowderFile) -> None:
+        if _large(file):
+            with self._changed:
+                self._large -= 1
+                self._changed.notify_all()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+
+def _large(file: ClowderFile) -> bool:
+    return file.size is None or file.size > INLINE_BYTES
 
 
 def _stage_file(
-    ports: TransferPorts, transfer: Transfer, row: TransferFile, file: ClowderFile, sha256: str | None
+    ports: TransferPorts,
+    row: TransferFile,
+    file: ClowderFile,
+    sha256: str | None,
+    folder: StagingFolder | None,
 ) -> _Staged:
-    """One file into the object store, or found there already (``sha256``: its blob staged before)."""
+    """One file into the object store, or found there already (``sha256``: its blob staged before);
+    into the home's staging folder instead where there is one (``folder``) and it is not."""
     objects = ports.objects
+    staged_before = sha256 is not None and objects.has(blob_key(sha256))
+    if folder is not None and not staged_before:
+        return _stage_in_home(ports, row, file, folder)
     content: bytes | None = None
     size = row.size
     downloaded = False
-    if sha256 is None or not objects.has(blob_key(sha256)):
+    if not staged_before:
         try:
-            blob, content = _download_blob(ports, file)
+            blob, content = _download_blob(
+                ports, file, lambda chunks, size: objects.put_blob(chunks, size=size)
+            )
         except WorkbenchError as error:
             return _Staged(row, error=f"could not stage from Clowder: {error.message}")
         if file.size is not None and blob.size != file.size:
             return _Staged(row, error=f"Clowder sent {blob.size} bytes where it listed {file.size}")
         sha256, size = blob.sha256, blob.size
         downloaded = True
+    assert sha256 is not None
     staged = row.model_copy(
         update={"sha256": sha256, "state": "staged", "size": size or objects.size(blob_key(sha256)) or 0}
     )
@@ -519,10 +651,54 @@ def _stage_file(
     return _Staged(staged, sync_file, downloaded=downloaded)
 
 
-def _download_blob(ports: TransferPorts, file: ClowderFile) -> tuple[Blob, bytes | None]:
-    """Stream one Clowder file into the object store; a small one's bytes are kept as well, to travel in
-    the sync command. A body cut short where Clowder offers no ranges can only be fetched again from
-    the start (the hash covers every byte), a few times at most."""
+def _stage_in_home(
+    ports: TransferPorts, row: TransferFile, file: ClowderFile, folder: StagingFolder
+) -> _Staged:
+    """One file into the home's staging folder, where the shovel checks it and gives it its name: a
+    small one is written from memory and made durable with its batch, a large one as it arrives."""
+    name = datafolder.staged_name(row.path)
+    small = file.size is not None and file.size <= INLINE_BYTES
+    try:
+        if small:
+            blob, content = _download_blob(ports, file, _measured)
+            if content is not None:  # else Clowder sent more than it listed: refused below
+                folder.write(name, content)
+        else:
+
+            def stream(chunks: Iterable[bytes], size: int | None) -> Blob:
+                return folder.stream(name, chunks, size=size)
+
+            blob, _ = _download_blob(ports, file, stream)
+    except WorkbenchError as error:
+        folder.discard(name)
+        return _Staged(row, error=f"could not stage from Clowder: {error.message}")
+    except OSError as error:
+        folder.discard(name)
+        return _Staged(row, error=f"could not stage it in the home: {error.strerror or error}")
+    if file.size is not None and blob.size != file.size:
+        folder.discard(name)
+        return _Staged(row, error=f"Clowder sent {blob.size} bytes where it listed {file.size}")
+    staged = row.model_copy(update={"sha256": blob.sha256, "state": "staged", "size": blob.size})
+    sync_file = SyncFile(path=row.path, size=blob.size, sha256=blob.sha256, clowder_id=file.id, staged=name)
+    return _Staged(staged, sync_file, unsynced=small)
+
+
+def _measured(chunks: Iterable[bytes], size: int | None) -> Blob:
+    """A body read through for its size and sha256 only (its bytes are kept by ``_keeping``)."""
+    digest = hashlib.sha256()
+    total = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        total += len(chunk)
+    return Blob(key="", sha256=digest.hexdigest(), size=total)
+
+
+def _download_blob(
+    ports: TransferPorts, file: ClowderFile, put: Callable[[Iterable[bytes], int | None], Blob]
+) -> tuple[Blob, bytes | None]:
+    """Stream one Clowder file into ``put`` (the object store's, or a staging folder's); a small one's
+    bytes are kept as well, to travel in the sync command. A body cut short where Clowder offers no
+    ranges can only be fetched again from the start (the hash covers every byte), a few times at most."""
     from shared.adapters.clowder import RestartRequired
 
     keep = file.size is not None and file.size <= INLINE_BYTES
@@ -531,7 +707,7 @@ def _download_blob(ports: TransferPorts, file: ClowderFile) -> tuple[Blob, bytes
         kept: list[bytes] = []
         chunks = ports.clowder().download(file.id, size=file.size)
         try:
-            blob = ports.objects.put_blob(_keeping(chunks, kept) if keep else chunks, size=file.size)
+            blob = put(_keeping(chunks, kept) if keep else chunks, file.size)
         except RestartRequired as error:
             if attempt.last:
                 raise
@@ -685,7 +861,12 @@ def _recount(
 
 
 def _announce(ports: TransferPorts, transfer: Transfer) -> None:
+    """The transfer's outcome event; what is left of its staging folder in the home goes (the files of
+    it that failed: the shovel has placed every other)."""
     from events import types
+
+    if ports.home_staging is not None:
+        ports.home_staging.remove(transfer.user, transfer.id)
 
     outcome = types.TransferOutcome(
         transfer_id=transfer.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,6 +64,22 @@ class UploadGrant:
     url: str
     fields: dict[str, str]
     prefix: str
+
+
+class StagingFolder(Protocol):
+    """One transfer's staging folder in a user's home (``home.StagedFolder``)."""
+
+    def write(self, name: str, data: bytes) -> None: ...
+    def stream(self, name: str, chunks: Iterable[bytes], *, size: int | None) -> Blob: ...
+    def barrier(self, names: list[str]) -> dict[str, OSError]: ...
+    def discard(self, name: str) -> None: ...
+
+
+class HomeStagingPort(Protocol):
+    """Staging into the users' own volumes, where the platform reaches them (``home.HomeStaging``)."""
+
+    def folder(self, user: str, transfer_id: str) -> AbstractContextManager[StagingFolder]: ...
+    def remove(self, user: str, transfer_id: str) -> None: ...
 
 
 class ObjectStore(Protocol):

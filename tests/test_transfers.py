@@ -1041,6 +1041,25 @@ def test_shovels_download_what_is_staged_in_s3(platform: Platform) -> None:
     assert not (platform.data_dir / "objects").exists()
 
 
+def test_on_one_machine_a_transfer_is_staged_in_the_home_and_nothing_in_the_object_store(
+    api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str
+) -> None:
+    """With the embedded object store, the files (small and large) are staged into the home's own
+    hidden folder and placed from there; the transfer's staging folder is gone once it completes."""
+    dataset_id, content, _ = field_study(clowder)
+    started_stack(api, alice)
+    accepted(deliver(client, "transfer", transfer_request(clowder, dataset_id)))
+    transfer_id = only_transfer(platform, "alice")["id"]
+
+    done = wait_for_transfer(api, alice, transfer_id, "completed")
+
+    home = platform.data_dir / "home" / "alice"
+    assert done["filesDone"] == len(content)
+    assert every_file(home / "Clowder" / "Field Study") == content
+    assert platform.objects.list("blobs/") == []
+    assert not (home / PARTIAL_FOLDER / f"{transfer_id}.staged").exists()
+
+
 @pytest.mark.s3
 def test_a_transfer_staged_in_s3_lands_byte_for_byte(
     api: Api, client: ClientFactory, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str

@@ -10,9 +10,9 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
-from shared.serving import registry
+from shared.serving import metrics, registry
 from shared.serving import ui as page
-from shared.serving.api import error_response, guard, json_errors
+from shared.serving.api import error_response, guard, json_errors, metrics_response
 
 
 @cache
@@ -47,6 +47,8 @@ json_errors()
 
 @functions_framework.http
 def ui(request: Request) -> Response:
+    if request.path == metrics.PATH and request.method in ("GET", "HEAD"):
+        return metrics_response(request)
     refused = guard(request)  # the page takes no body, yet one sent would be read after the answer
     if refused is not None:
         return _secured(refused)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -14,7 +15,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, MapAdapter, Rule
 
 from shared.core.errors import ContentTooLarge, Forbidden, InvalidInput, Unauthorized, WorkbenchError
-from shared.serving import registry
+from shared.serving import metrics, registry
 
 if TYPE_CHECKING:
     from flask import Request, Response
@@ -254,13 +255,36 @@ def guard(request: Request) -> Response | None:
 
 
 def serve(function_name: str, request: Request, handlers: Mapping[str, Handler]) -> Response:
-    """Answer ``request`` with the handler bound to the matching route of ``function_name``."""
+    """Answer ``request`` with the handler bound to the matching route of ``function_name`` (or, at
+    ``/metrics``, with the metrics), counting it and its time by route."""
+    if request.path == metrics.PATH and request.method in ("GET", "HEAD"):
+        return metrics_response(request)
+    began = time.perf_counter()
+    route, response = _serve(function_name, request, handlers)
+    label = metrics.route_label(route.path) if route is not None else metrics.UNMATCHED
+    metrics.REQUESTS.record(
+        function_name, label, request.method, response.status_code, time.perf_counter() - began
+    )
+    return response
+
+
+def metrics_response(request: Request) -> Response:
+    """The answer to ``GET /metrics``: no token needed, since it holds counts and durations only."""
+    from flask import Response
+
+    status, body, media_type = metrics.scrape(request.headers.get("Accept"))
+    return Response(body, status=status, content_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+def _serve(
+    function_name: str, request: Request, handlers: Mapping[str, Handler]
+) -> tuple[registry.Route | None, Response]:
+    """The route matched (None: none) and the answer."""
     from shared.bootstrap import platform
-    from shared.serving import bodies
 
     refused = guard(request)  # first: whatever the answer, the body may be read after it
     if refused is not None:
-        return refused
+        return None, refused
     try:
         route, params = _routing(function_name).match(request.path, method=request.method)
     except MethodNotAllowed as error:
@@ -269,13 +293,26 @@ def serve(function_name: str, request: Request, handlers: Mapping[str, Handler])
             405, f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
         )
         response.headers["Allow"] = allowed
-        return response
+        return None, response
     except NoRoute:
-        return error_response(404, f"no route {request.method} {request.path} in function '{function_name}'")
+        return None, error_response(
+            404, f"no route {request.method} {request.path} in function '{function_name}'"
+        )
+    return route, _answer(request, route, params, handlers, platform())
+
+
+def _answer(
+    request: Request,
+    route: registry.Route,
+    params: Mapping[str, str],
+    handlers: Mapping[str, Handler],
+    current: Platform,
+) -> Response:
+    from shared.serving import bodies
 
     try:
         _refuse_nul(params, request.args)
-        call = Call(request, route, params, platform())
+        call = Call(request, route, params, current)
         if route.access in ("user", "admin"):
             principal = call.principal
             if route.access == "admin" and not principal.admin:

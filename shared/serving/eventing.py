@@ -156,7 +156,10 @@ def adapt(
     (Knative does not retry it), 503 when a dependency is down (retried), 500 for a fault of ours."""
     from events import codec
     from events.errors import InvalidEvent
+    from shared.serving import api, metrics
 
+    if request.path == metrics.PATH and request.method in ("GET", "HEAD"):
+        return api.metrics_response(request)
     read = decode or codec.from_http
     try:
         event = read(dict(request.headers), event_body(request))

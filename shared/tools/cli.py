@@ -54,6 +54,7 @@ def run(arguments: argparse.Namespace) -> int:
 
     from shared.bootstrap import platform
     from shared.domain import recovery, stacks
+    from shared.serving import metrics
     from shared.serving.access_log import RedactingRequestHandler
     from shared.tools.gateway import Gateway
     from shovel.local import attach_shovels
@@ -77,7 +78,7 @@ def run(arguments: argparse.Namespace) -> int:
         server = make_server(
             settings.host,
             settings.port,
-            gateway,
+            metrics.wsgi(gateway),  # one /metrics for the whole process
             threaded=True,
             request_handler=RedactingRequestHandler,
             fd=listener.fileno(),

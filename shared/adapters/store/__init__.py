@@ -71,6 +71,29 @@ class StoredStack(NamedTuple):
         return Stack.model_validate_json(self.document)
 
 
+class DurationTally(NamedTuple):
+    """Finished stack starts of one outcome as a histogram: how many, their summed seconds, and how
+    many took at most each bound asked for (cumulative, as Prometheus buckets are)."""
+
+    succeeded: bool
+    finished: int
+    seconds: float
+    under: list[int]
+
+
+class OperationsFigures(NamedTuple):
+    """What a metrics scrape reads of the store, in one transaction; counts only, nobody named."""
+
+    starts: list[DurationTally]
+    transfers: dict[str, tuple[int, int]]
+    """State → (transfers, bytes of their files)."""
+    shovels: int
+    oldest_heartbeat: int | None
+    newest_heartbeat: int | None
+    """When the shovel heard from longest ago, and most recently, last reported (seconds)."""
+    dead_letters: int
+
+
 class Store(Protocol):
     """What the domain needs from a database; every method is one transaction."""
 
@@ -173,3 +196,7 @@ class Store(Protocol):
     def release_event(self, source: str, event_id: str) -> None: ...
     def event_finished(self, source: str, event_id: str) -> bool: ...
     def prune_events(self, made_before: int) -> int: ...
+
+    def begin_stack_start(self, stack_id: str, at: float) -> None: ...
+    def finish_stack_start(self, stack_id: str, succeeded: bool, at: float) -> bool: ...
+    def operations_figures(self, start_bounds: Sequence[float]) -> OperationsFigures: ...

@@ -150,4 +150,18 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX throttles_window_ends ON throttles (window_ends)",
         ),
     ),
+    (
+        7,
+        "stack starts: when each was asked for and when it ended, for the start duration histogram",
+        (
+            # Milliseconds since the epoch; ``finished_at`` and ``succeeded`` stay NULL while it starts.
+            """CREATE TABLE stack_starts (
+                stack_id TEXT NOT NULL,
+                started_at BIGINT NOT NULL,
+                finished_at BIGINT,
+                succeeded INTEGER,
+                PRIMARY KEY (stack_id, started_at)
+            )""",
+        ),
+    ),
 )

@@ -16,6 +16,7 @@ from shared.adapters.store import AccountRecord, EmailChange, Store, StoredStack
 from shared.adapters.store.migrations import MIGRATIONS
 from shared.adapters.store.sql_deadletters import DeadLetterTables
 from shared.adapters.store.sql_events import EventTables
+from shared.adapters.store.sql_metrics import MetricsTables
 from shared.adapters.store.sql_transfers import TransferTables
 from shared.core import clock
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -179,7 +180,7 @@ IDLE_CONNECTIONS = 8
 use at once (under full load, one per server thread), so that a steady load opens none."""
 
 
-class SqlStore(TransferTables, DeadLetterTables, EventTables):
+class SqlStore(TransferTables, DeadLetterTables, EventTables, MetricsTables):
     """The store over one dialect; one transaction per method, on a connection from a small pool.
 
     Connections are pooled rather than kept per thread: a threaded server (the local gateway's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from shared.core import clock
@@ -32,6 +33,7 @@ def start(ports: StackPorts, owner: str, sid: str) -> Stack:
         )
 
     stack = ports.store.update_stack(owner, sid, change)
+    ports.store.begin_stack_start(sid, time.time())  # the start duration histogram's beginning
     try:
         ports.runtime.start(plan)
     except WorkbenchError as error:

@@ -3,6 +3,7 @@ from theirs (and announced when it changes), and the marks a start or a stop lea
 
 from __future__ import annotations
 
+import time
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,7 @@ def mark_failed(store: Store, owner: str, sid: str, message: str) -> None:
 
     with suppress(NotFound):
         store.update_stack(owner, sid, change)
+    store.finish_stack_start(sid, False, time.time())
 
 
 def record_status(
@@ -117,6 +119,8 @@ def report(ports: StackPorts, status_report: StatusReport, *, if_changed: bool =
     announced = {"started": types.STACK_STARTED, "stopped": types.STACK_STOPPED, "error": types.STACK_FAILED}
     if stack.status == before or stack.status not in announced:
         return
+    if before == "starting" and stack.status in ("started", "error"):
+        ports.store.finish_stack_start(stack.id, stack.status == "started", time.time())
     messages = [message for service in stack.services for message in service.statusMessages[-1:]]
     ports.sink.emit(
         announced[stack.status],

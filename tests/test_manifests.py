@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.serving import registry
+from shared.serving import metrics, registry
 from shared.tools import manifests
 from tests.conftest import ROOT
 
@@ -238,6 +238,25 @@ def test_each_service_scales_and_serves_as_its_function_says(service: Manifest) 
     assert set(container["resources"]) == {"requests", "limits"}
     assert container["securityContext"]["runAsNonRoot"] is True
     assert service["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+
+
+@pytest.mark.parametrize("service", knative_services(), ids=name_of)
+def test_each_service_points_prometheus_at_its_metrics_on_its_one_port(service: Manifest) -> None:
+    """The annotations a pod-discovering Prometheus reads; each function answers there (test_metrics)."""
+    annotations = service["spec"]["template"]["metadata"]["annotations"]
+    (container,) = service["spec"]["template"]["spec"]["containers"]
+    (port,) = container["ports"]  # Knative allows one: the metrics share the serving port
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    assert annotations["prometheus.io/path"] == metrics.PATH == "/metrics"
+
+
+def test_no_gateway_route_reaches_the_metrics() -> None:
+    """Metrics are scraped from the pods inside the cluster, never through the public entry point."""
+    for route in of_kind("HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            for match in rule["matches"]:
+                assert not matches(match, metrics.PATH), (route["metadata"]["name"], match)
 
 
 def test_every_service_account_a_service_runs_as_exists() -> None:

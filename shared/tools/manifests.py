@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.core.durable import write_atomically
-from shared.serving import registry
+from shared.serving import metrics, registry
 from shared.serving.registry import Function
 
 Manifest = dict[str, Any]
@@ -103,6 +103,13 @@ SOURCE_HEADER = (
 EDIT_HINT = "# Do not edit: change the registry or shared/tools/manifests.py and run `workbench manifests`."
 
 APP_LABELS = {"app.kubernetes.io/part-of": "workbench-functions"}
+METRICS_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(PORT),
+    "prometheus.io/path": metrics.PATH,
+}
+"""Where a Prometheus that discovers pods by annotation (the usual kubernetes-pods job) scrapes each
+function: the revision template's annotations are its pods', and Knative allows one container port."""
 
 FILE_NOTES: dict[str, str] = {
     "config.yaml": (
@@ -134,7 +141,9 @@ FILE_NOTES: dict[str, str] = {
         "before gunicorn binds), and readiness has no period so Knative's queue-proxy probes it as fast "
         "as it can at cold start. Liveness does not ask the database, so an outage does not restart every"
         " function. The Services are cluster-local: the public entry point is the Gateway route "
-        "(routing.yaml)."
+        "(routing.yaml). Every function answers Prometheus scrapes at /metrics on its serving port "
+        "(Knative allows a container one port), which the revision's prometheus.io annotations point "
+        "to and no Gateway route reaches; Knative's queue-proxy serves its own on port 9091."
     ),
     "eventing.yaml": (
         "A RabbitMQ-backed Broker and one Trigger per event type a function receives, filtered on the "
@@ -508,6 +517,7 @@ def knative_service(function: Function, target: Target) -> Manifest:
                         "autoscaling.knative.dev/max-scale": str(function.max_scale),
                         "autoscaling.knative.dev/target": str(function.concurrency),
                         "autoscaling.knative.dev/target-utilization-percentage": "70",
+                        **METRICS_ANNOTATIONS,
                     },
                 },
                 "spec": {

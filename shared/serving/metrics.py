@@ -39,13 +39,11 @@ UNMATCHED = "unmatched"
 """The route label of a request that matched no route: its raw path could hold anything."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
-
 
 @cache
 def route_label(path: str) -> str:
     """A route's path as its label: ``/api/stacks/<sid>`` → ``/api/stacks/{sid}`` (never the ids)."""
-    return _PARAMETER.sub(r"{\1}", path)
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", path)  # compiled on first use, not at import
 
 
 class _Series:

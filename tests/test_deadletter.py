@@ -429,3 +429,50 @@ def test_a_stack_command_given_up_is_a_dead_letter_without_its_token(
     assert letter["subject"] == "start s2abcd" and letter["errorDestination"] == queue_for("alice")
     assert letter["errorData"].startswith("the shovel gave up after 2 failed attempts: ")
     assert token not in json.dumps(letter) and token.split(".")[-1] not in json.dumps(letter)
+
+
+def test_the_local_broker_delivers_many_users_events_at_once(platform: Platform, tmp_path: Path) -> None:
+    """Ten transfers arriving together are all in delivery together (each delivery lasts as long as
+    its staging), as a Broker's deliveries to a function that scales out are: none waits for the others."""
+    import threading
+
+    from shared.tools.ingress import DELIVERY_WORKERS
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    everyone_in = threading.Barrier(10, timeout=30)
+
+    def app_for(name: str) -> WSGIApp:
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            everyone_in.wait()  # breaks (and fails the test) unless all ten are delivered at once
+            with lock:
+                running -= 1
+            start_response("202 Accepted", [("Content-Length", "0")])
+            return [b""]
+
+        return app
+
+    ingress = EventIngress(app_for, tmp_path / "deadletter", backoff_seconds=0.01)
+    try:
+        for number in range(10):
+            event = codec.new_event(
+                types.TRANSFER_REQUESTED,
+                {
+                    "clowder_url": "https://clowder.example.org",
+                    "dataset_id": "42",
+                    "email": f"u{number}@example.org",
+                },
+                source="https://clowder.example.org",
+                secret=platform.event_secret,
+            )
+            headers, body = codec.to_http(event, "binary")
+            assert WsgiClient(ingress).post("/", headers=headers, data=body).status_code == 202
+        assert ingress.wait_idle(30)
+    finally:
+        ingress.close()
+    assert most == 10 <= DELIVERY_WORKERS
+    assert not list((tmp_path / "deadletter").glob("*.json"))

@@ -24,6 +24,12 @@ RETRIED = {404, 409, 429}
 """Besides 5xx, the statuses Knative's delivery retries; any other 4xx is final."""
 
 
+DELIVERY_WORKERS = 16
+"""Events delivered at once, as a Broker delivers to functions that scale out: a transfer's delivery
+lasts as long as its staging, so ten users' transfers arriving together are staged together (none
+waits for the others to finish), and the shovels' reports still get through meanwhile."""
+
+
 class EventIngress:
     """Accepts an event with 202 at once, as a Broker does, then delivers it to the function whose
     Trigger filter names its type (exact match on ``type``), retrying with exponential backoff.
@@ -45,7 +51,7 @@ class EventIngress:
         *,
         attempts: int = 5,
         backoff_seconds: float = 0.5,
-        workers: int = 4,
+        workers: int = DELIVERY_WORKERS,
     ) -> None:
         self.app_for = app_for
         self.dead_letters = dead_letters

@@ -5,9 +5,12 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
-from shared.core.models import Transfer
+from shared.core.errors import InvalidInput
+from shared.core.models import Transfer, TransferRefusal
 from shared.domain import transfers as transfer_service
-from shared.serving.api import Call, json_errors, serve
+from shared.serving.api import Call, Reply, json_errors, serve
+
+DRY_RUN = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
 def list_transfers(call: Call) -> list[Transfer]:
@@ -16,8 +19,19 @@ def list_transfers(call: Call) -> list[Transfer]:
     )
 
 
-def create(call: Call) -> Transfer:
-    transfer = transfer_service.request_for(call.platform, call.principal.user, call.body)
+def create(call: Call) -> Transfer | Reply:
+    dry_run = DRY_RUN.get((call.query("dry_run") or "").lower())
+    if dry_run is None:
+        raise InvalidInput("must be 1 or 0 (true or false)", field="dry_run")
+    if dry_run:
+        return Reply(200, transfer_service.plan_for(call.platform, call.principal.user, call.body))
+    try:
+        transfer = transfer_service.request_for(call.platform, call.principal.user, call.body)
+    except transfer_service.DoesNotFit as error:
+        refusal = TransferRefusal(
+            Error=error.message, limit=error.limit, neededBytes=error.needed, availableBytes=error.available
+        )
+        return Reply(error.status, refusal)
     return transfer_service.as_owner_sees(call.platform, [transfer])[0]
 
 

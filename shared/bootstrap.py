@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shared.adapters.bus import Bus
     from shared.adapters.clowder import ClowderClient
     from shared.adapters.clowder.amqp import ClowderQueues
+    from shared.adapters.homespace import HomeSpacePort
     from shared.adapters.mail import Mailer
     from shared.adapters.objectstore import HomeStagingPort, ObjectStore
     from shared.adapters.runtime import Reporter, Runtime, StatusReport
@@ -59,6 +60,8 @@ class Platform:
         self._runtime_wrappers: list[Callable[[Runtime], Runtime]] = []
         self.home_staging: HomeStagingPort | None = None
         """Set where the platform reaches the users' homes and shovels place from them (one machine)."""
+        self.home_space: HomeSpacePort | None = None
+        """Set where the platform reaches the users' homes (one machine): a transfer plan reads their room."""
 
     def wrap_runtime(self, wrapper: Callable[[Runtime], Runtime]) -> None:
         """Have the runtime built through ``wrapper`` (e.g. to run a shovel beside each stack)."""

@@ -204,9 +204,11 @@ def attach_shovels(platform: Platform, *, heartbeat_seconds: float = 30.0) -> No
     """Give every stack the platform runs a shovel beside it (call before the runtime is first used)."""
     if platform.runtime_kind == "kubernetes":
         return  # on a cluster the shovel is a sidecar in each stack's pod; containers here share the home
+    from shared.adapters.homespace import HomeSpace
     from shared.adapters.objectstore.home import HomeStaging
 
     template = shovel_template(platform, heartbeat_seconds=heartbeat_seconds)
+    platform.home_space = HomeSpace(template.home_for)
     if template.staging_dir is not None:
         # No S3 bucket set: the shovels and the platform share the machine and the homes, and a
         # transfer is staged into the home where it will be placed, instead of the objects folder.

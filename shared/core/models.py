@@ -326,6 +326,55 @@ class Transfer(Model):
     )
 
 
+class TransferPlan(Model):
+    """What a transfer would move and whether it fits (``POST /api/transfers?dry_run=1``); finding out
+    changes nothing."""
+
+    datasetId: str
+    datasetName: str = ""
+    target: str = Field(description="Folder in the user's home the files would go to")
+    files: int = Field(description="Files the transfer would send")
+    bytes: int = Field(description="Their bytes, as Clowder lists them")
+    refusedFiles: int = Field(default=0, description="Files whose names the home refuses (they would fail)")
+    stagedFiles: int = Field(
+        default=0,
+        description="Files staged before (their content is known to the platform): not fetched again",
+    )
+    stagedBytes: int = 0
+    inPlaceFiles: int = Field(default=0, description="Files already in the target folder with the same size")
+    inPlaceBytes: int = 0
+    fetchBytes: int = Field(description="Bytes to fetch from Clowder: neither staged before nor in place")
+    neededBytes: int = Field(description="Room the transfer takes in the home: bytes not already in place")
+    quotaBytes: int | None = Field(default=None, description="The account's storage quota (None: none)")
+    usedBytes: int | None = Field(default=None, description="The home's bytes now (None: unknown)")
+    usageFrom: str = Field(
+        default="",
+        description="How usedBytes was found: `home scan` (the platform reads the home), `home scan, "
+        "cut short` (a lower bound), or `transfer records` (the bytes the platform placed there)",
+    )
+    fitsQuota: bool | None = Field(default=None, description="None where there is no quota")
+    freeBytes: int | None = Field(
+        default=None, description="Free bytes of the home's volume (None: unknown, e.g. on Kubernetes)"
+    )
+    fitsFreeSpace: bool | None = Field(default=None, description="None where the free space is unknown")
+    fits: bool = Field(description="Nothing known stands in the way: a transfer would be accepted")
+    throughput: float | None = Field(
+        default=None, description="Bytes per second the platform's last completed transfers moved"
+    )
+    estimateSeconds: int | None = Field(default=None, description="None: no estimate yet")
+    notes: list[str] = Field(default=[], description="What the plan could not tell, in words")
+
+
+class TransferRefusal(Model):
+    """A transfer refused up front because it would not fit: ``limit`` names which (409 for the
+    quota, 507 for the volume's free space)."""
+
+    Error: str
+    limit: Literal["quota", "free space"]
+    neededBytes: int
+    availableBytes: int
+
+
 class TransferFile(Model):
     """One file of a transfer, as the manifest records it."""
 

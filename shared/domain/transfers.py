@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import statistics
 import threading
 import uuid
 from collections import deque
@@ -23,12 +25,14 @@ from shared.adapters.objectstore import Blob, blob_key
 from shared.core import clock, datafolder
 from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.core.models import (
+    AccountResourceLimits,
     FileError,
     FileLocation,
     Model,
     ServiceSpec,
     Transfer,
     TransferFile,
+    TransferPlan,
     TransferState,
 )
 from shared.core.names import first_free
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from events.types import TransferProgress, TransferRequested
     from shared.adapters.bus import Bus
     from shared.adapters.clowder import ClowderClient, ClowderDataset, ClowderFile
+    from shared.adapters.homespace import HomeSpacePort
     from shared.adapters.objectstore import HomeStagingPort, ObjectStore, StagingFolder
     from shared.adapters.sink import EventSink
     from shared.adapters.store import Store
@@ -87,6 +92,11 @@ class TransferPorts(Protocol):
     def home_staging(self) -> HomeStagingPort | None:
         """Staging into the users' homes, where the platform reaches them (the shovels then place each
         file with a rename); None where it does not (a cluster: staged in the object store)."""
+        ...
+
+    @property
+    def home_space(self) -> HomeSpacePort | None:
+        """The room in the users' homes, where the platform reaches them (None on a cluster)."""
         ...
 
     def clowder(self) -> ClowderClient:
@@ -150,11 +160,26 @@ def accept_for_user(
 
 
 def request_for(ports: TransferPorts, user: str, body: TransferRequest) -> Transfer:
-    """Record and stage a transfer the user asked for over HTTP (a new one each time)."""
+    """Record and stage a transfer the user asked for over HTTP (a new one each time); one that would
+    not fit is refused (``DoesNotFit``) before anything is recorded."""
+    request = _request_of(ports, user, body)
+    listing = _listing(ports, request)
+    check_fits(plan(ports, user, request, *listing, room_only=True))
+    return _accept(ports, user, str(uuid.uuid4()), request, listing)
+
+
+def plan_for(ports: TransferPorts, user: str, body: TransferRequest) -> TransferPlan:
+    """What the transfer ``body`` asks for would move, and whether it fits; nothing is recorded,
+    staged or sent."""
+    request = _request_of(ports, user, body)
+    return plan(ports, user, request, *_listing(ports, request))
+
+
+def _request_of(ports: TransferPorts, user: str, body: TransferRequest) -> TransferRequested:
     from events.types import TransferRequested
 
     record = ports.store.get_account(user)
-    request = TransferRequested(
+    return TransferRequested(
         clowder_url=body.clowderUrl or ports.settings.clowder.url or "",
         dataset_id=body.datasetId,
         email=record.account.email if record is not None else "",
@@ -162,11 +187,34 @@ def request_for(ports: TransferPorts, user: str, body: TransferRequest) -> Trans
         files=body.files,
         folders=body.folders,
     )
-    return _accept(ports, user, str(uuid.uuid4()), request)
 
 
-def _accept(ports: TransferPorts, user: str, transfer_id: str, request: TransferRequested) -> Transfer:
-    """Record the transfer of ``user`` (once per id) and stage it."""
+def _listing(ports: TransferPorts, request: TransferRequested) -> tuple[ClowderDataset, list[ClowderFile]]:
+    """The dataset and the files of it the request wants, from the paired Clowder (no transfer yet)."""
+    paired_clowder(ports, request.clowder_url)
+    client = ports.clowder()
+    try:
+        return client.dataset(request.dataset_id), _wanted(client.files(request.dataset_id), request)
+    except Unavailable:
+        raise
+    except NotFound as error:
+        raise InvalidInput(
+            f"Clowder has no dataset {request.dataset_id!r}: {error.message}", field="datasetId"
+        ) from None
+    except WorkbenchError as error:
+        raise InvalidInput(f"Clowder refused to list the dataset: {error.message}") from None
+
+
+def _accept(
+    ports: TransferPorts,
+    user: str,
+    transfer_id: str,
+    request: TransferRequested,
+    listing: tuple[ClowderDataset, list[ClowderFile]] | None = None,
+) -> Transfer:
+    """Record the transfer of ``user`` (once per id) and stage it; ``listing``: the dataset and its
+    wanted files, read (and found to fit) already. Without it, a transfer that would not fit ends
+    failed, saying why, before anything is staged."""
     source = paired_clowder(ports, request.clowder_url)
     if request.stack_id and ports.store.get_stack(user, request.stack_id) is None:
         raise Forbidden(f"stack '{request.stack_id}' is not one of {user}'s stacks")
@@ -205,7 +253,12 @@ def _accept(ports: TransferPorts, user: str, transfer_id: str, request: Transfer
         found = ports.store.get_transfer(transfer.id)
         assert found is not None
         return found  # a redelivered event: done, or in the hands of another delivery
-    return stage(ports, current, request)
+    try:
+        return stage(ports, current, request, listing=listing, check=listing is None)
+    except DoesNotFit:
+        failed = ports.store.get_transfer(transfer.id)
+        assert failed is not None
+        return failed  # ended failed and announced: a redelivery cannot make it fit
 
 
 def _wanted(files: list[ClowderFile], request: TransferRequested) -> list[ClowderFile]:
@@ -247,22 +300,44 @@ def _paths(listed: list[ClowderFile]) -> Iterator[tuple[ClowderFile, str, str | 
         yield file, path, refusal
 
 
-def stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested) -> Transfer:
+def stage(
+    ports: TransferPorts,
+    transfer: Transfer,
+    request: TransferRequested,
+    *,
+    listing: tuple[ClowderDataset, list[ClowderFile]] | None = None,
+    check: bool = False,
+) -> Transfer:
     """Stream every wanted file from Clowder into the object store and send sync commands in batches,
     so that the first files are placed while later ones still stage. The claim on the staging is
-    renewed meanwhile (however long one file takes), so that no sweep takes it for abandoned."""
+    renewed meanwhile (however long one file takes), so that no sweep takes it for abandoned.
+
+    ``listing``: the dataset and its wanted files, read already; ``check``: first make sure the
+    transfer fits (else it ends failed with the reason, and ``DoesNotFit`` is raised)."""
     transfer_id = transfer.id
     with lease_kept(
         lambda: ports.store.update_transfer(transfer_id, _touch),
         ports.settings.recovery.resume_after / 4,
         what=f"transfer {transfer_id}",
     ):
-        return _stage(ports, transfer, request)
+        return _stage(ports, transfer, request, listing, check)
 
 
-def _stage(ports: TransferPorts, transfer: Transfer, request: TransferRequested) -> Transfer:
-    dataset, listed = _list_dataset(ports, transfer, request)
+def _stage(
+    ports: TransferPorts,
+    transfer: Transfer,
+    request: TransferRequested,
+    listing: tuple[ClowderDataset, list[ClowderFile]] | None,
+    check: bool,
+) -> Transfer:
+    dataset, listed = listing or _list_dataset(ports, transfer, request)
     target = transfer.target or f"{datafolder.DATA_FOLDER}/{_folder_name(dataset)}"
+    if check:
+        try:
+            check_fits(plan(ports, transfer.user, request, dataset, listed, room_only=True))
+        except DoesNotFit as error:
+            _fail(ports, transfer.id, error.message)
+            raise
     sources = _record_files(ports.store, transfer.id, listed)
     transfer = _begin_staging(ports.store, transfer.id, dataset, target, listed)
     _stage_listed(ports, transfer, target, request, sources)
@@ -827,6 +902,8 @@ def refresh(ports: TransferPorts, transfer_id: str) -> Transfer:
     while True:
         transfer, finished = _recount(ports, transfer_id, tally)
         if finished:
+            if transfer.state == "completed":
+                measure_throughput(ports, transfer)
             _announce(ports, transfer)
         latest = store.tally_transfer_files(transfer_id)
         if latest == tally:
@@ -1007,3 +1084,158 @@ def as_owner_sees(ports: TransferPorts, transfers: list[Transfer]) -> list[Trans
         where = locations(mounts[transfer.user], transfer.target)
         seen.append(transfer.model_copy(update={"waitingForStack": waiting, "locations": where}))
     return seen
+
+
+# --- plans: what a transfer would move, and whether it fits -------------------------------------------
+
+GIB = 1 << 30
+"""An account's ``storageQuota`` counts GiB (as the home's claim on a cluster does)."""
+THROUGHPUT_KEY = "transfer-throughput"
+"""The meta entry of the platform's measured throughput: ``[bytes, seconds]`` of recent transfers."""
+THROUGHPUT_SAMPLES = 20
+"""Completed transfers the measure keeps (the newest)."""
+
+
+class DoesNotFit(WorkbenchError):
+    """A transfer that would not fit in the user's home, refused before anything moves: over the
+    account's storage quota (409) or the free space of the home's volume (507)."""
+
+    def __init__(self, limit: Literal["quota", "free space"], needed: int, available: int) -> None:
+        what = "the storage quota" if limit == "quota" else "the free space of the home's volume"
+        super().__init__(
+            f"the transfer does not fit {what}: it needs {needed} bytes and {available} are available"
+        )
+        self.limit: Literal["quota", "free space"] = limit
+        self.needed = needed
+        self.available = available
+        self.status = 409 if limit == "quota" else 507
+
+
+def plan(
+    ports: TransferPorts,
+    user: str,
+    request: TransferRequested,
+    dataset: ClowderDataset,
+    listed: list[ClowderFile],
+    *,
+    room_only: bool = False,
+) -> TransferPlan:
+    """What the transfer would move into ``user``'s home: its files and bytes, what of them is staged
+    already or in place, the room it needs against the quota and the volume, and how long it may take.
+    ``room_only``: only what the check of the room needs (nothing looked up in the object store)."""
+    target = request.target_folder and datafolder.target_in_home(request.target_folder, field="target_folder")
+    target = target or f"{datafolder.DATA_FOLDER}/{_folder_name(dataset)}"
+    accepted = [(file, path) for file, path, refusal in _paths(listed) if refusal is None]
+    total = sum(file.size or 0 for file, _ in accepted)
+    notes: list[str] = []
+    in_place: dict[str, int] = {}
+    if ports.home_space is not None:
+        sizes = ports.home_space.sizes(user, target, [path for _, path in accepted])
+        in_place = {path: sizes[path] for file, path in accepted if sizes.get(path, -1) == file.size}
+    fetched = [file for file, path in accepted if path not in in_place]
+    staged = {} if room_only else _staged_before(ports, paired_clowder(ports, request.clowder_url), fetched)
+    in_place_bytes = sum(in_place.values())
+    needed = total - in_place_bytes
+    fetch = needed - sum(size for size in staged.values())
+    quota = _quota_bytes(ports, user)
+    used, usage_from = _usage(ports, user) if quota is not None else (None, "")
+    free = ports.home_space.free_bytes(user) if ports.home_space is not None else None
+    if free is None:
+        notes.append(
+            "the free space of the home's volume is unknown here (the platform does not reach the homes)"
+        )
+    rate = throughput(ports)
+    estimate = None
+    if rate is None:
+        notes.append("no estimate yet: no transfer has completed on this platform")
+    else:
+        estimate = math.ceil(fetch / rate)
+    fits_quota = None if quota is None or used is None else needed <= quota - used
+    fits_free = None if free is None else needed <= free
+    return TransferPlan(
+        datasetId=dataset.id or request.dataset_id,
+        datasetName=dataset.name,
+        target=target,
+        files=len(accepted),
+        bytes=total,
+        refusedFiles=len(listed) - len(accepted),
+        stagedFiles=len(staged),
+        stagedBytes=sum(staged.values()),
+        inPlaceFiles=len(in_place),
+        inPlaceBytes=in_place_bytes,
+        fetchBytes=fetch,
+        neededBytes=needed,
+        quotaBytes=quota,
+        usedBytes=used,
+        usageFrom=usage_from,
+        fitsQuota=fits_quota,
+        freeBytes=free,
+        fitsFreeSpace=fits_free,
+        fits=fits_quota is not False and fits_free is not False,
+        throughput=rate,
+        estimateSeconds=estimate,
+        notes=notes,
+    )
+
+
+def check_fits(found: TransferPlan) -> None:
+    """Refuse (``DoesNotFit``) a transfer whose plan finds it over the quota or the volume's free space."""
+    if found.fitsQuota is False:
+        assert found.quotaBytes is not None and found.usedBytes is not None
+        raise DoesNotFit("quota", found.neededBytes, max(0, found.quotaBytes - found.usedBytes))
+    if found.fitsFreeSpace is False:
+        assert found.freeBytes is not None
+        raise DoesNotFit("free space", found.neededBytes, found.freeBytes)
+
+
+def _staged_before(ports: TransferPorts, source: str, files: list[ClowderFile]) -> dict[str, int]:
+    """The size of each file (by Clowder id) whose content the object store holds from an earlier
+    transfer: staging takes it from there instead of from Clowder."""
+    known = ports.store.find_blobs(source, [(file.id, file.size or 0) for file in files])
+    staged: dict[str, int] = {}
+    for file in files:
+        sha256 = known.get((file.id, file.size or 0))
+        if sha256 is not None and ports.objects.has(blob_key(sha256)):
+            staged[file.id] = file.size or 0
+    return staged
+
+
+def _quota_bytes(ports: TransferPorts, user: str) -> int | None:
+    """The account's storage quota in bytes (the platform's default where it sets none); None: no quota."""
+    record = ports.store.get_account(user)
+    limits = record.account.resourceLimits if record is not None else AccountResourceLimits()
+    quota = limits.storageQuota if limits != AccountResourceLimits() else ports.settings.limits.storage_quota
+    return quota * GIB if quota > 0 else None
+
+
+def _usage(ports: TransferPorts, user: str) -> tuple[int, str]:
+    """The home's bytes now, and how they were found. The platform tracks no usage of its own: where it
+    reaches the home it counts the home's files; elsewhere, the bytes its transfers placed there."""
+    if ports.home_space is not None:
+        usage = ports.home_space.usage(user)
+        return usage.bytes, "home scan" if usage.complete else "home scan, cut short"
+    return sum(transfer.bytesDone for transfer in ports.store.list_transfers(user)), "transfer records"
+
+
+def _samples(ports: TransferPorts) -> list[tuple[int, int]]:
+    try:
+        found = json.loads(ports.store.get_meta(THROUGHPUT_KEY) or "[]")
+        return [(int(size), int(seconds)) for size, seconds in found]
+    except (ValueError, TypeError):
+        return []  # not what this module writes: the measure starts again
+
+
+def throughput(ports: TransferPorts) -> float | None:
+    """Bytes per second of the recent completed transfers (the median of theirs: one that waited long
+    for a stack to start does not sway it); None before any completed."""
+    rates = [size / max(seconds, 1) for size, seconds in _samples(ports) if size > 0]
+    return statistics.median(rates) if rates else None
+
+
+def measure_throughput(ports: TransferPorts, transfer: Transfer) -> None:
+    """Count a completed transfer into the measure: its bytes, and the seconds from request to end."""
+    if transfer.bytesDone <= 0:
+        return
+    seconds = max(1, transfer.updateTime - transfer.createdTime)
+    samples = [*_samples(ports), (transfer.bytesDone, seconds)][-THROUGHPUT_SAMPLES:]
+    ports.store.set_meta(THROUGHPUT_KEY, json.dumps(samples))

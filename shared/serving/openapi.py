@@ -30,10 +30,29 @@ THROTTLED = {
     ("register", "reset"): "Too many failed logins and reset requests from this address",
 }
 """Routes counted against the login limits: (function, endpoint) → what their 429 means."""
+QUERY_PARAMETERS = {
+    ("transfers", "create", "dry_run"): "`1` (or `true`): answer 200 with the transfer's plan (files, bytes, "
+    "what is staged already or in place, the storage quota and the volume's free space it needs, an estimate "
+    "of the time) and change nothing: no transfer is recorded, nothing is staged or sent",
+}
+"""The description of each query parameter that has one: (function, endpoint, parameter) → text."""
+OWN_REPLIES = {
+    ("transfers", "create"): {
+        200: ("TransferPlan", "With `dry_run=1`: the plan; nothing changed"),
+        409: ("TransferRefusal", "The transfer would not fit the account's storage quota; nothing moved"),
+        507: (
+            "TransferRefusal",
+            "The transfer would not fit the free space of the home's volume; nothing moved",
+        ),
+    },
+}
+"""Replies a route gives besides its usual one and the errors: (function, endpoint) → status → (model, text)."""
 
 
 def _models() -> list[type[BaseModel]]:
     found: list[type[BaseModel]] = [models.ErrorBody]
+    for replies in OWN_REPLIES.values():
+        found.extend(registry.model(name) for name, _ in replies.values())
     for function in registry.FUNCTIONS:
         for route in function.routes:
             for named in (route.body, route.reply):
@@ -70,6 +89,10 @@ def _operation(route: registry.Route, function_name: str) -> dict[str, Any]:
     ] + [
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in route.query
     ]
+    for parameter in parameters:
+        described = QUERY_PARAMETERS.get((function_name, route.endpoint, parameter["name"]))
+        if described is not None and parameter["in"] == "query":
+            parameter["description"] = described
     ok: dict[str, Any] = {"description": route.summary}
     if route.reply is not None:
         ok["content"] = {"application/json": {"schema": _schema_of(route.reply)}}
@@ -90,6 +113,9 @@ def _operation(route: registry.Route, function_name: str) -> dict[str, Any]:
         responses["200"] = ok  # quickstart of a stack that already runs
     if route.endpoint == "healthz":
         responses["503"] = ok
+    for status, (name, description) in OWN_REPLIES.get((function_name, route.endpoint), {}).items():
+        content = {"application/json": {"schema": {"$ref": REF.format(model=name)}}}
+        responses[str(status)] = {"description": description, "content": content}
     error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}
     for status, description in ERRORS.items():
         responses.setdefault(str(status), {"description": description, "content": error})

@@ -665,6 +665,7 @@ FUNCTIONS: tuple[Function, ...] = (
                 body="TransferRequest",
                 reply="Transfer",
                 status=202,
+                query=("dry_run",),
             ),
             Route(
                 "GET",

@@ -386,6 +386,13 @@ def send(arguments: argparse.Namespace) -> int:
     if arguments.to:
         body["target"] = arguments.to
     current = session()
+    if getattr(arguments, "plan", False):  # callers that build the namespace themselves may leave it out
+        found = current.call("POST", "/api/transfers", body=body, query={"dry_run": "1"})
+        if arguments.json:
+            print_json(found)
+        else:
+            print("\n".join(describe_plan(found)))
+        return 0 if found["fits"] else 1
     transfer = current.call("POST", "/api/transfers", body=body, read_seconds=STAGING_SECONDS)
     if not arguments.json:
         print(f"Transfer {transfer['id']}: {describe_transfer(transfer)}")
@@ -398,6 +405,51 @@ def send(arguments: argparse.Namespace) -> int:
     elif arguments.wait:
         report_transfer(transfer)
     return 1 if transfer["state"] == "failed" else 0
+
+
+def describe_plan(plan: dict[str, Any]) -> list[str]:
+    """A transfer's plan (``POST /api/transfers?dry_run=1``) in lines for a person."""
+    name = plan.get("datasetName") or plan["datasetId"]
+    lines = [
+        f"Plan for {name!r} → {plan['target']} (nothing is sent)",
+        f"  files:          {plan['files']} ({human_bytes(plan['bytes'])})",
+        f"  already staged: {plan['stagedFiles']} files ({human_bytes(plan['stagedBytes'])}), not fetched again",
+        f"  already there:  {plan['inPlaceFiles']} files ({human_bytes(plan['inPlaceBytes'])}) of the same size",
+        f"  to fetch:       {human_bytes(plan['fetchBytes'])}; room needed: {human_bytes(plan['neededBytes'])}",
+    ]
+    if plan.get("refusedFiles"):
+        lines.append(f"  refused names:  {plan['refusedFiles']} files (they would fail)")
+    if plan.get("quotaBytes") is None:
+        lines.append("  quota:          none")
+    else:
+        fits = "fits" if plan.get("fitsQuota") else "DOES NOT FIT"
+        lines.append(
+            f"  quota:          {fits}: {human_bytes(plan['usedBytes'] or 0)} used of "
+            f"{human_bytes(plan['quotaBytes'])} ({plan.get('usageFrom')})"
+        )
+    if plan.get("freeBytes") is None:
+        lines.append("  free space:     unknown")
+    else:
+        fits = "fits" if plan.get("fitsFreeSpace") else "DOES NOT FIT"
+        lines.append(f"  free space:     {fits}: {human_bytes(plan['freeBytes'])} free on the home's volume")
+    if plan.get("estimateSeconds") is None:
+        lines.append("  time:           no estimate yet")
+    else:
+        rate = human_bytes(int(plan.get("throughput") or 0))
+        lines.append(f"  time:           about {human_seconds(plan['estimateSeconds'])} (at {rate}/s)")
+    lines.extend(f"  note: {note}" for note in plan.get("notes") or [])
+    lines.append(
+        "It fits: `workbench send` without --plan sends it." if plan["fits"] else "It would be refused."
+    )
+    return lines
+
+
+def human_seconds(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def describe_transfer(transfer: dict[str, Any]) -> str:
@@ -653,6 +705,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     sending.add_argument(
         "--wait", action="store_true", help="show the progress until the transfer has finished"
+    )
+    sending.add_argument(
+        "--plan",
+        action="store_true",
+        help="show what would be sent (files, bytes, quota, free space, time) and send nothing",
     )
 
     transfers = group("transfers", "your transfers from Clowder", "transfers_command")

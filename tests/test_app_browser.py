@@ -99,6 +99,7 @@ def test_the_apps_own_page_shows_a_sent_file_through_its_connect_link(
         # Send the dataset from the Send page; the page says where the app sees it.
         view(page, "Send & export")
         page.get_by_label("Clowder dataset URL or id").fill(dataset_id)
+        page.get_by_role("button", name="Check").click()  # the plan first
         page.get_by_role("button", name="Send to my home").click()
         transfer = page.get_by_role("article", name="Soil samples")
         expect(transfer.get_by_text("completed", exact=True)).to_be_visible(timeout=SLOW)

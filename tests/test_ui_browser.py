@@ -155,6 +155,7 @@ def test_create_start_connect_send_export_stop_and_delete(
     view(page, "Send & export")
     page.get_by_label("Clowder dataset URL or id").fill(f"{clowder.url}/datasets/{dataset_id}")
     page.get_by_label("Folder in my data folder (optional)").fill("incoming")
+    page.get_by_role("button", name="Check").click()  # the plan first
     page.get_by_role("button", name="Send to my home").click()
     expect(page.get_by_role("heading", name="Transfers and exports", level=1)).to_be_visible()
     transfer = page.get_by_role("article", name="Field Study")
@@ -185,6 +186,7 @@ def test_create_start_connect_send_export_stop_and_delete(
     clowder.fail(f"/api/v2/files/{broken_files['bad.txt']}", status=404)
     view(page, "Send & export")
     page.get_by_label("Clowder dataset URL or id").fill(broken_id)
+    page.get_by_role("button", name="Check").click()  # the plan first
     page.get_by_role("button", name="Send to my home").click()
     failed = page.get_by_role("article", name="Broken Study")
     expect(failed.get_by_text("failed", exact=True)).to_be_visible(timeout=SLOW)

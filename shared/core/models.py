@@ -145,6 +145,11 @@ class Account(Model):
     token: str = ""
     organization: str = ""
     lastLogin: int = 0
+    inactiveTimeout: int | None = None
+    """Minutes without activity after which the account's running stacks are stopped (0: never);
+    stored None follows ``WORKBENCH_INACTIVE_TIMEOUT_MINUTES``. Shown as the limit in force."""
+    lastActive: int = 0
+    """Shown, not stored here: the account's last activity (login, token refresh, API call)."""
 
 
 # --- Stacks --------------------------------------------------------------------------------

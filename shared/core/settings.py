@@ -160,6 +160,9 @@ class LimitSettings(NamedTuple):
     mem_max: int = 8196
     mem_default: int = 100
     storage_quota: int = 10
+    inactive_timeout: int = 8 * 60
+    """Minutes without activity after which an account's running stacks are stopped (the Go
+    ``DefaultLimits.InactiveTimeout``); an account's own ``inactiveTimeout`` wins; 0: never."""
 
 
 # Like JupyterHub's ``env_keep``: enough of the platform's environment for local services' commands
@@ -365,6 +368,7 @@ class Settings(NamedTuple):
                 mem_max=read.integer("WORKBENCH_MEM_MAX", 8196),
                 mem_default=read.integer("WORKBENCH_MEM_DEFAULT", 100),
                 storage_quota=read.integer("WORKBENCH_STORAGE_QUOTA", 10),
+                inactive_timeout=read.integer("WORKBENCH_INACTIVE_TIMEOUT_MINUTES", 8 * 60),
             ),
             runtime=RuntimeSettings(
                 kind=runtime_kind,

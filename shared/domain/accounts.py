@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from shared.adapters.store import AccountRecord, EmailChange, Store, new_token_generation
 from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from shared.core.models import Account, AccountResourceLimits, ExportPackage, Stack
-from shared.domain import throttle
+from shared.domain import idle, throttle
 from shared.domain.auth import GENERATION_CLAIM, RESET_SCOPE, Principal
 
 if TYPE_CHECKING:
@@ -542,7 +542,7 @@ def _visible(ports: AccountPorts, principal: Principal, account_id: str) -> Acco
 
 
 def list_accounts(ports: AccountPorts) -> list[Account]:
-    return [public_view(r.account, for_admin=True) for r in ports.store.list_accounts()]
+    return [public_view(idle.shown(ports.settings, r), for_admin=True) for r in ports.store.list_accounts()]
 
 
 def create(ports: AccountPorts, account: Account, *, password_hash: str | None = None) -> Account:
@@ -566,11 +566,13 @@ def create(ports: AccountPorts, account: Account, *, password_hash: str | None =
 
 
 def read(ports: AccountPorts, principal: Principal, account_id: str) -> Account:
-    return public_view(_visible(ports, principal, account_id).account, for_admin=principal.admin)
+    record = _visible(ports, principal, account_id)
+    return public_view(idle.shown(ports.settings, record), for_admin=principal.admin)
 
 
 def update(ports: AccountPorts, principal: Principal, account_id: str, changes: Account) -> Account:
-    """Change an account; only the admin may change its status or limits.
+    """Change an account; only the admin may change its status or limits, but the user may lower
+    the account's idle limit (``inactiveTimeout``, not to 0, which is none).
 
     A new e-mail address from the admin takes effect at once (the admin is trusted with addresses, as
     when creating accounts); one from the user waits for the link mailed to it (until then the
@@ -588,6 +590,8 @@ def update(ports: AccountPorts, principal: Principal, account_id: str, changes: 
         holder = ports.store.find_account(new_email)
         if holder is not None and holder.account.id != account_id:
             raise Conflict("Email address is already associated with another account")
+    if changes.inactiveTimeout is not None and changes.inactiveTimeout < 0:
+        raise InvalidInput("must be a number of minutes, or 0 for none", field="inactiveTimeout")
     if changes.password:
         _check_password(changes.password)
     password_hash = ports.passwords.hash(changes.password) if changes.password else None
@@ -616,6 +620,9 @@ def update(ports: AccountPorts, principal: Principal, account_id: str, changes: 
         elif new_email and new_email.lower() != current.email.strip().lower():
             requested = EmailChange(new_email, secrets.token_urlsafe(24), _clock())
             stored.email_change = requested
+        idle_limit = _idle_limit(ports, principal, current, changes.inactiveTimeout)
+        if idle_limit is not None:
+            update["inactiveTimeout"] = idle_limit
         stored.account = _with_registration_token(ports.tokens, current.model_copy(update=update))
         if status_changed:
             _new_status(ports, stored, changes.status)
@@ -624,7 +631,8 @@ def update(ports: AccountPorts, principal: Principal, account_id: str, changes: 
             stored.token_generation = new_token_generation()
         return stored
 
-    updated = ports.store.update_account(account_id, change).account
+    stored = ports.store.update_account(account_id, change)
+    updated = stored.account
     if requested is not None:
         ports.mailer.send(
             requested.address,
@@ -633,7 +641,19 @@ def update(ports: AccountPorts, principal: Principal, account_id: str, changes: 
             f"account '{account_id}', open within {EMAIL_CHANGE_SECONDS // 3600} hours\n\n"
             f"{ports.settings.server.origin}/#/register/verify?t={requested.token}&u={account_id}\n",
         )
-    return public_view(updated, for_admin=principal.admin)
+    return public_view(idle.shown(ports.settings, stored), for_admin=principal.admin)
+
+
+def _idle_limit(ports: AccountPorts, principal: Principal, current: Account, asked: int | None) -> int | None:
+    """The idle limit (minutes) to store, or None to keep the account's. Asking for the limit in force
+    changes nothing (a client puts back the account it read); the admin may set any, the user only a
+    shorter one (the Go apiserver let the admin alone set ``inactiveTimeout``)."""
+    in_force = idle.limit_minutes(ports.settings, current)
+    if asked is None or asked == in_force:
+        return None
+    if not principal.admin and (asked == 0 or 0 < in_force < asked):
+        raise Forbidden(f"only the admin may raise an account's idle limit (now {in_force} minutes)")
+    return asked
 
 
 def delete(ports: AccountPorts, account_id: str) -> None:

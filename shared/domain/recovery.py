@@ -14,11 +14,13 @@ from shared.core.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from shared.core.models import Export, Transfer
+    from shared.domain.idle import IdlePorts
     from shared.domain.transfers import TransferPorts
 
-    class RecoveryPorts(TransferPorts, Protocol):
-        """What resuming transfers and exports takes: what each of them takes. (Declared for the
-        type checker only: the services themselves are imported when work is resumed.)"""
+    class RecoveryPorts(TransferPorts, IdlePorts, Protocol):
+        """What resuming transfers and exports takes: what each of them takes; and the idle
+        shutdown's. (Declared for the type checker only: the services themselves are imported when
+        work is resumed.)"""
 
 
 log = logging.getLogger(__name__)
@@ -102,9 +104,12 @@ def resume(ports: RecoveryPorts, claimed: Claimed) -> None:
 
 
 def sweep(ports: RecoveryPorts) -> int:
-    """One pass: forget the events past their window, then resume (or fail) each abandoned item.
-    Returns how many were taken. Safe to run on several instances at once: each item is claimed
-    in the store before its work, and only by one."""
+    """One pass: forget the events past their window, then resume (or fail) each abandoned item, then
+    stop the stacks of accounts idle past their limit (``idle.sweep``). Returns how many items were
+    taken. Safe to run on several instances at once: each item is claimed in the store before its
+    work, and only by one; an idle account's warning is claimed likewise."""
+    from shared.domain import idle
+
     window = ports.settings.clowder.event_max_age
     pruned = ports.store.prune_events(clock.now() - window)
     if pruned:
@@ -113,6 +118,7 @@ def sweep(ports: RecoveryPorts) -> int:
     for claimed in _claims(ports, restarted=False):
         resume(ports, claimed)
         taken += 1
+    _logged(lambda: idle.sweep(ports), what="the idle shutdown")
     return taken
 
 
@@ -143,11 +149,11 @@ class Sweeper:
         self.thread.join(timeout)
 
 
-def _logged(work: Callable[[], object]) -> None:
+def _logged(work: Callable[[], object], what: str = "the sweep for abandoned work") -> None:
     """Run one piece of the sweep; whatever it raises is logged, and the sweep goes on with the next."""
     try:
         work()
     except WorkbenchError as error:  # e.g. the database away for a while: the next pass tries again
-        log.warning("the sweep for abandoned work failed: %s", error.message)
+        log.warning("%s failed: %s", what, error.message)
     except Exception:
-        log.exception("the sweep for abandoned work failed")
+        log.exception("%s failed", what)

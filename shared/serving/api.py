@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,26 @@ class Call:
         from shared.domain.auth import stack_control_scope
 
         return stack_control_scope(self.params["sid"])
+
+
+BACKGROUND_HEADER = "X-Workbench-Background"
+"""Set by the page on the calls it makes on its own (its polls): they are not the user's activity."""
+
+
+def _note_activity(call: Call) -> None:
+    """A user's call, or token refresh, counts as their activity for the idle shutdown (scoped
+    tokens, e.g. a stack's control token in a shovel's hands, are not the user)."""
+    if call.request.headers.get(BACKGROUND_HEADER):
+        return
+    principal = call._principal
+    if principal is None and call.route.path == "/api/refresh_token":
+        token = call.bearer_token()
+        with suppress(Unauthorized):
+            principal = call.platform.tokens.decode(token, allow_expired=True) if token else None
+    if principal is not None and principal.scope is None:
+        from shared.domain import idle
+
+        idle.note_activity(call.platform, principal.user)
 
 
 Handler = Callable[[Call], Any]
@@ -320,6 +341,7 @@ def _answer(
         if route.body is not None:
             call.body = _parse_body(request, route, call.platform.settings.server.max_body_bytes)
         result = handlers[route.endpoint](call)
+        _note_activity(call)
     except ContentTooLarge as error:
         return bodies.refusal(error)
     except WorkbenchError as error:

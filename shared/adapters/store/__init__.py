@@ -49,6 +49,10 @@ class AccountRecord:
     value, and so does every event that ends the account's sessions (logout, password change, status
     change): one value per account keeps the check to one primary-key read per call."""
     email_change: EmailChange | None = None
+    last_active: int = 0
+    """When the account was last active as the API saw it (kept by ``record_activity`` alone)."""
+    idle_warned_at: int = 0
+    """When its idle stacks' warning was last mailed (one per idle period)."""
 
 
 class Throttle(NamedTuple):
@@ -108,6 +112,11 @@ class Store(Protocol):
         self, account_id: str, change: Callable[[AccountRecord], AccountRecord]
     ) -> AccountRecord: ...
     def delete_account(self, account_id: str) -> bool: ...
+    def record_activity(self, account_id: str, at: int, resolution: int) -> None:
+        """Note that the account was active at ``at``; written only when the last note is older than
+        ``resolution`` seconds (so that a busy user costs a write a minute, not one a call)."""
+        ...
+
     def account_standing(self, account_id: str) -> tuple[str, str] | None:
         """(status, token generation) of an account, by its primary key alone (read on every call)."""
         ...

@@ -164,4 +164,12 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        8,
+        "accounts: their last activity, and when their idle stacks' warning was sent",
+        (
+            "ALTER TABLE accounts ADD COLUMN last_active BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE accounts ADD COLUMN idle_warned_at BIGINT NOT NULL DEFAULT 0",
+        ),
+    ),
 )

@@ -175,6 +175,8 @@ def dialect_for(database_url: str) -> Dialect:
     )
 
 
+ACTIVITY_NOTES = 10_000
+"""How many users' last activity notes a store remembers; past that it starts afresh."""
 IDLE_CONNECTIONS = 8
 """Connections kept open between transactions at the least; a store keeps as many as it has had in
 use at once (under full load, one per server thread), so that a steady load opens none."""
@@ -198,6 +200,7 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables, MetricsTables):
         self._most_in_use = 0
         self._generation = 0
         self._lock = threading.Lock()
+        self._activity_noted: dict[str, int] = {}
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -314,11 +317,18 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables, MetricsTables):
 
     @staticmethod
     def _account(row: Row) -> AccountRecord:
-        data, password_hash, generation, pending_email, pending_token, pending_at = row
+        data, password_hash, generation, pending_email, pending_token, pending_at, active, warned = row
         change = None
         if pending_email and pending_token:
             change = EmailChange(pending_email, pending_token, int(pending_at or 0))
-        return AccountRecord(Account.model_validate_json(data), password_hash, generation or "", change)
+        return AccountRecord(
+            Account.model_validate_json(data),
+            password_hash,
+            generation or "",
+            change,
+            int(active or 0),
+            int(warned or 0),
+        )
 
     def get_account(self, account_id: str) -> AccountRecord | None:
         with self._transaction(write=False) as db:
@@ -337,6 +347,20 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables, MetricsTables):
         with self._transaction(write=False) as db:
             rows = db.all(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
         return [self._account(row) for row in rows]
+
+    def record_activity(self, account_id: str, at: int, resolution: int) -> None:
+        # What this store wrote last for each user: within ``resolution`` of it, no statement at all.
+        if at - self._activity_noted.get(account_id, 0) < resolution:
+            return
+        if len(self._activity_noted) >= ACTIVITY_NOTES:
+            self._activity_noted.clear()
+        self._activity_noted[account_id] = at
+        with self._transaction(write=True) as db:
+            # Other processes note activity too: the condition keeps it to one write a resolution.
+            db.run(
+                "UPDATE accounts SET last_active = ? WHERE id = ? AND last_active <= ?",
+                (at, account_id, at - resolution),
+            )
 
     def account_standing(self, account_id: str) -> tuple[str, str] | None:
         with self._transaction(write=False) as db:
@@ -384,14 +408,15 @@ class SqlStore(TransferTables, DeadLetterTables, EventTables, MetricsTables):
                 raise Conflict(f"e-mail address '{record.account.email}' is already in use")
             db.run(
                 "UPDATE accounts SET email = ?, status = ?, password_hash = ?, token_generation = ?,"
-                " pending_email = ?, pending_email_token = ?, pending_email_at = ?, data = ?, updated_at = ?"
-                " WHERE id = ?",
+                " pending_email = ?, pending_email_token = ?, pending_email_at = ?, idle_warned_at = ?,"
+                " data = ?, updated_at = ? WHERE id = ?",
                 (
                     email,
                     record.account.status,
                     record.password_hash,
                     record.token_generation,
                     *_email_change_columns(record),
+                    record.idle_warned_at,
                     record.account.model_dump_json(),
                     clock.now(),
                     account_id,
@@ -632,7 +657,8 @@ def _email_key(account: Account) -> str | None:
 
 
 _ACCOUNT_COLUMNS = (
-    "data, password_hash, token_generation, pending_email, pending_email_token, pending_email_at"
+    "data, password_hash, token_generation, pending_email, pending_email_token, pending_email_at,"
+    " last_active, idle_warned_at"
 )
 """What ``SqlStore._account`` reads, in its order."""
 

@@ -64,10 +64,16 @@ async function freshToken() {
   await refreshing;
 }
 
+// Calls made while a poll of `every` runs are the page's own, not the user's: the server does not
+// count them as activity (the idle shutdown), or an open page would keep stacks running for ever.
+let polling = 0;
+
 /** Calls the API; resolves to the reply's JSON, rejects with an ApiError carrying the server's message. */
 export async function request(method, path, body, { auth = true, refresh = true } = {}) {
+  const background = polling > 0;
   if (auth && refresh) await freshToken();
   const headers = { Accept: "application/json" };
+  if (background) headers["X-Workbench-Background"] = "1";
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const token = session.token;
   if (auth && token) headers.Authorization = `Bearer ${token}`;
@@ -123,6 +129,7 @@ export const api = {
   exports: () => request("GET", "/api/exports"),
   exportFolder: (request_) => request("POST", "/api/exports", request_),
   accounts: () => request("GET", "/api/accounts"),
+  account: (user) => request("GET", `/api/accounts/${encodeURIComponent(user)}`),
   // The decision e-mailed to the support address, taken with the account's token the admin sees.
   approve: (account) => request("GET", `/api/register/approve?${decision(account)}`, undefined, { auth: false }),
   deny: (account) => request("GET", `/api/register/deny?${decision(account)}`, undefined, { auth: false }),
@@ -169,12 +176,15 @@ export function every(milliseconds, task, failed) {
     timer = null;
     if (stopped) return;
     if (document.visibilityState === "visible") {
+      polling += 1;
       try {
         await task();
         lastError = "";
       } catch (error) {
         if (error.message !== lastError && !(error instanceof ApiError && error.status === 401)) failed?.(error);
         lastError = error.message;
+      } finally {
+        polling -= 1;
       }
     }
     if (!stopped) timer = setTimeout(tick, milliseconds);

@@ -1,7 +1,8 @@
 // My stacks: live status, Connect links, start, stop, delete, the logs of a service and its console.
 
-import { api, every } from "../api.js";
+import { api, every, session } from "../api.js";
 import { act, announce, badge, h, keyed, showError } from "../dom.js";
+import { idleNotice } from "../idle.js";
 import { consolePanel } from "./console.js";
 
 const POLL_MILLISECONDS = 2000;
@@ -46,9 +47,11 @@ export function render(main) {
   const terminal = consolePanel();
   const confirm = confirmDialog();
   const statuses = new Map();
+  const idle = idlePanel();
 
   async function refresh() {
-    const stacks = await api.stacks();
+    const [stacks, account] = await Promise.all([api.stacks(), api.account(session.user).catch(() => null)]);
+    idle.show(account);
     stacks.sort((a, b) => (a.createdTime || 0) - (b.createdTime || 0) || a.id.localeCompare(b.id));
     for (const stack of stacks) {
       const before = statuses.get(stack.id);
@@ -69,6 +72,7 @@ export function render(main) {
       h("a", { class: "button", href: "#/catalog" }, "Create a stack"),
     ),
     h("p", { class: "lead" }, "Your applications with their services. The status updates by itself."),
+    idle.element,
     empty,
     list,
     logs.element,
@@ -80,6 +84,39 @@ export function render(main) {
     stop();
     terminal.close(); // leaving the view ends the shell
   };
+}
+
+/** The idle shutdown's limit and, within its last hour, a warning with a button that counts as activity. */
+function idlePanel() {
+  const text = h("p", { class: "idle-limit", id: "idle-limit", hidden: true });
+  const message = h("span", {});
+  const keep = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      onclick: (event) =>
+        act(event.currentTarget, async () => {
+          show(await api.account(session.user)); // a call of the user's own: it counts as activity
+        }),
+    },
+    "Keep them running",
+  );
+  const warning = h(
+    "p",
+    { class: "error idle-warning", id: "idle-warning", role: "status", hidden: true },
+    message,
+    " ",
+    keep,
+  );
+  function show(account) {
+    const notice = account ? idleNotice(account, Date.now() / 1000) : null;
+    text.hidden = !notice;
+    text.textContent = notice?.text ?? "";
+    warning.hidden = !notice?.warning;
+    message.textContent = notice?.warning ?? "";
+  }
+  return { element: h("div", {}, text, warning), show };
 }
 
 function card(stack, { refresh, logs, terminal, confirm }) {

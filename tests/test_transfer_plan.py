@@ -5,9 +5,11 @@ storage quota or the home's volume is refused before anything moves (over HTTP, 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,14 @@ import pytest
 
 from events import types
 from shared.bootstrap import Platform
-from shared.domain import transfers
+from shared.core.models import Transfer
+from shared.domain import clowder_jobs, transfers
 from shared.tools import client_cli
+from tests import test_clowder_jobs as jobs
 from tests.clowder_pairing import Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
+from tests.test_shovel import AMQP_URL, require_rabbitmq
 from tests.test_transfers import ClientFactory, deliver, queued, transfer_request
 
 pytestmark = pytest.mark.usefixtures("quick_retries")
@@ -299,3 +304,100 @@ def test_send_plan_prints_the_plan_and_sends_nothing(
     assert send() == 1
     assert "storage quota" in capsys.readouterr().err
     nothing_moved(platform, clowder, "alice")
+
+
+# --- a Clowder job ----------------------------------------------------------------------------------------
+
+
+class TestAClowderJob:
+    """A job on Clowder's extractor queue, as a RabbitmqSource delivers it, over the quota: it ends
+    failed in Clowder with the reason, nothing staged."""
+
+    @pytest.fixture
+    def clowder(self, tmp_path: Path) -> Iterator[ClowderServer]:
+        require_rabbitmq()
+        try:
+            with ClowderServer(tmp_path / "clowder", 2, jobs.API_KEY, amqp_url=AMQP_URL) as server:
+                yield server
+        finally:
+            jobs.delete_queues()
+
+    @pytest.fixture
+    def environment(self, clowder: ClowderServer) -> dict[str, str]:
+        return {
+            "WORKBENCH_CLOWDER_URL": clowder.url,
+            "WORKBENCH_CLOWDER_API_KEY": jobs.API_KEY,
+            "WORKBENCH_CLOWDER_AMQP_URL": AMQP_URL,
+            "WORKBENCH_CLOWDER_EXTRACTOR_PREFIX": jobs.PREFIX,
+            "WORKBENCH_CLOWDER_REPLY_QUEUE": clowder.reply_queue,
+        }
+
+    def test_a_job_over_the_quota_ends_failed_in_clowder_with_the_reason(
+        self, clowder: ClowderServer, platform: Platform, api: Api, client: ClientFactory
+    ) -> None:
+        from events import codec
+
+        api.make_user("dana")
+        key = clowder.add_user("dana@example.org")
+        dataset_id = clowder.add_dataset("Soil samples")
+        clowder.add_files(dataset_id, {"a.csv": b"1,2\n"})
+        set_quota(platform, "dana", 1)
+        # The platform does not reach the homes here: their usage is what its transfers placed there.
+        earlier = Transfer(
+            id=str(uuid.uuid4()),
+            user="dana",
+            state="completed",
+            source=clowder.url,
+            datasetId="earlier",
+            bytesTotal=GIB,
+            bytesDone=GIB,
+        )
+        platform.store.insert_transfer(earlier)
+
+        job_id = uuid.uuid4().hex[:24]
+        body = {
+            "host": clowder.url,
+            "secretKey": key,
+            "id": dataset_id,
+            "datasetId": dataset_id,
+            "job_id": job_id,
+        }
+        event = codec.Event(
+            {
+                "specversion": "1.0",
+                "type": clowder_jobs.JOB_EVENT,
+                "source": jobs.SOURCE_OF_SEND,
+                "id": uuid.uuid4().hex,
+                "datacontenttype": "application/json",
+            },
+            json.dumps(body).encode(),
+        )
+        headers, data = codec.to_http(event, "binary")
+        answer = client("clowder_job").post("/", headers=headers, data=data)
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+        (failed,) = [item for item in platform.store.list_transfers("dana") if item.id != earlier.id]
+        assert failed.state == "failed" and "storage quota" in failed.message
+        assert platform.store.list_transfer_files(failed.id) == []
+        assert clowder.requests_to("/api/v2/files/*", "GET") == []
+
+        # Its outcome event (as the Broker delivers it) ends the job in Clowder, saying why.
+        outcome = codec.new_event(
+            types.TRANSFER_FAILED,
+            types.TransferOutcome(
+                transfer_id=failed.id,
+                user="dana",
+                dataset_id=dataset_id,
+                files_done=0,
+                files_total=0,
+                bytes_done=0,
+                bytes_total=0,
+            ),
+            source=platform.event_source,
+            secret=platform.event_secret,
+        )
+        headers, data = codec.to_http(outcome, "binary")
+        answer = client("clowder_job").post("/", headers=headers, data=data)
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+        ended = jobs.final_status(clowder, job_id)
+        assert ended["message_type"] == "StatusMessage.error"
+        assert "does not fit the storage quota" in ended["message"], ended["message"]

@@ -564,11 +564,19 @@ def outcome(ports: ClowderJobPorts, transfer: TransferOutcome, failed: bool, rep
     )
     if failed:
         problems = "; ".join(f"{problem.path}: {problem.error}" for problem in transfer.errors[:5])
-        _tell(reply, address, "error", f"{summary}; failed: {problems or 'see the transfer'}")
+        _tell(
+            reply, address, "error", f"{summary}; failed: {problems or _reason(ports, transfer.transfer_id)}"
+        )
     else:
         _tell(reply, address, "done", summary)
     ports.objects.delete(key)
     return True
+
+
+def _reason(ports: ClowderJobPorts, transfer_id: str) -> str:
+    """Why a transfer failed as a whole (e.g. refused up front: it would not fit the home)."""
+    found = ports.store.get_transfer(transfer_id)
+    return (found.message if found is not None else "") or "see the transfer"
 
 
 # ---------------------------------------------------------------------- where jobs come from

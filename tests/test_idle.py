@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.store import AccountRecord
 from shared.adapters.store.sql import open_store
 from shared.bootstrap import Platform
+from shared.core.models import Account
 from shared.core.settings import Settings
 from shared.domain import idle, recovery
 from tests.conftest import ROOT, Api
@@ -147,6 +149,39 @@ def test_the_pages_own_polls_are_not_activity_but_a_refresh_is(
     refreshed = api.call("GET", "/api/refresh_token", alice)
     assert refreshed.status_code == 200, refreshed.get_json()
     assert last_active() == began + 2 * HOUR
+
+
+def test_connect_use_through_the_ingress_check_is_activity(
+    api: Api, platform: Platform, users: Users, clock: Clock
+) -> None:
+    """On a cluster a secure stack's visitors are checked by ``/api/check_token`` (nginx ``auth-url``)
+    on each request: that use of Connect counts as the user's activity."""
+    alice = users.make("alice")
+    clock.at += HOUR
+    checked = api.call("GET", "/api/check_token", alice)
+    assert checked.status_code == 200, checked.get_data(as_text=True)
+    record = platform.store.get_account("alice")
+    assert record is not None and record.last_active == clock.at
+
+
+@pytest.mark.postgres
+def test_activity_and_the_warning_mark_are_kept_on_postgresql(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    try:
+        store.insert_account(AccountRecord(Account(id="carol", namespace="carol", name="Carol"), ""))
+        store.record_activity("carol", 2_000_000, 60)
+        store.record_activity("carol", 2_000_059, 60)
+
+        def warned(stored: AccountRecord) -> AccountRecord:
+            stored.idle_warned_at = 2_000_100
+            return stored
+
+        store.update_account("carol", warned)
+        record = store.get_account("carol")
+        assert record is not None
+        assert (record.last_active, record.idle_warned_at) == (2_000_000, 2_000_100)
+    finally:
+        store.close()
 
 
 def test_activity_is_written_at_most_once_a_minute_per_user(platform: Platform, users: Users) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 
 from shared.adapters.store import AccountRecord
@@ -19,10 +20,13 @@ from shared.bootstrap import Platform
 from shared.core.models import Account
 from shared.core.settings import Settings
 from shared.domain import idle, recovery
-from tests.conftest import ROOT, Api
-from tests.support import remove_stacks
+from tests.conftest import ADMIN_PASSWORD, ROOT, Api
+from tests.support import remove_stacks, wait_for_status
 from tests.test_auth import body_of, mails
+from tests.test_e2e import STATIC_SPEC, bearer, token
+from tests.test_e2e import Platform as PlatformProcess
 from tests.test_stacks import NOTEBOOK, add_spec, create, read, started, wait_for
+from tests.test_ui_browser import log_in
 from tests.users import Users
 
 HOUR = 3600
@@ -266,3 +270,60 @@ def test_the_stacks_view_says_the_limit_and_warns_in_the_last_hour(api: Api, use
     late = page_notice(account, last + 7 * HOUR + 20 * 60)
     assert "stop in about 40 min" in late["warning"]
     assert page_notice(account | {"inactiveTimeout": 0}, last) is None
+
+
+# --- the page in a browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
+    """``workbench run`` with dave, whose limit the admin set to 2 h, and his started stack."""
+    platform = PlatformProcess(tmp_path_factory.mktemp("workbench") / "data")
+    platform.start()
+    try:
+        http = httpx.Client(base_url=platform.url, timeout=10)
+        admin = token(http, "admin", ADMIN_PASSWORD)
+        account = {
+            "namespace": "dave",
+            "name": "Dave",
+            "email": "dave@example.org",
+            "password": "dave-password",
+        }
+        assert http.post("/api/accounts", json=account, headers=bearer(admin)).status_code == 200
+        read = http.get("/api/accounts/dave", headers=bearer(admin)).json()
+        changed = http.put("/api/accounts/dave", json=read | {"inactiveTimeout": 120}, headers=bearer(admin))
+        assert changed.status_code == 200, changed.text
+        dave = token(http, "dave", "dave-password")
+        assert http.post("/api/services", json=STATIC_SPEC, headers=bearer(dave)).status_code == 200
+        created = http.post("/api/stacks", json={"key": STATIC_SPEC["key"]}, headers=bearer(dave))
+        assert created.status_code == 200, created.text
+        sid = created.json()["id"]
+        assert http.get(f"/api/start/{sid}", headers=bearer(dave)).status_code == 202
+        wait_for_status(
+            lambda: http.get(f"/api/stacks/{sid}", headers=bearer(dave)).json(),
+            "started",
+            f"stack {sid}",
+            passing=("starting",),
+        )
+        yield platform
+    finally:
+        platform.stop()
+
+
+@pytest.mark.browser
+@pytest.mark.e2e
+def test_the_stacks_page_shows_the_limit_and_in_its_last_hour_the_warning(
+    page: Any, workbench: PlatformProcess
+) -> None:
+    from playwright.sync_api import expect
+
+    page.clock.install()  # the page's own clock: the server's (and dave's last activity) stays
+    log_in(page, workbench.url, "dave", "dave-password")
+    limit = page.locator("#idle-limit")
+    expect(limit).to_contain_text("Running stacks stop after 2 h without activity")
+    expect(page.locator("#idle-warning")).to_be_hidden()
+
+    page.clock.fast_forward("01:20:00")  # its polls since are the page's own: no activity
+    expect(page.locator("#idle-warning")).to_be_visible()
+    expect(page.locator("#idle-warning")).to_contain_text("your running stacks stop in about 40 min")
+    expect(page.get_by_role("button", name="Keep them running")).to_be_visible()

@@ -51,7 +51,7 @@ export function render(main) {
 
   async function refresh() {
     const [stacks, account] = await Promise.all([api.stacks(), api.account(session.user).catch(() => null)]);
-    idle.show(account);
+    idle.show(account, stacks.some((stack) => CAN_STOP.has(stack.status)));
     stacks.sort((a, b) => (a.createdTime || 0) - (b.createdTime || 0) || a.id.localeCompare(b.id));
     for (const stack of stacks) {
       const before = statuses.get(stack.id);
@@ -86,7 +86,10 @@ export function render(main) {
   };
 }
 
-/** The idle shutdown's limit and, within its last hour, a warning with a button that counts as activity. */
+/**
+ * The idle shutdown's limit and, within its last hour while stacks run, a warning with a button whose
+ * call counts as activity.
+ */
 function idlePanel() {
   const text = h("p", { class: "idle-limit", id: "idle-limit", hidden: true });
   const message = h("span", {});
@@ -109,11 +112,13 @@ function idlePanel() {
     " ",
     keep,
   );
-  function show(account) {
+  let running = false;
+  function show(account, anyRunning = running) {
+    running = anyRunning;
     const notice = account ? idleNotice(account, Date.now() / 1000) : null;
     text.hidden = !notice;
     text.textContent = notice?.text ?? "";
-    warning.hidden = !notice?.warning;
+    warning.hidden = !(running && notice?.warning);
     message.textContent = notice?.warning ?? "";
   }
   return { element: h("div", {}, text, warning), show };

@@ -229,6 +229,19 @@ def test_the_admin_sets_the_limit_and_the_user_may_only_lower_it(
     wait_for(api, alice, sid, "stopped", passing=("stopping",))
 
 
+def test_a_registration_takes_the_default_limit_whatever_it_asks(api: Api, platform: Platform) -> None:
+    registration = {
+        "namespace": "erin",
+        "name": "Erin",
+        "email": "erin@example.org",
+        "password": "erin-password",
+        "inactiveTimeout": 0,
+    }
+    assert api.call("POST", "/api/register", json=registration).status_code == 200
+    record = platform.store.get_account("erin")
+    assert record is not None and record.account.inactiveTimeout is None
+
+
 def test_a_limit_of_zero_never_stops(api: Api, platform: Platform, users: Users, clock: Clock) -> None:
     alice, admin = users.make("alice"), users.admin()
     assert put(api, admin, "alice", inactiveTimeout=0).status_code == 200

@@ -304,9 +304,15 @@ def register(ports: AccountPorts, account: Account) -> Account:
     """Create an unverified account and send its verification e-mail."""
     account = _check_new_account(account)
     _conflict_for(ports, account)
-    # Whoever registers gets the default limits: only the admin may give more.
+    # Whoever registers gets the default limits (the idle limit too): only the admin may give more.
     account = account.model_copy(
-        update={"status": "unverified", "lastLogin": 0, "resourceLimits": default_limits(ports)}
+        update={
+            "status": "unverified",
+            "lastLogin": 0,
+            "lastActive": 0,
+            "inactiveTimeout": None,
+            "resourceLimits": default_limits(ports),
+        }
     )
     account = _with_registration_token(ports.tokens, account)
     record = AccountRecord(

@@ -340,3 +340,16 @@ def test_the_stacks_page_shows_the_limit_and_in_its_last_hour_the_warning(
     expect(page.locator("#idle-warning")).to_be_visible()
     expect(page.locator("#idle-warning")).to_contain_text("your running stacks stop in about 40 min")
     expect(page.get_by_role("button", name="Keep them running")).to_be_visible()
+
+
+def test_the_clusters_sweep_may_stop_stacks() -> None:
+    """On a cluster the CronJob workbench-sweep runs the idle shutdown: it runs as the ``stop`` function's
+    service account, which stack-manager binds, with its token mounted."""
+    from shared.serving import registry
+    from shared.tools import manifests
+
+    [cron_job] = [item for item in manifests.documents()["config.yaml"] if item["kind"] == "CronJob"]
+    pod = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == manifests.account_name(registry.function("stop"))
+    assert pod["automountServiceAccountToken"] is True
+    assert "stop" in manifests.STACK_MANAGERS

@@ -432,7 +432,9 @@ def sweep_cron_job(target: Target) -> Manifest:
     """``workbench sweep`` on a schedule: accepted transfers and exports whose work stopped (a function
     instance ended mid-way, Clowder was away past the Broker's retries) are resumed, or failed saying
     why; events past their window are forgotten. Each item is claimed in the database first, so a run
-    overlapping another (or a slow one) does no work twice. Its outcome events go to the Broker's ingress."""
+    overlapping another (or a slow one) does no work twice. Its outcome events go to the Broker's ingress.
+    It also stops the stacks of idle accounts, so it runs as the ``stop`` function's service account
+    (bound to stack-manager)."""
     labels = {**APP_LABELS, "app.kubernetes.io/component": "sweep"}
     broker_ingress = f"http://{BROKER}-broker-ingress.{target.namespace}.svc.{CLUSTER_DOMAIN}/"
     return {
@@ -453,7 +455,8 @@ def sweep_cron_job(target: Target) -> Manifest:
                         "metadata": {"labels": labels},
                         "spec": {
                             "restartPolicy": "Never",
-                            "automountServiceAccountToken": False,
+                            "serviceAccountName": account_name(registry.function("stop")),
+                            "automountServiceAccountToken": True,
                             "containers": [
                                 {
                                     "name": "sweep",

@@ -13,8 +13,13 @@ if TYPE_CHECKING:
     from shared.adapters.store import AccountRecord, Store
     from shared.core.models import Account, Stack
     from shared.core.settings import Settings
-    from shared.domain.accounts import Mailer
     from shared.domain.stacks import StackPorts
+
+    class Mailer(Protocol):
+        """Where the warning goes (``accounts.Mailer``, named here so that accounts, which shows each
+        account's limit through this module, is not imported back)."""
+
+        def send(self, to: str, subject: str, body: str) -> None: ...
 
     class IdlePorts(StackPorts, Protocol):
         """What the idle sweep uses: the stacks' adapters (to stop them) and the mailer."""

@@ -3,8 +3,9 @@
 One round of ``transfer_small`` (5,000 files of 8 KiB, a fresh platform, user and stack, as the
 benchmark runs it) with py-spy sampling the platform's process (``workbench run``) and the shovel's
 while the clock runs; the top entries of each, by cumulative and by own ("total") time, go to FILE.
-py-spy samples every thread from outside the process, so the worker threads count, nothing in the
-product changes, and the rounds are slowed far less than under a tracing profiler (cProfile)."""
+py-spy samples from outside the process whichever thread holds the interpreter (``--gil``), so the
+worker threads count, waiting does not, nothing in the product changes, and the rounds are slowed far
+less than under a tracing profiler (cProfile)."""
 
 from __future__ import annotations
 
@@ -169,10 +170,10 @@ def run(output: Path = DEFAULT_OUTPUT, rate: int = RATE) -> str:
         f"# one transfer_small round: 5,000 files of 8 KiB in {measured.seconds:.2f} s "
         f"({5000 / measured.seconds:.0f} files/s, under the profiler); CPU seconds "
         + ", ".join(f"{name} {value:.2f}" for name, value in measured.cpu.items())
-        + "\n# py-spy record --function --nonblocking: 'own' is the time a function itself ran, 'cum' the"
-        " time it was on the stack, summed over threads; threads py-spy judges idle are left out, but"
-        " one waiting in a system call it does not know as idle (fsync's wait for the disk, a socket"
-        " read) counts as running: these are thread seconds, not CPU seconds (those are above)\n\n"
+        + "\n# py-spy record --function --nonblocking --gil: only the thread holding the interpreter"
+        " (its GIL) is sampled, so these are the seconds of Python work, not of waiting; 'own' is the"
+        " time a function itself ran, 'cum' the time it was on the stack. What the kernel does for a"
+        " process (creating files, fsync, sockets) is not here but is in its CPU seconds above\n\n"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(header + "\n".join(report(name, raw[name], rate) for name in ("platform", "shovel")))

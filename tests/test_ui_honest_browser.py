@@ -48,7 +48,8 @@ def test_a_send_without_a_running_stack_waits_and_offers_to_start_one(
     log_in(page, workbench.url, "carol", PASSWORD)
     view(page, "Send & export")
     page.get_by_label("Clowder dataset URL or id").fill(dataset_id)
-    page.get_by_role("button", name=re.compile(r"^Send")).click()
+    page.get_by_role("button", name="Check").click()  # the plan first
+    page.get_by_role("button", name="Send to my home").click()
     expect(page.get_by_role("heading", name="Transfers and exports", level=1)).to_be_visible()
     expect(page.locator("#notice")).to_contain_text(WAITING)
     transfer = page.get_by_role("article", name="Waiting Study")

@@ -7,7 +7,8 @@ from flask import Request, Response
 
 from shared.core.models import Stack
 from shared.domain import stacks as stack_service
-from shared.serving.api import Call, RawJson, json_errors, serve
+from shared.domain.stacks import progress
+from shared.serving.api import Call, RawJson, Upgraded, json_errors, serve
 
 
 def list_stacks(call: Call) -> RawJson:
@@ -34,6 +35,19 @@ def delete(call: Call) -> None:
     stack_service.delete(call.platform, call.principal.user, call.params["sid"])
 
 
+def events(call: Call) -> Upgraded:
+    last_event_id = call.request.headers.get("Last-Event-ID")
+    body = progress.stream(call.platform, call.principal.user, call.params["sid"], last_event_id)
+    return Upgraded(
+        Response(
+            body,
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            direct_passthrough=True,
+        )
+    )
+
+
 json_errors()
 
 
@@ -49,5 +63,6 @@ def stacks(request: Request) -> Response:
             "update": update,
             "rename": rename,
             "delete": delete,
+            "events": events,
         },
     )

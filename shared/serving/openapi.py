@@ -98,6 +98,11 @@ def _operation(route: registry.Route, function_name: str) -> dict[str, Any]:
         ok["content"] = {"application/json": {"schema": _schema_of(route.reply)}}
     elif route.endpoint == "openapi":
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
+    elif (function_name, route.endpoint) == ("stacks", "events"):
+        ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+        parameters.append(
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}
+        )
     elif route.endpoint == "download":
         ok["content"] = {"text/html": {"schema": {"type": "string"}}}
     if route.validated_by_handler:

@@ -435,6 +435,14 @@ FUNCTIONS: tuple[Function, ...] = (
                 reply="Stack",
             ),
             Route("DELETE", "/api/stacks/<sid>", "delete", "Delete a stopped stack"),
+            Route(
+                "GET",
+                "/api/stacks/<sid>/events",
+                "events",
+                "A start's progress as server-sent events (text/event-stream): each service's status "
+                "messages (image pull, container, readiness) and status, then the stack's outcome and "
+                "an end event; Last-Event-ID resumes",
+            ),
         ),
     ),
     Function(

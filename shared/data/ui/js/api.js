@@ -118,6 +118,7 @@ export const api = {
     request("POST", "/api/authenticate", { username, password }, { auth: false }),
   logout: () => request("DELETE", "/api/authenticate", undefined, { refresh: false }).catch(() => null),
   stacks: () => request("GET", "/api/stacks"),
+  stackEvents: (sid, options) => followEvents(`/api/stacks/${encodeURIComponent(sid)}/events`, options),
   createStack: (stack) => request("POST", "/api/stacks", stack),
   start: (sid) => request("GET", `/api/start/${encodeURIComponent(sid)}`),
   stop: (sid) => request("GET", `/api/stop/${encodeURIComponent(sid)}`),
@@ -143,6 +144,42 @@ export const api = {
   changePassword: (token, password) =>
     fetchWithToken(token, "PUT", "/api/change_password", { password }),
 };
+
+/**
+ * Follows a server-sent event stream with the session's token in the Authorization header (EventSource
+ * cannot send one, and a token in the address would land in access logs): `onEvent(type, data, id)`
+ * for each event. Resolves when the server ends the stream; rejects when it cannot be read.
+ */
+export async function followEvents(path, { lastEventId = "", onEvent, signal } = {}) {
+  await freshToken();
+  const headers = { Accept: "text/event-stream", "X-Workbench-Background": "1" };
+  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+  const response = await fetch(path, { headers, cache: "no-store", credentials: "omit", signal });
+  if (!response.ok || !response.body) throw new ApiError(response.status, `The server answered ${response.status}`);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const fields = { event: "message", data: [], id: "" };
+      for (const line of block.split("\n")) {
+        if (!line || line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const name = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (name === "data") fields.data.push(text);
+        else if (name === "event" || name === "id") fields[name] = text;
+      }
+      if (fields.data.length) onEvent(fields.event, JSON.parse(fields.data.join("\n")), fields.id);
+    }
+  }
+}
 
 function decision(account) {
   return new URLSearchParams({ u: account.id, t: account.token }).toString();

@@ -48,6 +48,7 @@ export function render(main) {
   const confirm = confirmDialog();
   const statuses = new Map();
   const idle = idlePanel();
+  const live = liveProgress();
 
   async function refresh() {
     const [stacks, account] = await Promise.all([api.stacks(), api.account(session.user).catch(() => null)]);
@@ -60,7 +61,8 @@ export function render(main) {
     }
     empty.hidden = stacks.length > 0;
     list.setAttribute("aria-busy", "false");
-    keyed(list, stacks, (stack) => stack.id, (stack) => card(stack, { refresh, logs, terminal, confirm }));
+    keyed(list, stacks, (stack) => stack.id, (stack) => card(stack, { refresh, logs, terminal, confirm, live }));
+    live.follow(stacks);
     await logs.refresh();
   }
 
@@ -82,6 +84,7 @@ export function render(main) {
   const stop = every(POLL_MILLISECONDS, refresh, (error) => showError(error.message));
   return () => {
     stop();
+    live.close();
     terminal.close(); // leaving the view ends the shell
   };
 }
@@ -124,7 +127,74 @@ function idlePanel() {
   return { element: h("div", {}, text, warning), show };
 }
 
-function card(stack, { refresh, logs, terminal, confirm }) {
+/**
+ * Each starting stack's progress as its services report it, from the stack's event stream; the poll
+ * goes on beside it (and redraws the stack once it is started), so a stream that fails leaves the page
+ * as it was: updated every poll.
+ */
+function liveProgress() {
+  const latest = new Map(); // service id -> its last message
+  const following = new Map(); // stack id -> the stream's AbortController
+  let closed = false;
+
+  function show(ssid) {
+    const line = document.querySelector(`[data-progress="${CSS.escape(ssid)}"]`);
+    if (!line) return;
+    line.textContent = latest.get(ssid) ?? "";
+    line.dataset.live = "true";
+  }
+
+  async function follow(sid) {
+    const controller = new AbortController();
+    following.set(sid, controller);
+    for (const ssid of latest.keys()) if (ssid.startsWith(`${sid}-`)) latest.delete(ssid); // a former start's
+    let lastEventId = "";
+    let ended = false;
+    try {
+      // A stream lasts a bounded time; it is resumed from its last event until the start is over.
+      for (let attempt = 0; !ended && !closed && attempt < 20; attempt += 1) {
+        await api.stackEvents(sid, {
+          lastEventId,
+          signal: controller.signal,
+          onEvent(type, data, id) {
+            lastEventId = id || lastEventId;
+            if (type === "service" && data.message) {
+              latest.set(data.id, data.message);
+              show(data.id);
+            } else if (type === "end") {
+              ended = true;
+            }
+          },
+        });
+      }
+    } catch {
+      // the poll carries on
+    } finally {
+      following.delete(sid);
+    }
+  }
+
+  return {
+    /** The line a service's progress is shown in while its stack starts. */
+    line(stack, service) {
+      if (stack.status !== "starting") return null;
+      const text = latest.get(service.id) ?? (service.statusMessages || []).at(-1) ?? "";
+      const dataset = latest.has(service.id) ? { progress: service.id, live: "true" } : { progress: service.id };
+      return h("p", { class: "service-progress", dataset, "aria-live": "polite" }, text);
+    },
+    follow(stacks) {
+      for (const stack of stacks) {
+        if (stack.status === "starting" && !following.has(stack.id) && !closed) follow(stack.id);
+      }
+    },
+    close() {
+      closed = true;
+      for (const controller of following.values()) controller.abort();
+    },
+  };
+}
+
+function card(stack, { refresh, logs, terminal, confirm, live }) {
   const titleId = `stack-${stack.id}-title`;
   const start = h(
     "button",
@@ -194,13 +264,13 @@ function card(stack, { refresh, logs, terminal, confirm }) {
     h(
       "ul",
       { class: "services", "aria-label": `Services of ${stack.name}` },
-      stack.services.map((service) => serviceItem(stack, service, logs, terminal)),
+      stack.services.map((service) => serviceItem(stack, service, logs, terminal, live)),
     ),
     h("div", { class: "actions" }, start, stop, remove),
   );
 }
 
-function serviceItem(stack, service, logs, terminal) {
+function serviceItem(stack, service, logs, terminal, live) {
   const endpoints = connectable(service);
   const preview = isPreview(service);
   const failed = service.status === "error" || service.status === "timeout";
@@ -256,6 +326,7 @@ function serviceItem(stack, service, logs, terminal) {
           )
         : null,
     ),
+    live.line(stack, service),
     endpoints.length ? h("p", { class: "endpoint" }, endpoints.map((endpoint) => endpoint.url).join(" ")) : null,
     preview && stack.status !== "stopped" ? h("p", { class: "service-note" }, h("strong", {}, `${PREVIEW}: `), REAL_APP) : null,
     failed && messages.length

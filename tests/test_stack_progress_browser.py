@@ -80,3 +80,25 @@ def test_a_starting_stack_shows_its_services_progress_live(page: Any, workbench:
 
     card.get_by_role("button", name="Stop").click()
     expect(card.locator(".stack-status")).to_have_text("Status: stopped", timeout=30_000)
+
+
+def test_workbench_run_passes_the_stream_on_as_it_comes(workbench: Platform) -> None:
+    """Through the gateway and werkzeug's server, each event arrives while the start is still going on
+    (a buffered stream would arrive only once the stack is started, all at once)."""
+    with httpx.Client(base_url=workbench.url, timeout=10) as http:
+        dana = token(http, "dana", PASSWORD)
+        sid = http.post("/api/stacks", json={"key": "slow", "name": "Streamed"}, headers=bearer(dana)).json()[
+            "id"
+        ]
+        assert http.get(f"/api/start/{sid}", headers=bearer(dana)).status_code == 202
+        try:
+            with http.stream("GET", f"/api/stacks/{sid}/events", headers=bearer(dana)) as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                for line in response.iter_lines():
+                    if line.startswith("data: ") and "(process " in line:
+                        break
+                status = http.get(f"/api/stacks/{sid}", headers=bearer(dana)).json()["status"]
+                assert status == "starting"
+        finally:
+            assert http.get(f"/api/stop/{sid}", headers=bearer(dana)).status_code == 202

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.support import STATIC_SPEC
 from tests.conftest import ADMIN_PASSWORD
-from tests.test_e2e import STATIC_SPEC, Platform, bearer, token
+from tests.test_e2e import Platform, bearer, token
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

@@ -180,10 +180,10 @@ class CommandAbandoned(Payload):
 
     user: str
     stack_id: str | None = Field(default=None, description="The stack of the shovel that gave up")
-    kind: Literal["sync", "export", "start", "stop"] = Field(description="The command's kind")
+    kind: Literal["sync", "export", "start", "stop", "receipt"] = Field(description="The command's kind")
     subject: str = Field(
-        description="What the command was about: the transfer's id (sync), the export's id (export), "
-        "the stack's id (start, stop)"
+        description="What the command was about: the transfer's id (sync, receipt), the export's id "
+        "(export), the stack's id (start, stop)"
     )
     failures: int = Field(ge=1, description="How often the command was tried and failed")
     reason: str = Field(description="The last failure, without a URL's query string")

@@ -9,26 +9,39 @@ import functions_framework
 from flask import Request, Response
 
 from shared.core.errors import Forbidden, NotFound, Unauthorized
-from shared.core.models import Container, ContainerService, ShovelHealth, Stack, StackService
+from shared.core.models import Container, ContainerService, DatasetCopy, ShovelHealth, Stack, StackService
+from shared.domain import transfers
 from shared.serving.api import Call, json_errors, serve
 
 STALE_SECONDS = 90
 
 
-def list_containers(call: Call) -> list[Container]:
-    user = call.params["user"]
+def _is_clowder(call: Call) -> bool:
+    """Whether the caller holds Clowder's service token (Unauthorized without any bearer token)."""
     token = call.bearer_token()
     if token is None:
         raise Unauthorized("missing bearer token")
     service_token = call.platform.settings.clowder.service_token
-    is_clowder = service_token is not None and secrets.compare_digest(token.encode(), service_token.encode())
-    if not is_clowder:
+    return service_token is not None and secrets.compare_digest(token.encode(), service_token.encode())
+
+
+def list_containers(call: Call) -> list[Container]:
+    user = call.params["user"]
+    if not _is_clowder(call):
         principal = call.principal
         if not principal.admin and principal.user != user:
             raise Forbidden("you may only list your own containers")
     if call.platform.store.get_account(user) is None:
         raise NotFound("account", user)
     return [_container(stack) for stack in call.platform.store.list_stacks(user)]
+
+
+def dataset_copies(call: Call) -> list[DatasetCopy]:
+    """For the admin and Clowder only: the copies name every user who holds the dataset."""
+    if not _is_clowder(call) and not call.principal.admin:
+        raise Forbidden("only the admin or Clowder may see where a dataset's copies went")
+    version = call.query("version")
+    return transfers.copies(call.platform, call.params["dataset_id"], version or None)
 
 
 def _container(stack: Stack) -> Container:
@@ -76,4 +89,6 @@ json_errors()
 
 @functions_framework.http
 def containers(request: Request) -> Response:
-    return serve("containers", request, {"list": list_containers, "shovels": shovels})
+    return serve(
+        "containers", request, {"list": list_containers, "shovels": shovels, "copies": dataset_copies}
+    )

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from shared.core.errors import InvalidInput
-from shared.core.models import Transfer, TransferRefusal
+from shared.core.models import ReceiptCheck, Transfer, TransferRefusal
 from shared.domain import transfers as transfer_service
 from shared.serving.api import Call, Reply, json_errors, serve
 
@@ -43,9 +43,18 @@ def read(call: Call) -> Transfer:
     return transfer_service.as_owner_sees(call.platform, [transfer])[0]
 
 
+def verify(call: Call) -> ReceiptCheck:
+    principal = call.principal
+    return transfer_service.verify_copy(
+        call.platform, principal.user, call.params["transfer_id"], admin=principal.admin
+    )
+
+
 json_errors()
 
 
 @functions_framework.http
 def transfers(request: Request) -> Response:
-    return serve("transfers", request, {"list": list_transfers, "create": create, "read": read})
+    return serve(
+        "transfers", request, {"list": list_transfers, "create": create, "read": read, "verify": verify}
+    )

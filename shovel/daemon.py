@@ -30,19 +30,27 @@ from events.types import (
 )
 from shared.adapters.bus import Bus, Delivery
 from shared.core.errors import InvalidInput
-from shared.domain.messages import Command, ExportCommand, StackCommand, SyncCommand, queue_for
+from shared.domain.messages import (
+    Command,
+    ExportCommand,
+    ReceiptCommand,
+    StackCommand,
+    SyncCommand,
+    queue_for,
+)
 from shovel.export import Exporter
 from shovel.folders import check_home
 from shovel.health import HealthServer
 from shovel.heartbeat import Emit, Heartbeat, interval, version
 from shovel.placing import PlacementError
+from shovel.receipts import write_receipt
 from shovel.settings import ShovelSettings
 from shovel.sync import Stopping, Syncer
 
 log = logging.getLogger(__name__)
 
-COMMANDS: TypeAdapter[SyncCommand | ExportCommand | StackCommand] = TypeAdapter(Command)
-AnyCommand = SyncCommand | ExportCommand | StackCommand
+AnyCommand = SyncCommand | ExportCommand | StackCommand | ReceiptCommand
+COMMANDS: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 RETRY_SECONDS = 5.0
 """Pause before a failed command goes back to the queue, so a lasting fault does not spin."""
 STACK_TIMEOUT = 30.0
@@ -229,7 +237,7 @@ class Shovel:
             with self.lock:
                 self.busy -= 1
 
-    def _accept(self, delivery: Delivery) -> SyncCommand | ExportCommand | StackCommand | None:
+    def _accept(self, delivery: Delivery) -> AnyCommand | None:
         """The delivery's command, or None after rejecting a message that is none or not this user's."""
         try:
             command = COMMANDS.validate_json(delivery.body)
@@ -267,6 +275,8 @@ class Shovel:
                     self.last_sync = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
                 elif isinstance(command, ExportCommand):
                     self.emit(EXPORT_UPLOADED, exporter.run(command))
+                elif isinstance(command, ReceiptCommand):
+                    write_receipt(self.settings.home, command)
                 else:
                     wait(earlier)
                     if self.cancelled():
@@ -333,7 +343,7 @@ class Shovel:
 
     def _abandoned(self, command: AnyCommand, failures: int, reason: str) -> tuple[str, Payload]:
         """The event of a command given up: what it was and why, not the command (its URLs, a token)."""
-        if isinstance(command, SyncCommand):
+        if isinstance(command, SyncCommand | ReceiptCommand):
             subject = command.transfer_id
         elif isinstance(command, ExportCommand):
             subject = command.export_id
@@ -437,6 +447,8 @@ def _describe(command: AnyCommand) -> str:
         return f"sync command of transfer {command.transfer_id}"
     if isinstance(command, ExportCommand):
         return f"export {command.export_id}"
+    if isinstance(command, ReceiptCommand):
+        return f"receipt of transfer {command.transfer_id}"
     return f"{command.kind} of stack {command.stack_id}"
 
 

@@ -108,6 +108,11 @@ class Ledger:
         with self._lock:
             return self._entries.get(path)
 
+    def placed(self) -> dict[str, str]:
+        """Where each file went (in the home), by the path it was sent to."""
+        with self._lock:
+            return {path: entry.placed for path, entry in self._entries.items()}
+
     def record(self, path: str, entry: LedgerEntry) -> None:
         self.record_all([(path, entry)])
 

@@ -85,6 +85,8 @@ class File:
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     local: bool = False
     """Kept on Clowder 2's ``local`` storage: listed with its ``storage_path`` (the source on disk)."""
+    digest: tuple[str, str] | None = None
+    """A digest listed with the file: (field name, hex value), e.g. ("sha512", ...)."""
 
     @property
     def size(self) -> int:
@@ -529,8 +531,10 @@ class ClowderServer:
         folder_id: str | None = None,
         content_type: str = "application/octet-stream",
         local: bool = False,
+        digest: tuple[str, str] | None = None,
     ) -> str:
-        """A file from ``data``, or served straight from ``source`` on disk (not copied: large files stay cheap)."""
+        """A file from ``data``, or served straight from ``source`` on disk (not copied: large files stay
+        cheap); ``digest``: a (field name, hex) pair its listing carries, true or not."""
         if (data is None) == (source is None):
             raise ValueError("give either data or source")
         file_id = new_id()
@@ -547,6 +551,7 @@ class ClowderServer:
                 content_type,
                 order=next(self._order),
                 local=local,
+                digest=digest,
             )
         return file_id
 
@@ -804,6 +809,7 @@ class ClowderServer:
             "contentType": file.content_type,
             "date-created": _java_date(file.created),
             "size": str(file.size),
+            **_digest_field(file),
         }
 
     def _v1_dataset(self, request: Request, id: str) -> Response:
@@ -956,6 +962,7 @@ class ClowderServer:
             "thumbnail_id": None,
             "storage_type": "local" if file.local else "minio",
             "storage_path": str(file.source) if file.local else None,
+            **_digest_field(file),
             "object_type": "file",
             "origin_id": None,
             "id": file.id,
@@ -1329,3 +1336,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _digest_field(file: File) -> dict[str, str]:
+    return {} if file.digest is None else {file.digest[0]: file.digest[1]}

@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from shared.core import receipts
+from shared.core.receipts import Verification
+
 OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 SCAN_ENTRIES = 200_000
 """A home's scan stops after this many entries (its count is then a lower bound): a plan answers at once."""
@@ -38,6 +41,10 @@ class HomeSpacePort(Protocol):
 
     def sizes(self, user: str, folder: str, paths: Iterable[str]) -> dict[str, int]:
         """The size of each of ``paths`` (below ``folder`` of the home) that is a regular file there."""
+        ...
+
+    def verify(self, user: str, folder: str) -> Verification | None:
+        """``folder`` of the home checked against its receipts; None where it is no real folder there."""
         ...
 
 
@@ -102,6 +109,22 @@ class HomeSpace:
         finally:
             folders.close()
         return found
+
+    def verify(self, user: str, folder: str) -> Verification | None:
+        # Reached through folders opened one name at a time (never through a link) and walked through
+        # the open descriptor: a link in the home cannot send the platform elsewhere.
+        try:
+            home = os.open(self.home_for(user), OPEN_FOLDER)
+        except OSError:
+            return None
+        folders = _Folders(home)
+        try:
+            descriptor = folders.open(folder.strip("/"))
+            if descriptor is None:
+                return None
+            return receipts.verify(Path(f"/proc/self/fd/{descriptor}"))
+        finally:
+            folders.close()
 
 
 class _Folders:

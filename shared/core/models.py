@@ -306,6 +306,7 @@ class Transfer(Model):
     source: str = Field(description="The Clowder instance")
     datasetId: str
     datasetName: str = ""
+    datasetVersion: str = Field(default="", description="The dataset's version where Clowder has one")
     target: str = Field(default="", description="Folder in the user's home")
     mode: Literal["stage", "link"] = "stage"
     stackId: str = ""
@@ -329,6 +330,38 @@ class Transfer(Model):
         "app's own terms (worked out when the transfer is read, from the stacks running then; never "
         "stored)",
     )
+
+
+class DatasetCopy(Model):
+    """A completed transfer of a Clowder dataset: a copy of it in a user's home
+    (``GET /api/datasets/<id>/copies``)."""
+
+    transferId: str
+    user: str
+    datasetId: str
+    datasetName: str = ""
+    datasetVersion: str = ""
+    target: str = Field(description="Folder in the user's home that holds the copy")
+    filesDone: int = 0
+    bytesDone: int = 0
+    completedTime: int = 0
+    locations: list[FileLocation] = Field(
+        default=[], description="Where each of the user's running stack services sees the copy now"
+    )
+
+
+class ReceiptCheck(Model):
+    """A completed transfer's folder re-hashed against its receipts (``POST /api/transfers/<id>/verify``)."""
+
+    transferId: str
+    target: str
+    receipts: int = Field(description="Receipts found in the folder's .workbench/receipts")
+    checked: int
+    modified: list[str] = Field(default=[], description="Files whose bytes changed since received")
+    missing: list[str] = Field(default=[], description="Files received and gone since")
+    added: list[str] = Field(default=[], description="Files no receipt names")
+    problems: list[str] = Field(default=[], description="Receipts that could not be read")
+    unchanged: bool
 
 
 class TransferPlan(Model):

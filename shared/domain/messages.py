@@ -84,4 +84,25 @@ class StackCommand(Queued):
     token: str = Field(repr=False, description="The stack's control token (scope stack:<sid>:control)")
 
 
-Command = Annotated[SyncCommand | ExportCommand | StackCommand, Field(discriminator="kind")]
+class ReceiptFile(Message):
+    path: str = Field(description="Relative to the command's target folder, where the platform sent it")
+    size: int
+    sha256: str
+
+
+class ReceiptCommand(Queued):
+    """A transfer completed: write its receipt (``shared.core.receipts``) into ``target`` of the home."""
+
+    kind: Literal["receipt"] = "receipt"
+    transfer_id: str
+    user: str
+    target: str = Field(description="Folder relative to the user's home")
+    clowder_url: str
+    dataset_id: str
+    dataset_name: str = ""
+    version: str | None = None
+    completed: str = Field(description="When the transfer completed (ISO 8601, UTC)")
+    files: list[ReceiptFile]
+
+
+Command = Annotated[SyncCommand | ExportCommand | StackCommand | ReceiptCommand, Field(discriminator="kind")]

@@ -16,19 +16,29 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from queue import SimpleQueue
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import Field
 
 from events.ids import CLOWDER_ID_PATTERN
 from shared.adapters.objectstore import Blob, blob_key
 from shared.core import clock, datafolder
-from shared.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable, WorkbenchError
+from shared.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotSupported,
+    Unavailable,
+    WorkbenchError,
+)
 from shared.core.models import (
     AccountResourceLimits,
+    DatasetCopy,
     FileError,
     FileLocation,
     Model,
+    ReceiptCheck,
     ServiceSpec,
     Transfer,
     TransferFile,
@@ -40,7 +50,7 @@ from shared.core.paths import safe_name, safe_relative
 from shared.core.retry import Again, Attempt, Policy
 from shared.domain.accounts import account_for_email
 from shared.domain.leases import lease_kept
-from shared.domain.messages import SyncCommand, SyncFile, queue_for
+from shared.domain.messages import ReceiptCommand, ReceiptFile, SyncCommand, SyncFile, queue_for
 
 if TYPE_CHECKING:
     from events.types import TransferProgress, TransferRequested
@@ -405,6 +415,7 @@ def _begin_staging(
             update={
                 "state": "staging",
                 "datasetName": dataset.name,
+                "datasetVersion": dataset.version or "",
                 "target": target,
                 "filesTotal": len(listed),
                 "bytesTotal": sum(file.size or 0 for file in listed),
@@ -780,13 +791,18 @@ def _download_blob(
 
     def download(attempt: Attempt) -> tuple[Blob, bytes | None]:
         kept: list[bytes] = []
-        chunks = ports.clowder().download(file.id, size=file.size)
+        chunks: Iterable[bytes] = ports.clowder().download(file.id, size=file.size)
+        check = None if file.digest is None else hashlib.new(file.digest[0])
+        if check is not None:
+            chunks = _digesting(chunks, check)
         try:
             blob = put(_keeping(chunks, kept) if keep else chunks, file.size)
         except RestartRequired as error:
             if attempt.last:
                 raise
             raise Again(error.message) from error
+        if file.digest is not None and check is not None and check.hexdigest() != file.digest[1]:
+            raise DigestMismatch(file.digest[0], file.digest[1], check.hexdigest())
         content = b"".join(kept) if keep and blob.size <= INLINE_BYTES else None
         return blob, content
 
@@ -795,6 +811,25 @@ def _download_blob(
 
     # No wait before a restart: a body cut short is no sign of a busy server.
     return Policy(retries=RESTARTS - 1, backoff=0).run(download, on_retry=again)
+
+
+class DigestMismatch(WorkbenchError):
+    """The bytes Clowder sent do not hash to the digest Clowder keeps of the file."""
+
+    status = 502
+
+    def __init__(self, algorithm: str, expected: str, received: str) -> None:
+        super().__init__(
+            f"checksum mismatch: Clowder's {algorithm} of the file is {expected}, the bytes received "
+            f"hash to {received}"
+        )
+
+
+def _digesting(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
+    """``chunks`` passed on, each added to ``digest`` (a hashlib object) on the way."""
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 def _keeping(chunks: Iterable[bytes], kept: list[bytes]) -> Iterator[bytes]:
@@ -904,11 +939,41 @@ def refresh(ports: TransferPorts, transfer_id: str) -> Transfer:
         if finished:
             if transfer.state == "completed":
                 measure_throughput(ports, transfer)
+                _send_receipt(ports, transfer)
             _announce(ports, transfer)
         latest = store.tally_transfer_files(transfer_id)
         if latest == tally:
             return transfer
         tally = latest
+
+
+def _send_receipt(ports: TransferPorts, transfer: Transfer) -> None:
+    """Have a shovel of the user write the completed transfer's receipt next to its files: only a
+    shovel reaches the home on every runtime. A receipt that cannot be sent is logged, not fatal:
+    the files are placed and the transfer stays completed."""
+    from datetime import UTC, datetime
+
+    files = [
+        ReceiptFile(path=row.path, size=row.size, sha256=row.sha256)
+        for row in ports.store.list_transfer_files(transfer.id)
+        if row.state == "placed" and row.sha256 is not None
+    ]
+    completed = datetime.fromtimestamp(transfer.updateTime, UTC).isoformat().replace("+00:00", "Z")
+    command = ReceiptCommand(
+        transfer_id=transfer.id,
+        user=transfer.user,
+        target=transfer.target,
+        clowder_url=transfer.source,
+        dataset_id=transfer.datasetId,
+        dataset_name=transfer.datasetName,
+        version=transfer.datasetVersion or None,
+        completed=completed,
+        files=files,
+    )
+    try:
+        ports.bus.publish(queue_for(transfer.user), command.model_dump_json().encode())
+    except WorkbenchError as error:
+        log.warning("transfer %s: its receipt could not be sent: %s", transfer.id, error.message)
 
 
 def _recount(
@@ -1063,6 +1128,61 @@ def locations(mounts: list[tuple[str, ServiceSpec]], target: str) -> list[FileLo
         if path is not None:
             seen.append(FileLocation(service=ssid, path=path))
     return seen
+
+
+def copies(ports: TransferPorts, dataset_id: str, version: str | None = None) -> list[DatasetCopy]:
+    """Where copies of a Clowder dataset (of ``version``, where given) went: each completed transfer
+    of it, with the user, the folder, and the running stack services that see it now."""
+    found = [
+        transfer
+        for transfer in ports.store.list_transfers()
+        if transfer.datasetId == dataset_id
+        and transfer.state == "completed"
+        and (version is None or transfer.datasetVersion == version)
+    ]
+    seen = as_owner_sees(ports, sorted(found, key=lambda transfer: (transfer.updateTime, transfer.id)))
+    return [
+        DatasetCopy(
+            transferId=transfer.id,
+            user=transfer.user,
+            datasetId=transfer.datasetId,
+            datasetName=transfer.datasetName,
+            datasetVersion=transfer.datasetVersion,
+            target=transfer.target,
+            filesDone=transfer.filesDone,
+            bytesDone=transfer.bytesDone,
+            completedTime=transfer.updateTime,
+            locations=transfer.locations,
+        )
+        for transfer in seen
+    ]
+
+
+def verify_copy(ports: TransferPorts, user: str, transfer_id: str, *, admin: bool = False) -> ReceiptCheck:
+    """Re-hash a completed transfer's folder against its receipts, where the platform reaches the
+    homes (one machine); elsewhere only the shovel does, and ``workbench verify`` runs beside the data."""
+    transfer = read(ports, user, transfer_id, admin=admin)
+    if transfer.state != "completed":
+        raise Conflict(f"transfer '{transfer_id}' is {transfer.state}: only a completed one has a receipt")
+    if ports.home_space is None:
+        raise NotSupported(
+            "the platform does not reach the homes here: run `workbench verify <folder>` (or "
+            "`python -m shared.core.receipts <folder>`) where the data is, e.g. in the stack's container"
+        )
+    found = ports.home_space.verify(transfer.user, transfer.target)
+    if found is None:
+        raise NotFound("folder", transfer.target)
+    return ReceiptCheck(
+        transferId=transfer.id,
+        target=transfer.target,
+        receipts=found.receipts,
+        checked=found.checked,
+        modified=found.modified,
+        missing=found.missing,
+        added=found.added,
+        problems=found.problems,
+        unchanged=found.unchanged,
+    )
 
 
 def as_owner_sees(ports: TransferPorts, transfers: list[Transfer]) -> list[Transfer]:

@@ -34,6 +34,8 @@ QUERY_PARAMETERS = {
     ("transfers", "create", "dry_run"): "`1` (or `true`): answer 200 with the transfer's plan (files, bytes, "
     "what is staged already or in place, the storage quota and the volume's free space it needs, an estimate "
     "of the time) and change nothing: no transfer is recorded, nothing is staged or sent",
+    ("containers", "copies", "version"): "Only the copies of this version of the dataset (where Clowder has "
+    "versions)",
 }
 """The description of each query parameter that has one: (function, endpoint, parameter) → text."""
 OWN_REPLIES = {
@@ -43,6 +45,12 @@ OWN_REPLIES = {
         507: (
             "TransferRefusal",
             "The transfer would not fit the free space of the home's volume; nothing moved",
+        ),
+    },
+    ("transfers", "verify"): {
+        501: (
+            "ErrorBody",
+            "The platform does not reach the homes here (a cluster): run `workbench verify` beside the data",
         ),
     },
 }

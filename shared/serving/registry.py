@@ -682,6 +682,14 @@ FUNCTIONS: tuple[Function, ...] = (
                 "One transfer: state, counts, errors",
                 reply="Transfer",
             ),
+            Route(
+                "POST",
+                "/api/transfers/<transfer_id>/verify",
+                "verify",
+                "Re-hash a completed transfer's folder against its receipts: files modified, missing or "
+                "added since (where the platform reaches the homes; elsewhere 501)",
+                reply="ReceiptCheck",
+            ),
         ),
     ),
     Function(
@@ -695,6 +703,16 @@ FUNCTIONS: tuple[Function, ...] = (
                 "The user's stacks (the user's or the admin's token, or Clowder's service token)",
                 access="service",
                 reply="list[Container]",
+            ),
+            Route(
+                "GET",
+                "/api/datasets/<dataset_id>/copies",
+                "copies",
+                "Where copies of a Clowder dataset went: its completed transfers, with the user, the folder "
+                "and the stack services that see it (the admin's token or Clowder's service token)",
+                access="service",
+                reply="list[DatasetCopy]",
+                query=("version",),
             ),
             Route(
                 "GET",

@@ -384,6 +384,13 @@ def deploy(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def verify(arguments: argparse.Namespace) -> int:
+    """Standard library only (``shared.core.receipts``), so that it runs wherever the folder is."""
+    from shared.core import receipts
+
+    return receipts.main([arguments.folder, *(["--json"] if arguments.json else [])])
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="workbench", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -428,6 +435,15 @@ def parser() -> argparse.ArgumentParser:
     )
     sender.add_argument("--structured", action="store_true", help="structured content mode (default binary)")
     sender.set_defaults(handler=events_send)
+
+    verify_command = commands.add_parser(
+        "verify",
+        help="re-hash a folder against its delivery receipts (.workbench/receipts): list the files "
+        "modified, missing or added since; exit 1 if any",
+    )
+    verify_command.add_argument("folder", help="a transfer's target folder, e.g. ~/Clowder/<dataset>")
+    verify_command.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    verify_command.set_defaults(handler=verify)
 
     shovel_command = commands.add_parser("shovel", help="run a stack's shovel (sidecar) on RabbitMQ")
     shovel_command.set_defaults(handler=shovel)

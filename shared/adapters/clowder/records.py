@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
+
+DIGEST_FIELDS = ("sha256", "sha512", "sha1", "md5")
+"""The digests a Clowder file record may carry, by the hashlib name of their algorithm (a field of
+that name holding hex): the strongest one found is checked against the bytes received."""
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True)
@@ -18,6 +25,17 @@ class ClowderFile:
     content_type: str | None
     storage_path: str | None = None
     """Where Clowder keeps the bytes on its own disk (Clowder 2's ``local`` storage), for link mode."""
+    digest: tuple[str, str] | None = None
+    """A digest Clowder keeps of the file: (hashlib algorithm, lower-case hex), where it offers one."""
+
+
+def digest_in(record: dict[str, Any]) -> tuple[str, str] | None:
+    """The strongest digest a Clowder file record carries (``DIGEST_FIELDS``), or None."""
+    for algorithm in DIGEST_FIELDS:
+        value = record.get(algorithm)
+        if isinstance(value, str) and _HEX.fullmatch(value):
+            return algorithm, value.lower()
+    return None
 
 
 @dataclass(frozen=True)
@@ -25,6 +43,8 @@ class ClowderDataset:
     id: str
     name: str
     description: str
+    version: str | None = None
+    """The version where Clowder has one (Clowder 2's frozen, released versions)."""
 
 
 @dataclass(frozen=True)

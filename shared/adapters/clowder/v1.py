@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.adapters.clowder.records import ClowderDataset, ClowderFile, FolderIndex
+from shared.adapters.clowder.records import ClowderDataset, ClowderFile, FolderIndex, digest_in
 from shared.adapters.clowder.transport import Transport, segment, size, string
 from shared.core.errors import Unavailable
 
@@ -60,6 +60,7 @@ def files(transport: Transport, dataset_id: str) -> list[ClowderFile]:
                 path="/".join((*folders, name)),
                 size=size(item.get("size")),
                 content_type=None if content_type is None else string(content_type),
+                digest=digest_in(item),
             )
         )
     return result
@@ -82,7 +83,16 @@ def dataset_from(answer: Any, dataset_id: str, transport: Transport) -> ClowderD
         id=string(item.get("id")) or dataset_id,
         name=string(item.get("name")),
         description=string(item.get("description")),
+        version=_version(item),
     )
+
+
+def _version(item: dict[str, Any]) -> str | None:
+    """Clowder 2's released version of a frozen dataset (Clowder 1 has none)."""
+    number = item.get("frozen_version_num")
+    if item.get("frozen") is True and isinstance(number, int) and number > 0:
+        return str(number)
+    return None
 
 
 def _folders_of(transport: Transport, file_id: str, dataset_name: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from shared.adapters.clowder.records import ClowderFile, FolderIndex
+from shared.adapters.clowder.records import ClowderFile, FolderIndex, digest_in
 from shared.adapters.clowder.transport import Transport, segment, size, string
 from shared.core.errors import Unavailable
 
@@ -65,6 +65,7 @@ def files(transport: Transport, dataset_id: str, page_size: int) -> list[Clowder
                 storage_path=string(item.get("storage_path"))
                 if item.get("storage_type") == "local" and item.get("storage_path")
                 else None,
+                digest=digest_in(item),
             )
         )
     return result

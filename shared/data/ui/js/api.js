@@ -127,6 +127,7 @@ export const api = {
   services: () => request("GET", "/api/services?catalog=all"),
   transfers: () => request("GET", "/api/transfers"),
   send: (transfer) => request("POST", "/api/transfers", transfer),
+  verifyTransfer: (id) => request("POST", `/api/transfers/${encodeURIComponent(id)}/verify`),
   exports: () => request("GET", "/api/exports"),
   exportFolder: (request_) => request("POST", "/api/exports", request_),
   accounts: () => request("GET", "/api/accounts"),

@@ -6,6 +6,7 @@ import { act, announce, badge, bytes, h, keyed, plural, showError, when } from "
 const POLL_MILLISECONDS = 2000;
 const FINISHED = new Set(["completed", "failed"]);
 const CAN_START = new Set(["stopped", "error"]);
+const checks = new Map(); // transfer id → its last verification (kept across the page's polls)
 export const WAITING = "None of your stacks is running: the files arrive when one of your stacks starts.";
 
 export function render(main) {
@@ -36,6 +37,7 @@ export function render(main) {
     const newestFirst = (a, b) => (b.createdTime || 0) - (a.createdTime || 0) || a.id.localeCompare(b.id);
     transferList.sort(newestFirst);
     exportList.sort(newestFirst);
+    for (const item of transferList) if (checks.has(item.id)) item.check = checks.get(item.id);
     for (const item of transferList) tell("transfer", item, `The transfer of ${item.datasetName || item.datasetId}`);
     for (const item of exportList) tell("export", item, `The export of ${item.folder}`);
     noTransfers.hidden = transferList.length > 0;
@@ -121,8 +123,53 @@ function transferCard(transfer, refresh) {
       `${transfer.filesDone} of ${transfer.filesTotal} files · ${bytes(transfer.bytesDone)} of ${bytes(total)}`,
     ),
     seenIn(transfer),
+    complete ? verifyBlock(transfer, refresh) : null,
     waitingNote(transfer, refresh),
     errorList(transfer),
+  );
+}
+
+// A completed transfer's folder re-hashed against the receipt left next to its files.
+function verifyBlock(transfer, refresh) {
+  const check = transfer.check;
+  const name = transfer.datasetName || transfer.datasetId;
+  const button = h(
+    "button",
+    {
+      type: "button",
+      dataset: { focus: `verify-${transfer.id}` },
+      onclick: (event) =>
+        act(event.currentTarget, async () => {
+          const result = await api.verifyTransfer(transfer.id);
+          checks.set(transfer.id, result);
+          announce(result.unchanged ? `${name}: unchanged since received.` : `${name}: changed since received.`);
+          await refresh();
+        }),
+    },
+    "Verify",
+  );
+  const changes = check
+    ? [
+        ...check.modified.map((path) => h("li", {}, "modified: ", h("code", {}, path))),
+        ...check.missing.map((path) => h("li", {}, "missing: ", h("code", {}, path))),
+        ...check.added.map((path) => h("li", {}, "added: ", h("code", {}, path))),
+        ...check.problems.map((problem) => h("li", {}, problem)),
+      ]
+    : [];
+  return h(
+    "div",
+    { class: "verify" },
+    h("div", { class: "actions" }, button),
+    check
+      ? h(
+          "p",
+          { class: check.unchanged ? "meta" : "problems", role: "status" },
+          check.unchanged
+            ? `Unchanged since received: ${plural(check.checked, "file")} checked against the receipt.`
+            : `Changed since received (${plural(check.checked, "file")} checked):`,
+        )
+      : null,
+    changes.length ? h("ul", { "aria-label": "Changes since received" }, changes) : null,
   );
 }
 

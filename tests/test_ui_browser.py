@@ -14,6 +14,7 @@ import pytest
 from tests.chromium import NARROW
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, ROOT
+from tests.support import wait_until
 from tests.test_e2e import STATIC_SPEC, Platform, bearer, token
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -179,6 +180,17 @@ def test_create_start_connect_send_export_stop_and_delete(
     expect(in_app.get_by_role("link", name="raw/")).to_be_visible()
     screenshot(in_app, "app-sent-files")
     in_app.close()
+
+    # the receipt the shovel left next to the files: Verify re-hashes them, and names a change
+    receipt = home / "Clowder" / "incoming" / ".workbench" / "receipts"
+    wait_until(lambda: any(receipt.glob("*.json")), "the transfer's receipt")
+    transfer.get_by_role("button", name="Verify").click()
+    expect(transfer.get_by_role("status")).to_have_text(
+        "Unchanged since received: 2 files checked against the receipt."
+    )
+    (home / "Clowder" / "incoming" / "readme.txt").write_bytes(b"edited\n")
+    transfer.get_by_role("button", name="Verify").click()
+    expect(transfer.get_by_role("list", name="Changes since received")).to_have_text("modified: readme.txt")
 
     # a dataset with a file Clowder cannot hand out: that file's error is shown
     broken_id = clowder.add_dataset("Broken Study")

@@ -275,3 +275,24 @@ def test_copies_of_a_dataset_are_listed_for_the_admin_and_clowder_only(
     assert as_clowder.get_json() == as_admin.get_json()
     assert api.call("GET", f"{path}?version=3", SERVICE_TOKEN).get_json() == []
     assert api.call("GET", "/api/datasets/someotherdataset/copies", SERVICE_TOKEN).get_json() == []
+
+
+def test_verify_through_the_api_needs_a_completed_transfer_and_a_platform_that_reaches_the_homes(
+    api: Api, platform: Platform, alice: str
+) -> None:
+    """Without shovels beside the platform (as on a cluster) it does not reach the homes: 501, naming
+    what to run instead; a transfer still under way has no receipt yet: 409."""
+    from shared.core.models import Transfer
+
+    for transfer_id, state in (("t-done", "completed"), ("t-busy", "syncing")):
+        transfer = Transfer(
+            id=transfer_id, user="alice", source="https://clowder.example.org", datasetId="d1"
+        )
+        platform.store.insert_transfer(transfer.model_copy(update={"state": state}), work="")
+
+    answer = api.call("POST", "/api/transfers/t-done/verify", alice)
+    assert answer.status_code == 501, answer.get_json()
+    assert "workbench verify" in error_of(answer)
+    answer = api.call("POST", "/api/transfers/t-busy/verify", alice)
+    assert answer.status_code == 409, answer.get_json()
+    assert "syncing" in error_of(answer)

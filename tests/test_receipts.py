@@ -296,3 +296,34 @@ def test_verify_through_the_api_needs_a_completed_transfer_and_a_platform_that_r
     answer = api.call("POST", "/api/transfers/t-busy/verify", alice)
     assert answer.status_code == 409, answer.get_json()
     assert "syncing" in error_of(answer)
+
+
+def test_verify_reads_lists_and_hashes_nothing_outside_the_folder(tmp_path: Path) -> None:
+    """A receipt naming paths that lead out of the folder, a folder swapped for a link to elsewhere,
+    and a receipts folder that is itself a link: nothing outside is read, listed or hashed."""
+    folder, outside = tmp_path / "received", tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_bytes(b"not yours\n")
+    (outside / "elsewhere.json").write_text(json.dumps({"format": receipts.RECEIPT_FORMAT, "files": []}))
+    digest = hashlib.sha256(b"not yours\n").hexdigest()
+    (folder / ".workbench" / "receipts").mkdir(parents=True)
+    named = [
+        {"path": "../outside/secret.txt", "size": 10, "sha256": digest},
+        {"path": "linked/secret.txt", "size": 10, "sha256": digest},
+    ]
+    (folder / ".workbench" / "receipts" / "t1.json").write_text(
+        json.dumps({"format": receipts.RECEIPT_FORMAT, "completed": "1", "files": named})
+    )
+    (folder / "linked").symlink_to(outside)
+
+    result = receipts.verify(folder)
+
+    assert result.checked == 0
+    assert result.missing == ["../outside/secret.txt", "linked/secret.txt"]
+    assert result.added == ["linked"]  # the link itself, never what it leads to
+
+    # A receipts folder that is a link is not read at all.
+    (folder / ".workbench" / "receipts").rename(tmp_path / "moved")
+    (folder / ".workbench" / "receipts").symlink_to(outside)
+    assert receipts.verify(folder).receipts == 0

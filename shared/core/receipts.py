@@ -104,75 +104,103 @@ class Verification:
 
 def verify(folder: Path) -> Verification:
     """Re-hash ``folder``'s files against its receipts (a later receipt's file overrides an earlier
-    one's) and list the files modified, missing and added since. Symbolic links are never followed:
-    a link where a file was received counts as modified."""
+    one's) and list the files modified, missing and added since.
+
+    Everything below ``folder`` is reached through open folders, one name at a time, and never
+    through a symbolic link (``os.fwalk``, ``O_NOFOLLOW``): what a receipt names or a program swaps
+    meanwhile cannot make the verifier read, list or hash anything outside the folder. A link where a
+    file was received counts as modified."""
     result = Verification()
-    expected: dict[str, tuple[int, str]] = {}
-    for name, document in _receipts(folder / RECEIPTS_FOLDER, result):
-        result.receipts += 1
-        try:
-            for entry in document["files"]:
-                expected[str(entry["path"])] = (int(entry["size"]), str(entry["sha256"]).lower())
-        except (KeyError, TypeError, ValueError) as error:
-            result.problems.append(f"{name}: not a receipt ({type(error).__name__}: {error})")
-    present = set(_files(folder))
-    for path, (size, sha256) in sorted(expected.items()):
-        if path not in present:
-            result.missing.append(path)
-            continue
-        result.checked += 1
-        if _digest(folder / path, size) != sha256:
-            result.modified.append(path)
+    top = os.open(folder, _OPEN_FOLDER)
+    try:
+        expected: dict[str, tuple[int, str]] = {}
+        for name, document in _receipts(top, result):
+            result.receipts += 1
+            try:
+                for entry in document["files"]:
+                    expected[str(entry["path"])] = (int(entry["size"]), str(entry["sha256"]).lower())
+            except (KeyError, TypeError, ValueError) as error:
+                result.problems.append(f"{name}: not a receipt ({type(error).__name__}: {error})")
+        present: set[str] = set()
+        for path, parent, name in _files(top):
+            present.add(path)
+            if path in expected:
+                result.checked += 1
+                size, sha256 = expected[path]
+                if _digest(parent, name, size) != sha256:
+                    result.modified.append(path)
+    finally:
+        os.close(top)
+    result.modified.sort()
+    result.missing = sorted(set(expected) - present)
     result.added = sorted(present - set(expected))
     return result
 
 
-def _receipts(receipts: Path, result: Verification) -> Iterator[tuple[str, dict[str, Any]]]:
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NO_LINK_FOLDER = _OPEN_FOLDER | os.O_NOFOLLOW
+
+
+def _receipts(top: int, result: Verification) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each readable receipt, oldest completion first."""
+    folder = top
+    opened: list[int] = []
     try:
-        names = sorted(entry.name for entry in os.scandir(receipts) if entry.name.endswith(".json"))
+        for part in RECEIPTS_FOLDER.split("/"):
+            folder = os.open(part, _NO_LINK_FOLDER, dir_fd=folder)
+            opened.append(folder)
+        names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
     except OSError:
+        for descriptor in opened:
+            os.close(descriptor)
         return
     documents: list[tuple[str, str, dict[str, Any]]] = []
-    for name in names:
-        try:
-            with open(os.path.join(receipts, name), "rb", opener=_no_follow) as handle:
-                document = json.load(handle)
-        except (OSError, ValueError) as error:
-            result.problems.append(f"{name}: cannot be read ({error})")
-            continue
-        if not isinstance(document, dict) or document.get("format") != RECEIPT_FORMAT:
-            result.problems.append(f"{name}: not a receipt (format {RECEIPT_FORMAT!r} expected)")
-            continue
-        documents.append((str(document.get("completed", "")), name, document))
+    try:
+        for name in names:
+            try:
+                handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+                with open(handle, "rb") as reader:
+                    document = json.load(reader)
+            except (OSError, ValueError) as error:
+                result.problems.append(f"{name}: cannot be read ({error})")
+                continue
+            if not isinstance(document, dict) or document.get("format") != RECEIPT_FORMAT:
+                result.problems.append(f"{name}: not a receipt (format {RECEIPT_FORMAT!r} expected)")
+                continue
+            documents.append((str(document.get("completed", "")), name, document))
+    finally:
+        for descriptor in opened:
+            os.close(descriptor)
     for _, name, document in sorted(documents, key=lambda item: (item[0], item[1])):
         yield name, document
 
 
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)
-
-
-def _files(folder: Path) -> Iterator[str]:
-    """Every file below ``folder`` (symbolic links included, not followed), '/'-separated and
-    relative to it; the receipts' own folder left out."""
-    for root, folders, names in os.walk(folder):
-        relative = Path(root).relative_to(folder)
-        if relative == Path("."):
+def _files(top: int) -> Iterator[tuple[str, int, str]]:
+    """Every file below the open folder ``top`` (symbolic links included, not followed): its path,
+    '/'-separated and relative to ``top``, the open folder it is in (valid until the next one) and its
+    name there; the receipts' own folder left out."""
+    for root, folders, names, descriptor in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+        relative = root.removeprefix("./").removeprefix(".")
+        if not relative:
             folders[:] = [name for name in folders if name != HIDDEN_TOP]
-        for name in names:
-            yield (relative / name).as_posix() if relative != Path(".") else name
-        # os.walk does not descend into linked folders; they are listed as files of their own
-        for name in list(folders):
-            if os.path.islink(os.path.join(root, name)):
-                yield (relative / name).as_posix() if relative != Path(".") else name
+        # fwalk lists a link to a folder among the folders and does not descend into it: a file here
+        linked = [name for name in folders if _is_link(descriptor, name)]
+        for name in [*names, *linked]:
+            yield (f"{relative}/{name}" if relative else name), descriptor, name
 
 
-def _digest(path: Path, size: int) -> str | None:
-    """The sha256 of the regular file at ``path`` (not through a link), None where it is none or
-    its size is not ``size``."""
+def _is_link(folder: int, name: str) -> bool:
     try:
-        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _digest(folder: int, name: str, size: int) -> str | None:
+    """The sha256 of the regular file ``name`` of the open ``folder`` (not through a link), None where
+    it is none or its size is not ``size``."""
+    try:
+        handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
     except OSError:
         return None
     try:

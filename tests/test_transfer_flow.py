@@ -57,10 +57,11 @@ def wait_for_transfer(http: httpx.Client, token: str, state: str, seconds: float
 
 
 def every_file(folder: Path) -> dict[str, bytes]:
+    """The files received in ``folder``, without the receipts kept beside them (``.workbench/``)."""
     return {
         str(path.relative_to(folder)): path.read_bytes()
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.relative_to(folder).parts[0] != ".workbench"
     }
 
 
@@ -122,6 +123,9 @@ def test_a_dataset_reaches_the_running_stack(paired_workbench: Platform, clowder
 
     home = paired_workbench.data_dir / "home" / "carol"
     assert every_file(home / "Clowder" / "Field Study") == content
+    receipt = home / "Clowder" / "Field Study" / ".workbench" / "receipts" / f"{transfer['id']}.json"
+    wait_until(receipt.exists, "the transfer's receipt beside the data", 30, every=0.2)
+    assert sorted(entry["path"] for entry in json.loads(receipt.read_text())["files"]) == sorted(content)
 
     # The same event again (a redelivery) changes nothing: one transfer, no second copy of any file.
     event = signed_request(clowder, dataset_id, event_id="redelivered")

@@ -1334,9 +1334,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _digest_field(file: File) -> dict[str, str]:
     return {} if file.digest is None else {file.digest[0]: file.digest[1]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

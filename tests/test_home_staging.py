@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shared.adapters.objectstore.home import HomeStaging
 from shared.core.datafolder import WORK_FOLDER, staged_folder, staged_name
 from shared.core.errors import WorkbenchError
 from shared.domain.messages import SyncCommand, SyncFile
-from shovel.settings import ShovelSettings
-from shovel.sync import Syncer
+from tests.test_shovel_batch import syncer
 
 TRANSFER = "t-1"
 
@@ -33,17 +27,6 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def staging(tmp_path: Path) -> HomeStaging:
     return HomeStaging(lambda user: tmp_path / "home" / user)
-
-
-@contextmanager
-def syncer(home: Path) -> Iterator[Syncer]:
-    settings = ShovelSettings(user="alice", stack_id="s1", home=home, health_host="127.0.0.1", health_port=0)
-    with httpx.Client() as client, ThreadPoolExecutor(4) as pool:
-        placing = Syncer(settings, client=client, pool=pool, cancelled=lambda: False, pause=time.sleep)
-        try:
-            yield placing
-        finally:
-            placing.close()
 
 
 def stage(staging: HomeStaging, files: dict[str, bytes]) -> list[SyncFile]:

@@ -44,6 +44,13 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def requests_counted(samples: Samples, function: str, route: str, method: str, status: str) -> float:
+    """The request counter of one function, route template, method and status."""
+    return value(
+        samples, "workbench_http_requests_total", function=function, route=route, method=method, status=status
+    )
+
+
 def scrape(client: Client) -> tuple[str, Samples]:
     response = client.get("/metrics")
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -274,28 +281,8 @@ def test_the_local_gateway_answers_one_metrics_for_every_function(platform: Plat
     response = gateway.get("/metrics")
     assert response.status_code == 200
     samples = parse(response.get_data(as_text=True))
-    assert (
-        value(
-            samples,
-            "workbench_http_requests_total",
-            function="system",
-            route="/api/version",
-            method="GET",
-            status="200",
-        )
-        >= 1
-    )
-    assert (
-        value(
-            samples,
-            "workbench_http_requests_total",
-            function="services",
-            route="/api/services",
-            method="GET",
-            status="401",
-        )
-        >= 1
-    )
+    assert requests_counted(samples, "system", "/api/version", "GET", "200") >= 1
+    assert requests_counted(samples, "services", "/api/services", "GET", "401") >= 1
     assert gateway.post("/metrics").status_code == 405
 
 
@@ -306,14 +293,4 @@ def test_workbench_run_serves_metrics(workbench: Running) -> None:
     assert response.status_code == 200
     samples = parse(response.text)
     assert value(samples, "workbench_store_up") == 1
-    assert (
-        value(
-            samples,
-            "workbench_http_requests_total",
-            function="system",
-            route="/api/version",
-            method="GET",
-            status="200",
-        )
-        >= 1
-    )
+    assert requests_counted(samples, "system", "/api/version", "GET", "200") >= 1

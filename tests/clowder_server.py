@@ -61,6 +61,8 @@ class Dataset:
     spaces: list[str] = field(default_factory=list)
     license_id: str | None = None
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    """The JSON-LD metadata documents attached to it, as Clowder answers them back."""
 
 
 @dataclass
@@ -877,6 +879,66 @@ class ClowderServer:
             self.datasets[dataset_id].spaces = [str(space) for space in spaces]
         return _json({"id": dataset_id})
 
+    def _v1_metadata(self, request: Request, id: str) -> Response:
+        """``/api/datasets/{id}/metadata.jsonld``: Clowder 1 reads the agent first (a user agent names its
+        ``user_id`` URL) and refuses a document without one, then keeps ``content`` under the agent."""
+        if id not in self.datasets:
+            return self._missing("dataset", id)
+        dataset = self.datasets[id]
+        if request.method == "GET":
+            return _json(dataset.metadata)
+        document = request.get_json(silent=True)
+        agent = document.get("agent") if isinstance(document, dict) else None
+        if not isinstance(agent, dict) or not isinstance(agent.get("@type"), str):
+            return self._error(400, "Creator data is missing or incorrect.")
+        if agent["@type"] == "cat:user" and not str(agent.get("user_id", "")).startswith(
+            ("http://", "https://")
+        ):
+            return self._error(400, "Creator data is missing or incorrect.")
+        assert isinstance(document, dict)
+        content = document.get("content")
+        if not isinstance(content, dict):
+            return self._error(400, "Metadata content is missing")
+        dataset.metadata.append(
+            {
+                "@context": document.get("@context"),
+                "attached_to": {"resource_type": "cat:dataset", "url": f"{self.url}/datasets/{id}"},
+                "created_at": datetime.now(UTC).strftime("%a %b %d %H:%M:%S UTC %Y"),
+                "agent": agent,
+                "content": content,
+            }
+        )
+        return _json("Metadata successfully added to db")
+
+    def _v2_metadata(self, request: Request, dataset_id: str) -> Response:
+        """``/api/v2/datasets/{id}/metadata``: a ``MetadataIn`` (``content`` required; a definition or a
+        JSON-LD context says what it means) kept as a ``MetadataOut``."""
+        if dataset_id not in self.datasets:
+            return self._missing("dataset", dataset_id)
+        dataset = self.datasets[dataset_id]
+        if request.method == "GET":
+            return _json(dataset.metadata)
+        document = request.get_json(silent=True)
+        if not isinstance(document, dict) or not isinstance(document.get("content"), dict):
+            return _json({"detail": [{"loc": ["body", "content"], "msg": "field required"}]}, 422)
+        if not any(document.get(key) for key in ("definition", "@context", "context_url")):
+            return self._error(400, "Context is required")
+        kept = {
+            "@context": document.get("@context", []),
+            "context_url": document.get("context_url"),
+            "definition": document.get("definition"),
+            "content": document["content"],
+            "description": document.get("description"),
+            "resource": {"collection": "datasets", "resource_id": dataset_id, "version": None},
+            "agent": {"creator": USER, "listener": None},
+            "created": datetime.now(UTC).isoformat(),
+            "origin_id": None,
+            "id": new_id(),
+            "frozen": False,
+        }
+        dataset.metadata.append(kept)
+        return _json(kept)
+
     def _v1_new_folder(self, request: Request, parentDatasetId: str) -> Response:
         document = request.get_json(silent=True)
         if not isinstance(document, dict):
@@ -1118,6 +1180,7 @@ _ROUTES: dict[int, list[tuple[str, str, list[str]]]] = {
         ("/api/me", "v1_me", ["GET"]),
         ("/api/extractors", "v1_extractors", ["GET"]),
         ("/api/datasets/<ds_id>/extractions", "v1_dataset_extraction", ["POST"]),
+        ("/api/datasets/<id>/metadata.jsonld", "v1_metadata", ["GET", "POST"]),
         ("/api/files/<id>/extractions", "v1_file_extraction", ["POST"]),
     ],
     2: [
@@ -1133,6 +1196,7 @@ _ROUTES: dict[int, list[tuple[str, str, list[str]]]] = {
         ("/api/v2/users/profile", "v2_profile", ["GET"]),
         ("/api/v2/listeners", "v2_listeners", ["GET"]),
         ("/api/v2/datasets/<dataset_id>/extract", "v2_dataset_extract", ["POST"]),
+        ("/api/v2/datasets/<dataset_id>/metadata", "v2_metadata", ["GET", "POST"]),
         ("/api/v2/files/<file_id>/extract", "v2_file_extract", ["POST"]),
     ],
 }

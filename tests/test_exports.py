@@ -20,6 +20,7 @@ from shared.domain import exports
 from tests.clowder_pairing import SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import Api
+from tests.crates import payload
 from tests.support import wait_for_status, wait_until
 from tests.test_transfers import ClientFactory, accepted, deliver, queued, refused, started_stack
 
@@ -102,7 +103,7 @@ def test_a_folder_becomes_a_new_clowder_dataset(
     assert done["datasetId"] in clowder.datasets
     dataset = clowder.datasets[done["datasetId"]]
     assert (dataset.name, dataset.description) == ("My results", "Made in a notebook")
-    assert clowder.read_tree(dataset.id) == FOLDER
+    assert payload(clowder.read_tree(dataset.id)) == FOLDER
     assert (done["files"], done["bytes"]) == (len(FOLDER), sum(len(data) for data in FOLDER.values()))
     assert (done["errors"], done["message"]) == ([], "")
     assert staged_exports(platform) == []  # the staged copies are gone once Clowder has the files
@@ -119,7 +120,7 @@ def test_an_export_requested_event_does_the_same_once(
     accepted(deliver(client, "export", event, "structured"))
     export_id = exports.export_id_for(event.source, event.id)
     done = wait_for_export(api, alice, export_id, "completed")
-    assert clowder.read_tree(done["datasetId"]) == FOLDER
+    assert payload(clowder.read_tree(done["datasetId"])) == FOLDER
     assert clowder.datasets[done["datasetId"]].name == "From the workbench"
 
     accepted(deliver(client, "export", event, "binary"))  # delivered again: nothing more happens
@@ -138,7 +139,7 @@ def test_a_folder_is_named_as_the_app_sees_it_or_relative_to_the_data_folder(
     assert response.status_code == 202, response.get_json()
     assert response.get_json()["folder"] == "Clowder/results"
     done = wait_for_export(api, alice, response.get_json()["id"], "completed")
-    assert clowder.read_tree(done["datasetId"]) == FOLDER
+    assert payload(clowder.read_tree(done["datasetId"])) == FOLDER
     for same in ("Clowder/results", "results/"):
         assert post_export(api, alice, folder=same, name="Same").get_json()["folder"] == "Clowder/results"
 
@@ -251,7 +252,7 @@ def test_upload_reports_count_only_from_the_exports_user_and_its_staging_area(
     accepted(deliver(client, "shovel_reports", report, "structured"))
     done = export_of(api, alice, export_id)
     assert (done["state"], done["files"], done["bytes"]) == ("completed", 1, len(data))
-    assert clowder.read_tree(done["datasetId"]) == {"notes/a.txt": data}
+    assert payload(clowder.read_tree(done["datasetId"])) == {"notes/a.txt": data}
     assert staged_exports(platform) == []
 
     # The same report delivered again makes no second dataset and uploads nothing twice.

@@ -29,6 +29,7 @@ from tests import test_transfers as transfers
 from tests.clowder_pairing import SECRET, SOURCE, Served
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, Api
+from tests.crates import payload
 from tests.support import wait_until
 from tests.test_e2e import Platform as PlatformProcess
 from tests.test_exports import FOLDER, export_of, post_export, staged_exports, write_folder
@@ -165,7 +166,7 @@ def test_an_export_clowder_could_not_take_is_resumed_into_one_dataset(
     done = export_of(api, alice, export_id)
     assert (done["state"], done["message"]) == ("completed", ""), done
     assert list(clowder.datasets) == [done["datasetId"]]  # the same dataset, not a second one
-    assert clowder.read_tree(done["datasetId"]) == FOLDER
+    assert payload(clowder.read_tree(done["datasetId"])) == FOLDER
     assert staged_exports(platform) == []
 
 
@@ -327,3 +328,24 @@ def _kill_and_restart(workbench: PlatformProcess, clowder: ClowderServer) -> Non
     home = workbench.data_dir / "home" / "dora" / "Clowder"
     assert every_file(home / "Staged") == staged
     assert every_file(home / "Staging") == staging
+
+
+def test_an_export_whose_lineage_clowder_could_not_take_gets_it_once_when_resumed(
+    api: Api, platform: Platform, clowder: ClowderServer, shovels: Served, alice: str
+) -> None:
+    started_stack(api, alice)
+    write_folder(platform, "alice", "results", FOLDER)
+    metadata = "/api/datasets/*/metadata.jsonld" if clowder.version == 1 else "/api/v2/datasets/*/metadata"
+    clowder.fail(metadata, 503, method="POST")
+    export_id = post_export(api, alice, folder="results", name="Traced").get_json()["id"]
+    wait_until(lambda: export_of(api, alice, export_id)["message"], "the export to wait")
+
+    clowder.clear_faults()
+    lease_passes()
+    assert recovery.sweep(platform) == 1
+    done = export_of(api, alice, export_id)
+    assert (done["state"], done["message"]) == ("completed", ""), done
+    assert payload(clowder.read_tree(done["datasetId"])) == FOLDER  # each file once, and the crate
+    crates = [file for file in clowder.files.values() if file.name == "ro-crate-metadata.json"]
+    assert len(crates) == 1
+    assert len(clowder.datasets[done["datasetId"]].metadata) == 1

@@ -14,6 +14,7 @@ import pytest
 from tests.chromium import NARROW
 from tests.clowder_server import ClowderServer
 from tests.conftest import ADMIN_PASSWORD, ROOT
+from tests.crates import payload
 from tests.support import wait_until
 from tests.test_e2e import STATIC_SPEC, Platform, bearer, token
 
@@ -217,7 +218,14 @@ def test_create_start_connect_send_export_stop_and_delete(
     expect(exported.get_by_text("completed", exact=True)).to_be_visible(timeout=SLOW)
     (made,) = [dataset for dataset in clowder.datasets.values() if dataset.name == "Results"]
     expect(exported.get_by_role("link", name=made.id)).to_be_visible()
-    assert clowder.read_tree(made.id) == {"summary.txt": b"all fine\n"}
+    # its lineage: made in a home that received Field Study (the broken one never completed)
+    expect(exported.get_by_text("Derived from")).to_have_text(
+        "Derived from Field Study · recorded in its ro-crate-metadata.json"
+    )
+    expect(exported.get_by_role("link", name="Field Study")).to_have_attribute(
+        "href", f"{clowder.url}/datasets/{dataset_id}"
+    )
+    assert payload(clowder.read_tree(made.id)) == {"summary.txt": b"all fine\n"}
     screenshot(page, "transfers")
 
     # a folder outside the home is refused with the server's message

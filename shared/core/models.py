@@ -440,6 +440,20 @@ class ExportRequest(Model):
     spaceId: str | None = None
 
 
+class LineageSource(Model):
+    """A Clowder dataset an export derives from: a copy of it the platform delivered to the user."""
+
+    source: str = Field(description="The Clowder instance")
+    datasetId: str
+    datasetName: str = ""
+    datasetVersion: str = ""
+    transferId: str = Field(description="The completed transfer that delivered the copy")
+    why: Literal["folder", "content", "home"] = Field(
+        description="folder: its copy is in the exported folder or holds it; content: the export carries "
+        "files of it unchanged; home: neither, but the same home received it"
+    )
+
+
 class Export(Model):
     """A folder of a user's home on its way to a new Clowder dataset."""
 
@@ -458,6 +472,10 @@ class Export(Model):
     message: str = ""
     createdTime: int = 0
     updateTime: int = 0
+    derivedFrom: list[LineageSource] = Field(
+        default=[],
+        description="The datasets its RO-Crate (ro-crate-metadata.json in the new dataset) names as sources",
+    )
 
 
 class ContainerService(Model):

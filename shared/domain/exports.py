@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -10,11 +11,13 @@ from shared.core import clock, datafolder
 from shared.core.errors import Conflict, InvalidInput, NotFound, Unavailable, WorkbenchError
 from shared.core.models import Export, FileError
 from shared.core.paths import safe_relative
+from shared.domain import lineage
 from shared.domain.leases import lease_kept
 from shared.domain.messages import ExportCommand, queue_for
 
 if TYPE_CHECKING:
     from events.types import ExportUploaded
+    from shared.adapters.clowder import ClowderClient
 
     # An export uses the adapters a transfer does, the other way round: the bus to the user's
     # shovels, the object store they upload into, Clowder to make the dataset in, the sink for its
@@ -24,6 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GRANT_SECONDS = 24 * 3600
+OWN_CRATE = (
+    f"the folder has its own {lineage.CRATE_NAME}, which the dataset keeps: the export's lineage is "
+    "set as the dataset's metadata only"
+)
 
 
 def request(
@@ -171,7 +178,7 @@ def _create(ports: ExportPorts, export: Export, uploaded: ExportUploaded) -> Exp
                 "files": len(uploaded.files),
                 "bytes": sum(file.size for file in uploaded.files),
                 "errors": errors,
-                "message": "",
+                "message": OWN_CRATE if _has_own_crate(uploaded) else "",
                 "updateTime": clock.now(),
             }
         )
@@ -199,6 +206,42 @@ def _fill_dataset(ports: ExportPorts, export: Export, uploaded: ExportUploaded) 
         path = safe_relative(file.path)
         if (path, file.size) not in present:
             client.upload(dataset_id, path, ports.objects.read(file.key), file.size)
+    if not any(path == lineage.CRATE_NAME for path, _ in present):
+        _attach_lineage(ports, client, export, dataset_id, uploaded)
+
+
+def _attach_lineage(
+    ports: ExportPorts, client: ClowderClient, export: Export, dataset_id: str, uploaded: ExportUploaded
+) -> None:
+    """The dataset's RO-Crate: set as its metadata, then put in it as ``ro-crate-metadata.json``
+    (last, so that a resumed export that finds the file knows both are there); where the folder has a
+    crate of its own at the top, that one stays the dataset's file and this one is metadata only."""
+    sources = lineage.sources_of(ports.store, export, uploaded.files)
+    document = lineage.crate_document(
+        export=export,
+        dataset_url=f"{export.source.rstrip('/')}/datasets/{dataset_id}",
+        files=uploaded.files,
+        sources=sources,
+        instruments=lineage.instruments_of(ports.store, export.user),
+        licence=lineage.licence_for(client.version, client.license_id),
+        author=lineage.author_of(ports.store, export.user),
+        finished=clock.now(),
+    )
+    client.add_metadata(dataset_id, {"roCrate": document}, [{"roCrate": lineage.CRATE_CONTEXT}])
+    if not _has_own_crate(uploaded):
+        data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+        client.upload(dataset_id, lineage.CRATE_NAME, [data], len(data), content_type="application/ld+json")
+
+    def traced(current: Export) -> Export:
+        return current.model_copy(
+            update={"derivedFrom": lineage.references(sources), "updateTime": clock.now()}
+        )
+
+    ports.store.update_export(export.id, traced)
+
+
+def _has_own_crate(uploaded: ExportUploaded) -> bool:
+    return any(file.path == lineage.CRATE_NAME for file in uploaded.files)
 
 
 def give_up(ports: ExportPorts, export_id: str, message: str, uploaded: ExportUploaded | None) -> Export:

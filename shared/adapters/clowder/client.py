@@ -7,7 +7,7 @@ import mimetypes
 import re
 import threading
 from collections.abc import Generator
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from shared.adapters.clowder import v1, v2
 from shared.adapters.clowder.download import Downloads
@@ -169,6 +169,25 @@ class ClowderClient:
         if self.version == 1:
             return v1.create_dataset(self._transport, name, description, space_id)
         return v2.create_dataset(self._transport, name, description, self.license_id)
+
+    def add_metadata(self, dataset_id: str, content: dict[str, Any], context: list[Any]) -> None:
+        """Attach JSON-LD metadata to the dataset: ``POST /api/datasets/{id}/metadata.jsonld`` (1.x,
+        with this key's user as its agent) or ``POST /api/v2/datasets/{id}/metadata`` (2.x)."""
+        subject = ("Clowder dataset", dataset_id)
+        if self.version == 1:
+            owner = self.key_owner()
+            document: dict[str, Any] = {
+                "@context": [v1.METADATA_CONTEXT, *context],
+                "agent": {"@type": "cat:user", "user_id": f"{self.base_url}/api/users/{owner.id}"},
+                "content": content,
+            }
+            path = f"{v1.dataset_path(dataset_id)}/metadata.jsonld"
+        else:
+            document = {"@context": context, "content": content}
+            path = f"{v2.dataset_path(dataset_id)}/metadata"
+        self._transport.call(
+            "POST", path, json=document, operation="add metadata to the dataset", subject=subject
+        )
 
     def delete_dataset(self, dataset_id: str) -> None:
         """Delete a dataset with its folders and files; one Clowder no longer has is gone already."""

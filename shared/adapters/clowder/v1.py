@@ -11,6 +11,8 @@ from shared.core.errors import Unavailable
 KEY_HEADER = "X-API-Key"
 KEY_OWNER_PATH = "/api/me"
 UPLOAD_FIELD = "File"
+METADATA_CONTEXT = "https://clowderframework.org/contexts/metadata.jsonld"
+"""The JSON-LD context every Clowder 1 metadata document names first."""
 
 
 def dataset_path(dataset_id: str) -> str:

@@ -204,6 +204,28 @@ function exportCard(item) {
         ? [" · dataset ", h("a", { href: `${item.source.replace(/\/+$/, "")}/datasets/${encodeURIComponent(item.datasetId)}`, target: "_blank", rel: "noopener noreferrer" }, item.datasetId)]
         : "",
     ),
+    lineage(item),
     errorList(item),
+  );
+}
+
+// The datasets the export's RO-Crate names as its sources (ro-crate-metadata.json in the new dataset).
+function lineage(item) {
+  const sources = item.derivedFrom || [];
+  if (!sources.length) return "";
+  return h(
+    "p",
+    { class: "meta lineage" },
+    "Derived from ",
+    sources.map((source, index) => [
+      index ? ", " : "",
+      h(
+        "a",
+        { href: `${source.source.replace(/\/+$/, "")}/datasets/${encodeURIComponent(source.datasetId)}`, target: "_blank", rel: "noopener noreferrer" },
+        source.datasetName || source.datasetId,
+      ),
+      source.datasetVersion ? ` (version ${source.datasetVersion})` : "",
+    ]),
+    " · recorded in its ro-crate-metadata.json",
   );
 }

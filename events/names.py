@@ -10,6 +10,7 @@ TRANSFER_REQUESTED = "org.clowder.workbench.transfer.requested"
 EXPORT_REQUESTED = "org.clowder.workbench.export.requested"
 STACK_START_REQUESTED = "org.clowder.workbench.stack.start.requested"
 STACK_STOP_REQUESTED = "org.clowder.workbench.stack.stop.requested"
+DATASET_WITHDRAWN = "org.clowder.workbench.dataset.withdrawn"
 
 # Outbound, from the platform and its shovels.
 TRANSFER_STAGED = "org.ndslabs.workbench.transfer.staged"

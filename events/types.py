@@ -3,13 +3,14 @@
 # No ``from __future__ import annotations``: the field types are objects when each class is made,
 # so that pydantic has no strings to compile and evaluate for every field of every model.
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.ids import CLOWDER_ID_PATTERN
 
 # The type names live in events.names (cheap to import); they are part of this module's interface too.
+from events.names import DATASET_WITHDRAWN as DATASET_WITHDRAWN
 from events.names import EXPORT_COMPLETED as EXPORT_COMPLETED
 from events.names import EXPORT_FAILED as EXPORT_FAILED
 from events.names import EXPORT_REQUESTED as EXPORT_REQUESTED
@@ -82,6 +83,31 @@ class StackActionRequested(Payload):
 
     email: str
     stack_id: str
+
+
+class DatasetWithdrawn(Payload):
+    """Clowder deleted a dataset, or withdrew some of its users' access to it: the copies the platform
+    placed in their homes are flagged to their owners (nothing is deleted: a copy is its owner's)."""
+
+    clowder_url: str = Field(description="Base URL of the Clowder instance, e.g. https://clowder.example.org")
+    dataset_id: ClowderId
+    reason: Literal["deleted", "access-withdrawn"]
+    emails: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="The Clowder users whose access was withdrawn, by e-mail (as they name Workbench "
+        "accounts); absent: everyone's. Only with reason access-withdrawn",
+    )
+    version: str | None = Field(default=None, description="Only the copies of this version of the dataset")
+    message: str = Field(default="", max_length=2000, description="What Clowder tells the copies' owners")
+
+    @model_validator(mode="after")
+    def _emails_only_for_access(self) -> Self:
+        if self.reason == "deleted" and self.emails is not None:
+            raise ValueError(
+                "emails names whose access was withdrawn: a deleted dataset is gone for everyone"
+            )
+        return self
 
 
 class FileProblem(Payload):
@@ -194,6 +220,7 @@ DATA_MODELS: dict[str, type[Payload]] = {
     EXPORT_REQUESTED: ExportRequested,
     STACK_START_REQUESTED: StackActionRequested,
     STACK_STOP_REQUESTED: StackActionRequested,
+    DATASET_WITHDRAWN: DatasetWithdrawn,
     TRANSFER_STAGED: TransferStaged,
     TRANSFER_PROGRESS: TransferProgress,
     TRANSFER_COMPLETED: TransferOutcome,
@@ -209,7 +236,13 @@ DATA_MODELS: dict[str, type[Payload]] = {
 }
 """Every known type and its data model; an event of another type is refused."""
 
-INBOUND = (TRANSFER_REQUESTED, EXPORT_REQUESTED, STACK_START_REQUESTED, STACK_STOP_REQUESTED)
+INBOUND = (
+    TRANSFER_REQUESTED,
+    EXPORT_REQUESTED,
+    STACK_START_REQUESTED,
+    STACK_STOP_REQUESTED,
+    DATASET_WITHDRAWN,
+)
 FROM_SHOVELS = (TRANSFER_PROGRESS, EXPORT_UPLOADED, SHOVEL_HEARTBEAT, SHOVEL_COMMAND_ABANDONED)
 
 

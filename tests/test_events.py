@@ -77,6 +77,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "org.clowder.workbench.stack.start.requested": {"email": "alice@example.org", "stack_id": "s1abc"},
     "org.clowder.workbench.stack.stop.requested": {"email": "alice@example.org", "stack_id": "s1abc"},
+    "org.clowder.workbench.dataset.withdrawn": {
+        "clowder_url": CLOWDER,
+        "dataset_id": "5f1e",
+        "reason": "access-withdrawn",
+        "emails": ["alice@example.org"],
+        "version": "2",
+        "message": "Zugriff entzogen «2024»",
+    },
     "org.ndslabs.workbench.transfer.staged": {
         "transfer_id": "t1",
         "user": "alice",

@@ -297,6 +297,15 @@ class FileLocation(Model):
     path: str = Field(description="The folder's path inside it, e.g. /home/jovyan/work/clowder/Soil samples")
 
 
+class Withdrawal(Model):
+    """Clowder deleted the dataset a transfer copied, or withdrew its owner's access to it. The copy
+    stays in the owner's home (it is theirs); the flag tells them."""
+
+    reason: Literal["deleted", "access-withdrawn"]
+    time: int = Field(description="When Clowder told the platform (seconds since the epoch)")
+    message: str = Field(default="", description="What Clowder said about it")
+
+
 class Transfer(Model):
     """A Clowder dataset (or part of it) on its way into a user's home."""
 
@@ -319,6 +328,9 @@ class Transfer(Model):
     message: str = ""
     createdTime: int = 0
     updateTime: int = 0
+    withdrawn: Withdrawal | None = Field(
+        default=None, description="Set once Clowder deleted the dataset or withdrew the user's access to it"
+    )
     waitingForStack: bool = Field(
         default=False,
         description="Its files wait for one of the user's stacks to start: none runs to place them "
@@ -347,6 +359,9 @@ class DatasetCopy(Model):
     completedTime: int = 0
     locations: list[FileLocation] = Field(
         default=[], description="Where each of the user's running stack services sees the copy now"
+    )
+    withdrawn: Withdrawal | None = Field(
+        default=None, description="Set once Clowder deleted the dataset or withdrew the user's access to it"
     )
 
 

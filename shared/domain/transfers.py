@@ -1132,13 +1132,12 @@ def locations(mounts: list[tuple[str, ServiceSpec]], target: str) -> list[FileLo
 
 def copies(ports: TransferPorts, dataset_id: str, version: str | None = None) -> list[DatasetCopy]:
     """Where copies of a Clowder dataset (of ``version``, where given) went: each completed transfer
-    of it, with the user, the folder, and the running stack services that see it now."""
+    of it, with the user, the folder, the running stack services that see it now, and whether Clowder
+    has withdrawn it since."""
     found = [
         transfer
-        for transfer in ports.store.list_transfers()
-        if transfer.datasetId == dataset_id
-        and transfer.state == "completed"
-        and (version is None or transfer.datasetVersion == version)
+        for transfer in ports.store.dataset_transfers(dataset_id)
+        if transfer.state == "completed" and (version is None or transfer.datasetVersion == version)
     ]
     seen = as_owner_sees(ports, sorted(found, key=lambda transfer: (transfer.updateTime, transfer.id)))
     return [
@@ -1153,6 +1152,7 @@ def copies(ports: TransferPorts, dataset_id: str, version: str | None = None) ->
             bytesDone=transfer.bytesDone,
             completedTime=transfer.updateTime,
             locations=transfer.locations,
+            withdrawn=transfer.withdrawn,
         )
         for transfer in seen
     ]

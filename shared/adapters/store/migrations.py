@@ -172,4 +172,13 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ALTER TABLE accounts ADD COLUMN idle_warned_at BIGINT NOT NULL DEFAULT 0",
         ),
     ),
+    (
+        9,
+        "transfers: the Clowder dataset each copied, to find a dataset's copies by index",
+        (
+            # Rows from before stay NULL: they are read and matched by their stored document.
+            "ALTER TABLE transfers ADD COLUMN dataset_id TEXT",
+            "CREATE INDEX transfers_dataset ON transfers (dataset_id)",
+        ),
+    ),
 )

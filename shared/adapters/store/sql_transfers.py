@@ -37,11 +37,12 @@ class TransferTables:
             if db.one("SELECT 1 FROM transfers WHERE id = ?", (transfer.id,)):
                 return False
             db.run(
-                "INSERT INTO transfers (id, owner, state, data, work, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO transfers (id, owner, dataset_id, state, data, work, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     transfer.id,
                     transfer.user,
+                    transfer.datasetId,
                     transfer.state,
                     transfer.model_dump_json(),
                     work,
@@ -107,6 +108,18 @@ class TransferTables:
                     "SELECT data FROM transfers WHERE owner = ? ORDER BY created_at DESC, id", (owner,)
                 )
         return [Transfer.model_validate_json(row[0]) for row in rows]
+
+    def dataset_transfers(self, dataset_id: str) -> list[Transfer]:
+        """The transfers of one Clowder dataset id (of any Clowder), oldest first."""
+        with self._transaction(write=False) as db:
+            # A row written before the dataset_id column has none: its document says.
+            rows = db.all(
+                "SELECT data FROM transfers WHERE dataset_id = ? OR dataset_id IS NULL"
+                " ORDER BY created_at, id",
+                (dataset_id,),
+            )
+        found = (Transfer.model_validate_json(row[0]) for row in rows)
+        return [transfer for transfer in found if transfer.datasetId == dataset_id]
 
     def update_transfer(self, transfer_id: str, change: Callable[[Transfer], Transfer]) -> Transfer:
         with self._transaction(write=True) as db:

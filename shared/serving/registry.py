@@ -651,6 +651,13 @@ FUNCTIONS: tuple[Function, ...] = (
         timeout_seconds=600,
     ),
     Function(
+        "withdrawal",
+        "Clowder deleted a dataset or withdrew access to it: its copies are flagged to their owners",
+        events=(event_names.DATASET_WITHDRAWN,),
+        max_scale=2,
+        concurrency=10,
+    ),
+    Function(
         "stack_action",
         "Clowder asks to start or stop a user's stack",
         events=(event_names.STACK_START_REQUESTED, event_names.STACK_STOP_REQUESTED),

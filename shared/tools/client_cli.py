@@ -35,6 +35,9 @@ WAITING_FOR_STACK = (
     "(`workbench stacks list`, then `workbench stacks start ID`)."
 )
 
+WITHDRAWN_REASONS = {"deleted": "deleted", "access-withdrawn": "access withdrawn"}
+"""How a withdrawn copy's reason reads (as on the page)."""
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -557,9 +560,29 @@ def transfers_list(arguments: argparse.Namespace) -> int:
 
 
 def listed_state(transfer: dict[str, Any]) -> str:
-    """The transfer's state, marked while its files wait for one of the user's stacks to run."""
+    """The transfer's state, marked while its files wait for one of the user's stacks to run, and
+    once Clowder has withdrawn its dataset."""
     state = str(transfer["state"])
-    return f"{state} ({WAITING_MARK})" if transfer.get("waitingForStack") else state
+    if transfer.get("waitingForStack"):
+        state = f"{state} ({WAITING_MARK})"
+    flag = transfer.get("withdrawn")
+    if flag:
+        state = f"{state} (withdrawn: {WITHDRAWN_REASONS.get(flag['reason'], flag['reason'])})"
+    return state
+
+
+def withdrawn_note(transfer: dict[str, Any]) -> str | None:
+    """What Clowder's withdrawal of the transfer's dataset means for its copy; None when it has none."""
+    flag = transfer.get("withdrawn")
+    if not flag:
+        return None
+    moment = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(flag["time"]))
+    reason = WITHDRAWN_REASONS.get(flag["reason"], flag["reason"])
+    said = f": {flag['message']}" if flag.get("message") else ""
+    return (
+        f"Clowder withdrew this dataset ({reason}) on {moment}{said}. Nothing was deleted: the copy in "
+        f"{transfer.get('target') or 'your home'} stays yours."
+    )
 
 
 def transfers_show(arguments: argparse.Namespace) -> int:
@@ -569,6 +592,9 @@ def transfers_show(arguments: argparse.Namespace) -> int:
         return 0
     print(f"Transfer {transfer['id']} from {transfer['source']}")
     print(f"  {describe_transfer(transfer)}")
+    note = withdrawn_note(transfer)
+    if note:
+        print(f"  {note}")
     for line in where_seen(transfer):
         print(f"  {line}")
     if transfer.get("waitingForStack"):

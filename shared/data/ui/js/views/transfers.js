@@ -7,6 +7,7 @@ const POLL_MILLISECONDS = 2000;
 const FINISHED = new Set(["completed", "failed"]);
 const CAN_START = new Set(["stopped", "error"]);
 const checks = new Map(); // transfer id → its last verification (kept across the page's polls)
+const WITHDRAWN_REASONS = { deleted: "deleted", "access-withdrawn": "access withdrawn" };
 export const WAITING = "None of your stacks is running: the files arrive when one of your stacks starts.";
 
 export function render(main) {
@@ -122,10 +123,24 @@ function transferCard(transfer, refresh) {
       { class: "counts" },
       `${transfer.filesDone} of ${transfer.filesTotal} files · ${bytes(transfer.bytesDone)} of ${bytes(total)}`,
     ),
+    withdrawnNote(transfer),
     seenIn(transfer),
     complete ? verifyBlock(transfer, refresh) : null,
     waitingNote(transfer, refresh),
     errorList(transfer),
+  );
+}
+
+// Clowder deleted the dataset, or withdrew the user's access to it: the copy stays, the note tells.
+function withdrawnNote(transfer) {
+  const flag = transfer.withdrawn;
+  if (!flag) return null;
+  const said = flag.message ? `: ${flag.message}` : "";
+  return h(
+    "div",
+    { class: "withdrawn", role: "note", "aria-label": "Withdrawn by Clowder" },
+    h("p", {}, `Clowder withdrew this dataset (${WITHDRAWN_REASONS[flag.reason] || flag.reason}) on ${when(flag.time)}${said}`),
+    h("p", {}, `Nothing was deleted: the copy in ${transfer.target || "your home"} stays yours.`),
   );
 }
 

@@ -243,6 +243,20 @@ def test_a_redelivered_or_repeated_withdrawal_changes_nothing_and_mails_once(
     assert "Clowder/bobs" in body_of(bobs) and "Clowder/first" not in body_of(bobs)
 
 
+def test_a_dataset_name_with_line_breaks_stays_out_of_the_mails_headers(
+    client: ClientFactory, platform: Platform, clowder: ClowderServer, alice: str
+) -> None:
+    copy_of(platform, "odd", "alice", "d1")
+    platform.store.update_transfer(
+        "odd",
+        lambda transfer: transfer.model_copy(update={"datasetName": "Soil\nBcc: mallory@example.org\x07"}),
+    )
+    accepted(deliver(client, "withdrawal", withdrawal(clowder, "d1")))
+    (mail,) = mails(platform, "alice@example.org")
+    assert mail["Subject"] == "Clowder withdrew the dataset Soil Bcc: mallory@example.org\\x07"
+    assert mail["Bcc"] is None
+
+
 # --- who sees it ------------------------------------------------------------------------------------------
 
 

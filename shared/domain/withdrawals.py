@@ -11,7 +11,7 @@ from shared.core import clock
 from shared.core.errors import WorkbenchError
 from shared.core.models import Transfer, Withdrawal
 from shared.domain.accounts import Mailer
-from shared.domain.transfers import TransferPorts, paired_clowder
+from shared.domain.transfers import TransferPorts, paired_clowder, printable
 
 if TYPE_CHECKING:
     from events.types import DatasetWithdrawn
@@ -124,6 +124,8 @@ def _tell_owners(ports: WithdrawalPorts, flagged: list[Transfer]) -> None:
             f"({ports.settings.server.origin}) marks it.\n"
         )
         try:
-            ports.mailer.send(record.account.email, f"Clowder withdrew the dataset {name}", body)
+            # A name from Clowder, so no line break or control character of it reaches a header.
+            subject = f"Clowder withdrew the dataset {printable(' '.join(name.split()))}"
+            ports.mailer.send(record.account.email, subject, body)
         except WorkbenchError as error:
             log.warning("could not mail %s about the withdrawn dataset %s: %s", user, name, error.message)

@@ -25,3 +25,6 @@ STACK_STOPPED = "org.ndslabs.workbench.stack.stopped"
 STACK_FAILED = "org.ndslabs.workbench.stack.failed"
 SHOVEL_HEARTBEAT = "org.ndslabs.workbench.shovel.heartbeat"
 SHOVEL_COMMAND_ABANDONED = "org.ndslabs.workbench.shovel.command.abandoned"
+
+# A shovel's answer to the platform's check of a received folder.
+TRANSFER_VERIFIED = "org.ndslabs.workbench.transfer.verified"

@@ -27,6 +27,7 @@ from events.names import TRANSFER_FAILED as TRANSFER_FAILED
 from events.names import TRANSFER_PROGRESS as TRANSFER_PROGRESS
 from events.names import TRANSFER_REQUESTED as TRANSFER_REQUESTED
 from events.names import TRANSFER_STAGED as TRANSFER_STAGED
+from events.names import TRANSFER_VERIFIED as TRANSFER_VERIFIED
 
 SCHEMA_BASE = "https://workbench.ndslabs.org/events/schemas/"
 """``dataschema`` of an event: this base followed by ``<type>.json`` (the files in events/schemas/)."""
@@ -206,13 +207,48 @@ class CommandAbandoned(Payload):
 
     user: str
     stack_id: str | None = Field(default=None, description="The stack of the shovel that gave up")
-    kind: Literal["sync", "export", "start", "stop", "receipt"] = Field(description="The command's kind")
+    kind: Literal["sync", "export", "start", "stop", "receipt", "verify"] = Field(
+        description="The command's kind"
+    )
     subject: str = Field(
         description="What the command was about: the transfer's id (sync, receipt), the export's id "
-        "(export), the stack's id (start, stop)"
+        "(export), the stack's id (start, stop), the check's id (verify)"
     )
     failures: int = Field(ge=1, description="How often the command was tried and failed")
     reason: str = Field(description="The last failure, without a URL's query string")
+
+
+MAX_LISTED_PATHS = 100
+"""Paths a verification report lists of each kind (modified, missing, added, problems); the counts
+say how many there were."""
+MAX_LISTED_CHARS = 500
+"""Characters of one listed path or problem, at most: a report stays far below the event size limit."""
+
+Listed = Annotated[
+    list[Annotated[str, Field(max_length=MAX_LISTED_CHARS)]], Field(max_length=MAX_LISTED_PATHS)
+]
+
+
+class TransferVerified(Payload):
+    """Sent by a shovel after checking a transfer's folder against its receipts (the platform's verify
+    command): what changed since received, the first ``MAX_LISTED_PATHS`` paths of each kind with the
+    counts of all, or the error that kept it from checking."""
+
+    check_id: str
+    transfer_id: str
+    user: str
+    stack_id: str | None = None
+    receipts: int = Field(default=0, description="Receipts found in the folder's .workbench/receipts")
+    checked: int = Field(default=0, description="Files checked against a receipt")
+    modified: Listed = Field(default=[], description="Files whose bytes changed since received")
+    missing: Listed = Field(default=[], description="Files received and gone since")
+    added: Listed = Field(default=[], description="Files no receipt names")
+    problems: Listed = Field(default=[], description="Receipts that could not be read")
+    modified_count: int = 0
+    missing_count: int = 0
+    added_count: int = 0
+    problems_count: int = 0
+    error: str | None = Field(default=None, description="Why the folder could not be checked at all")
 
 
 DATA_MODELS: dict[str, type[Payload]] = {
@@ -233,6 +269,7 @@ DATA_MODELS: dict[str, type[Payload]] = {
     STACK_FAILED: StackOutcome,
     SHOVEL_HEARTBEAT: ShovelHeartbeat,
     SHOVEL_COMMAND_ABANDONED: CommandAbandoned,
+    TRANSFER_VERIFIED: TransferVerified,
 }
 """Every known type and its data model; an event of another type is refused."""
 
@@ -243,7 +280,13 @@ INBOUND = (
     STACK_STOP_REQUESTED,
     DATASET_WITHDRAWN,
 )
-FROM_SHOVELS = (TRANSFER_PROGRESS, EXPORT_UPLOADED, SHOVEL_HEARTBEAT, SHOVEL_COMMAND_ABANDONED)
+FROM_SHOVELS = (
+    TRANSFER_PROGRESS,
+    EXPORT_UPLOADED,
+    SHOVEL_HEARTBEAT,
+    SHOVEL_COMMAND_ABANDONED,
+    TRANSFER_VERIFIED,
+)
 
 
 def dataschema(event_type: str) -> str:

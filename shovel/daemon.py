@@ -22,11 +22,13 @@ from events.types import (
     SHOVEL_COMMAND_ABANDONED,
     SHOVEL_HEARTBEAT,
     TRANSFER_PROGRESS,
+    TRANSFER_VERIFIED,
     CommandAbandoned,
     ExportUploaded,
     FileProblem,
     Payload,
     TransferProgress,
+    TransferVerified,
 )
 from shared.adapters.bus import Bus, Delivery
 from shared.core.errors import InvalidInput
@@ -36,6 +38,7 @@ from shared.domain.messages import (
     ReceiptCommand,
     StackCommand,
     SyncCommand,
+    VerifyCommand,
     queue_for,
 )
 from shovel.export import Exporter
@@ -46,10 +49,11 @@ from shovel.placing import PlacementError
 from shovel.receipts import write_receipt
 from shovel.settings import ShovelSettings
 from shovel.sync import Stopping, Syncer
+from shovel.verify import verify_target
 
 log = logging.getLogger(__name__)
 
-AnyCommand = SyncCommand | ExportCommand | StackCommand | ReceiptCommand
+AnyCommand = SyncCommand | ExportCommand | StackCommand | ReceiptCommand | VerifyCommand
 COMMANDS: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 RETRY_SECONDS = 5.0
 """Pause before a failed command goes back to the queue, so a lasting fault does not spin."""
@@ -277,6 +281,9 @@ class Shovel:
                     self.emit(EXPORT_UPLOADED, exporter.run(command))
                 elif isinstance(command, ReceiptCommand):
                     write_receipt(self.settings.home, command)
+                elif isinstance(command, VerifyCommand):
+                    report = verify_target(self.settings.home, command, stack_id=self.settings.stack_id)
+                    self.emit(TRANSFER_VERIFIED, report)
                 else:
                     wait(earlier)
                     if self.cancelled():
@@ -347,6 +354,8 @@ class Shovel:
             subject = command.transfer_id
         elif isinstance(command, ExportCommand):
             subject = command.export_id
+        elif isinstance(command, VerifyCommand):
+            subject = command.check_id
         else:
             subject = command.stack_id
         abandoned = CommandAbandoned(
@@ -360,7 +369,8 @@ class Shovel:
         return SHOVEL_COMMAND_ABANDONED, abandoned
 
     def _failure_report(self, command: AnyCommand, reason: str) -> tuple[str, Payload] | None:
-        """The files of a sync command, or the folder of an export, reported failed with ``reason``."""
+        """The files of a sync command, the folder of an export, or the check of a verify command,
+        reported failed with ``reason``."""
         if isinstance(command, SyncCommand):
             problems = [FileProblem(path=file.path, error=reason) for file in command.files]
             progress = TransferProgress(
@@ -374,6 +384,14 @@ class Shovel:
             problem = FileProblem(path=command.folder, error=reason)
             return EXPORT_UPLOADED, ExportUploaded(
                 export_id=command.export_id, user=command.user, errors=[problem]
+            )
+        if isinstance(command, VerifyCommand):
+            return TRANSFER_VERIFIED, TransferVerified(
+                check_id=command.check_id,
+                transfer_id=command.transfer_id,
+                user=command.user,
+                stack_id=self.settings.stack_id,
+                error=reason,
             )
         return None
 
@@ -449,6 +467,8 @@ def _describe(command: AnyCommand) -> str:
         return f"export {command.export_id}"
     if isinstance(command, ReceiptCommand):
         return f"receipt of transfer {command.transfer_id}"
+    if isinstance(command, VerifyCommand):
+        return f"verification {command.check_id} of transfer {command.transfer_id}"
     return f"{command.kind} of stack {command.stack_id}"
 
 

@@ -125,6 +125,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "failures": 5,
         "reason": "the shovel gave up after 5 failed attempts: HTTP 500",
     },
+    "org.ndslabs.workbench.transfer.verified": {
+        "check_id": "c-1",
+        "transfer_id": "t-1",
+        "user": "alice",
+        "stack_id": "s1abc",
+        "receipts": 1,
+        "checked": 3,
+        "modified": ["readme.txt"],
+        "modified_count": 1,
+    },
 }
 TYPES = sorted(DATA_MODELS)
 

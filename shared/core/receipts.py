@@ -110,27 +110,33 @@ def verify(folder: Path) -> Verification:
     through a symbolic link (``os.fwalk``, ``O_NOFOLLOW``): what a receipt names or a program swaps
     meanwhile cannot make the verifier read, list or hash anything outside the folder. A link where a
     file was received counts as modified."""
-    result = Verification()
     top = os.open(folder, _OPEN_FOLDER)
     try:
-        expected: dict[str, tuple[int, str]] = {}
-        for name, document in _receipts(top, result):
-            result.receipts += 1
-            try:
-                for entry in document["files"]:
-                    expected[str(entry["path"])] = (int(entry["size"]), str(entry["sha256"]).lower())
-            except (KeyError, TypeError, ValueError) as error:
-                result.problems.append(f"{name}: not a receipt ({type(error).__name__}: {error})")
-        present: set[str] = set()
-        for path, parent, name in _files(top):
-            present.add(path)
-            if path in expected:
-                result.checked += 1
-                size, sha256 = expected[path]
-                if _digest(parent, name, size) != sha256:
-                    result.modified.append(path)
+        return verify_open(top)
     finally:
         os.close(top)
+
+
+def verify_open(top: int) -> Verification:
+    """``verify`` of the folder open as the descriptor ``top`` (left open): for a caller that reached
+    the folder itself, one name at a time, e.g. a shovel below its home."""
+    result = Verification()
+    expected: dict[str, tuple[int, str]] = {}
+    for name, document in _receipts(top, result):
+        result.receipts += 1
+        try:
+            for entry in document["files"]:
+                expected[str(entry["path"])] = (int(entry["size"]), str(entry["sha256"]).lower())
+        except (KeyError, TypeError, ValueError) as error:
+            result.problems.append(f"{name}: not a receipt ({type(error).__name__}: {error})")
+    present: set[str] = set()
+    for path, parent, name in _files(top):
+        present.add(path)
+        if path in expected:
+            result.checked += 1
+            size, sha256 = expected[path]
+            if _digest(parent, name, size) != sha256:
+                result.modified.append(path)
     result.modified.sort()
     result.missing = sorted(set(expected) - present)
     result.added = sorted(present - set(expected))

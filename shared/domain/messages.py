@@ -105,4 +105,17 @@ class ReceiptCommand(Queued):
     files: list[ReceiptFile]
 
 
-Command = Annotated[SyncCommand | ExportCommand | StackCommand | ReceiptCommand, Field(discriminator="kind")]
+class VerifyCommand(Queued):
+    """Re-hash ``target`` of the home against its receipts and report what changed since
+    (``events.types.TransferVerified``): the platform's check ``check_id`` of a completed transfer."""
+
+    kind: Literal["verify"] = "verify"
+    check_id: str
+    transfer_id: str
+    user: str
+    target: str = Field(description="Folder relative to the user's home: the transfer's target")
+
+
+Command = Annotated[
+    SyncCommand | ExportCommand | StackCommand | ReceiptCommand | VerifyCommand, Field(discriminator="kind")
+]

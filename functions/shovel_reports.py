@@ -1,5 +1,5 @@
-"""CloudEvent function ``shovel_reports``: files placed, folders uploaded, heartbeats and commands given up,
-from the shovels."""
+"""CloudEvent function ``shovel_reports``: files placed, folders uploaded, folders verified, heartbeats and
+commands given up, from the shovels."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flask import Request, Response
 from events import types
 from events.codec import Event
 from events.types import CommandAbandoned
-from shared.domain import clowder_jobs, deadletters, exports, transfers
+from shared.domain import clowder_jobs, deadletters, exports, transfers, verifications
 from shared.domain.messages import queue_for
 from shared.serving.eventing import EventCall, serve_event
 
@@ -29,6 +29,10 @@ def progress(call: EventCall) -> None:
 
 def uploaded(call: EventCall) -> None:
     exports.record_uploaded(call.platform, call.data)
+
+
+def verified(call: EventCall) -> None:
+    verifications.record(call.platform, call.data)
 
 
 def heartbeat(call: EventCall) -> None:
@@ -66,5 +70,6 @@ def shovel_reports(request: Request) -> Response:
             types.EXPORT_UPLOADED: uploaded,
             types.SHOVEL_HEARTBEAT: heartbeat,
             types.SHOVEL_COMMAND_ABANDONED: abandoned,
+            types.TRANSFER_VERIFIED: verified,
         },
     )

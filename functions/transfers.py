@@ -6,8 +6,9 @@ import functions_framework
 from flask import Request, Response
 
 from shared.core.errors import InvalidInput
-from shared.core.models import ReceiptCheck, Transfer, TransferRefusal
+from shared.core.models import ReceiptCheck, Transfer, TransferCheck, TransferRefusal
 from shared.domain import transfers as transfer_service
+from shared.domain import verifications
 from shared.serving.api import Call, Reply, json_errors, serve
 
 DRY_RUN = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
@@ -43,9 +44,19 @@ def read(call: Call) -> Transfer:
     return transfer_service.as_owner_sees(call.platform, [transfer])[0]
 
 
-def verify(call: Call) -> ReceiptCheck:
+def verify(call: Call) -> ReceiptCheck | Reply:
     principal = call.principal
-    return transfer_service.verify_copy(
+    found = verifications.start(
+        call.platform, principal.user, call.params["transfer_id"], admin=principal.admin
+    )
+    if isinstance(found, TransferCheck):
+        return Reply(202, found)  # asked of the user's shovel: GET follows it
+    return found
+
+
+def latest_check(call: Call) -> TransferCheck:
+    principal = call.principal
+    return verifications.latest(
         call.platform, principal.user, call.params["transfer_id"], admin=principal.admin
     )
 
@@ -56,5 +67,13 @@ json_errors()
 @functions_framework.http
 def transfers(request: Request) -> Response:
     return serve(
-        "transfers", request, {"list": list_transfers, "create": create, "read": read, "verify": verify}
+        "transfers",
+        request,
+        {
+            "list": list_transfers,
+            "create": create,
+            "read": read,
+            "verify": verify,
+            "check": latest_check,
+        },
     )

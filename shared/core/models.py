@@ -379,6 +379,34 @@ class ReceiptCheck(Model):
     unchanged: bool
 
 
+TransferCheckState = Literal["requested", "completed", "failed"]
+
+
+class TransferCheck(Model):
+    """One verification of a completed transfer's folder (``GET /api/transfers/<id>/verify``): asked of
+    the user's shovel where the platform does not reach the homes (a cluster), done at once where it does."""
+
+    id: str
+    transferId: str
+    user: str
+    target: str = Field(description="The folder of the user's home that is checked")
+    state: TransferCheckState = "requested"
+    result: ReceiptCheck | None = Field(default=None, description="What changed, once completed")
+    counts: dict[str, int] = Field(
+        default={},
+        description="How many paths of each kind (modified, missing, added, problems) there were, where "
+        "the result lists only the first of them",
+    )
+    message: str = Field(default="", description="Why the check failed")
+    createdTime: int = 0
+    updateTime: int = 0
+    waitingForStack: bool = Field(
+        default=False,
+        description="Requested while none of the user's stacks runs: no shovel takes it until one starts "
+        "(worked out when the check is read, never stored)",
+    )
+
+
 class TransferPlan(Model):
     """What a transfer would move and whether it fits (``POST /api/transfers?dry_run=1``); finding out
     changes nothing."""

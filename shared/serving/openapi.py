@@ -48,9 +48,10 @@ OWN_REPLIES = {
         ),
     },
     ("transfers", "verify"): {
-        501: (
-            "ErrorBody",
-            "The platform does not reach the homes here (a cluster): run `workbench verify` beside the data",
+        202: (
+            "TransferCheck",
+            "The platform does not reach the homes here (a cluster): the check, requested of the user's "
+            "shovel; `GET` on the same path follows it",
         ),
     },
 }

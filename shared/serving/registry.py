@@ -613,12 +613,14 @@ FUNCTIONS: tuple[Function, ...] = (
     ),
     Function(
         "shovel_reports",
-        "What the shovels report: files placed, folders uploaded, heartbeats, commands given up",
+        "What the shovels report: files placed, folders uploaded, folders verified, heartbeats, commands "
+        "given up",
         events=(
             event_names.TRANSFER_PROGRESS,
             event_names.EXPORT_UPLOADED,
             event_names.SHOVEL_HEARTBEAT,
             event_names.SHOVEL_COMMAND_ABANDONED,
+            event_names.TRANSFER_VERIFIED,
         ),
         timeout_seconds=600,
     ),
@@ -694,8 +696,17 @@ FUNCTIONS: tuple[Function, ...] = (
                 "/api/transfers/<transfer_id>/verify",
                 "verify",
                 "Re-hash a completed transfer's folder against its receipts: files modified, missing or "
-                "added since (where the platform reaches the homes; elsewhere 501)",
+                "added since, at once where the platform reaches the homes; elsewhere (a cluster) 202: "
+                "the check is asked of the user's shovel and GET follows it",
                 reply="ReceiptCheck",
+            ),
+            Route(
+                "GET",
+                "/api/transfers/<transfer_id>/verify",
+                "check",
+                "The transfer's latest check: requested (waitingForStack when no stack runs to take "
+                "it), completed with its result, or failed saying why",
+                reply="TransferCheck",
             ),
         ),
     ),

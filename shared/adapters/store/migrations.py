@@ -181,4 +181,20 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX transfers_dataset ON transfers (dataset_id)",
         ),
     ),
+    (
+        10,
+        "transfer checks: a completed transfer's folder verified against its receipts (by a shovel)",
+        (
+            """CREATE TABLE transfer_checks (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+                transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
+                state TEXT NOT NULL,
+                data TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX transfer_checks_transfer ON transfer_checks (transfer_id, created_at)",
+        ),
+    ),
 )

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from shared.adapters.store import AccountRecord, EmailChange, Store, StoredStack, Throttle
 from shared.adapters.store.migrations import MIGRATIONS
+from shared.adapters.store.sql_checks import CheckTables
 from shared.adapters.store.sql_deadletters import DeadLetterTables
 from shared.adapters.store.sql_events import EventTables
 from shared.adapters.store.sql_metrics import MetricsTables
@@ -182,7 +183,7 @@ IDLE_CONNECTIONS = 8
 use at once (under full load, one per server thread), so that a steady load opens none."""
 
 
-class SqlStore(TransferTables, DeadLetterTables, EventTables, MetricsTables):
+class SqlStore(TransferTables, DeadLetterTables, EventTables, MetricsTables, CheckTables):
     """The store over one dialect; one transaction per method, on a connection from a small pool.
 
     Connections are pooled rather than kept per thread: a threaded server (the local gateway's

@@ -127,7 +127,9 @@ export const api = {
   services: () => request("GET", "/api/services?catalog=all"),
   transfers: () => request("GET", "/api/transfers"),
   send: (transfer) => request("POST", "/api/transfers", transfer),
+  // 200: the result at once (the platform reaches the homes); 202: a check the user's shovel carries out.
   verifyTransfer: (id) => request("POST", `/api/transfers/${encodeURIComponent(id)}/verify`),
+  transferCheck: (id) => request("GET", `/api/transfers/${encodeURIComponent(id)}/verify`),
   exports: () => request("GET", "/api/exports"),
   exportFolder: (request_) => request("POST", "/api/exports", request_),
   accounts: () => request("GET", "/api/accounts"),

@@ -6,8 +6,10 @@ import { act, announce, badge, bytes, h, keyed, plural, showError, when } from "
 const POLL_MILLISECONDS = 2000;
 const FINISHED = new Set(["completed", "failed"]);
 const CAN_START = new Set(["stopped", "error"]);
-const checks = new Map(); // transfer id → its last verification (kept across the page's polls)
+const checks = new Map(); // transfer id → its last check (kept across the page's polls)
 const WITHDRAWN_REASONS = { deleted: "deleted", "access-withdrawn": "access withdrawn" };
+export const CHECK_WAITING =
+  "Waiting for one of your stacks to start: its shovel checks the folder where your apps see it.";
 export const WAITING = "None of your stacks is running: the files arrive when one of your stacks starts.";
 
 export function render(main) {
@@ -38,6 +40,7 @@ export function render(main) {
     const newestFirst = (a, b) => (b.createdTime || 0) - (a.createdTime || 0) || a.id.localeCompare(b.id);
     transferList.sort(newestFirst);
     exportList.sort(newestFirst);
+    await followChecks(transferList);
     for (const item of transferList) if (checks.has(item.id)) item.check = checks.get(item.id);
     for (const item of transferList) tell("transfer", item, `The transfer of ${item.datasetName || item.datasetId}`);
     for (const item of exportList) tell("export", item, `The export of ${item.folder}`);
@@ -144,6 +147,30 @@ function withdrawnNote(transfer) {
   );
 }
 
+// The answer to Verify as a check: the result itself where the platform reaches the homes (200), else
+// the check the user's shovel carries out (202), which the page's polls follow until it is settled.
+function asCheck(reply) {
+  return "state" in reply ? reply : { state: "completed", result: reply, counts: {} };
+}
+
+function tellCheck(name, check) {
+  if (check.state === "requested") announce(`${name}: verifying against the receipt…`);
+  else if (check.state === "failed") announce(`${name}: the check failed.`);
+  else announce(check.result.unchanged ? `${name}: unchanged since received.` : `${name}: changed since received.`);
+}
+
+// Each requested check of a listed transfer read again; a settled one is told once.
+async function followChecks(transferList) {
+  const pending = transferList.filter((item) => checks.get(item.id)?.state === "requested");
+  await Promise.all(
+    pending.map(async (item) => {
+      const check = await api.transferCheck(item.id);
+      checks.set(item.id, check);
+      if (check.state !== "requested") tellCheck(item.datasetName || item.datasetId, check);
+    }),
+  );
+}
+
 // A completed transfer's folder re-hashed against the receipt left next to its files.
 function verifyBlock(transfer, refresh) {
   const check = transfer.check;
@@ -155,37 +182,48 @@ function verifyBlock(transfer, refresh) {
       dataset: { focus: `verify-${transfer.id}` },
       onclick: (event) =>
         act(event.currentTarget, async () => {
-          const result = await api.verifyTransfer(transfer.id);
-          checks.set(transfer.id, result);
-          announce(result.unchanged ? `${name}: unchanged since received.` : `${name}: changed since received.`);
+          const started = asCheck(await api.verifyTransfer(transfer.id));
+          checks.set(transfer.id, started);
+          tellCheck(name, started);
           await refresh();
         }),
     },
     "Verify",
   );
-  const changes = check
-    ? [
-        ...check.modified.map((path) => h("li", {}, "modified: ", h("code", {}, path))),
-        ...check.missing.map((path) => h("li", {}, "missing: ", h("code", {}, path))),
-        ...check.added.map((path) => h("li", {}, "added: ", h("code", {}, path))),
-        ...check.problems.map((problem) => h("li", {}, problem)),
-      ]
-    : [];
-  return h(
-    "div",
-    { class: "verify" },
-    h("div", { class: "actions" }, button),
-    check
-      ? h(
-          "p",
-          { class: check.unchanged ? "meta" : "problems", role: "status" },
-          check.unchanged
-            ? `Unchanged since received: ${plural(check.checked, "file")} checked against the receipt.`
-            : `Changed since received (${plural(check.checked, "file")} checked):`,
-        )
-      : null,
+  return h("div", { class: "verify" }, h("div", { class: "actions" }, button), ...checkLines(check));
+}
+
+function checkLines(check) {
+  if (!check) return [];
+  if (check.state === "requested") {
+    const text = check.waitingForStack ? CHECK_WAITING : "Verifying against the receipt…";
+    return [h("p", { class: "meta", role: "status" }, text)];
+  }
+  if (check.state === "failed") {
+    return [h("p", { class: "problems", role: "status" }, `The check failed: ${check.message}`)];
+  }
+  const result = check.result;
+  const counts = check.counts || {};
+  const listed = (kind, label) => [
+    ...result[kind].map((path) => h("li", {}, `${label}: `, h("code", {}, path))),
+    ...(counts[kind] > result[kind].length ? [h("li", {}, `and ${counts[kind] - result[kind].length} more ${label}`)] : []),
+  ];
+  const changes = [
+    ...listed("modified", "modified"),
+    ...listed("missing", "missing"),
+    ...listed("added", "added"),
+    ...result.problems.map((problem) => h("li", {}, problem)),
+  ];
+  return [
+    h(
+      "p",
+      { class: result.unchanged ? "meta" : "problems", role: "status" },
+      result.unchanged
+        ? `Unchanged since received: ${plural(result.checked, "file")} checked against the receipt.`
+        : `Changed since received (${plural(result.checked, "file")} checked):`,
+    ),
     changes.length ? h("ul", { "aria-label": "Changes since received" }, changes) : null,
-  );
+  ];
 }
 
 // Where each running app sees the transfer's folder, in the app's own terms (worked out when read).

@@ -131,8 +131,11 @@ def test_the_page_s_verify_rehashes_a_completed_transfer_on_one_machine(
         ["raw/big.bin"],
         ["notes.md"],
     )
+    latest = api.call("GET", path, alice).get_json()  # kept as the transfer's latest check
+    assert (latest["state"], latest["result"]) == ("completed", check)
 
     assert api.call("POST", path, bob).status_code == 404
+    assert api.call("GET", path, bob).status_code == 404
 
 
 def test_a_file_whose_bytes_do_not_match_clowders_digest_fails_and_the_rest_arrive(

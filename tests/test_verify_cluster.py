@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from events.types import MAX_LISTED_PATHS, TRANSFER_VERIFIED, Payload, TransferVerified
+from events.types import (
+    MAX_LISTED_PATHS,
+    SHOVEL_COMMAND_ABANDONED,
+    TRANSFER_VERIFIED,
+    CommandAbandoned,
+    Payload,
+    TransferVerified,
+)
 from shared.adapters.bus.memory import MemoryBus
 from shared.adapters.store import Store
 from shared.adapters.store.sql import SqlStore, open_store
@@ -146,6 +153,46 @@ def test_a_shovel_carries_out_a_verify_command_from_its_queue(tmp_path: Path) ->
     [report] = [payload for kind, payload in emitted if kind == TRANSFER_VERIFIED]
     assert isinstance(report, TransferVerified)
     assert (report.check_id, report.modified, report.stack_id) == ("c1", ["a.txt"], "s1")
+
+
+def test_a_verify_command_given_up_reports_its_check_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report that cannot be sent fails the command; at the last attempt the shovel reports the
+    check failed, saying why, and names the check in the command it gave up."""
+    monkeypatch.setattr("shovel.daemon.RETRY_SECONDS", 0.05)
+    home = tmp_path / "home"
+    (home / "Clowder" / "D").mkdir(parents=True)
+    bus = MemoryBus()
+    emitted: list[tuple[str, Payload]] = []
+    stop = threading.Event()
+    settings = ShovelSettings(
+        user="alice", stack_id="s1", home=home, health_host="127.0.0.1", health_port=0, attempts=2
+    )
+
+    def emit(event_type: str, payload: Payload) -> None:
+        if isinstance(payload, TransferVerified) and payload.error is None:
+            raise ConnectionError("the events URL does not answer")
+        emitted.append((event_type, payload))
+
+    shovel = threading.Thread(
+        target=run, kwargs={"settings": settings, "bus": bus, "stop": stop, "emit": emit}
+    )
+    shovel.start()
+    try:
+        bus.publish(queue_for("alice"), command().model_dump_json().encode())
+        wait_until(
+            lambda: any(kind == SHOVEL_COMMAND_ABANDONED for kind, _ in emitted), "the command given up"
+        )
+    finally:
+        stop.set()
+        shovel.join(10)
+    [failed] = [payload for kind, payload in emitted if kind == TRANSFER_VERIFIED]
+    assert isinstance(failed, TransferVerified) and failed.check_id == "c1"
+    assert failed.error is not None and "gave up after 2 failed attempts" in failed.error
+    [abandoned] = [payload for kind, payload in emitted if kind == SHOVEL_COMMAND_ABANDONED]
+    assert isinstance(abandoned, CommandAbandoned)
+    assert (abandoned.kind, abandoned.subject) == ("verify", "c1")
 
 
 # --- the platform: asked, followed, recorded ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 
 import functions_framework
@@ -49,24 +50,35 @@ json_errors()
 def ui(request: Request) -> Response:
     if request.path == metrics.PATH and request.method in ("GET", "HEAD"):
         return metrics_response(request)
+    began = time.perf_counter()
+    route, response = _answer(request)
+    metrics.REQUESTS.record("ui", route, request.method, response.status_code, time.perf_counter() - began)
+    return response
+
+
+def _answer(request: Request) -> tuple[str, Response]:
+    """The route the request matched (for the metrics) and its answer."""
     refused = guard(request)  # the page takes no body, yet one sent would be read after the answer
     if refused is not None:
-        return _secured(refused)
+        return metrics.UNMATCHED, _secured(refused)
     adapter = _routing().bind("", default_method="GET")
     try:
-        endpoint, params = adapter.match(request.path, method=request.method)
+        rule, params = adapter.match(request.path, method=request.method, return_rule=True)
     except MethodNotAllowed as error:
         allowed = ", ".join(sorted(error.valid_methods or []))
         response = error_response(
             405, f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
         )
         response.headers["Allow"] = allowed
-        return _secured(response)
+        return metrics.UNMATCHED, _secured(response)
     except NoRoute:
-        return _secured(error_response(404, f"no route {request.method} {request.path} in function 'ui'"))
-    if endpoint == "index":
-        return _served(request, page.index())
+        return metrics.UNMATCHED, _secured(
+            error_response(404, f"no route {request.method} {request.path} in function 'ui'")
+        )
+    route = metrics.route_label(rule.rule)
+    if rule.endpoint == "index":
+        return route, _served(request, page.index())
     found = page.asset(params["asset"])
     if found is None:
-        return _secured(error_response(404, f"the management page has no asset {params['asset']!r}"))
-    return _served(request, found)
+        return route, _secured(error_response(404, f"the management page has no asset {params['asset']!r}"))
+    return route, _served(request, found)

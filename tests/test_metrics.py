@@ -171,6 +171,41 @@ def test_a_request_counts_under_its_route_template_never_its_path(api: Api, alic
     assert "alice" not in text.lower()
 
 
+def test_an_event_counts_under_its_type_and_the_page_under_its_route(
+    client: Callable[[str], Client], platform: Platform
+) -> None:
+    from events import types
+    from events.codec import new_event, to_http
+
+    transfer = client("transfer")
+    _, before = scrape(transfer)
+    # A well-formed event the function handles (refused: unsigned), one it does not, and no event at all.
+    asked = {"clowder_url": "https://x.example", "email": "a@example.org"}
+    unsigned = new_event(types.TRANSFER_REQUESTED, {**asked, "dataset_id": "d1"}, source="https://x.example")
+    foreign = new_event(
+        types.EXPORT_REQUESTED, {**asked, "folder": "f", "dataset_name": "n"}, source="https://x.example"
+    )
+    for event in (unsigned, foreign):
+        headers, body = to_http(event)
+        assert transfer.post("/", headers=headers, data=body).status_code == 400
+    assert transfer.post("/", data=b"not an event").status_code == 400
+    _, after = scrape(transfer)
+    for route, count in ((types.TRANSFER_REQUESTED, 1), ("unmatched", 2)):
+        labels = ("transfer", route, "POST", "400")
+        assert requests_counted(after, *labels) == requests_counted(before, *labels) + count, route
+
+    page = client("ui")
+    _, before = scrape(page)
+    assert page.get("/").status_code == 200
+    assert page.get("/ui/no-such-asset.js").status_code == 404
+    assert page.get("/nowhere").status_code == 404
+    text, after = scrape(page)
+    for route, status in (("/", "200"), ("/ui/{asset}", "404"), ("unmatched", "404")):
+        labels = ("ui", route, "GET", status)
+        assert requests_counted(after, *labels) == requests_counted(before, *labels) + 1, route
+    assert "no-such-asset" not in text
+
+
 def test_a_store_that_does_not_answer_leaves_its_figures_out_not_the_requests(
     client: Callable[[str], Client], platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -154,40 +154,69 @@ def adapt(
     no CloudEvent), refuse a type the function does not ``handle`` (None: it takes any), ``act`` on it,
     and answer as Knative expects: 202 and an empty body when done, 400 when it can never succeed
     (Knative does not retry it), 503 when a dependency is down (retried), 500 for a fault of ours."""
-    from events import codec
-    from events.errors import InvalidEvent
     from shared.serving import api, metrics
 
     if request.path == metrics.PATH and request.method in ("GET", "HEAD"):
         return api.metrics_response(request)
+    began = time.perf_counter()
+    route, response = _adapt(function_name, request, act, handles=handles, decode=decode)
+    metrics.REQUESTS.record(
+        function_name, route, request.method, response.status_code, time.perf_counter() - began
+    )
+    return response
+
+
+def _adapt(
+    function_name: str,
+    request: Request,
+    act: Callable[[Event], None],
+    *,
+    handles: Collection[str] | None,
+    decode: Decode | None,
+) -> tuple[str, Response]:
+    """The event's route for the metrics (its type, where the function handles it) and the answer."""
+    from events import codec
+    from events.errors import InvalidEvent
+    from shared.serving import metrics
+
+    unmatched = metrics.UNMATCHED
     read = decode or codec.from_http
     try:
         event = read(dict(request.headers), event_body(request))
     except ContentTooLarge as error:
-        return bodies.refusal(error)
+        return unmatched, bodies.refusal(error)
     except InvalidEvent as error:
-        return _answer(400, f"not a valid CloudEvent: {error}")
+        return unmatched, _answer(400, f"not a valid CloudEvent: {error}")
     if handles is not None and event.type not in handles:
         known = ", ".join(sorted(handles))
-        return _answer(
+        return unmatched, _answer(
             400, f"function '{function_name}' does not handle events of type {event.type}; it handles {known}"
         )
+    # A type the function handles (a fixed few), or any type at the dead-letter sink: one series per
+    # known type, the rest together, so that no sender can add series at will.
+    route = event.type if handles is not None or event.type in _known_types() else unmatched
     try:
         act(event)
     except InvalidEvent as error:
         log.warning("refused event %s (%s) from %s: %s", event.id, event.type, event.source, error)
-        return _answer(400, str(error))
+        return route, _answer(400, str(error))
     except Unavailable as error:
         log.warning("event %s (%s) must be retried: %s", event.id, event.type, error.message)
-        return _answer(503, error.message)
+        return route, _answer(503, error.message)
     except WorkbenchError as error:
         # Bad input, unknown or foreign things, conflicts: delivering it again changes nothing.
         log.warning("refused event %s (%s): %s", event.id, event.type, error.message)
-        return _answer(400, error.message)
+        return route, _answer(400, error.message)
     except Exception:
         log.exception("event %s (%s) failed", event.id, event.type)
-        return _answer(500, "internal error; the server log has the details")
-    return _answer(202)
+        return route, _answer(500, "internal error; the server log has the details")
+    return route, _answer(202)
+
+
+def _known_types() -> Collection[str]:
+    from events.types import DATA_MODELS
+
+    return DATA_MODELS.keys()
 
 
 def signed(handlers: Mapping[str, EventHandler]) -> Callable[[Event], None]:

@@ -254,6 +254,21 @@ def _stack_action(setup: Installation) -> Probe:
     )
 
 
+def _withdrawal(setup: Installation) -> Probe:
+    from events import types
+
+    data = {
+        "clowder_url": CLOWDER_URL,
+        "dataset_id": "bench-dataset",
+        "reason": "access-withdrawn",
+        "emails": [EMAIL],
+    }
+    return _event_probe(
+        "dataset.withdrawn of the user's access to a dataset the home holds: its copy flagged (202)",
+        _signed(types.DATASET_WITHDRAWN, data, setup.event_secret),
+    )
+
+
 def _clowder_job(setup: Installation) -> Probe:
     from events import types
 
@@ -376,6 +391,7 @@ PROBES: dict[str, Callable[[Installation], Probe]] = {
     ),
     "ui": lambda setup: Probe("GET / (the management page)", "GET", "/"),
     "transfer": _transfer,
+    "withdrawal": _withdrawal,
     "export": _export,
     "stack_action": _stack_action,
     "shovel_reports": _shovel_reports,

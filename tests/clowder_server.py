@@ -63,6 +63,8 @@ class Dataset:
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     metadata: list[dict[str, Any]] = field(default_factory=list)
     """The JSON-LD metadata documents attached to it, as Clowder answers them back."""
+    frozen_version: int | None = None
+    """Clowder 2: the number of the released (frozen) version this record is, None for a draft."""
 
 
 @dataclass
@@ -505,6 +507,12 @@ class ClowderServer:
             dataset = Dataset(id=new_id(), name=name, description=description)
             self.datasets[dataset.id] = dataset
             return dataset.id
+
+    def freeze(self, dataset_id: str, version: int) -> None:
+        """Make the dataset a released version, as Clowder 2 answers for a frozen version's record:
+        ``frozen`` true and its ``frozen_version_num``."""
+        with self._lock:
+            self.datasets[dataset_id].frozen_version = version
 
     def delete_dataset(self, dataset_id: str) -> bool:
         """Remove a dataset with its folders and files (Clowder cascades); False if there is none."""
@@ -1002,8 +1010,8 @@ class ClowderServer:
             "standard_license": True,
             "license_id": dataset.license_id,
             "id": dataset.id,
-            "frozen": False,
-            "frozen_version_num": -999,
+            "frozen": dataset.frozen_version is not None,
+            "frozen_version_num": -999 if dataset.frozen_version is None else dataset.frozen_version,
             "deleted": False,
         }
 

@@ -141,6 +141,9 @@ def test_an_export_of_received_data_carries_a_valid_crate_naming_its_sources(
     assert origin.id == f"{clowder.url}/files/{ids['readme.txt']}"
     assert (origin["sha256"], origin["isPartOf"].id) == (sha256(content["readme.txt"]), source[0].id)
     assert "isBasedOn" not in entities["results/mean of readings.txt"]
+    # The source lists every file it delivered, each with the digest it was received with.
+    delivered = {part["name"]: (part["sha256"], part["contentSize"]) for part in listed(source[0]["hasPart"])}
+    assert delivered == {path: (sha256(data), str(len(data))) for path, data in content.items()}
 
     # The stack that ran, its image, and who exported it.
     action = crate.get(f"#export-{done['id']}")

@@ -22,6 +22,7 @@ from tests.clowder_server import ClowderServer
 from tests.conftest import Api
 from tests.support import wait_until
 from tests.test_auth import error_of
+from tests.test_exports import post_export, wait_for_export
 from tests.test_transfers import (
     ClientFactory,
     accepted,
@@ -278,6 +279,51 @@ def test_copies_of_a_dataset_are_listed_for_the_admin_and_clowder_only(
     assert as_clowder.get_json() == as_admin.get_json()
     assert api.call("GET", f"{path}?version=3", SERVICE_TOKEN).get_json() == []
     assert api.call("GET", "/api/datasets/someotherdataset/copies", SERVICE_TOKEN).get_json() == []
+
+
+@pytest.mark.parametrize("version", [2])
+def test_a_released_version_is_named_in_the_receipt_the_copies_and_an_exports_lineage(
+    api: Api,
+    client: ClientFactory,
+    platform: Platform,
+    clowder: ClowderServer,
+    shovels: Served,
+    alice: str,
+    version: Literal[2],
+) -> None:
+    """Clowder 2's released (frozen) versions: the version travels from Clowder's record into the
+    transfer, its receipt, the dataset's copies and the lineage of what is exported from it."""
+    dataset_id, content, _ = field_study(clowder, big=200_000)
+    clowder.freeze(dataset_id, 3)
+    started_stack(api, alice)
+    accepted(deliver(client, "transfer", transfer_request(clowder, dataset_id)))
+    transfer_id = only_transfer(platform, "alice")["id"]
+    done = wait_for_transfer(api, alice, transfer_id, "completed")
+    assert done["datasetVersion"] == "3"
+    target = platform.data_dir / "home" / "alice" / "Clowder" / "Field Study"
+    assert receipt_of(target, transfer_id)["dataset"] == {
+        "id": dataset_id,
+        "name": "Field Study",
+        "version": "3",
+    }
+
+    copies = f"/api/datasets/{dataset_id}/copies"
+    [copy] = api.call("GET", f"{copies}?version=3", SERVICE_TOKEN).get_json()
+    assert (copy["transferId"], copy["datasetVersion"]) == (transfer_id, "3")
+    assert api.call("GET", f"{copies}?version=2", SERVICE_TOKEN).get_json() == []
+
+    export_id = post_export(api, alice, folder="Field Study", name="Analysed").get_json()["id"]
+    exported = wait_for_export(api, alice, export_id, "completed")
+    assert [(source["datasetId"], source["datasetVersion"]) for source in exported["derivedFrom"]] == [
+        (dataset_id, "3")
+    ]
+    crate = json.loads(clowder.read_tree(exported["datasetId"])["ro-crate-metadata.json"])
+    [source] = [entity for entity in crate["@graph"] if entity.get("identifier") == dataset_id]
+    assert source["version"] == "3"
+    parts = {part["@id"] for part in source["hasPart"]}
+    assert {entity["name"]: entity["sha256"] for entity in crate["@graph"] if entity["@id"] in parts} == {
+        path: sha256(data) for path, data in content.items()
+    }
 
 
 def test_verify_through_the_api_needs_a_completed_transfer(api: Api, platform: Platform, alice: str) -> None:

@@ -34,6 +34,9 @@ EXTRA_TERMS = {
 }
 """Terms the crate uses beyond the RO-Crate 1.1 context, defined in its ``@context`` as RO-Crate asks."""
 CC_BY = "https://creativecommons.org/licenses/by/4.0/"
+SOURCE_FILES_LISTED = 10_000
+"""The received files a source dataset lists in the crate, each with its digest, at most: a dataset of
+a million files would otherwise make a crate of hundreds of megabytes."""
 
 Why = Literal["folder", "content", "home"]
 """Why a dataset is a source: its copy is in (or holds) the exported folder; the export carries some of
@@ -206,26 +209,24 @@ def crate_document(
 
     datasets = []
     received: dict[str, ContextEntity] = {}
+    exported = {file.sha256 for file in files}
     for source in sources:
         dataset = crate.add(ContextEntity(crate, _dataset_url(source.transfer), properties=_dataset(source)))
         datasets.append(dataset)
-        by_digest = {file.sha256: file for file in source.files if file.sha256}
-        for file in files:
-            kept = by_digest.get(file.sha256)
-            if kept is not None and file.sha256 not in received:
-                received[file.sha256] = crate.add(
-                    ContextEntity(
-                        crate,
-                        f"{source.transfer.source.rstrip('/')}/files/{urllib.parse.quote(kept.clowderId, safe='')}",
-                        properties={
-                            "@type": "CreativeWork",
-                            "name": kept.path,
-                            "contentSize": str(kept.size),
-                            "sha256": kept.sha256,
-                            "isPartOf": {"@id": dataset.id},
-                        },
-                    )
-                )
+        listed, left = _listed(source.files, exported)
+        parts = []
+        for kept in listed:
+            entity = crate.add(
+                ContextEntity(crate, _file_url(source.transfer, kept), properties=_received(kept))
+            )
+            entity["isPartOf"] = dataset
+            parts.append(entity)
+            if kept.sha256 in exported:
+                received.setdefault(kept.sha256, entity)
+        if parts:
+            dataset["hasPart"] = _one_or_many(parts)
+        if left:
+            dataset["description"] += f"; {left} more of its files are not listed here"
     if datasets:
         root["wasDerivedFrom"] = _one_or_many(datasets)
         root["isBasedOn"] = _one_or_many(datasets)
@@ -281,6 +282,24 @@ def crate_document(
     )
     document: dict[str, Any] = crate.metadata.generate()
     return document
+
+
+def _listed(placed: list[TransferFile], exported: set[str]) -> tuple[list[TransferFile], int]:
+    """The received files a source lists (the ones the export carries unchanged, then the rest by
+    path, at most ``SOURCE_FILES_LISTED`` in all) and how many are left out."""
+    ordered = sorted(placed, key=lambda file: (file.sha256 not in exported, file.path))
+    return ordered[:SOURCE_FILES_LISTED], max(0, len(ordered) - SOURCE_FILES_LISTED)
+
+
+def _file_url(transfer: Transfer, file: TransferFile) -> str:
+    return f"{transfer.source.rstrip('/')}/files/{urllib.parse.quote(file.clowderId, safe='')}"
+
+
+def _received(file: TransferFile) -> dict[str, Any]:
+    properties: dict[str, Any] = {"@type": "CreativeWork", "name": file.path, "contentSize": str(file.size)}
+    if file.sha256:
+        properties["sha256"] = file.sha256
+    return properties
 
 
 def _one_or_many(entities: list[Any]) -> Any:

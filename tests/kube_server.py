@@ -5,7 +5,9 @@
 # replace, merge and strategic-merge patches (both as JSON merge patches), server-side apply, delete,
 # ``deployments/{name}/scale`` and ``pods/{name}/log``. Errors are Status objects shaped as the API
 # server shapes them. A Deployment scaled up gets pods (its template's labels), which a test marks
-# Ready or Terminated; scaling down deletes them. Failures can be injected per verb and path.
+# Ready or Terminated, or which go through a kubelet's steps by themselves (``progress_seconds``),
+# recording core v1 Events (listed with field selectors); scaling down deletes them. Failures can be
+# injected per verb and path.
 #
 # Server-side apply is that of a sole field manager: the applied object replaces the stored one's
 # fields (server-set fields, status, a Service's cluster IP and unset replicas are kept). Field
@@ -51,7 +53,26 @@ KINDS = {
     ("rbac.authorization.k8s.io/v1", "rolebindings"): "RoleBinding",
     ("rbac.authorization.k8s.io/v1", "clusterroles"): "ClusterRole",
     ("rbac.authorization.k8s.io/v1", "clusterrolebindings"): "ClusterRoleBinding",
+    ("v1", "events"): "Event",
 }
+EVENT_FIELDS = frozenset(
+    {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+        "metadata.name",
+        "metadata.namespace",
+    }
+)
+"""The fields the API server selects core v1 Events by."""
 REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -224,6 +245,29 @@ def selector_matcher(text: str) -> Callable[[dict[str, str]], bool]:
     return lambda labels: all(test(labels) for test in tests)
 
 
+def field_matcher(text: str, plural: str) -> Callable[[Object], bool]:
+    """A field selector (``=``, ``==``, ``!=``) as a predicate over objects; every kind selects by
+    ``metadata.name`` and ``metadata.namespace``, Events by the fields the API server indexes."""
+    supported = EVENT_FIELDS if plural == "events" else {"metadata.name", "metadata.namespace"}
+    tests: list[Callable[[Object], bool]] = []
+    for term in (part.strip() for part in (text or "").split(",") if part.strip()):
+        negated = "!=" in term
+        key, value = (part.strip() for part in term.replace("==", "=").replace("!=", "=").split("=", 1))
+        if key not in supported:
+            raise ApiError(400, f"field label not supported: {key}")
+
+        def test(item: Object, path: str = key, wanted: str = value, negated: bool = negated) -> bool:
+            found: Any = item
+            for part in path.split("."):
+                found = found.get(part) if isinstance(found, dict) else None
+            if path == "source" and isinstance(found, dict):
+                found = found.get("component")
+            return (str(found or "") == wanted) != negated
+
+        tests.append(test)
+    return lambda item: all(test(item) for test in tests)
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386."""
     if not isinstance(patch, dict):
@@ -359,6 +403,14 @@ class KubeServer:
         """Every change of a pod as an ApiServerSource would send it: ("add"|"update"|"delete", pod)."""
         self.auto_ready: float | None = None
         """Seconds after which a new pod turns Ready by itself (None: only when a test says so)."""
+        self.progress_seconds: float | None = None
+        """Seconds between the steps a new pod goes through as a kubelet takes it on (None: it waits,
+        PodInitializing, until a test marks it): scheduled with its containers being created, its
+        images pulling, then pulled with its containers created and started (running, not ready), then
+        ready; each step with the Events the scheduler and kubelet record."""
+        self.unpullable: dict[str, str] = {}
+        """Image → what its registry answers the kubelet: a pod of it stays at ErrImagePull, then
+        ImagePullBackOff."""
         self.graceful_pod_deletion = False
         """Pods being deleted stay, terminating, until ``finish_terminating``."""
         self.refuse_pods: dict[str, str] = {}
@@ -616,7 +668,15 @@ class KubeServer:
             if target.subresource is not None:
                 raise ApiError(404, f"the server could not find the requested resource ({request.path})")
             if request.method == "GET" and target.name is None:
-                return self._json(200, self._list(target, query.get("labelSelector", "")))
+                return self._json(
+                    200,
+                    self._list(
+                        target,
+                        query.get("labelSelector", ""),
+                        query.get("fieldSelector", ""),
+                        query.get("limit"),
+                    ),
+                )
             if request.method == "GET":
                 return self._json(200, self._existing(target))
             if request.method == "POST" and target.name is None:
@@ -727,9 +787,10 @@ class KubeServer:
             raise self._not_found(target)
         return copy.deepcopy(found)
 
-    def _list(self, target: Target, selector: str) -> Object:
+    def _list(self, target: Target, selector: str, fields: str = "", limit: str | None = None) -> Object:
         kind = self._kind(target)
         matches = selector_matcher(selector)
+        selected = field_matcher(fields, target.plural)
         items = []
         for (version, plural, namespace), bucket in self._store.items():
             if (version, plural) != (target.group_version, target.plural):
@@ -737,17 +798,30 @@ class KubeServer:
             if target.namespace is not None and namespace != target.namespace:
                 continue
             for item in bucket.values():
-                if matches(item["metadata"].get("labels") or {}):
+                if matches(item["metadata"].get("labels") or {}) and selected(item):
                     listed = copy.deepcopy(item)
                     # As the API server lists them: the list says the kind, the items do not.
                     listed.pop("kind", None)
                     listed.pop("apiVersion", None)
                     items.append(listed)
         items.sort(key=lambda item: (item["metadata"].get("namespace", ""), item["metadata"]["name"]))
+        metadata: Object = {"resourceVersion": str(self._version)}
+        if limit is not None:
+            if not limit.isdigit():
+                raise ApiError(400, f"invalid limit: {limit}")
+            count = int(limit)
+            if 0 < count < len(items):
+                # The rest would follow with the continue token; a client that asked for a bound
+                # takes none of it.
+                metadata["continue"] = base64.b64encode(
+                    items[count - 1]["metadata"]["name"].encode()
+                ).decode()
+                metadata["remainingItemCount"] = len(items) - count
+                items = items[:count]
         return {
             "kind": f"{kind}List",
             "apiVersion": target.group_version,
-            "metadata": {"resourceVersion": str(self._version)},
+            "metadata": metadata,
             "items": items,
         }
 
@@ -1320,12 +1394,169 @@ class KubeServer:
             },
         }
         self._bucket("v1", "pods", namespace)[name] = pod
+        if self.progress_seconds is not None:
+            self._scheduled(pod)
         self.pod_events.append(("add", copy.deepcopy(pod)))
         if self.auto_ready is not None:
             timer = threading.Timer(self.auto_ready, self.mark_ready, args=(namespace, name))
             timer.daemon = True
             self._timers.append(timer)
             timer.start()
+
+    # --- A kubelet taking a pod on ----------------------------------------------------------
+
+    def record_event(
+        self, pod: Object, reason: str, message: str, *, container: str | None = None, warning: bool = False
+    ) -> Object:
+        """A core v1 Event about the pod (or one of its containers), as the scheduler or kubelet
+        records it; named, as they are, by the pod and the time in nanoseconds, so names sort by time."""
+        metadata = pod["metadata"]
+        kinds = ("initContainers", "containers")
+        field_path = next(
+            (
+                f"spec.{kind}{{{container}}}"
+                for kind in kinds
+                if any(item["name"] == container for item in pod["spec"].get(kind, []))
+            ),
+            "",
+        )
+        at = now()
+        event: Object = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{metadata['name']}.{time.time_ns():x}",
+                "namespace": metadata["namespace"],
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": self._next_version(),
+                "creationTimestamp": at,
+            },
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "namespace": metadata["namespace"],
+                "name": metadata["name"],
+                "uid": metadata["uid"],
+                "resourceVersion": metadata["resourceVersion"],
+                **({"fieldPath": field_path} if field_path else {}),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": "default-scheduler"}
+            if reason == "Scheduled"
+            else {"component": "kubelet", "host": "stand-in-node"},
+            "firstTimestamp": at,
+            "lastTimestamp": at,
+            "count": 1,
+            "type": "Warning" if warning else "Normal",
+            "reportingComponent": "default-scheduler" if reason == "Scheduled" else "kubelet",
+            "reportingInstance": "" if reason == "Scheduled" else "stand-in-node",
+        }
+        with self._lock:
+            self._bucket("v1", "events", metadata["namespace"])[event["metadata"]["name"]] = event
+        return event
+
+    @staticmethod
+    def _containers(pod: Object) -> list[tuple[Object, Object]]:
+        """Each container of the pod (init containers first) with its status."""
+        pairs = []
+        for spec_key, status_key in (
+            ("initContainers", "initContainerStatuses"),
+            ("containers", "containerStatuses"),
+        ):
+            statuses = {item["name"]: item for item in pod["status"].get(status_key, [])}
+            pairs += [(item, statuses[item["name"]]) for item in pod["spec"].get(spec_key, [])]
+        return pairs
+
+    def _scheduled(self, pod: Object) -> None:
+        """The scheduler placed the pod; the kubelet creates its containers (the sidecars first)."""
+        metadata = pod["metadata"]
+        has_sidecars = bool(pod["spec"].get("initContainers"))
+        pod["status"]["conditions"].append(
+            {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"}
+        )
+        for spec, status in self._containers(pod):
+            waiting = (
+                "PodInitializing"
+                if has_sidecars and spec in pod["spec"].get("containers", [])
+                else "ContainerCreating"
+            )
+            status["state"] = {"waiting": {"reason": waiting}}
+        self.record_event(
+            pod,
+            "Scheduled",
+            f"Successfully assigned {metadata['namespace']}/{metadata['name']} to stand-in-node",
+        )
+        self._next_step(metadata["namespace"], metadata["name"], self._pulling)
+
+    def _next_step(self, namespace: str, name: str, step: Callable[[Object], Any]) -> None:
+        def take() -> None:
+            with self._lock:
+                pod = self._bucket("v1", "pods", namespace).get(name)
+                if pod is None or pod["metadata"].get("deletionTimestamp"):
+                    return
+                following = step(pod)
+                self._touched_pod(pod)
+            if callable(following):
+                self._next_step(namespace, name, following)
+
+        timer = threading.Timer(self.progress_seconds or 0.0, take)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _pulling(self, pod: Object) -> Callable[[Object], Any]:
+        for spec, status in self._containers(pod):
+            image = spec.get("image", "")
+            self.record_event(pod, "Pulling", f'Pulling image "{image}"', container=spec["name"])
+            refusal = self.unpullable.get(image)
+            if refusal is not None:
+                message = f'Failed to pull image "{image}": {refusal}'
+                self.record_event(pod, "Failed", message, container=spec["name"], warning=True)
+                self.record_event(pod, "Failed", "Error: ErrImagePull", container=spec["name"], warning=True)
+                status["state"] = {"waiting": {"reason": "ErrImagePull", "message": message}}
+                return self._backing_off
+        return self._started
+
+    def _backing_off(self, pod: Object) -> None:
+        for spec, status in self._containers(pod):
+            if (status["state"].get("waiting") or {}).get("reason") == "ErrImagePull":
+                message = f'Back-off pulling image "{spec.get("image", "")}"'
+                self.record_event(pod, "BackOff", message, container=spec["name"], warning=True)
+                self.record_event(
+                    pod, "Failed", "Error: ImagePullBackOff", container=spec["name"], warning=True
+                )
+                status["state"] = {"waiting": {"reason": "ImagePullBackOff", "message": message}}
+
+    def _started(self, pod: Object) -> Callable[[Object], Any]:
+        started = now()
+        for spec, status in self._containers(pod):
+            image = spec.get("image", "")
+            self.record_event(
+                pod,
+                "Pulled",
+                f'Successfully pulled image "{image}" in 1.204s (1.204s including waiting). Image size: 3791268 bytes.',
+                container=spec["name"],
+            )
+            self.record_event(pod, "Created", f"Created container: {spec['name']}", container=spec["name"])
+            self.record_event(pod, "Started", f"Started container {spec['name']}", container=spec["name"])
+            # A sidecar (an init container that keeps running) is ready once started: it has no
+            # readiness probe; the app's containers wait for theirs.
+            sidecar = spec in pod["spec"].get("initContainers", [])
+            status.update(started=True, ready=sidecar, state={"running": {"startedAt": started}})
+        status = pod["status"]
+        status["phase"] = "Running"
+        status["startTime"] = status.get("startTime") or started
+        status["conditions"] = [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": started},
+            {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"},
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+        ]
+        return self._ready
+
+    def _ready(self, pod: Object) -> None:
+        self.mark_ready(pod["metadata"]["namespace"], pod["metadata"]["name"])
 
     def _remove_pod(self, namespace: str, name: str, *, graceful: bool) -> None:
         bucket = self._bucket("v1", "pods", namespace)

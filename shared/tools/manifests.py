@@ -129,7 +129,9 @@ FILE_NOTES: dict[str, str] = {
         "mount no token. The rights are cluster-wide (ClusterRoles) because each user's stacks live in "
         "a namespace of their own, created at account setup. stack-manager includes secrets (each "
         "user's shovel credentials) and roles (the shovel's, which may only grant what its creator "
-        "holds). The ApiServerSource has its own account that may only read pods and namespaces."
+        "holds). stack-manager and stack-observer list pods' Events, which tell a starting service's "
+        "image pulls and container creations. The ApiServerSource has its own account that may only "
+        "read pods and namespaces."
     ),
     "services.yaml": (
         "One Knative Service per function, all from one image; FUNCTION_TARGET and FUNCTION_SOURCE pick "
@@ -271,6 +273,7 @@ def manager_rules() -> list[Manifest]:
             "verbs": _WRITE,
         },
         {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": _READ},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _WRITE},
         {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "update", "patch"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": _WRITE},
@@ -281,6 +284,8 @@ def manager_rules() -> list[Manifest]:
 def observer_rules() -> list[Manifest]:
     return [
         {"apiGroups": [""], "resources": ["pods"], "verbs": _READ},
+        # A pod's Events tell its image pulls and container creations as it starts.
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _READ},
         {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
     ]

@@ -64,6 +64,9 @@ class StatusReport:
     status: ServiceStatus
     message: str | None = None
     endpoints: list[Endpoint] | None = field(default=None)
+    steps: tuple[str, ...] = ()
+    """What the service went through so far in this start, oldest first, ``message`` among them: those
+    its recorded messages lack are added (a runtime that tells each change once leaves it empty)."""
 
 
 Reporter = Callable[[StatusReport], None]

@@ -70,6 +70,7 @@ INGRESSES = Resource("networking.k8s.io/v1", "ingresses", "Ingress")
 NETWORK_POLICIES = Resource("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy")
 ROLES = Resource("rbac.authorization.k8s.io/v1", "roles", "Role")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding")
+EVENTS = Resource("v1", "events", "Event")
 
 KNOWN = {
     (resource.api_version, resource.kind): resource
@@ -88,6 +89,7 @@ KNOWN = {
         NETWORK_POLICIES,
         ROLES,
         ROLE_BINDINGS,
+        EVENTS,
     )
 }
 CLUSTER_SCOPED_KINDS = frozenset(
@@ -198,6 +200,24 @@ class KubeApi:
             "GET",
             resource.path(namespace),
             query=[("labelSelector", selector(labels))],
+        )
+        items = answer.get("items") or []
+        return [item for item in items if isinstance(item, dict)]
+
+    def events_of(self, namespace: str, kind: str, name: str, *, limit: int) -> list[Manifest]:
+        """At most ``limit`` of the Events the cluster recorded about one object (core v1 Events, as
+        ``kubectl describe`` shows them)."""
+        answer = self._call(
+            "list",
+            EVENTS,
+            namespace,
+            None,
+            "GET",
+            EVENTS.path(namespace),
+            query=[
+                ("fieldSelector", f"involvedObject.kind={kind},involvedObject.name={name}"),
+                ("limit", str(limit)),
+            ],
         )
         items = answer.get("items") or []
         return [item for item in items if isinstance(item, dict)]

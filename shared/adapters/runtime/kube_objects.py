@@ -683,6 +683,13 @@ def deployment(
 class Observation:
     status: ServiceStatus
     message: str
+    steps: tuple[str, ...] = ()
+    """What the service's pod went through so far, oldest first, ``message`` last (none when there
+    is no pod)."""
+
+    def after(self, earlier: Sequence[str]) -> Observation:
+        """This observation with ``earlier`` steps before its own."""
+        return Observation(self.status, self.message, (*earlier, *self.steps))
 
 
 def replicas_of(deployment: Mapping[str, Any]) -> int:
@@ -733,6 +740,14 @@ def container_problem(status: Mapping[str, Any]) -> str | None:
     return None
 
 
+def current_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest of a service's pods that is not being deleted."""
+    live = [pod for pod in pods if not pod.get("metadata", {}).get("deletionTimestamp")]
+    if not live:
+        return None
+    return max(live, key=lambda pod: pod.get("metadata", {}).get("creationTimestamp", ""))
+
+
 def observe_service(
     deployment: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
@@ -749,31 +764,185 @@ def observe_service(
             return None
         return Observation("stopped", "Stopped")
     failure = _condition(deployment.get("status", {}).get("conditions"), "ReplicaFailure")
-    live = [pod for pod in pods if not pod.get("metadata", {}).get("deletionTimestamp")]
-    if not live:
+    pod = current_pod(pods)
+    if pod is None:
         if failure is not None and failure.get("status") == "True":
             return Observation("error", f"Its pod cannot be created: {failure.get('message', '')}")
         return Observation("starting", "Waiting for its pod")
-    pod = max(live, key=lambda pod: pod.get("metadata", {}).get("creationTimestamp", ""))
     name = pod.get("metadata", {}).get("name", "")
     status = pod.get("status") or {}
-    for container in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
-        if isinstance(container, Mapping):
-            problem = container_problem(container)
-            if problem is not None:
-                return Observation("error", problem)
+    for container in _container_statuses(status):
+        problem = container_problem(container)
+        if problem is not None:
+            return _stepped("error", problem)
     phase = status.get("phase", "Pending")
     if phase == "Failed":
-        return Observation(
+        return _stepped(
             "error", f"Pod {name} failed: {_explained(status.get('reason', 'Failed'), status.get('message'))}"
         )
     ready = _condition(status.get("conditions"), "Ready")
     if ready is not None and ready.get("status") == "True":
-        return Observation("ready", f"Pod {name} is ready")
+        return _stepped("ready", f"Pod {name} is ready")
     created = _timestamp(pod.get("metadata", {}).get("creationTimestamp"))
     if created is not None and now - created > ready_timeout:
-        return Observation("timeout", f"Service timed out after {ready_timeout} seconds")
+        return _stepped("timeout", f"Service timed out after {ready_timeout} seconds")
     scheduled = _condition(status.get("conditions"), "PodScheduled")
     if scheduled is not None and scheduled.get("status") == "False":
-        return Observation("starting", f"Pod {name} waits to be scheduled: {scheduled.get('message', '')}")
-    return Observation("starting", f"Pod {name} is {phase}")
+        return _stepped("starting", f"Pod {name} waits to be scheduled: {scheduled.get('message', '')}")
+    steps = pod_progress(pod)
+    return Observation(
+        "starting", steps[-1] if steps else f"Pod {name} is {phase}", steps or (f"Pod {name} is {phase}",)
+    )
+
+
+def _stepped(status: ServiceStatus, message: str) -> Observation:
+    return Observation(status, message, (message,))
+
+
+def _container_statuses(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The pod's init containers' statuses (the shovel sidecar among them), then its app's."""
+    found = [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
+    return [item for item in found if isinstance(item, Mapping)]
+
+
+def pod_progress(pod: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a starting pod's own status says of it: its sidecars started (the pod initialized), then
+    each container not yet ready, by what it waits for or that it runs."""
+    name = pod.get("metadata", {}).get("name", "")
+    status = pod.get("status") or {}
+    steps = []
+    initialized = _condition(status.get("conditions"), "Initialized")
+    if (
+        status.get("initContainerStatuses")
+        and initialized is not None
+        and initialized.get("status") == "True"
+    ):
+        steps.append(f"Pod {name} is initialized: its sidecars have started")
+    for container in _container_statuses(status):
+        if container.get("ready") is True:
+            continue
+        container_name = inert(container.get("name", "container"))
+        state = container.get("state") or {}
+        waiting = state.get("waiting")
+        if isinstance(waiting, Mapping):
+            reason = waiting.get("reason")
+            if reason == "ContainerCreating":
+                steps.append(f"Creating container {container_name}")
+            elif reason == "PodInitializing":
+                steps.append(f"Container {container_name} waits for the pod's sidecars to start")
+            else:
+                steps.append(
+                    f"Container {container_name} is waiting: {inert(_explained(reason, waiting.get('message')))}"
+                )
+        elif isinstance(state.get("running"), Mapping):
+            steps.append(f"Container {container_name} is running, not yet ready")
+    return tuple(steps)
+
+
+# --- What the cluster's Events say of a pod --------------------------------------------------
+
+EVENT_LIMIT = 100
+"""The most Events one observation reads of a pod (the kubelet counts repeats in one Event)."""
+EVENT_TEXT_LIMIT = 300
+"""The most characters of a kubelet's message a progress step carries."""
+_FIELD_PATH = re.compile(r"^spec\.(?:initContainers|containers)\{(.+)\}$")
+_QUOTED_IMAGE = re.compile(r'image "([^"]+)"')
+
+
+def inert(value: Any, limit: int = EVENT_TEXT_LIMIT) -> str:
+    """Text from the cluster as one line of plain text, at most ``limit`` characters."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(value)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _event_time(event: Mapping[str, Any]) -> float | None:
+    for value in (
+        event.get("firstTimestamp"),
+        event.get("eventTime"),
+        event.get("metadata", {}).get("creationTimestamp"),
+    ):
+        moment = _timestamp(value)
+        if moment is not None:
+            return moment
+    return None
+
+
+def _event_order(event: Mapping[str, Any]) -> tuple[float, int, str]:
+    version = str(event.get("metadata", {}).get("resourceVersion", ""))
+    return (
+        _event_time(event) or 0.0,
+        int(version) if version.isdigit() else 0,
+        str(event.get("metadata", {}).get("name", "")),
+    )
+
+
+def _image_in(pod: Mapping[str, Any], container: str, message: str) -> str:
+    spec = pod.get("spec") or {}
+    for item in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+        if isinstance(item, Mapping) and item.get("name") == container and item.get("image"):
+            return str(item["image"])
+    quoted = _QUOTED_IMAGE.search(message)
+    return quoted.group(1) if quoted else "?"
+
+
+def event_step(pod: Mapping[str, Any], event: Mapping[str, Any]) -> str | None:
+    """One Event of a pod as a progress step; None for an Event of no interest to its owner."""
+    involved = event.get("involvedObject") or {}
+    field = _FIELD_PATH.match(str(involved.get("fieldPath", "")))
+    container = field.group(1) if field else ""
+    message = str(event.get("message") or "")
+    named = inert(container, 63)
+    reason = event.get("reason")
+    if reason == "Scheduled":
+        return f"Scheduled: {inert(message)}"
+    if reason == "Pulling":
+        return f"Pulling image {inert(_image_in(pod, container, message))}"
+    if reason == "Pulled":
+        return f"Pulled image {inert(_image_in(pod, container, message))} ({inert(message)})"
+    if reason == "Created":
+        return f"Container {named} created"
+    if reason == "Started":
+        return f"Container {named} started"
+    if reason == "Failed":
+        return f"Container {named} failed: {inert(message)}"
+    if reason == "BackOff":
+        return f"Container {named} is backing off: {inert(message)}"
+    return None
+
+
+EVENTS_AFTER_READY_SECONDS = 60
+"""How long after its pod became ready a service's observation still reads the pod's Events, so that an
+observation that first sees it ready still tells how it got there."""
+
+
+def tells_events(observation: Observation, pod: Mapping[str, Any] | None, *, now: float) -> bool:
+    """Whether an observation of a service is worth its pod's Events: while it starts or once it failed,
+    and shortly after it became ready (later reads of a running service read none)."""
+    if pod is None or observation.status == "stopped":
+        return False
+    if observation.status != "ready":
+        return True
+    ready = _condition((pod.get("status") or {}).get("conditions"), "Ready")
+    since = _timestamp(ready.get("lastTransitionTime")) if ready is not None else None
+    return since is None or now - since <= EVENTS_AFTER_READY_SECONDS
+
+
+def event_steps(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The steps the Events of this pod (not an earlier one of the same name) tell, oldest first."""
+    metadata = pod.get("metadata", {})
+    uid = metadata.get("uid")
+    created = _timestamp(metadata.get("creationTimestamp"))
+    steps: list[str] = []
+    for event in sorted(events, key=_event_order):
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") != "Pod" or involved.get("name") != metadata.get("name"):
+            continue
+        if uid and involved.get("uid") and involved.get("uid") != uid:
+            continue
+        moment = _event_time(event)
+        if created is not None and moment is not None and moment < created:
+            continue
+        step = event_step(pod, event)
+        if step is not None and step not in steps:
+            steps.append(step)
+    return tuple(steps)

@@ -297,11 +297,16 @@ class KubernetesRuntime:
             pods.setdefault(ssid, []).append(pod)
         now = self._clock()
         observed: dict[str, Observation | None] = {
-            service.key: objects.observe_service(
-                deployments.get(placement.name(service.ssid)),
-                pods.get(service.ssid, []),
-                now=now,
-                ready_timeout=self._ready_timeout(service),
+            service.key: self._with_events(
+                namespace,
+                objects.observe_service(
+                    deployments.get(placement.name(service.ssid)),
+                    pods.get(service.ssid, []),
+                    now=now,
+                    ready_timeout=self._ready_timeout(service),
+                ),
+                objects.current_pod(pods.get(service.ssid, [])),
+                now,
             )
             for service in plan.services
         }
@@ -333,9 +338,21 @@ class KubernetesRuntime:
                     observation.status,
                     observation.message,
                     endpoints or None,
+                    observation.steps,
                 )
             )
         return reports
+
+    def _with_events(
+        self, namespace: str, observation: Observation | None, pod: Mapping[str, Any] | None, now: float
+    ) -> Observation | None:
+        """The observation with the steps its pod's Events tell (image pulls, containers created and
+        started) before its own."""
+        if observation is None or pod is None or not objects.tells_events(observation, pod, now=now):
+            return observation
+        name = str(pod.get("metadata", {}).get("name", ""))
+        events = self._api.events_of(namespace, "Pod", name, limit=objects.EVENT_LIMIT)
+        return observation.after(objects.event_steps(pod, events))
 
     def _move_on(
         self, namespace: str, name: str, service: ServicePlan, observed: Mapping[str, Observation | None]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from shared.core.errors import NotFound
 from shared.core.models import Stack, StackService
 from shared.domain.stacks.crud import get
+from shared.domain.stacks.reconciliation import reconcile
 
 if TYPE_CHECKING:
     from shared.domain.stacks.ports import StackPorts
@@ -25,6 +26,9 @@ POLL_SECONDS = 0.5
 """How often a stream reads the stored stack."""
 STREAM_SECONDS = 90.0
 """How long one stream lasts at most (within the function's request timeout); the client resumes it."""
+RECONCILE_SECONDS = 2.0
+"""How often a stream of a stack on a cluster asks the cluster itself (image pulls and container
+creations change no pod, so no pod event reports them)."""
 HEARTBEAT_SECONDS = 15.0
 """A comment line this often keeps proxies from closing a quiet stream."""
 RETRY_MILLISECONDS = 1000
@@ -133,11 +137,13 @@ def stream(
     *,
     seconds: float = STREAM_SECONDS,
     poll_seconds: float = POLL_SECONDS,
+    reconcile_seconds: float = RECONCILE_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[bytes]:
     """The owner's stack's progress as server-sent events until it is started, failed or stopped (an
     ``end`` event) or ``seconds`` passed. The stack is read once first, so that a stack that is not
-    the owner's fails before the stream begins."""
+    the owner's fails before the stream begins. A stack on a cluster is reconciled with it every
+    ``reconcile_seconds`` meanwhile, which brings what its pods went through into its messages."""
     stack = get(ports, owner, sid)
     position = parse_position(last_event_id)
 
@@ -146,6 +152,7 @@ def stream(
         yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
         deadline = time.monotonic() + seconds
         quiet_since = time.monotonic()
+        reconciled_at = time.monotonic()
         while True:
             found, position = changes(stack, position)
             for event in found:
@@ -163,6 +170,9 @@ def stream(
             sleep(poll_seconds)
             try:
                 stack = get(ports, owner, sid)
+                if time.monotonic() - reconciled_at >= reconcile_seconds:
+                    stack = reconcile(ports, owner, stack)
+                    reconciled_at = time.monotonic()
             except NotFound:
                 yield Event("end", {"id": sid, "status": "deleted"}, position.event_id()).encode()
                 return

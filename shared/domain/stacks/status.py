@@ -47,12 +47,22 @@ def mark_failed(store: Store, owner: str, sid: str, message: str) -> None:
     store.finish_stack_start(sid, False, time.time())
 
 
+def fresh_steps(service: StackService, report: StatusReport) -> list[str]:
+    """The steps of a report the service's recorded messages (of this start) lack, in their order."""
+    fresh: list[str] = []
+    for step in report.steps:
+        if step not in service.statusMessages and step not in fresh:
+            fresh.append(step)
+    return fresh
+
+
 def record_status(
     store: Store, report: StatusReport, *, if_changed: bool = False
 ) -> tuple[str, Stack] | None:
     """Apply a runtime report to the stored stack and derive the stack's status from its services;
     returns the status before and the stack after (None when the stack is gone). With ``if_changed``,
-    a report of the state the service is already in changes nothing (a reconciling read repeats them)."""
+    a report of the state the service is already in changes nothing (a reconciling read repeats them)
+    unless it tells steps the service's messages lack."""
     before: list[str] = []
 
     def change(stack: Stack) -> Stack:
@@ -61,6 +71,7 @@ def record_status(
             service.id == report.ssid
             and service.status == report.status
             and (report.status != "ready" or service.endpoints == report.endpoints)
+            and not fresh_steps(service, report)
             for service in stack.services
         ):
             return stack
@@ -72,7 +83,9 @@ def record_status(
         for service in stack.services:
             if service.id == report.ssid:
                 messages = list(service.statusMessages)
-                if report.message:
+                if report.steps:
+                    messages = [*messages, *fresh_steps(service, report)][-MAX_STATUS_MESSAGES:]
+                elif report.message:
                     messages = [*messages, report.message][-MAX_STATUS_MESSAGES:]
                 endpoints = (
                     report.endpoints

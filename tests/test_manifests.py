@@ -441,6 +441,7 @@ WORKLOADS = {
     ("", "pods"),
     ("", "pods/log"),
     ("", "pods/exec"),
+    ("", "events"),  # listed only: what a starting pod went through
     ("", "namespaces"),
     ("", "resourcequotas"),
     ("", "limitranges"),

@@ -4,6 +4,7 @@ client; the platform's right to read those Events."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +139,12 @@ def pod_of(**status: Any) -> dict[str, Any]:
     }
 
 
+CREATED = datetime(2026, 12, 3, 20, 0, 0, tzinfo=UTC).timestamp()
+
+
 def observed(pod: dict[str, Any]) -> objects.Observation | None:
     deployment = {"spec": {"replicas": 1}, "metadata": {"annotations": {objects.REPLICAS_ANNOTATION: "1"}}}
-    return objects.observe_service(deployment, [pod], now=1796328000.0 + 5, ready_timeout=600)
+    return objects.observe_service(deployment, [pod], now=CREATED + 5, ready_timeout=600)
 
 
 def test_a_pods_status_tells_what_its_containers_wait_for_run_or_fail_on() -> None:
@@ -211,6 +215,20 @@ def test_a_pods_events_become_steps_in_their_order_of_this_pod_only_as_one_line_
     assert failed.startswith("Container web failed: line one line two [31m <b>bold</b> xxx")
     assert "\n" not in failed and "\x1b" not in failed
     assert len(failed) <= len("Container web failed: ") + objects.EVENT_TEXT_LIMIT
+
+
+def test_events_are_read_while_a_service_starts_or_failed_and_for_a_minute_after_it_became_ready() -> None:
+    ready = pod_of(
+        phase="Running",
+        conditions=[{"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-03T20:00:05Z"}],
+    )
+    observation = observed(ready)
+    assert observation is not None and observation.status == "ready"
+    assert objects.tells_events(observation, ready, now=CREATED + 5 + objects.EVENTS_AFTER_READY_SECONDS)
+    assert not objects.tells_events(observation, ready, now=CREATED + 6 + objects.EVENTS_AFTER_READY_SECONDS)
+    starting = objects.Observation("starting", "Creating container web")
+    assert objects.tells_events(starting, pod_of(), now=CREATED + 3600)
+    assert not objects.tells_events(starting, None, now=CREATED)
 
 
 # --- The stand-in and the platform's rights ------------------------------------------------------

@@ -210,9 +210,15 @@ def _send(http: httpx.Client, token: str, clowder_url: str, dataset: Dataset, da
     transfer_id = transfer_id_for(SOURCE, event.id)
     _wait_completed(http, token, transfer_id)
     objects = data_dir / "objects"
-    staged = [(objects / blob_key(file.sha256)).stat().st_mtime_ns for file in dataset.files]
     manifest = (objects / "manifests" / f"{transfer_id}.json").stat().st_mtime_ns
     placed = [path.stat().st_ctime_ns for path, _ in wanted]
+    # Staged into the object store, a file's blob was last written when it was staged; staged into the
+    # home (one machine's embedded object store), the file itself was, and placing only renamed it.
+    staged = [
+        blob.stat().st_mtime_ns if blob.exists() else path.stat().st_mtime_ns
+        for file, (path, _) in zip(dataset.files, wanted, strict=True)
+        for blob in [objects / blob_key(file.sha256)]
+    ]
 
     def since(nanoseconds: int) -> float:
         return nanoseconds / 1e9 - began_wall
